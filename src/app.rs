@@ -1,0 +1,113 @@
+//! Builds the shared state, runs the server and workers, and shuts down in order:
+//! stop accepting → drain HTTP → stop workers → close the index last.
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use crate::http::State;
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreError};
+use crate::workers::uploads::UploadExpiry;
+
+/// Why the daemon could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// Storage could not be opened.
+    #[error("cannot open storage: {0}")]
+    Store(#[from] StoreError),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A feature configured that this build does not provide yet.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// Runs wharf on an already-bound listener until `shutdown` turns true.
+/// Tests bind `127.0.0.1:0` and pass the listener in.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), AppError> {
+    if config.auth.htpasswd.is_some() || config.server.tls_cert.is_some() {
+        return Err(AppError::Unsupported(
+            "auth.htpasswd and server.tls_cert are not supported by this build yet".into(),
+        ));
+    }
+    let store = Arc::new(Store::open(&config.storage.root).await?);
+    let metrics = Arc::new(Metrics::new());
+    let state = Arc::new(State::new(&config, store.clone(), metrics.clone()));
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, root = %config.storage.root.display(), "wharf serving");
+    }
+    tracing::info!("no users configured: {}", crate::auth::NO_USERS_HINT);
+
+    let expiry = UploadExpiry::new(store.clone(), metrics.clone(), config.gc.upload_expiry.0);
+    let workers = vec![tokio::spawn(expiry.run(shutdown.clone()))];
+
+    crate::server::serve(
+        listener,
+        state.clone(),
+        shutdown,
+        config.server.drain_timeout.0,
+    )
+    .await;
+
+    for w in workers {
+        let _ = w.await;
+    }
+    drop(state);
+    match Arc::try_unwrap(store) {
+        Ok(store) => store.close(),
+        Err(_) => tracing::warn!("storage still referenced at exit; index closes with the process"),
+    }
+    tracing::info!("wharf stopped");
+    Ok(())
+}
+
+/// Binds `server.listen` and runs until SIGTERM or SIGINT.
+pub async fn serve(config: Config) -> Result<(), AppError> {
+    let addr = config.server.listen;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| AppError::Bind { addr, source })?;
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown signal received");
+        let _ = tx.send(true);
+    });
+    run(config, listener, rx).await
+}
+
+/// Resolves once `shutdown` is true (or its sender is gone).
+pub async fn until_shutdown(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await.map(|_| ());
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! `GET`/`HEAD`/`DELETE /v2/<name>/blobs/<digest>`, with single byte ranges.
+
+use http::{Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+
+use super::respond;
+use crate::http::body::{Body, FileBody, empty};
+use crate::http::{ApiError, Ctx, State};
+use crate::oci::{Digest, RepoName};
+
+/// A parsed single `Range: bytes=a-b` request, resolved against a size.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ByteRange {
+    /// No usable Range header: send everything.
+    Whole,
+    /// Bytes `start..=end`.
+    Part(u64, u64),
+}
+
+/// Resolves a Range header for a blob of `size` bytes. Multi-range and malformed
+/// headers are ignored (RFC 9110 allows serving the whole body); a syntactically
+/// valid but unsatisfiable range is an error.
+pub fn parse_range(value: Option<&str>, size: u64) -> Result<ByteRange, ApiError> {
+    let Some(spec) = value.and_then(|v| v.trim().strip_prefix("bytes=")) else {
+        return Ok(ByteRange::Whole);
+    };
+    if spec.contains(',') {
+        return Ok(ByteRange::Whole);
+    }
+    let Some((a, b)) = spec.split_once('-') else {
+        return Ok(ByteRange::Whole);
+    };
+    let (a, b) = (a.trim(), b.trim());
+    let bad = ApiError::BadRange { size };
+    let range = match (a.parse::<u64>(), b.parse::<u64>()) {
+        (Ok(start), Ok(end)) if start <= end => (start, end.min(size.saturating_sub(1))),
+        (Ok(start), Err(_)) if b.is_empty() => (start, size.saturating_sub(1)),
+        (Err(_), Ok(suffix)) if a.is_empty() => {
+            if suffix == 0 {
+                return Err(bad);
+            }
+            (size.saturating_sub(suffix), size.saturating_sub(1))
+        }
+        _ => return Ok(ByteRange::Whole),
+    };
+    if range.0 >= size {
+        return Err(bad);
+    }
+    Ok(ByteRange::Part(range.0, range.1))
+}
+
+/// `GET` or `HEAD` a blob.
+pub async fn get(
+    state: &State,
+    ctx: &Ctx,
+    name: &RepoName,
+    digest: &Digest,
+    req: &Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let common = |len: u64| {
+        vec![
+            (header::CONTENT_LENGTH, len.to_string()),
+            (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
+            (
+                header::HeaderName::from_static("docker-content-digest"),
+                digest.to_string(),
+            ),
+            (header::ETAG, format!("\"{digest}\"")),
+            (header::ACCEPT_RANGES, "bytes".to_owned()),
+            (header::CACHE_CONTROL, "max-age=31536000".to_owned()),
+        ]
+    };
+    if ctx.method == http::Method::HEAD {
+        let size = state
+            .store
+            .blob_size(name, digest)
+            .await?
+            .ok_or_else(|| crate::store::StoreError::BlobUnknown(digest.clone()))?;
+        return Ok(respond(StatusCode::OK, common(size), empty()));
+    }
+    let (file, size) = state.store.open_blob(name, digest).await?;
+    let range = req
+        .headers()
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok());
+    match parse_range(range, size)? {
+        ByteRange::Whole => Ok(respond(
+            StatusCode::OK,
+            common(size),
+            FileBody::new(file, 0, size).boxed(),
+        )),
+        ByteRange::Part(start, end) => {
+            let mut h = common(end - start + 1);
+            h.push((header::CONTENT_RANGE, format!("bytes {start}-{end}/{size}")));
+            Ok(respond(
+                StatusCode::PARTIAL_CONTENT,
+                h,
+                FileBody::new(file, start, end + 1).boxed(),
+            ))
+        }
+    }
+}
+
+/// `DELETE` a blob: unlinks it from the repository; the file goes through gc.
+pub async fn delete(
+    state: &State,
+    name: &RepoName,
+    digest: &Digest,
+) -> Result<Response<Body>, ApiError> {
+    state.store.unlink_blob(name, digest).await?;
+    Ok(respond(StatusCode::ACCEPTED, vec![], empty()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range(None, 10).unwrap(), ByteRange::Whole);
+        assert_eq!(
+            parse_range(Some("bytes=0-4"), 10).unwrap(),
+            ByteRange::Part(0, 4)
+        );
+        assert_eq!(
+            parse_range(Some("bytes=5-"), 10).unwrap(),
+            ByteRange::Part(5, 9)
+        );
+        assert_eq!(
+            parse_range(Some("bytes=-3"), 10).unwrap(),
+            ByteRange::Part(7, 9)
+        );
+        assert_eq!(
+            parse_range(Some("bytes=8-100"), 10).unwrap(),
+            ByteRange::Part(8, 9)
+        );
+        assert_eq!(
+            parse_range(Some("bytes=0-1,3-4"), 10).unwrap(),
+            ByteRange::Whole
+        );
+        assert_eq!(
+            parse_range(Some("items=0-1"), 10).unwrap(),
+            ByteRange::Whole
+        );
+        assert!(parse_range(Some("bytes=10-"), 10).is_err());
+        assert!(parse_range(Some("bytes=-0"), 10).is_err());
+        assert_eq!(
+            parse_range(Some("bytes=5-2"), 10).unwrap(),
+            ByteRange::Whole
+        );
+    }
+}

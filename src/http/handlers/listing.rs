@@ -1,0 +1,118 @@
+//! Paginated listings: `/v2/_catalog`, `tags/list`, and the referrers index.
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+
+use super::respond;
+use crate::http::body::{Body, full};
+use crate::http::query::Query;
+use crate::http::{ApiError, State};
+use crate::oci::manifest::OCI_INDEX;
+use crate::oci::{Digest, ErrorCode, RepoName};
+use crate::store::Page;
+
+/// Catalog pages default to this many names (distribution's default).
+const CATALOG_DEFAULT: usize = 100;
+/// No page is longer than this.
+const PAGE_MAX: usize = 10_000;
+
+fn page_params(req: &Request<Incoming>) -> Result<(Option<usize>, Option<String>), ApiError> {
+    let q = Query::parse(req.uri().query());
+    let n = match q.get("n") {
+        None | Some("") => None,
+        Some(v) => Some(
+            v.parse::<usize>()
+                .map_err(|_| {
+                    ApiError::Invalid(ErrorCode::Unsupported, format!("n={v:?} is not a number"))
+                })?
+                .min(PAGE_MAX),
+        ),
+    };
+    let last = q.get("last").filter(|s| !s.is_empty()).map(str::to_owned);
+    Ok((n, last))
+}
+
+fn json(
+    value: &serde_json::Value,
+    content_type: &str,
+    extra: Vec<(header::HeaderName, String)>,
+) -> Response<Body> {
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    let mut headers = vec![
+        (header::CONTENT_TYPE, content_type.to_owned()),
+        (header::CONTENT_LENGTH, body.len().to_string()),
+    ];
+    headers.extend(extra);
+    respond(StatusCode::OK, headers, full(Bytes::from(body)))
+}
+
+fn link(state: &State, path: &str, page: &Page, n: usize) -> Vec<(header::HeaderName, String)> {
+    match (page.more, page.items.last()) {
+        (true, Some(last)) => vec![(
+            header::LINK,
+            format!("<{}?n={n}&last={last}>; rel=\"next\"", state.location(path)),
+        )],
+        _ => vec![],
+    }
+}
+
+/// `GET /v2/_catalog?n=&last=`.
+pub async fn catalog(state: &State, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let (n, last) = page_params(req)?;
+    let n = n.unwrap_or(CATALOG_DEFAULT);
+    let page = state.store.catalog(n, last).await?;
+    let extra = link(state, "/v2/_catalog", &page, n);
+    Ok(json(
+        &serde_json::json!({ "repositories": page.items }),
+        "application/json",
+        extra,
+    ))
+}
+
+/// `GET /v2/<name>/tags/list?n=&last=`.
+pub async fn tags(
+    state: &State,
+    name: &RepoName,
+    req: &Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let (n, last) = page_params(req)?;
+    let page = state.store.tags(name, n, last).await?;
+    let extra = match n {
+        Some(n) => link(state, &format!("/v2/{name}/tags/list"), &page, n),
+        None => vec![],
+    };
+    Ok(json(
+        &serde_json::json!({ "name": name.as_str(), "tags": page.items }),
+        "application/json",
+        extra,
+    ))
+}
+
+/// `GET /v2/<name>/referrers/<digest>?artifactType=`: an OCI index of the
+/// manifests whose subject is `digest` (empty, not 404, when there are none).
+pub async fn referrers(
+    state: &State,
+    name: &RepoName,
+    digest: &Digest,
+    req: &Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    let q = Query::parse(req.uri().query());
+    let filter = q
+        .get("artifactType")
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned);
+    let extra = match filter {
+        Some(_) => vec![(
+            header::HeaderName::from_static("oci-filters-applied"),
+            "artifactType".to_owned(),
+        )],
+        None => vec![],
+    };
+    let manifests = state.store.referrers(name, digest, filter).await?;
+    Ok(json(
+        &serde_json::json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests }),
+        OCI_INDEX,
+        extra,
+    ))
+}

@@ -1,0 +1,137 @@
+//! One file per resource; `dispatch` is the single `match` from route to handler.
+
+mod base;
+mod blobs;
+mod listing;
+mod manifests;
+mod uploads;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use super::body::{Body, empty};
+use super::{ApiError, Ctx, Route, State};
+use crate::oci::Digest;
+use crate::store::BlobWriter;
+
+/// Runs the handler for `route`.
+pub async fn dispatch(
+    state: &Arc<State>,
+    ctx: &Ctx,
+    route: Route,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
+    match route {
+        Route::Base => Ok(base::version_check()),
+        Route::Health => Ok(base::health()),
+        Route::Ready => base::ready(state).await,
+        Route::Metrics => Ok(base::metrics(state)),
+        Route::Catalog => listing::catalog(state, &req).await,
+        Route::Tags { name } => listing::tags(state, &name, &req).await,
+        Route::Referrers { name, digest } => listing::referrers(state, &name, &digest, &req).await,
+        Route::Manifest { name, reference } => match ctx.method {
+            Method::PUT => manifests::put(state, &name, &reference, req).await,
+            Method::DELETE => manifests::delete(state, &name, &reference).await,
+            _ => manifests::get(state, ctx, &name, &reference, &req).await,
+        },
+        Route::Blob { name, digest } => match ctx.method {
+            Method::DELETE => blobs::delete(state, &name, &digest).await,
+            _ => blobs::get(state, ctx, &name, &digest, &req).await,
+        },
+        Route::UploadStart { name } => uploads::start(state, &name, req).await,
+        Route::Upload { name, id } => match ctx.method {
+            Method::PATCH => uploads::patch(state, &name, &id, req).await,
+            Method::PUT => uploads::finish(state, &name, &id, req).await,
+            Method::DELETE => uploads::cancel(state, &name, &id).await,
+            _ => uploads::status(state, &name, &id).await,
+        },
+    }
+}
+
+/// A response with a status, headers and body; Content-Length is set when known.
+fn respond(
+    status: StatusCode,
+    headers: Vec<(header::HeaderName, String)>,
+    body: Body,
+) -> Response<Body> {
+    let mut resp = Response::new(body);
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    for (k, v) in headers {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            h.insert(k, v);
+        }
+    }
+    if !h.contains_key(header::CONTENT_LENGTH) {
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(0));
+    }
+    resp
+}
+
+/// `201 Created` pointing at a blob, the answer to every completed blob upload.
+fn blob_created(state: &State, name: &crate::oci::RepoName, digest: &Digest) -> Response<Body> {
+    respond(
+        StatusCode::CREATED,
+        vec![
+            (
+                header::LOCATION,
+                state.location(&format!("/v2/{name}/blobs/{digest}")),
+            ),
+            (
+                header::HeaderName::from_static("docker-content-digest"),
+                digest.to_string(),
+            ),
+        ],
+        empty(),
+    )
+}
+
+/// Streams a request body into `writer`, returning how many bytes came.
+async fn stream_into(
+    state: &State,
+    body: Incoming,
+    writer: &mut BlobWriter,
+) -> Result<u64, ApiError> {
+    let mut body = body;
+    let mut n = 0u64;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::BodyRead(e.to_string()))?;
+        if let Ok(data) = frame.into_data() {
+            n += data.len() as u64;
+            state.metrics.upload_bytes.inc_by(data.len() as u64);
+            writer.write(data).await?;
+        }
+    }
+    Ok(n)
+}
+
+/// Reads a small body whole, refusing more than `limit` bytes.
+async fn read_small(body: Incoming, limit: usize) -> Result<Option<Bytes>, ApiError> {
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(Some(c.to_bytes())),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Ok(None),
+        Err(e) => Err(ApiError::BodyRead(e.to_string())),
+    }
+}
+
+/// All values of a header joined with commas (dockerd sends `Accept` as several lines).
+fn merged(headers: &HeaderMap, name: header::HeaderName) -> String {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Parses the `digest` query parameter.
+fn digest_param(v: Option<&str>) -> Result<Digest, ApiError> {
+    let v =
+        v.ok_or_else(|| ApiError::DigestParam("the digest query parameter is required".into()))?;
+    v.parse()
+        .map_err(|e: crate::oci::DigestError| ApiError::DigestParam(e.to_string()))
+}

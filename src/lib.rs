@@ -1,0 +1,31 @@
+//! wharf: a LAN container registry daemon — pull-through mirror, private registry,
+//! replication and housekeeping in one binary.
+//!
+//! # Layout
+//!
+//! Layers point one way: `oci` ← `store` ← `http` ← `server` ← `app`.
+//!
+//! - [`oci`]: types only (digests, names, manifest views, wire error codes).
+//! - [`store`]: the redb index and content-addressed files behind registry operations.
+//! - [`auth`]: who may do what.
+//! - [`http`]: the typed router, the one error table, and one handler file per resource.
+//! - [`server`]: the accept loop, hyper-util connections and the graceful drain.
+//! - [`workers`]: background tasks (upload expiry, and later sync, replicate, evict, gc).
+//! - [`app`]: builds the shared state, runs everything, shuts down in order.
+//! - [`config`]: the TOML schema; [`metrics`]: Prometheus counters.
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![deny(rust_2018_idioms)]
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod metrics;
+pub mod oci;
+pub mod server;
+pub mod store;
+pub mod workers;

@@ -1,0 +1,129 @@
+//! Prometheus metrics: what operators graph and alert on.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels of per-request series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// Route name (`manifest`, `blob`, ...).
+    pub route: &'static str,
+    /// HTTP status code.
+    pub status: u16,
+}
+
+/// Labels of per-route series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    /// Route name.
+    pub route: &'static str,
+}
+
+/// All metrics, registered once.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    response_bytes: Family<RouteLabels, Counter>,
+    duration: Family<RouteLabels, Histogram>,
+    /// Bytes received in blob uploads.
+    pub upload_bytes: Counter,
+    /// Upload sessions currently open.
+    pub uploads_open: Gauge,
+    /// Abandoned upload sessions removed.
+    pub uploads_expired: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every series.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("wharf");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests served, by route and status",
+            requests.clone(),
+        );
+        let response_bytes = Family::<RouteLabels, Counter>::default();
+        registry.register(
+            "http_response_bytes",
+            "Response body bytes sent, by route",
+            response_bytes.clone(),
+        );
+        let duration = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0005, 4.0, 10))
+        });
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to produce response headers, by route",
+            duration.clone(),
+        );
+        let upload_bytes = Counter::default();
+        registry.register(
+            "upload_bytes",
+            "Blob bytes received from pushes",
+            upload_bytes.clone(),
+        );
+        let uploads_open = Gauge::default();
+        registry.register(
+            "uploads_open",
+            "Upload sessions currently open",
+            uploads_open.clone(),
+        );
+        let uploads_expired = Counter::default();
+        registry.register(
+            "uploads_expired",
+            "Abandoned upload sessions removed",
+            uploads_expired.clone(),
+        );
+        let started = Gauge::<i64>::default();
+        started.set(i64::try_from(crate::store::unix_now()).unwrap_or(0));
+        registry.register(
+            "start_time_seconds",
+            "Unix time the process started",
+            started,
+        );
+        Metrics {
+            registry,
+            requests,
+            response_bytes,
+            duration,
+            upload_bytes,
+            uploads_open,
+            uploads_expired,
+        }
+    }
+
+    /// Records one finished request.
+    pub fn observe_request(&self, route: &'static str, status: u16, bytes: u64, elapsed: Duration) {
+        self.requests
+            .get_or_create(&RequestLabels { route, status })
+            .inc();
+        self.response_bytes
+            .get_or_create(&RouteLabels { route })
+            .inc_by(bytes);
+        self.duration
+            .get_or_create(&RouteLabels { route })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

@@ -1,0 +1,83 @@
+//! The accept loop: one task per connection through hyper-util (HTTP/1.1 and h2),
+//! TCP_NODELAY so each small response leaves at once, and a bounded graceful
+//! drain when shutdown is signalled.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::http::{State, handle};
+
+/// How long a client may take to send request headers (slow clients hold sockets).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Accepts connections until `shutdown` turns true, then waits up to `drain` for
+/// in-flight requests and returns (what is left is cut when the runtime ends).
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<State>,
+    mut shutdown: watch::Receiver<bool>,
+    drain: Duration,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .keep_alive(true);
+    builder.http2().timer(TokioTimer::new());
+    let graceful = GracefulShutdown::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, remote) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off briefly, keep serving.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service(state.clone(), remote));
+                let conn = graceful.watch(conn.into_owned());
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, client = %remote, "connection ended with an error");
+                    }
+                });
+            }
+            _ = crate::app::until_shutdown(&mut shutdown) => break,
+        }
+    }
+    drop(listener);
+    tracing::info!("no longer accepting connections; draining in-flight requests");
+    tokio::select! {
+        _ = graceful.shutdown() => tracing::info!("all connections drained"),
+        _ = tokio::time::sleep(drain) => tracing::warn!(?drain, "drain deadline reached; cutting remaining connections"),
+    }
+}
+
+fn service(
+    state: Arc<State>,
+    remote: SocketAddr,
+) -> impl hyper::service::Service<
+    http::Request<hyper::body::Incoming>,
+    Response = http::Response<crate::http::Body>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<http::Response<crate::http::Body>, Infallible>> + Send,
+> + Clone {
+    service_fn(move |req| {
+        let state = state.clone();
+        async move { Ok::<_, Infallible>(handle(state, req, remote).await) }
+    })
+}

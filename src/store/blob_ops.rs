@@ -1,0 +1,287 @@
+//! Blob reads, links, mounts and the upload lifecycle.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use redb::ReadableTable;
+
+use super::meta::{BlobRecord, Origin, RepoRecord, UploadRecord, decode, encode};
+use super::{SessionHandle, Store, StoreError, tables, unix_now};
+use crate::oci::{Digest, RepoName};
+
+/// Links `digest` into `repo` and makes sure the repository row exists; used by
+/// uploads and mounts inside their write transaction.
+pub(super) fn link(
+    txn: &redb::WriteTransaction,
+    repo: &str,
+    digest: &str,
+    origin: Origin,
+) -> Result<(), StoreError> {
+    txn.open_table(tables::REPO_BLOBS)?
+        .insert((repo, digest), ())?;
+    ensure_repo(txn, repo, origin)
+}
+
+/// Creates the repository row if missing.
+pub(super) fn ensure_repo(
+    txn: &redb::WriteTransaction,
+    repo: &str,
+    origin: Origin,
+) -> Result<(), StoreError> {
+    let mut repos = txn.open_table(tables::REPOS)?;
+    if repos.get(repo)?.is_none() {
+        let rec = encode(&RepoRecord {
+            origin,
+            upstream: None,
+        })?;
+        repos.insert(repo, rec.as_slice())?;
+    }
+    Ok(())
+}
+
+/// Size of a blob readable in `repo` (a linked blob, or a manifest of the repo).
+pub(super) fn readable_size(
+    txn: &redb::ReadTransaction,
+    repo: &str,
+    digest: &str,
+) -> Result<Option<u64>, StoreError> {
+    let linked = txn
+        .open_table(tables::REPO_BLOBS)?
+        .get((repo, digest))?
+        .is_some()
+        || txn
+            .open_table(tables::MANIFESTS)?
+            .get((repo, digest))?
+            .is_some();
+    if !linked {
+        return Ok(None);
+    }
+    match txn.open_table(tables::BLOBS)?.get(digest)? {
+        Some(v) => Ok(Some(decode::<BlobRecord>(v.value())?.size)),
+        None => Ok(None),
+    }
+}
+
+impl Store {
+    /// Size of `digest` if readable through `repo`.
+    pub async fn blob_size(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<u64>, StoreError> {
+        let (r, d) = (repo.to_string(), digest.to_string());
+        self.meta.read(move |txn| readable_size(txn, &r, &d)).await
+    }
+
+    /// Opens `digest` for reading through `repo`: the file and its size.
+    pub async fn open_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<(std::fs::File, u64), StoreError> {
+        let (r, d) = (repo.to_string(), digest.to_string());
+        let path = self.files.path(digest);
+        let dg = digest.clone();
+        self.meta
+            .read(move |txn| {
+                let size = readable_size(txn, &r, &d)?
+                    .ok_or_else(|| StoreError::BlobUnknown(dg.clone()))?;
+                match std::fs::File::open(&path) {
+                    Ok(f) => Ok((f, size)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        tracing::error!(digest = %dg, "index names a blob whose file is missing");
+                        Err(StoreError::BlobUnknown(dg))
+                    }
+                    Err(e) => Err(e.into()),
+                }
+            })
+            .await
+    }
+
+    /// Removes the link of `digest` from `repo` (the file goes later, through gc).
+    pub async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<(), StoreError> {
+        let (r, d) = (repo.to_string(), digest.to_string());
+        let dg = digest.clone();
+        self.meta
+            .write(move |txn| {
+                let removed = txn
+                    .open_table(tables::REPO_BLOBS)?
+                    .remove((r.as_str(), d.as_str()))?
+                    .is_some();
+                if removed {
+                    Ok(())
+                } else {
+                    Err(StoreError::BlobUnknown(dg.clone()))
+                }
+            })
+            .await
+    }
+
+    /// Cross-repository mount: links `digest` into `repo` if `from` has it.
+    /// Returns false when `from` does not (the caller then opens an upload).
+    pub async fn mount_blob(
+        &self,
+        repo: &RepoName,
+        from: &RepoName,
+        digest: &Digest,
+    ) -> Result<bool, StoreError> {
+        let (r, f, d) = (repo.to_string(), from.to_string(), digest.to_string());
+        self.meta
+            .write(move |txn| {
+                let present = txn
+                    .open_table(tables::REPO_BLOBS)?
+                    .get((f.as_str(), d.as_str()))?
+                    .is_some()
+                    && txn.open_table(tables::BLOBS)?.get(d.as_str())?.is_some();
+                if present {
+                    link(txn, &r, &d, Origin::Pushed)?;
+                }
+                Ok(present)
+            })
+            .await
+    }
+
+    /// Opens an upload session in `repo` and returns its id.
+    pub async fn begin_upload(&self, repo: &RepoName) -> Result<String, StoreError> {
+        let files = self.files.clone();
+        let writer = tokio::task::spawn_blocking(move || files.writer()).await??;
+        let id = self.uploads.insert(repo.clone(), writer)?;
+        let rec = encode(&UploadRecord {
+            repo: repo.to_string(),
+            started: unix_now(),
+        })?;
+        let key = id.clone();
+        self.meta
+            .write(move |txn| {
+                txn.open_table(tables::UPLOADS)?
+                    .insert(key.as_str(), rec.as_slice())?;
+                Ok(())
+            })
+            .await?;
+        Ok(id)
+    }
+
+    /// The session `id`, only if it belongs to `repo` (an id is no key to another repo).
+    pub fn upload(&self, repo: &RepoName, id: &str) -> Result<SessionHandle, StoreError> {
+        let s = self.uploads.get(id)?.ok_or(StoreError::UploadUnknown)?;
+        let same_repo = s.try_lock().map(|g| g.repo == *repo).unwrap_or(true);
+        if !same_repo {
+            return Err(StoreError::UploadUnknown);
+        }
+        Ok(s)
+    }
+
+    /// Completes a session: verifies `digest`, stores the file, links it into the
+    /// session's repository. On a digest mismatch the session is discarded.
+    pub async fn finish_upload(
+        &self,
+        id: &str,
+        session: &mut super::UploadSession,
+        digest: &Digest,
+    ) -> Result<u64, StoreError> {
+        let writer = session.writer.take().ok_or(StoreError::UploadUnknown)?;
+        let committed = writer.commit(Some(digest)).await;
+        let forget = self.forget_upload(id).await;
+        let (digest, size) = committed?;
+        forget?;
+        self.record_blob(&session.repo, &digest, size, Origin::Pushed)
+            .await?;
+        Ok(size)
+    }
+
+    /// Stores a whole blob body in one go (single-POST upload).
+    pub async fn put_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        chunks: impl IntoIterator<Item = Bytes>,
+    ) -> Result<u64, StoreError> {
+        let files = self.files.clone();
+        let mut writer = tokio::task::spawn_blocking(move || files.writer()).await??;
+        for c in chunks {
+            writer.write(c).await?;
+        }
+        let (digest, size) = writer.commit(Some(digest)).await?;
+        self.record_blob(repo, &digest, size, Origin::Pushed)
+            .await?;
+        Ok(size)
+    }
+
+    /// A fresh temp-file writer, for bodies streamed by the caller.
+    pub async fn new_writer(&self) -> Result<super::BlobWriter, StoreError> {
+        let files = self.files.clone();
+        tokio::task::spawn_blocking(move || files.writer()).await?
+    }
+
+    /// Records a committed file and links it into `repo`.
+    pub async fn record_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        size: u64,
+        origin: Origin,
+    ) -> Result<(), StoreError> {
+        let (r, d) = (repo.to_string(), digest.to_string());
+        self.meta
+            .write(move |txn| {
+                {
+                    let mut blobs = txn.open_table(tables::BLOBS)?;
+                    let existing = blobs
+                        .get(d.as_str())?
+                        .map(|v| decode::<BlobRecord>(v.value()))
+                        .transpose()?;
+                    let rec = match existing {
+                        // Pushed wins: a pushed copy must never be evicted as cache.
+                        Some(mut rec)
+                            if origin == Origin::Pushed && rec.origin != Origin::Pushed =>
+                        {
+                            rec.origin = Origin::Pushed;
+                            Some(rec)
+                        }
+                        Some(_) => None,
+                        None => Some(BlobRecord {
+                            size,
+                            created: unix_now(),
+                            origin,
+                            pinned: false,
+                        }),
+                    };
+                    if let Some(rec) = rec {
+                        blobs.insert(d.as_str(), encode(&rec)?.as_slice())?;
+                    }
+                }
+                link(txn, &r, &d, origin)
+            })
+            .await
+    }
+
+    /// Cancels a session and drops its temp file.
+    pub async fn cancel_upload(&self, repo: &RepoName, id: &str) -> Result<(), StoreError> {
+        let s = self.upload(repo, id)?;
+        s.lock().await.writer = None;
+        self.forget_upload(id).await
+    }
+
+    async fn forget_upload(&self, id: &str) -> Result<(), StoreError> {
+        self.uploads.remove(id)?;
+        let key = id.to_owned();
+        self.meta
+            .write(move |txn| {
+                txn.open_table(tables::UPLOADS)?.remove(key.as_str())?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// Cancels sessions idle for `expiry`; returns how many.
+    pub async fn expire_uploads(&self, expiry: Duration) -> Result<usize, StoreError> {
+        let ids = self.uploads.idle(expiry)?;
+        for id in &ids {
+            if let Some(s) = self.uploads.get(id)? {
+                s.lock().await.writer = None;
+            }
+            self.forget_upload(id).await?;
+        }
+        Ok(ids.len())
+    }
+}

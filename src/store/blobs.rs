@@ -1,0 +1,243 @@
+//! Content-addressed files: `blobs/sha256/ab/abcd…`, one immutable file per digest.
+//! New content goes to `tmp/`, is hashed while written, fsynced and renamed into
+//! place; nothing half-written is ever at a `blobs/` path.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use tokio::task::JoinHandle;
+
+use super::StoreError;
+use crate::oci::{Digest, DigestHasher};
+
+/// Bytes gathered before one blocking write+hash hop.
+const FLUSH_AT: usize = 1 << 20;
+
+/// The two directories under `storage.root` that hold content.
+#[derive(Debug, Clone)]
+pub struct BlobFiles {
+    blobs: PathBuf,
+    tmp: PathBuf,
+}
+
+impl BlobFiles {
+    /// Creates `blobs/sha256` and an emptied `tmp/` (nothing in `tmp/` survives a
+    /// restart: uploads and downloads in flight then are gone by design).
+    pub fn open(root: &Path) -> Result<BlobFiles, StoreError> {
+        let blobs = root.join("blobs").join("sha256");
+        let tmp = root.join("tmp");
+        std::fs::create_dir_all(&blobs)?;
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp)?;
+        }
+        std::fs::create_dir_all(&tmp)?;
+        Ok(BlobFiles { blobs, tmp })
+    }
+
+    /// Where the file of `digest` lives. Safe: a `Digest` is 64 hex characters.
+    pub fn path(&self, digest: &Digest) -> PathBuf {
+        let hex = digest.hex();
+        self.blobs.join(&hex[..2]).join(hex)
+    }
+
+    /// The temp directory, also for readiness checks.
+    pub fn tmp_dir(&self) -> &Path {
+        &self.tmp
+    }
+
+    /// Starts a new temp file.
+    pub fn writer(&self) -> Result<BlobWriter, StoreError> {
+        let path = self.tmp.join(super::random_hex()?);
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        Ok(BlobWriter {
+            files: self.clone(),
+            path,
+            sink: Arc::new(Mutex::new(Sink {
+                file,
+                hasher: DigestHasher::new(),
+                failed: None,
+            })),
+            pending: Vec::new(),
+            pending_len: 0,
+            accepted: 0,
+            inflight: None,
+            committed: false,
+        })
+    }
+
+    /// Every digest with a file under `blobs/`, for start-up reconciliation.
+    pub fn list(&self) -> Result<Vec<Digest>, StoreError> {
+        let mut out = Vec::new();
+        for fan in std::fs::read_dir(&self.blobs)? {
+            let fan = fan?;
+            if !fan.file_type()?.is_dir() {
+                continue;
+            }
+            for f in std::fs::read_dir(fan.path())? {
+                let f = f?;
+                let name = f.file_name();
+                match name
+                    .to_str()
+                    .and_then(|n| format!("sha256:{n}").parse::<Digest>().ok())
+                {
+                    Some(d) => out.push(d),
+                    None => {
+                        tracing::warn!(path = %f.path().display(), "stray file in blobs/ removed");
+                        let _ = std::fs::remove_file(f.path());
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes a content file; a missing file is fine (metadata goes first, files after).
+    pub fn remove(&self, digest: &Digest) -> Result<(), StoreError> {
+        match std::fs::remove_file(self.path(digest)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+}
+
+struct Sink {
+    file: File,
+    hasher: DigestHasher,
+    failed: Option<String>,
+}
+
+/// An in-progress content file. Bytes are written and hashed on blocking threads
+/// in 1 MiB steps; a request future cancelled mid-step leaves the writer
+/// consistent (the step finishes and the next call waits for it). Dropped without
+/// `commit`, the temp file is removed.
+pub struct BlobWriter {
+    files: BlobFiles,
+    path: PathBuf,
+    sink: Arc<Mutex<Sink>>,
+    pending: Vec<Bytes>,
+    pending_len: usize,
+    accepted: u64,
+    inflight: Option<JoinHandle<()>>,
+    committed: bool,
+}
+
+impl BlobWriter {
+    /// Bytes accepted so far (the upload offset).
+    pub fn len(&self) -> u64 {
+        self.accepted
+    }
+
+    /// True before any byte arrived.
+    pub fn is_empty(&self) -> bool {
+        self.accepted == 0
+    }
+
+    /// Appends a chunk.
+    pub async fn write(&mut self, chunk: Bytes) -> Result<(), StoreError> {
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        self.accepted += chunk.len() as u64;
+        self.pending_len += chunk.len();
+        self.pending.push(chunk);
+        if self.pending_len >= FLUSH_AT {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn settle(&mut self) -> Result<(), StoreError> {
+        if let Some(h) = self.inflight.as_mut() {
+            let r = h.await;
+            self.inflight = None;
+            r?;
+        }
+        let failed = self
+            .sink
+            .lock()
+            .map_err(|_| StoreError::Poisoned)?
+            .failed
+            .clone();
+        match failed {
+            Some(e) => Err(std::io::Error::other(e).into()),
+            None => Ok(()),
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), StoreError> {
+        self.settle().await?;
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let bufs = std::mem::take(&mut self.pending);
+        self.pending_len = 0;
+        let sink = self.sink.clone();
+        self.inflight = Some(tokio::task::spawn_blocking(move || {
+            let Ok(mut s) = sink.lock() else { return };
+            if s.failed.is_some() {
+                return;
+            }
+            for b in bufs {
+                if let Err(e) = s.file.write_all(&b) {
+                    s.failed = Some(e.to_string());
+                    return;
+                }
+                s.hasher.update(&b);
+            }
+        }));
+        self.settle().await
+    }
+
+    /// Finishes the file: fsync, verify against `expected` (if given), rename into
+    /// `blobs/`. Returns the digest and size. On a mismatch the temp file is dropped.
+    pub async fn commit(mut self, expected: Option<&Digest>) -> Result<(Digest, u64), StoreError> {
+        self.flush().await?;
+        let sink = self.sink.clone();
+        let files = self.files.clone();
+        let tmp = self.path.clone();
+        let expected = expected.cloned();
+        let size = self.accepted;
+        let digest = tokio::task::spawn_blocking(move || -> Result<Digest, StoreError> {
+            let s = sink.lock().map_err(|_| StoreError::Poisoned)?;
+            let digest = s.hasher.clone().finish();
+            if let Some(exp) = &expected {
+                if *exp != digest {
+                    return Err(StoreError::DigestMismatch {
+                        expected: exp.clone(),
+                        actual: digest,
+                    });
+                }
+            }
+            s.file.sync_all()?;
+            let dest = files.path(&digest);
+            let dir = dest.parent().map(Path::to_path_buf).unwrap_or_default();
+            if dest.exists() {
+                // Same digest, same bytes: the existing file stays.
+                let _ = std::fs::remove_file(&tmp);
+            } else {
+                std::fs::create_dir_all(&dir)?;
+                std::fs::rename(&tmp, &dest)?;
+                File::open(&dir)?.sync_all()?;
+            }
+            Ok(digest)
+        })
+        .await??;
+        self.committed = true;
+        Ok((digest, size))
+    }
+}
+
+impl Drop for BlobWriter {
+    fn drop(&mut self) {
+        if !self.committed {
+            // unlink is cheap; a step still in flight writes to an unlinked file.
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}

@@ -1,0 +1,393 @@
+//! Manifests, tags, referrers and the catalog.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use redb::ReadableTable;
+
+use super::blob_ops::ensure_repo;
+use super::meta::{BlobRecord, ManifestRecord, Origin, TagRecord, decode, encode};
+use super::{Store, StoreError, tables, unix_now};
+use crate::oci::{
+    Descriptor, Digest, ManifestView, Reference, RepoName, manifest::MAX_MANIFEST_BYTES,
+};
+
+/// What a GET or HEAD of a manifest needs before reading bytes.
+#[derive(Debug, Clone)]
+pub struct ManifestInfo {
+    /// Content address.
+    pub digest: Digest,
+    /// Served as Content-Type.
+    pub media_type: String,
+    /// Bytes.
+    pub size: u64,
+}
+
+/// The outcome of a manifest push.
+#[derive(Debug, Clone)]
+pub struct PutManifest {
+    /// Digest of the stored bytes.
+    pub digest: Digest,
+    /// The subject, echoed as `OCI-Subject`.
+    pub subject: Option<Digest>,
+}
+
+/// One page of a sorted listing.
+#[derive(Debug, Clone)]
+pub struct Page {
+    /// The entries.
+    pub items: Vec<String>,
+    /// Whether more follow (then a `Link` header is due).
+    pub more: bool,
+}
+
+fn check_references(
+    txn: &redb::WriteTransaction,
+    repo: &str,
+    view: &ManifestView,
+) -> Result<(), StoreError> {
+    let links = txn.open_table(tables::REPO_BLOBS)?;
+    let manifests = txn.open_table(tables::MANIFESTS)?;
+    let blobs = txn.open_table(tables::BLOBS)?;
+    let size_of = |d: &str| -> Result<Option<u64>, StoreError> {
+        blobs
+            .get(d)?
+            .map(|v| decode::<BlobRecord>(v.value()).map(|r| r.size))
+            .transpose()
+    };
+    for desc in view.blobs.iter().filter(|d| !d.is_foreign()) {
+        let d = desc.digest.to_string();
+        let linked = links.get((repo, d.as_str()))?.is_some()
+            || manifests.get((repo, d.as_str()))?.is_some();
+        let size = if linked { size_of(&d)? } else { None };
+        check_size(desc, size)?;
+    }
+    for desc in &view.children {
+        let d = desc.digest.to_string();
+        let size = match manifests.get((repo, d.as_str()))? {
+            Some(v) => Some(decode::<ManifestRecord>(v.value())?.size),
+            None => None,
+        };
+        check_size(desc, size)?;
+    }
+    Ok(())
+}
+
+fn check_size(desc: &Descriptor, stored: Option<u64>) -> Result<(), StoreError> {
+    match stored {
+        None => Err(StoreError::ManifestBlobUnknown(desc.digest.clone())),
+        Some(s) if s != desc.size => Err(StoreError::ManifestInvalid(format!(
+            "descriptor of {} says {} bytes but the stored content has {s}",
+            desc.digest, desc.size
+        ))),
+        Some(_) => Ok(()),
+    }
+}
+
+fn resolve(
+    txn: &redb::ReadTransaction,
+    repo: &str,
+    reference: &Reference,
+) -> Result<Option<String>, StoreError> {
+    Ok(match reference {
+        Reference::Digest(d) => Some(d.to_string()),
+        Reference::Tag(t) => match txn.open_table(tables::TAGS)?.get((repo, t.as_str()))? {
+            Some(v) => Some(decode::<TagRecord>(v.value())?.digest),
+            None => None,
+        },
+    })
+}
+
+impl Store {
+    /// Validates and stores a manifest pushed to `repo` under `reference`.
+    pub async fn put_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        body: Bytes,
+        content_type: &str,
+    ) -> Result<PutManifest, StoreError> {
+        if body.len() > MAX_MANIFEST_BYTES {
+            return Err(StoreError::ManifestInvalid(
+                "manifest is larger than 4 MiB".into(),
+            ));
+        }
+        let ct = content_type.to_owned();
+        let b = body.clone();
+        let (view, digest) = tokio::task::spawn_blocking(move || {
+            let view = ManifestView::parse(&b, &ct)
+                .map_err(|e| StoreError::ManifestInvalid(e.to_string()));
+            (view, Digest::of_bytes(&b))
+        })
+        .await?;
+        let view = Arc::new(view?);
+        if let Reference::Digest(expected) = reference {
+            if *expected != digest {
+                return Err(StoreError::DigestMismatch {
+                    expected: expected.clone(),
+                    actual: digest,
+                });
+            }
+        }
+        let size = body.len() as u64;
+        let mut writer = self.new_writer().await?;
+        writer.write(body).await?;
+        writer.commit(Some(&digest)).await?;
+
+        let subject = view.subject.as_ref().map(|s| s.digest.clone());
+        let (r, d) = (repo.to_string(), digest.to_string());
+        let tag = match reference {
+            Reference::Tag(t) => Some(t.to_string()),
+            Reference::Digest(_) => None,
+        };
+        let record = encode(&ManifestRecord {
+            media_type: view.media_type.clone(),
+            size,
+            subject: subject.as_ref().map(|s| s.to_string()),
+            artifact_type: view.artifact_type.clone(),
+        })?;
+        let referrer = encode(&Descriptor {
+            media_type: view.media_type.clone(),
+            digest: digest.clone(),
+            size,
+            artifact_type: view.artifact_type.clone(),
+            annotations: view.annotations.clone(),
+            platform: None,
+            urls: None,
+        })?;
+        let v = view.clone();
+        self.meta
+            .write(move |txn| {
+                check_references(txn, &r, &v)?;
+                let now = unix_now();
+                {
+                    let mut blobs = txn.open_table(tables::BLOBS)?;
+                    if blobs.get(d.as_str())?.is_none() {
+                        let rec = encode(&BlobRecord {
+                            size,
+                            created: now,
+                            origin: Origin::Pushed,
+                            pinned: false,
+                        })?;
+                        blobs.insert(d.as_str(), rec.as_slice())?;
+                    }
+                }
+                txn.open_table(tables::MANIFESTS)?
+                    .insert((r.as_str(), d.as_str()), record.as_slice())?;
+                if let Some(tag) = &tag {
+                    let rec = encode(&TagRecord {
+                        digest: d.clone(),
+                        updated: now,
+                        checked: None,
+                    })?;
+                    txn.open_table(tables::TAGS)?
+                        .insert((r.as_str(), tag.as_str()), rec.as_slice())?;
+                }
+                if let Some(subject) = &v.subject {
+                    let s = subject.digest.to_string();
+                    txn.open_table(tables::REFERRERS)?
+                        .insert((r.as_str(), s.as_str(), d.as_str()), referrer.as_slice())?;
+                }
+                ensure_repo(txn, &r, Origin::Pushed)
+            })
+            .await?;
+        Ok(PutManifest { digest, subject })
+    }
+
+    /// Looks up a manifest by tag or digest.
+    pub async fn manifest_info(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<ManifestInfo, StoreError> {
+        let r = repo.to_string();
+        let reference = reference.clone();
+        self.meta
+            .read(move |txn| {
+                let unknown = || StoreError::ManifestUnknown(reference.to_string());
+                let d = resolve(txn, &r, &reference)?.ok_or_else(unknown)?;
+                let rec = txn
+                    .open_table(tables::MANIFESTS)?
+                    .get((r.as_str(), d.as_str()))?
+                    .ok_or_else(unknown)?;
+                let rec: ManifestRecord = decode(rec.value())?;
+                let digest = d
+                    .parse()
+                    .map_err(|_| StoreError::Corrupt(format!("bad digest {d:?} in index")))?;
+                Ok(ManifestInfo {
+                    digest,
+                    media_type: rec.media_type,
+                    size: rec.size,
+                })
+            })
+            .await
+    }
+
+    /// Reads stored manifest bytes (at most 4 MiB by construction).
+    pub async fn manifest_bytes(&self, info: &ManifestInfo) -> Result<Bytes, StoreError> {
+        let path = self.files.path(&info.digest);
+        match tokio::fs::read(&path).await {
+            Ok(b) => Ok(Bytes::from(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                tracing::error!(digest = %info.digest, "index names a manifest whose file is missing");
+                Err(StoreError::ManifestUnknown(info.digest.to_string()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Deletes a manifest (by digest: the manifest, its tags and its referrers
+    /// entry) or a tag (by tag: only the tag).
+    pub async fn delete_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<(), StoreError> {
+        let r = repo.to_string();
+        let reference = reference.clone();
+        self.meta
+            .write(move |txn| {
+                let unknown = || StoreError::ManifestUnknown(reference.to_string());
+                match &reference {
+                    Reference::Tag(t) => {
+                        let removed = txn
+                            .open_table(tables::TAGS)?
+                            .remove((r.as_str(), t.as_str()))?
+                            .is_some();
+                        if removed { Ok(()) } else { Err(unknown()) }
+                    }
+                    Reference::Digest(dg) => {
+                        let d = dg.to_string();
+                        let rec = {
+                            let mut manifests = txn.open_table(tables::MANIFESTS)?;
+                            let old = manifests.remove((r.as_str(), d.as_str()))?;
+                            match old {
+                                Some(v) => decode::<ManifestRecord>(v.value())?,
+                                None => return Err(unknown()),
+                            }
+                        };
+                        let mut tags = txn.open_table(tables::TAGS)?;
+                        let mut doomed = Vec::new();
+                        for item in tags.range((r.as_str(), "")..)? {
+                            let (k, v) = item?;
+                            let (kr, kt) = k.value();
+                            if kr != r {
+                                break;
+                            }
+                            if decode::<TagRecord>(v.value())?.digest == d {
+                                doomed.push(kt.to_owned());
+                            }
+                        }
+                        for t in doomed {
+                            tags.remove((r.as_str(), t.as_str()))?;
+                        }
+                        if let Some(s) = rec.subject {
+                            txn.open_table(tables::REFERRERS)?.remove((
+                                r.as_str(),
+                                s.as_str(),
+                                d.as_str(),
+                            ))?;
+                        }
+                        Ok(())
+                    }
+                }
+            })
+            .await
+    }
+
+    /// Tags of `repo` in lexical order after `last`, at most `n`.
+    pub async fn tags(
+        &self,
+        repo: &RepoName,
+        n: Option<usize>,
+        last: Option<String>,
+    ) -> Result<Page, StoreError> {
+        let r = repo.to_string();
+        let rn = repo.clone();
+        self.meta
+            .read(move |txn| {
+                if txn.open_table(tables::REPOS)?.get(r.as_str())?.is_none() {
+                    return Err(StoreError::NameUnknown(rn));
+                }
+                let tags = txn.open_table(tables::TAGS)?;
+                let start = last.unwrap_or_default();
+                let mut items = Vec::new();
+                let limit = n.unwrap_or(usize::MAX);
+                let mut more = false;
+                for item in tags.range((r.as_str(), start.as_str())..)? {
+                    let (k, _) = item?;
+                    let (kr, kt) = k.value();
+                    if kr != r {
+                        break;
+                    }
+                    if kt == start {
+                        continue;
+                    }
+                    if items.len() == limit {
+                        more = true;
+                        break;
+                    }
+                    items.push(kt.to_owned());
+                }
+                Ok(Page { items, more })
+            })
+            .await
+    }
+
+    /// Repository names in lexical order after `last`, at most `n`.
+    pub async fn catalog(&self, n: usize, last: Option<String>) -> Result<Page, StoreError> {
+        self.meta
+            .read(move |txn| {
+                let repos = txn.open_table(tables::REPOS)?;
+                let start = last.unwrap_or_default();
+                let mut items = Vec::new();
+                let mut more = false;
+                for item in repos.range(start.as_str()..)? {
+                    let (k, _) = item?;
+                    let name = k.value();
+                    if name == start {
+                        continue;
+                    }
+                    if items.len() == n {
+                        more = true;
+                        break;
+                    }
+                    items.push(name.to_owned());
+                }
+                Ok(Page { items, more })
+            })
+            .await
+    }
+
+    /// Manifests in `repo` whose subject is `subject`, optionally only those of
+    /// `artifact_type`.
+    pub async fn referrers(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        artifact_type: Option<String>,
+    ) -> Result<Vec<Descriptor>, StoreError> {
+        let (r, s) = (repo.to_string(), subject.to_string());
+        self.meta
+            .read(move |txn| {
+                let table = txn.open_table(tables::REFERRERS)?;
+                let mut out = Vec::new();
+                for item in table.range((r.as_str(), s.as_str(), "")..)? {
+                    let (k, v) = item?;
+                    let (kr, ks, _) = k.value();
+                    if kr != r || ks != s {
+                        break;
+                    }
+                    let desc: Descriptor = decode(v.value())?;
+                    if artifact_type
+                        .as_deref()
+                        .is_none_or(|a| desc.artifact_type.as_deref() == Some(a))
+                    {
+                        out.push(desc);
+                    }
+                }
+                Ok(out)
+            })
+            .await
+    }
+}

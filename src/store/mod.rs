@@ -1,0 +1,198 @@
+//! Storage: the redb index and the content files, behind registry-shaped
+//! operations. Nothing here sees an HTTP type; handlers never see redb or a path.
+//!
+//! Invariants: a content file is complete and verified before any row names it; a
+//! row is removed before its file; a blob is readable in a repository only if
+//! linked there.
+
+pub mod blobs;
+pub mod meta;
+pub mod tables;
+pub mod uploads;
+
+mod blob_ops;
+mod manifest_ops;
+mod reconcile;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::oci::{Digest, RepoName};
+
+pub use blobs::{BlobFiles, BlobWriter};
+pub use manifest_ops::{ManifestInfo, Page, PutManifest};
+pub use meta::{Meta, Origin};
+pub use uploads::{SessionHandle, UploadSession, UploadTable};
+
+/// Everything that can go wrong below the HTTP layer. `http/error.rs` maps each
+/// variant to an OCI code in one place.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// Disk trouble (full disk included).
+    #[error("storage I/O error: {0}")]
+    Io(Arc<std::io::Error>),
+    /// redb failed.
+    #[error("index error: {0}")]
+    Index(String),
+    /// A stored value could not be decoded.
+    #[error("index value damaged: {0}")]
+    Corrupt(String),
+    /// The index writer is gone (shutting down).
+    #[error("index is closed")]
+    Closed,
+    /// A lock holder panicked.
+    #[error("internal lock poisoned")]
+    Poisoned,
+    /// Content hashed to something other than what was promised.
+    #[error("content digest is {actual}, expected {expected}")]
+    DigestMismatch {
+        /// What the client or manifest said.
+        expected: Digest,
+        /// What the bytes hash to.
+        actual: Digest,
+    },
+    /// No such blob in this repository.
+    #[error("blob {0} is unknown to this repository")]
+    BlobUnknown(Digest),
+    /// No such manifest or tag in this repository.
+    #[error("manifest {0} is unknown to this repository")]
+    ManifestUnknown(String),
+    /// No such repository.
+    #[error("repository {0} is unknown")]
+    NameUnknown(RepoName),
+    /// A manifest names content the repository does not have.
+    #[error("manifest references {0}, which this repository does not have")]
+    ManifestBlobUnknown(Digest),
+    /// A manifest is malformed or inconsistent.
+    #[error("{0}")]
+    ManifestInvalid(String),
+    /// No such upload session (finished, cancelled, expired or never started).
+    #[error("upload session is unknown")]
+    UploadUnknown,
+    /// A chunk does not start where the upload currently ends.
+    #[error("chunk does not start at the upload's current end ({offset} bytes received)")]
+    UploadRange {
+        /// Bytes received so far.
+        offset: u64,
+    },
+    /// Declared and actual sizes disagree.
+    #[error("{0}")]
+    SizeInvalid(String),
+}
+
+impl From<std::io::Error> for StoreError {
+    fn from(e: std::io::Error) -> Self {
+        StoreError::Io(Arc::new(e))
+    }
+}
+
+impl From<redb::Error> for StoreError {
+    fn from(e: redb::Error) -> Self {
+        StoreError::Index(e.to_string())
+    }
+}
+
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Index(e.to_string())
+            }
+        }
+    )*};
+}
+from_redb!(
+    redb::TableError,
+    redb::StorageError,
+    redb::TransactionError,
+    redb::CommitError,
+    redb::DatabaseError
+);
+
+impl From<tokio::task::JoinError> for StoreError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        StoreError::Io(Arc::new(std::io::Error::other(e.to_string())))
+    }
+}
+
+/// The storage engine: index, content files, open uploads.
+pub struct Store {
+    meta: Meta,
+    files: BlobFiles,
+    uploads: UploadTable,
+    root: PathBuf,
+}
+
+/// 32 random hex characters: unguessable names for temp files and upload ids.
+pub fn random_hex() -> Result<String, StoreError> {
+    let mut raw = [0u8; 16];
+    getrandom::fill(&mut raw)
+        .map_err(|e| StoreError::from(std::io::Error::other(e.to_string())))?;
+    Ok(raw.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Seconds since the epoch, for record timestamps.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Store {
+    /// Opens `root`: creates the layout, empties `tmp/`, opens the index and
+    /// reconciles it with the files (a crash between rename and index write leaves
+    /// an orphan file; a lost file leaves rows that must go).
+    pub async fn open(root: &Path) -> Result<Store, StoreError> {
+        let root = root.to_path_buf();
+        let r = root.clone();
+        let (meta, files) = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
+            std::fs::create_dir_all(&r)?;
+            let files = BlobFiles::open(&r)?;
+            let meta = Meta::open(&r.join("index.redb"))?;
+            Ok((meta, files))
+        })
+        .await??;
+        let store = Store {
+            meta,
+            files,
+            uploads: UploadTable::default(),
+            root,
+        };
+        store.reconcile().await?;
+        Ok(store)
+    }
+
+    /// The data directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The index handle, for workers and shutdown.
+    pub fn meta(&self) -> &Meta {
+        &self.meta
+    }
+
+    /// Storage is writable and the index answers: what `/readyz` reports.
+    pub async fn ready(&self) -> Result<(), StoreError> {
+        let tmp = self.files.tmp_dir().join(".ready");
+        self.meta
+            .read(move |txn| {
+                txn.open_table(tables::REPOS)?;
+                std::fs::write(&tmp, b"ok")?;
+                std::fs::remove_file(&tmp)?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// Number of open upload sessions.
+    pub fn open_uploads(&self) -> usize {
+        self.uploads.len()
+    }
+
+    /// Stops the index writer; the last step of shutdown.
+    pub fn close(self) {
+        self.meta.close();
+    }
+}

@@ -1,0 +1,55 @@
+//! Expires abandoned uploads (`[gc] upload_expiry`), removing their temp files.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreError};
+
+/// The upload-expiry worker.
+pub struct UploadExpiry {
+    store: Arc<Store>,
+    metrics: Arc<Metrics>,
+    expiry: Duration,
+}
+
+impl UploadExpiry {
+    /// A worker for sessions idle longer than `expiry`.
+    pub fn new(store: Arc<Store>, metrics: Arc<Metrics>, expiry: Duration) -> Self {
+        UploadExpiry {
+            store,
+            metrics,
+            expiry,
+        }
+    }
+
+    /// One pass; public so tests can drive it without waiting.
+    pub async fn run_once(&self) -> Result<usize, StoreError> {
+        let n = self.store.expire_uploads(self.expiry).await?;
+        if n > 0 {
+            tracing::info!(count = n, "abandoned uploads expired");
+            self.metrics.uploads_expired.inc_by(n as u64);
+        }
+        Ok(n)
+    }
+
+    /// Runs passes every quarter of the expiry (at least every second, at most
+    /// hourly) until shutdown.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let every = (self.expiry / 4).clamp(Duration::from_secs(1), Duration::from_secs(3600));
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    if let Err(e) = self.run_once().await {
+                        tracing::warn!(error = %e, "upload expiry pass failed");
+                    }
+                }
+                _ = crate::app::until_shutdown(&mut shutdown) => return,
+            }
+        }
+    }
+}

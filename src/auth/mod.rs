@@ -48,3 +48,43 @@ impl Authorizer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(path: &str, m: &Method) -> Route {
+        Route::parse(m, path).unwrap()
+    }
+
+    #[test]
+    fn without_users_only_loopback_writes() {
+        let auth = Authorizer::new(&Config::default());
+        let lan: SocketAddr = "192.168.1.20:40000".parse().unwrap();
+        let local: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let mapped: SocketAddr = "[::ffff:127.0.0.1]:40000".parse().unwrap();
+        let v6: SocketAddr = "[::1]:40000".parse().unwrap();
+        let put = route("/v2/a/manifests/latest", &Method::PUT);
+        let del = route("/v2/a/manifests/latest", &Method::DELETE);
+        let post = route("/v2/a/blobs/uploads/", &Method::POST);
+        let get = route("/v2/a/manifests/latest", &Method::GET);
+        for (r, m) in [
+            (&put, Method::PUT),
+            (&del, Method::DELETE),
+            (&post, Method::POST),
+        ] {
+            match auth.authorize(r, &m, lan) {
+                Err(ApiError::Denied(msg)) => assert!(msg.contains("wharf user add"), "{msg}"),
+                other => panic!("LAN {m} allowed: {other:?}"),
+            }
+            for ok in [local, mapped, v6] {
+                assert!(auth.authorize(r, &m, ok).is_ok(), "{ok} {m}");
+            }
+        }
+        assert!(auth.authorize(&get, &Method::GET, lan).is_ok());
+        let mut cfg = Config::default();
+        cfg.auth.anonymous_pull = AnonymousPull::None;
+        let closed = Authorizer::new(&cfg);
+        assert!(closed.authorize(&get, &Method::GET, lan).is_err());
+    }
+}

@@ -1,0 +1,271 @@
+//! Test harness: real wharf servers on 127.0.0.1:0 (in-process or as the built
+//! binary), HTTP helpers, image builders, and the gate for outside tools.
+#![allow(dead_code)]
+
+pub mod image;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use sha2::{Digest as _, Sha256};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use wharf::config::Config;
+
+/// sha256 digest string of bytes.
+pub fn digest(b: &[u8]) -> String {
+    let h = Sha256::digest(b);
+    let hex: String = h.iter().map(|x| format!("{x:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so tests need no rand crate.
+pub fn bytes(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(n + 8);
+    while out.len() < n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(n);
+    out
+}
+
+/// A wharf running inside the test process.
+pub struct Wharf {
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// Data directory (kept for restarts).
+    pub root: PathBuf,
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Result<(), wharf::app::AppError>>,
+}
+
+/// Parses extra TOML on top of defaults, pointing storage at `root`.
+pub fn config(root: &Path, extra: &str) -> Config {
+    let text = format!(
+        "{extra}\n[storage]\nroot = {:?}\n",
+        root.display().to_string()
+    );
+    Config::parse(&text, Path::new("test.toml")).expect("test config parses")
+}
+
+impl Wharf {
+    /// Starts on a fresh data directory inside `dir`.
+    pub async fn start(dir: &Path) -> Wharf {
+        Wharf::start_with(dir, "").await
+    }
+
+    /// Starts with extra TOML (sections other than `[storage]`).
+    pub async fn start_with(dir: &Path, extra: &str) -> Wharf {
+        let root = dir.join("data");
+        Wharf::start_config(config(&root, extra)).await
+    }
+
+    /// Starts with a full configuration.
+    pub async fn start_config(cfg: Config) -> Wharf {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let root = cfg.storage.root.clone();
+        let (tx, rx) = watch::channel(false);
+        let task = tokio::spawn(wharf::app::run(cfg, listener, rx));
+        let w = Wharf {
+            base: format!("http://{addr}"),
+            addr,
+            root,
+            shutdown: tx,
+            task,
+        };
+        // The listener is bound before run() starts, so requests queue until the
+        // store is open; one request proves it serves.
+        let r = http()
+            .get(w.url("/v2/"))
+            .send()
+            .await
+            .expect("wharf answers");
+        assert_eq!(r.status(), 200);
+        w
+    }
+
+    /// Absolute URL of a path.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Graceful stop; returns once the index is closed.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        self.task.await.expect("join").expect("clean exit");
+    }
+}
+
+/// An HTTP client that never pools (like dockerd and skopeo: one connection per request).
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+/// The first error code of a spec error body.
+pub async fn error_code(r: reqwest::Response) -> String {
+    let v: serde_json::Value = r.json().await.expect("error body is JSON");
+    v["errors"][0]["code"].as_str().unwrap_or("").to_owned()
+}
+
+/// Monolithic upload (POST then PUT); returns the digest.
+pub async fn push_blob(w: &Wharf, repo: &str, data: &[u8]) -> String {
+    let c = http();
+    let d = digest(data);
+    let r = c
+        .post(w.url(&format!("/v2/{repo}/blobs/uploads/")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202, "upload start");
+    let loc = r.headers()["location"].to_str().unwrap().to_owned();
+    let sep = if loc.contains('?') { '&' } else { '?' };
+    let r = c
+        .put(w.url(&format!("{loc}{sep}digest={d}")))
+        .body(data.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        201,
+        "upload finish: {}",
+        r.text().await.unwrap_or_default()
+    );
+    d
+}
+
+/// PUTs a manifest; returns the response.
+pub async fn put_manifest(
+    w: &Wharf,
+    repo: &str,
+    reference: &str,
+    media_type: &str,
+    body: &[u8],
+) -> reqwest::Response {
+    http()
+        .put(w.url(&format!("/v2/{repo}/manifests/{reference}")))
+        .header("content-type", media_type)
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Pushes config + layers and an image manifest under `tag`; returns the manifest
+/// bytes and digest.
+pub async fn push_image(w: &Wharf, repo: &str, tag: &str, layers: &[Vec<u8>]) -> (Vec<u8>, String) {
+    let img = image::Image::new(layers.to_vec());
+    for (_, blob) in img.blobs() {
+        push_blob(w, repo, blob).await;
+    }
+    let r = put_manifest(w, repo, tag, image::OCI_MANIFEST, &img.manifest).await;
+    assert_eq!(r.status(), 201, "manifest push");
+    let d = digest(&img.manifest);
+    (img.manifest, d)
+}
+
+/// The wharf binary as a child process (for kill -9 and signal tests).
+pub struct WharfProcess {
+    /// The child.
+    pub child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    /// Lines the child wrote to stderr after start-up.
+    pub log: std::sync::mpsc::Receiver<String>,
+}
+
+impl WharfProcess {
+    /// Runs `wharf serve` with `config_text` (listen is forced to 127.0.0.1:0) and
+    /// waits for the line announcing the bound address.
+    pub fn spawn(dir: &Path, root: &Path, extra: &str) -> WharfProcess {
+        let cfg = dir.join("wharf.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "{extra}\n[server]\nlisten = \"127.0.0.1:0\"\ndrain_timeout = \"20s\"\n[storage]\nroot = {:?}\n",
+                root.display().to_string()
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wharf"))
+            .args(["serve", "--config"])
+            .arg(&cfg)
+            .env("WHARF_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn wharf");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let addr = loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = rx.recv_timeout(left).expect("wharf announced its address");
+            if line.contains("wharf serving") {
+                let a = line
+                    .split("addr=")
+                    .nth(1)
+                    .unwrap()
+                    .split_whitespace()
+                    .next()
+                    .unwrap();
+                break a.to_owned();
+            }
+        };
+        WharfProcess {
+            child,
+            base: format!("http://{addr}"),
+            log: rx,
+        }
+    }
+
+    /// Absolute URL of a path.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+impl Drop for WharfProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether an outside tool may be used. Missing: skip loudly, or fail when
+/// `WHARF_REQUIRE_INTEROP=1` (CI installs everything).
+pub fn have_tool(name: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !found {
+        if std::env::var("WHARF_REQUIRE_INTEROP").as_deref() == Ok("1") {
+            panic!("{name} is required (WHARF_REQUIRE_INTEROP=1) but not installed");
+        }
+        eprintln!("\n!!! SKIPPED: `{name}` is not installed; this interop test did not run !!!\n");
+    }
+    found
+}

@@ -4,7 +4,10 @@
 mod common;
 
 use common::image::{Image, OCI_INDEX, OCI_MANIFEST, index, tar_with_file};
-use common::{Wharf, bytes, digest, error_code, http, push_blob, push_image, put_manifest};
+use common::{
+    Wharf, bytes, digest, error_code, get_json, http, push_blob, push_image, put_manifest, status,
+};
+use reqwest::Method;
 
 const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 
@@ -504,14 +507,7 @@ async fn tags_list_and_catalog_paginate_with_link() {
         );
     }
     let c = http();
-    let v: serde_json::Value = c
-        .get(w.url("/v2/a/two/tags/list"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = get_json(&w, "/v2/a/two/tags/list").await;
     assert_eq!(
         v,
         serde_json::json!({"name": "a/two", "tags": ["latest", "v1", "v2", "v3"]})
@@ -535,14 +531,7 @@ async fn tags_list_and_catalog_paginate_with_link() {
     assert!(r.headers().get("link").is_none());
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["tags"], serde_json::json!(["v2", "v3"]));
-    let v: serde_json::Value = c
-        .get(w.url("/v2/a/two/tags/list?n=0"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = get_json(&w, "/v2/a/two/tags/list?n=0").await;
     assert_eq!(v["tags"], serde_json::json!([]));
     let r = c.get(w.url("/v2/no/such/tags/list")).send().await.unwrap();
     assert_eq!(r.status(), 404);
@@ -561,14 +550,7 @@ async fn tags_list_and_catalog_paginate_with_link() {
     );
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["repositories"], serde_json::json!(["a/two", "b/one"]));
-    let v: serde_json::Value = c
-        .get(w.url("/v2/_catalog?n=2&last=b/one"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = get_json(&w, "/v2/_catalog?n=2&last=b/one").await;
     assert_eq!(v["repositories"], serde_json::json!(["c/three"]));
     w.stop().await;
 }
@@ -656,14 +638,7 @@ async fn referrers_api_with_subject_and_artifact_type_filter() {
         .await
         .unwrap();
     assert_eq!(r.status(), 202);
-    let v: serde_json::Value = c
-        .get(w.url(&format!("/v2/app/referrers/{subject}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = get_json(&w, &format!("/v2/app/referrers/{subject}")).await;
     assert_eq!(v["manifests"].as_array().unwrap().len(), 1);
     let r = c
         .get(w.url("/v2/app/referrers/sha256:short"))
@@ -695,65 +670,31 @@ async fn deletes_of_manifests_tags_and_blobs() {
     let c = http();
     // Deleting a tag leaves the manifest and other tags.
     assert_eq!(
-        c.delete(w.url("/v2/app/manifests/v2"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        status(&w, Method::DELETE, "/v2/app/manifests/v2").await,
         202
     );
+    assert_eq!(status(&w, Method::GET, "/v2/app/manifests/v2").await, 404);
     assert_eq!(
-        c.get(w.url("/v2/app/manifests/v2"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
-    assert_eq!(
-        c.get(w.url(&format!("/v2/app/manifests/{d}")))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        status(&w, Method::GET, &format!("/v2/app/manifests/{d}")).await,
         200
     );
     assert_eq!(
-        c.delete(w.url("/v2/app/manifests/v2"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        status(&w, Method::DELETE, "/v2/app/manifests/v2").await,
         404
     );
     // Deleting by digest removes the manifest and every tag on it.
     assert_eq!(
-        c.delete(w.url(&format!("/v2/app/manifests/{d}")))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        status(&w, Method::DELETE, &format!("/v2/app/manifests/{d}")).await,
         202
     );
     let r = c.get(w.url("/v2/app/manifests/v1")).send().await.unwrap();
     assert_eq!(error_code(r).await, "MANIFEST_UNKNOWN");
-    let v: serde_json::Value = c
-        .get(w.url("/v2/app/tags/list"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = get_json(&w, "/v2/app/tags/list").await;
     assert_eq!(v["tags"], serde_json::json!([]));
     // Blob delete unlinks it from the repository.
     let ld = digest(&layer);
     assert_eq!(
-        c.delete(w.url(&format!("/v2/app/blobs/{ld}")))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        status(&w, Method::DELETE, &format!("/v2/app/blobs/{ld}")).await,
         202
     );
     let r = c
@@ -896,14 +837,7 @@ async fn data_survives_a_restart() {
         .unwrap();
     assert_eq!(r.headers()["docker-content-digest"], d.as_str());
     assert_eq!(r.bytes().await.unwrap().as_ref(), manifest.as_slice());
-    let v: serde_json::Value = http()
-        .get(w.url("/v2/_catalog"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = get_json(&w, "/v2/_catalog").await;
     assert_eq!(v["repositories"], serde_json::json!(["keep/me"]));
     w.stop().await;
 }

@@ -222,6 +222,14 @@ fn access_log_has_one_line_per_request() {
     }
 }
 
+fn check_config(path: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(["check-config", "--config"])
+        .arg(path)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn check_config_names_the_bad_key_and_line() {
     let dir = tempfile::tempdir().unwrap();
@@ -231,11 +239,7 @@ fn check_config_names_the_bad_key_and_line() {
         "[server]\nlisten = \"127.0.0.1:5000\"\n\n[storage]\nmax_cache_size = \"12 parsecs\"\n",
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
-        .args(["check-config", "--config"])
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let out = check_config(&bad);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -248,20 +252,13 @@ fn check_config_names_the_bad_key_and_line() {
         "[server]\nlisten = \"127.0.0.1:5000\"\ncolour = \"blue\"\n",
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
-        .args(["check-config", "--config"])
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let out = check_config(&bad);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2));
     assert!(err.contains("colour") && err.contains("line 3"), "{err}");
 
     let good = concat!(env!("CARGO_MANIFEST_DIR"), "/config/wharf.toml");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
-        .args(["check-config", "--config", good])
-        .output()
-        .unwrap();
+    let out = check_config(std::path::Path::new(good));
     assert!(
         out.status.success(),
         "{}",

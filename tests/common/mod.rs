@@ -269,3 +269,26 @@ pub fn have_tool(name: &str) -> bool {
     }
     found
 }
+
+/// Status code of a bodiless request to `path`.
+pub async fn status(w: &Wharf, method: reqwest::Method, path: &str) -> u16 {
+    http()
+        .request(method, w.url(path))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// GETs `path` and parses the JSON body.
+pub async fn get_json(w: &Wharf, path: &str) -> serde_json::Value {
+    http()
+        .get(w.url(path))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}

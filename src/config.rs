@@ -569,6 +569,16 @@ mod tests {
     }
 
     #[test]
+    fn embedded_defaults_match_the_documented_ones() {
+        let c = Config::embedded_default();
+        assert_eq!(c.server.listen, "0.0.0.0:5000".parse().unwrap());
+        assert_eq!(c.storage.root, PathBuf::from("./wharf-data"));
+        assert_eq!(c.upstream[0].url, "https://registry-1.docker.io");
+        assert_eq!(c.auth.anonymous_pull, AnonymousPull::All);
+        assert!(c.auth.htpasswd.is_none());
+    }
+
+    #[test]
     fn unknown_key_is_named_with_its_line() {
         let e = parse("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 3\n")
             .unwrap_err()

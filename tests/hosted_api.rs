@@ -8,6 +8,7 @@ use common::{
     Wharf, bytes, digest, error_code, get_json, http, push_blob, push_image, put_manifest, status,
 };
 use reqwest::Method;
+use std::sync::Arc;
 
 const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 
@@ -249,6 +250,17 @@ async fn chunked_upload_with_content_range_status_and_416() {
     assert_eq!(r.status(), 416);
     assert_eq!(r.headers()["range"], "0-65535");
     assert_eq!(error_code(r).await, "BLOB_UPLOAD_INVALID");
+
+    // A chunk whose Content-Length disagrees with its Content-Range.
+    let r = c
+        .patch(w.url(&loc))
+        .header("content-range", "65536-65635")
+        .body(vec![0u8; 10])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(error_code(r).await, "SIZE_INVALID");
 
     let r = c.get(w.url(&loc)).send().await.unwrap();
     assert_eq!(r.status(), 204);
@@ -865,4 +877,35 @@ async fn metrics_count_requests() {
     );
     assert!(text.contains("wharf_start_time_seconds"), "{text}");
     w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_pushes_all_land() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = Arc::new(Wharf::start(dir.path()).await);
+    let mut tasks = Vec::new();
+    for i in 0..32u64 {
+        let w = w.clone();
+        tasks.push(tokio::spawn(async move {
+            let layer = tar_with_file("f", &bytes(10_000 + i as usize, i));
+            push_image(&w, "busy/repo", &format!("t{i}"), &[layer])
+                .await
+                .1
+        }));
+    }
+    let mut digests = Vec::new();
+    for t in tasks {
+        digests.push(t.await.unwrap());
+    }
+    let v = get_json(&w, "/v2/busy/repo/tags/list").await;
+    assert_eq!(v["tags"].as_array().unwrap().len(), 32);
+    for (i, d) in digests.iter().enumerate() {
+        let r = http()
+            .head(w.url(&format!("/v2/busy/repo/manifests/t{i}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.headers()["docker-content-digest"], d.as_str());
+    }
+    Arc::try_unwrap(w).ok().unwrap().stop().await;
 }

@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use redb::ReadableTable;
 
 use super::meta::{BlobRecord, Origin, RepoRecord, UploadRecord, decode, encode};
@@ -163,12 +162,7 @@ impl Store {
 
     /// The session `id`, only if it belongs to `repo` (an id is no key to another repo).
     pub fn upload(&self, repo: &RepoName, id: &str) -> Result<SessionHandle, StoreError> {
-        let s = self.uploads.get(id)?.ok_or(StoreError::UploadUnknown)?;
-        let same_repo = s.try_lock().map(|g| g.repo == *repo).unwrap_or(true);
-        if !same_repo {
-            return Err(StoreError::UploadUnknown);
-        }
-        Ok(s)
+        self.uploads.get(repo, id)?.ok_or(StoreError::UploadUnknown)
     }
 
     /// Completes a session: verifies `digest`, stores the file, links it into the
@@ -185,24 +179,6 @@ impl Store {
         let (digest, size) = committed?;
         forget?;
         self.record_blob(&session.repo, &digest, size, Origin::Pushed)
-            .await?;
-        Ok(size)
-    }
-
-    /// Stores a whole blob body in one go (single-POST upload).
-    pub async fn put_blob(
-        &self,
-        repo: &RepoName,
-        digest: &Digest,
-        chunks: impl IntoIterator<Item = Bytes>,
-    ) -> Result<u64, StoreError> {
-        let files = self.files.clone();
-        let mut writer = tokio::task::spawn_blocking(move || files.writer()).await??;
-        for c in chunks {
-            writer.write(c).await?;
-        }
-        let (digest, size) = writer.commit(Some(digest)).await?;
-        self.record_blob(repo, &digest, size, Origin::Pushed)
             .await?;
         Ok(size)
     }
@@ -257,8 +233,8 @@ impl Store {
 
     /// Cancels a session and drops its temp file.
     pub async fn cancel_upload(&self, repo: &RepoName, id: &str) -> Result<(), StoreError> {
-        let s = self.upload(repo, id)?;
-        s.lock().await.writer = None;
+        self.upload(repo, id)?;
+        self.uploads.discard(id).await?;
         self.forget_upload(id).await
     }
 
@@ -277,9 +253,7 @@ impl Store {
     pub async fn expire_uploads(&self, expiry: Duration) -> Result<usize, StoreError> {
         let ids = self.uploads.idle(expiry)?;
         for id in &ids {
-            if let Some(s) = self.uploads.get(id)? {
-                s.lock().await.writer = None;
-            }
+            self.uploads.discard(id).await?;
             self.forget_upload(id).await?;
         }
         Ok(ids.len())

@@ -109,7 +109,7 @@ impl BlobFiles {
 struct Sink {
     file: File,
     hasher: DigestHasher,
-    failed: Option<String>,
+    failed: Option<Arc<std::io::Error>>,
 }
 
 /// An in-progress content file. Bytes are written and hashed on blocking threads
@@ -165,7 +165,7 @@ impl BlobWriter {
             .failed
             .clone();
         match failed {
-            Some(e) => Err(std::io::Error::other(e).into()),
+            Some(e) => Err(StoreError::Io(e)),
             None => Ok(()),
         }
     }
@@ -185,7 +185,7 @@ impl BlobWriter {
             }
             for b in bufs {
                 if let Err(e) = s.file.write_all(&b) {
-                    s.failed = Some(e.to_string());
+                    s.failed = Some(Arc::new(e));
                     return;
                 }
                 s.hasher.update(&b);

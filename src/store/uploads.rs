@@ -24,10 +24,11 @@ pub struct UploadSession {
 /// Shared handle to a session.
 pub type SessionHandle = Arc<tokio::sync::Mutex<UploadSession>>;
 
-/// All open sessions by id.
+/// All open sessions by id, each with the repository it belongs to (kept outside
+/// the session lock so ownership is checked even while a request holds it).
 #[derive(Default)]
 pub struct UploadTable {
-    sessions: Mutex<HashMap<String, SessionHandle>>,
+    sessions: Mutex<HashMap<String, (RepoName, SessionHandle)>>,
 }
 
 impl UploadTable {
@@ -35,25 +36,47 @@ impl UploadTable {
     pub fn insert(&self, repo: RepoName, writer: BlobWriter) -> Result<String, StoreError> {
         let id = super::random_hex()?;
         let session = UploadSession {
-            repo,
+            repo: repo.clone(),
             writer: Some(writer),
             touched: Instant::now(),
         };
         self.sessions
             .lock()
             .map_err(|_| StoreError::Poisoned)?
-            .insert(id.clone(), Arc::new(tokio::sync::Mutex::new(session)));
+            .insert(
+                id.clone(),
+                (repo, Arc::new(tokio::sync::Mutex::new(session))),
+            );
         Ok(id)
     }
 
-    /// The session with this id, if open.
-    pub fn get(&self, id: &str) -> Result<Option<SessionHandle>, StoreError> {
+    /// The session with this id, if open and owned by `repo`.
+    pub fn get(&self, repo: &RepoName, id: &str) -> Result<Option<SessionHandle>, StoreError> {
         Ok(self
             .sessions
             .lock()
             .map_err(|_| StoreError::Poisoned)?
             .get(id)
-            .cloned())
+            .filter(|(owner, _)| owner == repo)
+            .map(|(_, s)| s.clone()))
+    }
+
+    /// The session with this id whoever owns it (for expiry).
+    fn get_any(&self, id: &str) -> Result<Option<SessionHandle>, StoreError> {
+        Ok(self
+            .sessions
+            .lock()
+            .map_err(|_| StoreError::Poisoned)?
+            .get(id)
+            .map(|(_, s)| s.clone()))
+    }
+
+    /// Drops the data of session `id` and forgets it.
+    pub async fn discard(&self, id: &str) -> Result<(), StoreError> {
+        if let Some(s) = self.get_any(id)? {
+            s.lock().await.writer = None;
+        }
+        self.remove(id)
     }
 
     /// Forgets a session (its writer drops the temp file when the last handle goes).
@@ -71,7 +94,7 @@ impl UploadTable {
         let map = self.sessions.lock().map_err(|_| StoreError::Poisoned)?;
         Ok(map
             .iter()
-            .filter(|(_, s)| {
+            .filter(|(_, (_, s))| {
                 s.try_lock()
                     .map(|g| g.touched.elapsed() >= expiry)
                     .unwrap_or(false)

@@ -112,8 +112,14 @@ async fn append(
     let writer = session.writer.as_mut().ok_or(StoreError::UploadUnknown)?;
     let offset = writer.len();
     if let Some((start, end)) = range {
-        let len_mismatch = declared.is_some_and(|n| n != end - start + 1);
-        if start != offset || len_mismatch {
+        if let Some(n) = declared.filter(|n| *n != end - start + 1) {
+            return Err(StoreError::SizeInvalid(format!(
+                "Content-Range {start}-{end} is {} bytes but Content-Length is {n}",
+                end - start + 1
+            ))
+            .into());
+        }
+        if start != offset {
             return Err(ApiError::ChunkRange {
                 offset,
                 location: state.location(&format!("/v2/{name}/blobs/uploads/{id}")),

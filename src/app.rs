@@ -26,6 +26,9 @@ pub enum AppError {
         /// The cause.
         source: std::io::Error,
     },
+    /// The htpasswd file is unusable.
+    #[error("{0}")]
+    Htpasswd(#[from] crate::auth::htpasswd::HtpasswdError),
     /// A feature configured that this build does not provide yet.
     #[error("{0}")]
     Unsupported(String),
@@ -38,21 +41,47 @@ pub async fn run(
     listener: TcpListener,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), AppError> {
-    if config.auth.htpasswd.is_some() || config.server.tls_cert.is_some() {
+    run_with(config, listener, shutdown, None).await
+}
+
+/// [`run`], plus SIGHUP handling when `reload` is given (the daemon; tests send
+/// no signals to their own process).
+pub async fn run_with(
+    config: Config,
+    listener: TcpListener,
+    shutdown: watch::Receiver<bool>,
+    reload: Option<crate::reload::ReloadSource>,
+) -> Result<(), AppError> {
+    if config.server.tls_cert.is_some() {
         return Err(AppError::Unsupported(
-            "auth.htpasswd and server.tls_cert are not supported by this build yet".into(),
+            "server.tls_cert is not supported by this build yet".into(),
         ));
     }
     let store = Arc::new(Store::open(&config.storage.root).await?);
     let metrics = Arc::new(Metrics::new());
-    let state = Arc::new(State::new(&config, store.clone(), metrics.clone()));
+    let state = Arc::new(State::new(&config, store.clone(), metrics.clone())?);
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, root = %config.storage.root.display(), "wharf serving");
     }
-    tracing::info!("no users configured: {}", crate::auth::NO_USERS_HINT);
+    match state.auth.users() {
+        Some(u) => {
+            tracing::info!(users = u.len(), scheme = ?config.auth.scheme, "authentication enabled")
+        }
+        None => tracing::info!("no users configured: {}", crate::auth::NO_USERS_HINT),
+    }
 
     let expiry = UploadExpiry::new(store.clone(), metrics.clone(), config.gc.upload_expiry.0);
-    let workers = vec![tokio::spawn(expiry.run(shutdown.clone()))];
+    let mut workers = vec![
+        tokio::spawn(expiry.run(shutdown.clone())),
+        tokio::spawn(crate::reload::watch_files(state.clone(), shutdown.clone())),
+    ];
+    if let Some(source) = reload {
+        workers.push(tokio::spawn(crate::reload::on_sighup(
+            source,
+            state.clone(),
+            shutdown.clone(),
+        )));
+    }
 
     crate::server::serve(
         listener,
@@ -74,8 +103,12 @@ pub async fn run(
     Ok(())
 }
 
-/// Binds `server.listen` and runs until SIGTERM or SIGINT.
-pub async fn serve(config: Config) -> Result<(), AppError> {
+/// Binds `server.listen` and runs until SIGTERM or SIGINT. SIGHUP re-reads
+/// `config_path` (when given) for `[auth]`, and the htpasswd file.
+pub async fn serve(
+    config: Config,
+    config_path: Option<std::path::PathBuf>,
+) -> Result<(), AppError> {
     let addr = config.server.listen;
     let listener = TcpListener::bind(addr)
         .await
@@ -86,7 +119,8 @@ pub async fn serve(config: Config) -> Result<(), AppError> {
         tracing::info!("shutdown signal received");
         let _ = tx.send(true);
     });
-    run(config, listener, rx).await
+    let reload = crate::reload::ReloadSource { config_path };
+    run_with(config, listener, rx, Some(reload)).await
 }
 
 /// Resolves once `shutdown` is true (or its sender is gone).

@@ -32,6 +32,32 @@ pub enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Manage users in an htpasswd file.
+    User {
+        /// What to do.
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+/// `wharf user ...`
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user, or set a new password for an existing one (bcrypt, `$2y$`,
+    /// the same line `htpasswd -B` writes). A running wharf picks the change up.
+    Add {
+        /// The user name.
+        name: String,
+        /// The htpasswd file (created if missing).
+        #[arg(long, default_value = "/etc/wharf/htpasswd")]
+        htpasswd: PathBuf,
+        /// Read the password from standard input (for scripts) instead of a prompt.
+        #[arg(long)]
+        password_stdin: bool,
+        /// bcrypt cost (4-31); each step doubles the work of a login.
+        #[arg(long, default_value_t = 10)]
+        cost: u32,
+    },
 }
 
 fn init_logging(config: &Config) {
@@ -61,7 +87,26 @@ pub fn run(cli: Cli) -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::User {
+            command:
+                UserCommand::Add {
+                    name,
+                    htpasswd,
+                    password_stdin,
+                    cost,
+                },
+        } => match crate::users::add(&name, &htpasswd, password_stdin, cost) {
+            Ok(()) => {
+                eprintln!("user {name} saved in {}", htpasswd.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
         Command::Serve { config } => {
+            let config_path = config.clone();
             let config = match config {
                 Some(path) => match Config::load(&path) {
                     Ok(c) => c,
@@ -83,7 +128,7 @@ pub fn run(cli: Cli) -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(crate::app::serve(config)) {
+            match runtime.block_on(crate::app::serve(config, config_path)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %e, "wharf failed");

@@ -26,6 +26,8 @@ pub mod config;
 pub mod http;
 pub mod metrics;
 pub mod oci;
+pub mod reload;
 pub mod server;
 pub mod store;
+pub mod users;
 pub mod workers;

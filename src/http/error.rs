@@ -27,6 +27,22 @@ pub enum ApiError {
     /// Authorization refused.
     #[error("{0}")]
     Denied(String),
+    /// Credentials missing, wrong, or lacking scope: 401 with a challenge.
+    #[error("{message}")]
+    Unauthorized {
+        /// The `WWW-Authenticate` value.
+        challenge: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// Slowed down (failed logins, too many uploads).
+    #[error("{message}")]
+    TooManyRequests {
+        /// Seconds to wait, sent as `Retry-After`.
+        retry_after: u64,
+        /// Why.
+        message: String,
+    },
     /// A manifest body over the limit.
     #[error("manifest body is larger than 4 MiB")]
     ManifestTooLarge,
@@ -106,6 +122,8 @@ impl ApiError {
             ApiError::DigestParam(_) => (S::BAD_REQUEST, C::DigestInvalid),
             ApiError::Invalid(code, _) => (S::BAD_REQUEST, *code),
             ApiError::Denied(_) => (S::FORBIDDEN, C::Denied),
+            ApiError::Unauthorized { .. } => (S::UNAUTHORIZED, C::Unauthorized),
+            ApiError::TooManyRequests { .. } => (S::TOO_MANY_REQUESTS, C::TooManyRequests),
             ApiError::ManifestTooLarge => (S::PAYLOAD_TOO_LARGE, C::ManifestInvalid),
             ApiError::BodyRead(_) => (S::BAD_REQUEST, C::BlobUploadInvalid),
             ApiError::BadRange { .. } => (S::RANGE_NOT_SATISFIABLE, C::BlobUnknown),
@@ -149,6 +167,14 @@ impl ApiError {
                 if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
                     h.insert(header::CONTENT_RANGE, v);
                 }
+            }
+            ApiError::Unauthorized { challenge, .. } => {
+                if let Ok(v) = HeaderValue::from_str(challenge) {
+                    h.insert(header::WWW_AUTHENTICATE, v);
+                }
+            }
+            ApiError::TooManyRequests { retry_after, .. } => {
+                h.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
             }
             ApiError::ChunkRange { offset, location } => {
                 if let Ok(v) = HeaderValue::from_str(&super::range_header(*offset)) {

@@ -1,5 +1,6 @@
-//! HTTP: request → typed route → authorization → handler → response, with the
-//! spec headers and one access-log line per request added in one place.
+//! HTTP: request → typed route → caller identity → authorization → handler →
+//! response, with the spec headers and one access-log line per request added in
+//! one place.
 
 pub mod body;
 pub mod error;
@@ -11,11 +12,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::{HeaderValue, Method, Request, Response, header};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, header};
 use hyper::body::Incoming;
 
-use crate::auth::Authorizer;
-use crate::config::Config;
+use crate::auth::{Authorizer, Caller, Denial};
+use crate::config::{AuthScheme, Config};
 use crate::metrics::Metrics;
 use crate::store::Store;
 
@@ -31,23 +32,30 @@ pub struct State {
     pub auth: Authorizer,
     /// Counters for `/metrics`.
     pub metrics: Arc<Metrics>,
-    /// `server.public_url` without a trailing slash, for absolute Locations.
+    /// `server.public_url` without a trailing slash, for absolute URLs.
     pub public_url: Option<String>,
+    /// Whether clients reach this server over TLS (for the token realm's scheme).
+    pub tls: bool,
 }
 
 impl State {
     /// Builds handler state from the configuration.
-    pub fn new(config: &Config, store: Arc<Store>, metrics: Arc<Metrics>) -> State {
-        State {
+    pub fn new(
+        config: &Config,
+        store: Arc<Store>,
+        metrics: Arc<Metrics>,
+    ) -> Result<State, crate::auth::htpasswd::HtpasswdError> {
+        Ok(State {
             store,
-            auth: Authorizer::new(config),
+            auth: Authorizer::new(config)?,
             metrics,
             public_url: config
                 .server
                 .public_url
                 .as_ref()
                 .map(|u| u.trim_end_matches('/').to_owned()),
-        }
+            tls: config.server.tls_cert.is_some(),
+        })
     }
 
     /// A `Location` value: relative (works behind any reverse proxy), or on
@@ -56,6 +64,78 @@ impl State {
         match &self.public_url {
             Some(base) => format!("{base}{path}"),
             None => path.to_owned(),
+        }
+    }
+
+    /// The absolute base URL clients used: `public_url`, or scheme + `Host`.
+    pub fn base_url(&self, headers: &HeaderMap) -> String {
+        if let Some(base) = &self.public_url {
+            return base.clone();
+        }
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .filter(|h| h.bytes().all(|b| b.is_ascii_graphic()))
+            .unwrap_or("localhost");
+        format!("{}://{host}", if self.tls { "https" } else { "http" })
+    }
+
+    /// The `WWW-Authenticate` value for a refusal.
+    fn challenge(&self, headers: &HeaderMap, scope: Option<&str>, insufficient: bool) -> String {
+        match self.auth.scheme() {
+            AuthScheme::Basic => "Basic realm=\"wharf\"".to_owned(),
+            AuthScheme::Token => {
+                let mut c = format!(
+                    "Bearer realm=\"{}/token\",service=\"{}\"",
+                    self.base_url(headers),
+                    crate::auth::token::SERVICE
+                );
+                if let Some(s) = scope {
+                    c.push_str(&format!(",scope=\"{s}\""));
+                }
+                if insufficient {
+                    c.push_str(",error=\"insufficient_scope\"");
+                }
+                c
+            }
+        }
+    }
+
+    /// Turns an authorization refusal into the response error. A refused
+    /// cross-repository mount asks for the source's pull scope too, so the client
+    /// fetches one token that covers the whole mount.
+    pub fn refusal(
+        &self,
+        headers: &HeaderMap,
+        route: Option<&Route>,
+        query: Option<&str>,
+        d: Denial,
+    ) -> ApiError {
+        let with_mount = |scope: String| match (route, query::Query::parse(query).get("from")) {
+            (Some(Route::UploadStart { .. }), Some(from))
+                if from.parse::<crate::oci::RepoName>().is_ok() =>
+            {
+                format!("{scope} repository:{from}:pull")
+            }
+            _ => scope,
+        };
+        match d {
+            Denial::Unauthenticated { scope, message } => ApiError::Unauthorized {
+                challenge: self.challenge(headers, scope.map(with_mount).as_deref(), false),
+                message,
+            },
+            Denial::InsufficientScope { scope } => {
+                let scope = with_mount(scope);
+                ApiError::Unauthorized {
+                    challenge: self.challenge(headers, Some(&scope), true),
+                    message: format!("the token does not grant {scope}"),
+                }
+            }
+            Denial::Forbidden(m) => ApiError::Denied(m),
+            Denial::RateLimited { retry_after } => ApiError::TooManyRequests {
+                retry_after,
+                message: "too many failed logins from this address; wait and retry".into(),
+            },
         }
     }
 }
@@ -71,6 +151,33 @@ pub struct Ctx {
     pub remote: SocketAddr,
     /// Request method.
     pub method: Method,
+    /// Who is calling.
+    pub caller: Caller,
+}
+
+async fn route_and_run(
+    state: &Arc<State>,
+    req: Request<Incoming>,
+    remote: SocketAddr,
+    user: &mut Option<String>,
+) -> Result<Response<Body>, ApiError> {
+    let method = req.method().clone();
+    let route = Route::parse(&method, req.uri().path())?;
+    let refuse = |d| state.refusal(req.headers(), Some(&route), req.uri().query(), d);
+    let caller = match state.auth.identify(req.headers(), remote).await {
+        Ok(c) => c,
+        Err(d) => return Err(refuse(d)),
+    };
+    *user = caller.user().map(str::to_owned);
+    if let Err(d) = state.auth.authorize(&route, &method, &caller) {
+        return Err(refuse(d));
+    }
+    let ctx = Ctx {
+        remote,
+        method,
+        caller,
+    };
+    handlers::dispatch(state, &ctx, route, req).await
 }
 
 /// Serves one request. Never fails: errors become spec JSON responses.
@@ -81,26 +188,18 @@ pub async fn handle(
 ) -> Response<Body> {
     let started = Instant::now();
     let method = req.method().clone();
-    let route = Route::parse(&method, req.uri().path());
-    let route_name = route.as_ref().map(Route::name).unwrap_or("unmatched");
-    let repo = route
+    let parsed = Route::parse(&method, req.uri().path());
+    let route_name = parsed.as_ref().map(Route::name).unwrap_or("unmatched");
+    let repo = parsed
         .as_ref()
         .ok()
         .and_then(|r| r.repo())
         .map(|r| r.to_string())
         .unwrap_or_default();
-    let ctx = Ctx {
-        remote,
-        method: method.clone(),
-    };
-    let result = match route {
-        Ok(route) => match state.auth.authorize(&route, &method, remote) {
-            Ok(()) => handlers::dispatch(&state, &ctx, route, req).await,
-            Err(e) => Err(e),
-        },
-        Err(e) => Err(ApiError::from(e)),
-    };
-    let mut resp = result.unwrap_or_else(ApiError::into_response);
+    let mut user = None;
+    let mut resp = route_and_run(&state, req, remote, &mut user)
+        .await
+        .unwrap_or_else(ApiError::into_response);
     resp.headers_mut().insert(
         "docker-distribution-api-version",
         HeaderValue::from_static("registry/2.0"),
@@ -124,10 +223,11 @@ pub async fn handle(
         .unwrap_or("-")
         .to_owned();
     let ms = elapsed.as_secs_f64() * 1000.0;
+    let user = user.unwrap_or_else(|| "-".to_owned());
     if status.is_server_error() {
-        tracing::warn!(target: "wharf::access", %method, route = route_name, repo, status = status.as_u16(), bytes, ms, cache, client = %remote.ip(), "request");
+        tracing::warn!(target: "wharf::access", %method, route = route_name, repo, status = status.as_u16(), bytes, ms, cache, user, client = %remote.ip(), "request");
     } else {
-        tracing::info!(target: "wharf::access", %method, route = route_name, repo, status = status.as_u16(), bytes, ms, cache, client = %remote.ip(), "request");
+        tracing::info!(target: "wharf::access", %method, route = route_name, repo, status = status.as_u16(), bytes, ms, cache, user, client = %remote.ip(), "request");
     }
     resp
 }

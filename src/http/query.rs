@@ -19,6 +19,19 @@ impl Query {
         )
     }
 
+    /// Parses an `application/x-www-form-urlencoded` body, where `+` is a space.
+    pub fn parse_form(body: &str) -> Query {
+        Query::parse(Some(&body.replace('+', "%20")))
+    }
+
+    /// Every value of `key` (a token request may repeat `scope`).
+    pub fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// First value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.0
@@ -72,5 +85,10 @@ mod tests {
         assert_eq!(q.get("t"), Some("a+b"));
         assert_eq!(q.get("missing"), None);
         assert_eq!(Query::parse(Some("a=%4")).get("a"), Some("%4"));
+        let f = Query::parse_form("scope=repository%3Aa%3Apull+repository%3Ab%3Apush&scope=x");
+        assert_eq!(
+            f.all("scope").collect::<Vec<_>>(),
+            vec!["repository:a:pull repository:b:push", "x"]
+        );
     }
 }

@@ -59,6 +59,13 @@ pub enum Route {
     Ready,
     /// `GET /metrics`: Prometheus text.
     Metrics,
+    /// `GET`/`POST /token`: the token endpoint of the Docker Hub auth flow.
+    Token,
+    /// `/_wharf/<op>`: the admin API.
+    Admin {
+        /// The operation (`du`, `ls`).
+        op: String,
+    },
 }
 
 /// Why a request matched no route.
@@ -84,9 +91,16 @@ impl Route {
             "/metrics" => Route::Metrics,
             "/v2" | "/v2/" => Route::Base,
             "/v2/_catalog" => Route::Catalog,
-            p => match p.strip_prefix("/v2/") {
-                Some(rest) => parse_repo_path(rest)?,
-                None => return Err(RouteError::NotFound),
+            "/token" => Route::Token,
+            p => match (p.strip_prefix("/v2/"), p.strip_prefix("/_wharf/")) {
+                (Some(rest), _) => parse_repo_path(rest)?,
+                (None, Some(op))
+                    if !op.is_empty()
+                        && op.bytes().all(|b| b.is_ascii_lowercase() || b == b'-') =>
+                {
+                    Route::Admin { op: op.to_owned() }
+                }
+                _ => return Err(RouteError::NotFound),
             },
         };
         if !route.allows(method) {
@@ -100,6 +114,8 @@ impl Route {
         match self {
             Route::Base | Route::Catalog | Route::Tags { .. } | Route::Referrers { .. } => read,
             Route::Health | Route::Ready | Route::Metrics => read,
+            Route::Token => read || *m == Method::POST,
+            Route::Admin { .. } => read || *m == Method::POST,
             Route::Manifest { .. } => read || *m == Method::PUT || *m == Method::DELETE,
             Route::Blob { .. } => read || *m == Method::DELETE,
             Route::UploadStart { .. } => *m == Method::POST,
@@ -150,6 +166,8 @@ impl Route {
             Route::Health => "healthz",
             Route::Ready => "readyz",
             Route::Metrics => "metrics",
+            Route::Token => "token",
+            Route::Admin { .. } => "admin",
         }
     }
 }
@@ -273,6 +291,9 @@ mod tests {
             Err(RouteError::NotFound)
         ));
         assert!(matches!(get("/v3/"), Err(RouteError::NotFound)));
+        assert!(matches!(get("/token"), Ok(Route::Token)));
+        assert!(matches!(get("/_wharf/du"), Ok(Route::Admin { ref op }) if op == "du"));
+        assert!(matches!(get("/_wharf/../x"), Err(RouteError::NotFound)));
         assert!(matches!(
             Route::parse(&Method::POST, "/v2/a/manifests/latest"),
             Err(RouteError::MethodNotAllowed)

@@ -334,8 +334,17 @@ impl Store {
             .await
     }
 
-    /// Repository names in lexical order after `last`, at most `n`.
-    pub async fn catalog(&self, n: usize, last: Option<String>) -> Result<Page, StoreError> {
+    /// Repository names in lexical order after `last` for which `visible` holds,
+    /// at most `n`.
+    pub async fn catalog<F>(
+        &self,
+        n: usize,
+        last: Option<String>,
+        visible: F,
+    ) -> Result<Page, StoreError>
+    where
+        F: Fn(&str) -> bool + Send + 'static,
+    {
         self.meta
             .read(move |txn| {
                 let repos = txn.open_table(tables::REPOS)?;
@@ -345,7 +354,7 @@ impl Store {
                 for item in repos.range(start.as_str()..)? {
                     let (k, _) = item?;
                     let name = k.value();
-                    if name == start {
+                    if name == start || !visible(name) {
                         continue;
                     }
                     if items.len() == n {

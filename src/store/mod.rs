@@ -10,6 +10,7 @@ pub mod meta;
 pub mod tables;
 pub mod uploads;
 
+mod admin_ops;
 mod blob_ops;
 mod manifest_ops;
 mod reconcile;
@@ -19,6 +20,7 @@ use std::sync::Arc;
 
 use crate::oci::{Digest, RepoName};
 
+pub use admin_ops::{RepoSummary, Usage};
 pub use blobs::{BlobFiles, BlobWriter};
 pub use manifest_ops::{ManifestInfo, Page, PutManifest};
 pub use meta::{Meta, Origin};

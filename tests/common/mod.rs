@@ -68,8 +68,20 @@ impl Wharf {
         Wharf::start_config(config(&root, extra)).await
     }
 
-    /// Starts with a full configuration.
+    /// Starts with a full configuration and checks that `/v2/` answers 200.
     pub async fn start_config(cfg: Config) -> Wharf {
+        let w = Wharf::start_config_unchecked(cfg).await;
+        let r = http()
+            .get(w.url("/v2/"))
+            .send()
+            .await
+            .expect("wharf answers");
+        assert_eq!(r.status(), 200);
+        w
+    }
+
+    /// Starts with a full configuration; `/v2/` may demand credentials.
+    pub async fn start_config_unchecked(cfg: Config) -> Wharf {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let root = cfg.storage.root.clone();
@@ -85,7 +97,7 @@ impl Wharf {
         // The listener is bound before run() starts, so requests queue until the
         // store is open; one request proves it serves.
         let r = http()
-            .get(w.url("/v2/"))
+            .get(w.url("/healthz"))
             .send()
             .await
             .expect("wharf answers");
@@ -291,4 +303,112 @@ pub async fn get_json(w: &Wharf, path: &str) -> serde_json::Value {
         .json()
         .await
         .unwrap()
+}
+
+/// Writes an htpasswd file with `(user, password)` pairs (bcrypt cost 4: fast tests).
+pub fn htpasswd(path: &Path, users: &[(&str, &str)]) {
+    let text: String = users
+        .iter()
+        .map(|(u, p)| {
+            let h = bcrypt::hash_with_result(p, 4)
+                .unwrap()
+                .format_for_version(bcrypt::Version::TwoY);
+            format!("{u}:{h}\n")
+        })
+        .collect();
+    std::fs::write(path, text).unwrap();
+}
+
+/// A client that sends Basic credentials on every request.
+pub struct As<'a> {
+    /// Server.
+    pub w: &'a Wharf,
+    /// `(user, password)`, or None for anonymous.
+    pub creds: Option<(&'a str, &'a str)>,
+    /// A Bearer token instead of Basic.
+    pub token: Option<String>,
+}
+
+impl<'a> As<'a> {
+    /// Anonymous.
+    pub fn anon(w: &'a Wharf) -> Self {
+        As {
+            w,
+            creds: None,
+            token: None,
+        }
+    }
+
+    /// A user.
+    pub fn user(w: &'a Wharf, u: &'a str, p: &'a str) -> Self {
+        As {
+            w,
+            creds: Some((u, p)),
+            token: None,
+        }
+    }
+
+    /// A token holder.
+    pub fn bearer(w: &'a Wharf, t: String) -> Self {
+        As {
+            w,
+            creds: None,
+            token: Some(t),
+        }
+    }
+
+    /// A request with these credentials.
+    pub fn req(&self, m: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let r = http().request(m, self.w.url(path));
+        match (&self.creds, &self.token) {
+            (_, Some(t)) => r.bearer_auth(t),
+            (Some((u, p)), None) => r.basic_auth(u, Some(p)),
+            (None, None) => r,
+        }
+    }
+
+    /// Status of a bodiless request.
+    pub async fn status(&self, m: reqwest::Method, path: &str) -> u16 {
+        self.req(m, path).send().await.unwrap().status().as_u16()
+    }
+
+    /// Pushes a blob (POST + PUT); returns the final status.
+    pub async fn push_blob(&self, repo: &str, data: &[u8]) -> u16 {
+        let r = self
+            .req(reqwest::Method::POST, &format!("/v2/{repo}/blobs/uploads/"))
+            .send()
+            .await
+            .unwrap();
+        if r.status() != 202 {
+            return r.status().as_u16();
+        }
+        let loc = r.headers()["location"].to_str().unwrap().to_owned();
+        let d = digest(data);
+        self.req(reqwest::Method::PUT, &format!("{loc}?digest={d}"))
+            .body(data.to_vec())
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    /// Pushes a one-layer image under `tag`; returns the manifest PUT status.
+    pub async fn push_image(&self, repo: &str, tag: &str, seed: &[u8]) -> u16 {
+        let img = image::Image::new(vec![image::tar_with_file("f", seed)]);
+        for (_, b) in img.blobs() {
+            let s = self.push_blob(repo, b).await;
+            if s != 201 {
+                return s;
+            }
+        }
+        self.req(reqwest::Method::PUT, &format!("/v2/{repo}/manifests/{tag}"))
+            .header("content-type", image::OCI_MANIFEST)
+            .body(img.manifest)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
 }

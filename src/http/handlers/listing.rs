@@ -7,7 +7,7 @@ use hyper::body::Incoming;
 use super::respond;
 use crate::http::body::{Body, full};
 use crate::http::query::Query;
-use crate::http::{ApiError, State};
+use crate::http::{ApiError, Ctx, State};
 use crate::oci::manifest::OCI_INDEX;
 use crate::oci::{Digest, ErrorCode, RepoName};
 use crate::store::Page;
@@ -57,11 +57,21 @@ fn link(state: &State, path: &str, page: &Page, n: usize) -> Vec<(header::Header
     }
 }
 
-/// `GET /v2/_catalog?n=&last=`.
-pub async fn catalog(state: &State, req: &Request<Incoming>) -> Result<Response<Body>, ApiError> {
+/// `GET /v2/_catalog?n=&last=`: only repositories the caller may pull.
+pub async fn catalog(
+    state: &State,
+    ctx: &Ctx,
+    req: &Request<Incoming>,
+) -> Result<Response<Body>, ApiError> {
     let (n, last) = page_params(req)?;
     let n = n.unwrap_or(CATALOG_DEFAULT);
-    let page = state.store.catalog(n, last).await?;
+    let policy = state.auth.policy();
+    let user = ctx.caller.user().map(str::to_owned);
+    let loopback = ctx.caller.loopback;
+    let visible = move |repo: &str| {
+        policy.allows(user.as_deref(), repo, crate::config::Action::Pull, loopback)
+    };
+    let page = state.store.catalog(n, last, visible).await?;
     let extra = link(state, "/v2/_catalog", &page, n);
     Ok(json(
         &serde_json::json!({ "repositories": page.items }),

@@ -1,9 +1,11 @@
 //! One file per resource; `dispatch` is the single `match` from route to handler.
 
+mod admin;
 mod base;
 mod blobs;
 mod listing;
 mod manifests;
+mod token;
 mod uploads;
 
 use std::sync::Arc;
@@ -30,7 +32,9 @@ pub async fn dispatch(
         Route::Health => Ok(base::health()),
         Route::Ready => base::ready(state).await,
         Route::Metrics => Ok(base::metrics(state)),
-        Route::Catalog => listing::catalog(state, &req).await,
+        Route::Catalog => listing::catalog(state, ctx, &req).await,
+        Route::Token => token::issue(state, ctx, req).await,
+        Route::Admin { op } => admin::run(state, &op).await,
         Route::Tags { name } => listing::tags(state, &name, &req).await,
         Route::Referrers { name, digest } => listing::referrers(state, &name, &digest, &req).await,
         Route::Manifest { name, reference } => match ctx.method {
@@ -42,7 +46,7 @@ pub async fn dispatch(
             Method::DELETE => blobs::delete(state, &name, &digest).await,
             _ => blobs::get(state, ctx, &name, &digest, &req).await,
         },
-        Route::UploadStart { name } => uploads::start(state, &name, req).await,
+        Route::UploadStart { name } => uploads::start(state, ctx, &name, req).await,
         Route::Upload { name, id } => match ctx.method {
             Method::PATCH => uploads::patch(state, &name, &id, req).await,
             Method::PUT => uploads::finish(state, &name, &id, req).await,

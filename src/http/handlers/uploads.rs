@@ -7,7 +7,7 @@ use hyper::body::Incoming;
 use super::{blob_created, digest_param, respond, stream_into};
 use crate::http::body::{Body, empty};
 use crate::http::query::Query;
-use crate::http::{ApiError, State, range_header};
+use crate::http::{ApiError, Ctx, State, range_header};
 use crate::oci::RepoName;
 use crate::store::StoreError;
 
@@ -33,14 +33,21 @@ fn session_headers(
 /// `POST /v2/<name>/blobs/uploads/`: mount, single-POST upload, or a new session.
 pub async fn start(
     state: &State,
+    ctx: &Ctx,
     name: &RepoName,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let q = Query::parse(req.uri().query());
     if let (Some(mount), Some(from)) = (q.get("mount"), q.get("from")) {
         let digest = digest_param(Some(mount))?;
-        // A `from` that is not a valid name cannot hold the blob: fall back to an upload.
-        if let Ok(from) = from.parse::<RepoName>() {
+        // A `from` that is not a valid name, or that the caller may not pull from,
+        // cannot lend the blob: fall back to an ordinary upload (no leak, no error).
+        let from = from.parse::<RepoName>().ok().filter(|f| {
+            state
+                .auth
+                .allows(&ctx.caller, f.as_str(), crate::config::Action::Pull)
+        });
+        if let Some(from) = from {
             if state.store.mount_blob(name, &from, &digest).await? {
                 return Ok(blob_created(state, name, &digest));
             }

@@ -1,0 +1,85 @@
+//! Live reloads without dropping connections: SIGHUP re-reads the config file's
+//! `[auth]` section and the htpasswd file; the htpasswd file is also re-read when
+//! it changes on disk (so `wharf user add` takes effect by itself).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::app::until_shutdown;
+use crate::config::Config;
+use crate::http::State;
+
+/// How often the htpasswd file's modification time is checked.
+pub const WATCH_EVERY: Duration = Duration::from_secs(2);
+
+/// Where a reload reads from.
+pub struct ReloadSource {
+    /// The config file the daemon started with, if any.
+    pub config_path: Option<PathBuf>,
+}
+
+/// Applies one SIGHUP: new `[auth]` from the config file (or the same htpasswd
+/// again without one). A broken file leaves everything as it was.
+pub fn apply(source: &ReloadSource, state: &State) {
+    let auth = match &source.config_path {
+        Some(p) => match Config::load(p) {
+            Ok(c) => Some(c.auth),
+            Err(e) => {
+                tracing::error!(error = %e, "reload refused: config file is invalid; keeping the running configuration");
+                return;
+            }
+        },
+        None => None,
+    };
+    let result = match &auth {
+        Some(a) => state.auth.reload(a).map(Some),
+        None => state.auth.users().map(|u| u.reload()).transpose(),
+    };
+    match result {
+        Ok(users) => tracing::info!(
+            users = users.unwrap_or(0),
+            "reloaded authentication settings"
+        ),
+        Err(e) => tracing::error!(error = %e, "reload refused: keeping the running users"),
+    }
+}
+
+/// Waits for SIGHUP and applies it, until shutdown.
+pub async fn on_sighup(
+    source: ReloadSource,
+    state: Arc<State>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; reloads need a restart");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP received");
+                apply(&source, &state);
+            }
+            _ = until_shutdown(&mut shutdown) => return,
+        }
+    }
+}
+
+/// Re-reads the htpasswd file when it changes, until shutdown.
+pub async fn watch_files(state: Arc<State>, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(WATCH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => match state.auth.reload_users_if_changed() {
+                Ok(true) => tracing::info!("htpasswd file changed; users reloaded"),
+                Ok(false) => {}
+                Err(e) => tracing::error!(error = %e, "htpasswd file changed but is invalid; keeping the running users"),
+            },
+            _ = until_shutdown(&mut shutdown) => return,
+        }
+    }
+}

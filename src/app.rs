@@ -29,9 +29,9 @@ pub enum AppError {
     /// The htpasswd file is unusable.
     #[error("{0}")]
     Htpasswd(#[from] crate::auth::htpasswd::HtpasswdError),
-    /// A feature configured that this build does not provide yet.
+    /// The TLS certificate or key is unusable.
     #[error("{0}")]
-    Unsupported(String),
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// Runs wharf on an already-bound listener until `shutdown` turns true.
@@ -52,16 +52,16 @@ pub async fn run_with(
     shutdown: watch::Receiver<bool>,
     reload: Option<crate::reload::ReloadSource>,
 ) -> Result<(), AppError> {
-    if config.server.tls_cert.is_some() {
-        return Err(AppError::Unsupported(
-            "server.tls_cert is not supported by this build yet".into(),
-        ));
-    }
+    let tls = match (&config.server.tls_cert, &config.server.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(crate::tls::TlsReloader::load(cert, key)?)),
+        _ => None,
+    };
     let store = Arc::new(Store::open(&config.storage.root).await?);
     let metrics = Arc::new(Metrics::new());
-    let state = Arc::new(State::new(&config, store.clone(), metrics.clone())?);
+    let state = Arc::new(State::new(&config, store.clone(), metrics.clone(), tls)?);
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, root = %config.storage.root.display(), "wharf serving");
+        let scheme = if state.tls.is_some() { "https" } else { "http" };
+        tracing::info!(%addr, scheme, root = %config.storage.root.display(), "wharf serving");
     }
     match state.auth.users() {
         Some(u) => {

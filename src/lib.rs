@@ -29,5 +29,6 @@ pub mod oci;
 pub mod reload;
 pub mod server;
 pub mod store;
+pub mod tls;
 pub mod users;
 pub mod workers;

@@ -1,6 +1,7 @@
 //! Live reloads without dropping connections: SIGHUP re-reads the config file's
-//! `[auth]` section and the htpasswd file; the htpasswd file is also re-read when
-//! it changes on disk (so `wharf user add` takes effect by itself).
+//! `[auth]` section, the htpasswd file, and the TLS certificate and key; the
+//! htpasswd file is also re-read when it changes on disk (so `wharf user add`
+//! takes effect by itself).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -44,6 +45,14 @@ pub fn apply(source: &ReloadSource, state: &State) {
             "reloaded authentication settings"
         ),
         Err(e) => tracing::error!(error = %e, "reload refused: keeping the running users"),
+    }
+    if let Some(tls) = &state.tls {
+        match tls.reload() {
+            Ok(()) => tracing::info!("reloaded TLS certificate"),
+            Err(e) => {
+                tracing::error!(error = %e, "TLS reload refused: keeping the running certificate")
+            }
+        }
     }
 }
 

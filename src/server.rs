@@ -10,7 +10,8 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -18,6 +19,23 @@ use crate::http::{State, handle};
 
 /// How long a client may take to send request headers (slow clients hold sockets).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a TLS handshake may take.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn serve_io<I>(
+    builder: auto::Builder<TokioExecutor>,
+    io: I,
+    state: Arc<State>,
+    remote: SocketAddr,
+    watcher: Watcher,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service(state, remote));
+    if let Err(e) = watcher.watch(conn.into_owned()).await {
+        tracing::debug!(error = %e, client = %remote, "connection ended with an error");
+    }
+}
 
 /// Accepts connections until `shutdown` turns true, then waits up to `drain` for
 /// in-flight requests and returns (what is left is cut when the runtime ends).
@@ -27,6 +45,7 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
     drain: Duration,
 ) {
+    let tls = state.tls.clone();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -48,13 +67,22 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service(state.clone(), remote));
-                let conn = graceful.watch(conn.into_owned());
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, client = %remote, "connection ended with an error");
+                let (builder, state, watcher) = (builder.clone(), state.clone(), graceful.watcher());
+                match &tls {
+                    None => {
+                        tokio::spawn(serve_io(builder, stream, state, remote, watcher));
                     }
-                });
+                    Some(tls) => {
+                        let acceptor = tls.acceptor();
+                        tokio::spawn(async move {
+                            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                                Ok(Ok(io)) => serve_io(builder, io, state, remote, watcher).await,
+                                Ok(Err(e)) => tracing::debug!(error = %e, client = %remote, "TLS handshake failed"),
+                                Err(_) => tracing::debug!(client = %remote, "TLS handshake timed out"),
+                            }
+                        });
+                    }
+                }
             }
             _ = crate::app::until_shutdown(&mut shutdown) => break,
         }

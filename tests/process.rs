@@ -5,7 +5,6 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
 
 use common::{WharfProcess, bytes, digest};
 
@@ -36,21 +35,6 @@ fn push(w: &WharfProcess, repo: &str, data: &[u8]) -> String {
         .unwrap();
     assert_eq!(r.status(), 201);
     d
-}
-
-/// Waits for a log line containing `needle` (the process says when it did something).
-fn wait_log(w: &WharfProcess, needle: &str) -> String {
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let line = w
-            .log
-            .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("no log line with {needle:?}"));
-        if line.contains(needle) {
-            return line;
-        }
-    }
 }
 
 #[test]
@@ -188,7 +172,7 @@ fn sigterm_drains_in_flight_requests_and_exits_zero() {
             .unwrap()
             .success()
     );
-    wait_log(&w, "no longer accepting connections");
+    w.wait_log("no longer accepting connections");
     // New connections are refused while the old one finishes.
     assert!(client().get(w.url("/v2/")).send().is_err());
     s.write_all(&body[1 << 20..]).unwrap();
@@ -209,7 +193,7 @@ fn access_log_has_one_line_per_request() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 404);
-    let line = wait_log(&w, "route=\"manifest\"");
+    let line = w.wait_log("route=\"manifest\"");
     for part in [
         "method=GET",
         "status=404",

@@ -34,8 +34,8 @@ pub struct State {
     pub metrics: Arc<Metrics>,
     /// `server.public_url` without a trailing slash, for absolute URLs.
     pub public_url: Option<String>,
-    /// Whether clients reach this server over TLS (for the token realm's scheme).
-    pub tls: bool,
+    /// The TLS configuration when serving HTTPS (also the token realm's scheme).
+    pub tls: Option<Arc<crate::tls::TlsReloader>>,
 }
 
 impl State {
@@ -44,6 +44,7 @@ impl State {
         config: &Config,
         store: Arc<Store>,
         metrics: Arc<Metrics>,
+        tls: Option<Arc<crate::tls::TlsReloader>>,
     ) -> Result<State, crate::auth::htpasswd::HtpasswdError> {
         Ok(State {
             store,
@@ -54,7 +55,7 @@ impl State {
                 .public_url
                 .as_ref()
                 .map(|u| u.trim_end_matches('/').to_owned()),
-            tls: config.server.tls_cert.is_some(),
+            tls,
         })
     }
 
@@ -77,7 +78,10 @@ impl State {
             .and_then(|h| h.to_str().ok())
             .filter(|h| h.bytes().all(|b| b.is_ascii_graphic()))
             .unwrap_or("localhost");
-        format!("{}://{host}", if self.tls { "https" } else { "http" })
+        format!(
+            "{}://{host}",
+            if self.tls.is_some() { "https" } else { "http" }
+        )
     }
 
     /// The `WWW-Authenticate` value for a refusal.

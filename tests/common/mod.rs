@@ -2,6 +2,7 @@
 //! binary), HTTP helpers, image builders, and the gate for outside tools.
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod image;
 
 use std::io::{BufRead, BufReader};
@@ -82,18 +83,7 @@ impl Wharf {
 
     /// Starts with a full configuration; `/v2/` may demand credentials.
     pub async fn start_config_unchecked(cfg: Config) -> Wharf {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let root = cfg.storage.root.clone();
-        let (tx, rx) = watch::channel(false);
-        let task = tokio::spawn(wharf::app::run(cfg, listener, rx));
-        let w = Wharf {
-            base: format!("http://{addr}"),
-            addr,
-            root,
-            shutdown: tx,
-            task,
-        };
+        let w = Wharf::launch(cfg).await;
         // The listener is bound before run() starts, so requests queue until the
         // store is open; one request proves it serves.
         let r = http()
@@ -103,6 +93,27 @@ impl Wharf {
             .expect("wharf answers");
         assert_eq!(r.status(), 200);
         w
+    }
+
+    /// Starts without any check (HTTPS servers need a client that trusts them).
+    pub async fn launch(cfg: Config) -> Wharf {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let root = cfg.storage.root.clone();
+        let scheme = if cfg.server.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let (tx, rx) = watch::channel(false);
+        let task = tokio::spawn(wharf::app::run(cfg, listener, rx));
+        Wharf {
+            base: format!("{scheme}://{addr}"),
+            addr,
+            root,
+            shutdown: tx,
+            task,
+        }
     }
 
     /// Absolute URL of a path.
@@ -203,11 +214,16 @@ impl WharfProcess {
     /// Runs `wharf serve` with `config_text` (listen is forced to 127.0.0.1:0) and
     /// waits for the line announcing the bound address.
     pub fn spawn(dir: &Path, root: &Path, extra: &str) -> WharfProcess {
+        WharfProcess::spawn_with(dir, root, "", extra)
+    }
+
+    /// [`WharfProcess::spawn`] with extra `[server]` lines (TLS, timeouts).
+    pub fn spawn_with(dir: &Path, root: &Path, server_lines: &str, extra: &str) -> WharfProcess {
         let cfg = dir.join("wharf.toml");
         std::fs::write(
             &cfg,
             format!(
-                "{extra}\n[server]\nlisten = \"127.0.0.1:0\"\ndrain_timeout = \"20s\"\n[storage]\nroot = {:?}\n",
+                "{extra}\n[server]\nlisten = \"127.0.0.1:0\"\ndrain_timeout = \"20s\"\n{server_lines}\n[storage]\nroot = {:?}\n",
                 root.display().to_string()
             ),
         )
@@ -241,12 +257,17 @@ impl WharfProcess {
                     .split_whitespace()
                     .next()
                     .unwrap();
-                break a.to_owned();
+                let scheme = if line.contains("scheme=\"https\"") {
+                    "https"
+                } else {
+                    "http"
+                };
+                break format!("{scheme}://{a}");
             }
         };
         WharfProcess {
             child,
-            base: format!("http://{addr}"),
+            base: addr,
             log: rx,
         }
     }
@@ -254,6 +275,32 @@ impl WharfProcess {
     /// Absolute URL of a path.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// Waits for a log line containing `needle`: the process says when it did
+    /// something, so tests wait on that instead of sleeping.
+    pub fn wait_log(&self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = self
+                .log
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("no log line with {needle:?}"));
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
+
+    /// Sends a signal (`-HUP`, `-TERM`) to the process.
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "kill {sig}");
     }
 }
 

@@ -87,7 +87,10 @@ pub async fn run_with(
         listener,
         state.clone(),
         shutdown,
-        config.server.drain_timeout.0,
+        crate::server::Limits {
+            header_timeout: config.server.header_timeout.0,
+            drain: config.server.drain_timeout.0,
+        },
     )
     .await;
 

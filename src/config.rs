@@ -157,6 +157,12 @@ pub struct ServerConfig {
     pub public_url: Option<String>,
     /// How long SIGTERM waits for in-flight requests before cutting them.
     pub drain_timeout: HumanDuration,
+    /// How long a client may take to send a request's headers (slowloris).
+    pub header_timeout: HumanDuration,
+    /// How long a request body may stall between two reads before it is cut.
+    pub body_timeout: HumanDuration,
+    /// Most uploads one client address may stream at the same time.
+    pub uploads_per_client: usize,
 }
 
 impl Default for ServerConfig {
@@ -167,6 +173,9 @@ impl Default for ServerConfig {
             tls_key: None,
             public_url: None,
             drain_timeout: HumanDuration(Duration::from_secs(30)),
+            header_timeout: HumanDuration(Duration::from_secs(30)),
+            body_timeout: HumanDuration(Duration::from_secs(60)),
+            uploads_per_client: 32,
         }
     }
 }
@@ -488,6 +497,20 @@ impl Config {
                     "{}server.public_url must start with http:// or https://",
                     at("public_url")
                 ));
+            }
+        }
+        if self.server.uploads_per_client == 0 {
+            return Err(format!(
+                "{}server.uploads_per_client must be at least 1",
+                at("uploads_per_client")
+            ));
+        }
+        for (key, d) in [
+            ("header_timeout", self.server.header_timeout),
+            ("body_timeout", self.server.body_timeout),
+        ] {
+            if d.0.is_zero() {
+                return Err(format!("{}server.{key} must be longer than 0s", at(key)));
             }
         }
         let wm = self.storage.low_watermark;

@@ -17,10 +17,17 @@ use tokio::sync::watch;
 
 use crate::http::{State, handle};
 
-/// How long a client may take to send request headers (slow clients hold sockets).
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a TLS handshake may take.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connection-level time limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// How long a client may take to send request headers (slow clients hold sockets).
+    pub header_timeout: Duration,
+    /// How long shutdown waits for in-flight requests.
+    pub drain: Duration,
+}
 
 async fn serve_io<I>(
     builder: auto::Builder<TokioExecutor>,
@@ -43,14 +50,14 @@ pub async fn serve(
     listener: TcpListener,
     state: Arc<State>,
     mut shutdown: watch::Receiver<bool>,
-    drain: Duration,
+    limits: Limits,
 ) {
     let tls = state.tls.clone();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(limits.header_timeout)
         .keep_alive(true);
     builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
@@ -91,7 +98,7 @@ pub async fn serve(
     tracing::info!("no longer accepting connections; draining in-flight requests");
     tokio::select! {
         _ = graceful.shutdown() => tracing::info!("all connections drained"),
-        _ = tokio::time::sleep(drain) => tracing::warn!(?drain, "drain deadline reached; cutting remaining connections"),
+        _ = tokio::time::sleep(limits.drain) => tracing::warn!(drain = ?limits.drain, "drain deadline reached; cutting remaining connections"),
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod body;
 pub mod error;
 pub mod handlers;
+pub mod limits;
 pub mod query;
 pub mod router;
 
@@ -36,6 +37,10 @@ pub struct State {
     pub public_url: Option<String>,
     /// The TLS configuration when serving HTTPS (also the token realm's scheme).
     pub tls: Option<Arc<crate::tls::TlsReloader>>,
+    /// How long a request body may stall between reads.
+    pub body_timeout: std::time::Duration,
+    /// Concurrent uploads per client address.
+    pub upload_slots: limits::UploadSlots,
 }
 
 impl State {
@@ -56,6 +61,8 @@ impl State {
                 .as_ref()
                 .map(|u| u.trim_end_matches('/').to_owned()),
             tls,
+            body_timeout: config.server.body_timeout.0,
+            upload_slots: limits::UploadSlots::new(config.server.uploads_per_client),
         })
     }
 

@@ -90,7 +90,7 @@ pub async fn put(
     if declared.is_some_and(|n| n > MAX_MANIFEST_BYTES as u64) {
         return Err(ApiError::ManifestTooLarge);
     }
-    let body = read_small(req.into_body(), MAX_MANIFEST_BYTES)
+    let body = read_small(state, req.into_body(), MAX_MANIFEST_BYTES)
         .await?
         .ok_or(ApiError::ManifestTooLarge)?;
     let out = state

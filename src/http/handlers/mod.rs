@@ -48,8 +48,8 @@ pub async fn dispatch(
         },
         Route::UploadStart { name } => uploads::start(state, ctx, &name, req).await,
         Route::Upload { name, id } => match ctx.method {
-            Method::PATCH => uploads::patch(state, &name, &id, req).await,
-            Method::PUT => uploads::finish(state, &name, &id, req).await,
+            Method::PATCH => uploads::patch(state, ctx, &name, &id, req).await,
+            Method::PUT => uploads::finish(state, ctx, &name, &id, req).await,
             Method::DELETE => uploads::cancel(state, &name, &id).await,
             _ => uploads::status(state, &name, &id).await,
         },
@@ -102,8 +102,7 @@ async fn stream_into(
 ) -> Result<u64, ApiError> {
     let mut body = body;
     let mut n = 0u64;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| ApiError::BodyRead(e.to_string()))?;
+    while let Some(frame) = next_frame(state, &mut body).await? {
         if let Ok(data) = frame.into_data() {
             n += data.len() as u64;
             state.metrics.upload_bytes.inc_by(data.len() as u64);
@@ -114,12 +113,49 @@ async fn stream_into(
 }
 
 /// Reads a small body whole, refusing more than `limit` bytes.
-async fn read_small(body: Incoming, limit: usize) -> Result<Option<Bytes>, ApiError> {
-    match http_body_util::Limited::new(body, limit).collect().await {
-        Ok(c) => Ok(Some(c.to_bytes())),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Ok(None),
-        Err(e) => Err(ApiError::BodyRead(e.to_string())),
+async fn read_small(
+    state: &State,
+    body: Incoming,
+    limit: usize,
+) -> Result<Option<Bytes>, ApiError> {
+    let mut body = body;
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = next_frame(state, &mut body).await? {
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                return Ok(None);
+            }
+            buf.extend_from_slice(&data);
+        }
     }
+    Ok(Some(buf.freeze()))
+}
+
+/// The next frame of a request body, or an error if the client stalls longer
+/// than `[server] body_timeout` (slowloris on the body).
+async fn next_frame(
+    state: &State,
+    body: &mut Incoming,
+) -> Result<Option<http_body::Frame<Bytes>>, ApiError> {
+    match tokio::time::timeout(state.body_timeout, body.frame()).await {
+        Err(_) => Err(ApiError::BodyRead(format!(
+            "no data for {}s",
+            state.body_timeout.as_secs()
+        ))),
+        Ok(None) => Ok(None),
+        Ok(Some(f)) => f.map(Some).map_err(|e| ApiError::BodyRead(e.to_string())),
+    }
+}
+
+/// Takes an upload slot for the client, or refuses with 429.
+fn upload_slot<'a>(state: &'a State, ctx: &Ctx) -> Result<super::limits::SlotGuard<'a>, ApiError> {
+    state
+        .upload_slots
+        .acquire(ctx.remote.ip().to_canonical())
+        .ok_or_else(|| ApiError::TooManyRequests {
+            retry_after: 1,
+            message: "too many concurrent uploads from this address".into(),
+        })
 }
 
 /// All values of a header joined with commas (dockerd sends `Accept` as several lines).

@@ -34,7 +34,7 @@ pub async fn issue(
     }
     let headers = req.headers().clone();
     let (query, form_user) = if ctx.method == Method::POST {
-        let body = read_small(req.into_body(), MAX_FORM)
+        let body = read_small(state, req.into_body(), MAX_FORM)
             .await?
             .ok_or_else(|| {
                 ApiError::Invalid(ErrorCode::Unsupported, "token form is too large".into())

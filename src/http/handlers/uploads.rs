@@ -4,7 +4,7 @@
 use http::{Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
-use super::{blob_created, digest_param, respond, stream_into};
+use super::{blob_created, digest_param, respond, stream_into, upload_slot};
 use crate::http::body::{Body, empty};
 use crate::http::query::Query;
 use crate::http::{ApiError, Ctx, State, range_header};
@@ -54,6 +54,7 @@ pub async fn start(
         }
     } else if let Some(d) = q.get("digest") {
         let digest = digest_param(Some(d))?;
+        let _slot = upload_slot(state, ctx)?;
         let mut writer = state.store.new_writer().await?;
         stream_into(state, req.into_body(), &mut writer).await?;
         let (digest, size) = writer.commit(Some(&digest)).await?;
@@ -142,10 +143,12 @@ async fn append(
 /// `PATCH`: appends a chunk.
 pub async fn patch(
     state: &State,
+    ctx: &Ctx,
     name: &RepoName,
     id: &str,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
+    let _slot = upload_slot(state, ctx)?;
     let handle = state.store.upload(name, id)?;
     let mut session = handle.lock().await;
     let len = append(state, name, id, &mut session, req).await?;
@@ -159,10 +162,12 @@ pub async fn patch(
 /// `PUT ?digest=`: appends an optional last chunk and completes the upload.
 pub async fn finish(
     state: &State,
+    ctx: &Ctx,
     name: &RepoName,
     id: &str,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
+    let _slot = upload_slot(state, ctx)?;
     let q = Query::parse(req.uri().query());
     let digest = digest_param(q.get("digest"))?;
     let handle = state.store.upload(name, id)?;

@@ -3,81 +3,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-
+use common::dockerd::Dockerd;
 use common::image::{Image, docker_archive, tar_with_file};
 use common::{Wharf, bytes, have_tool, http};
-
-/// A dockerd of the test's own, stopped on drop.
-pub struct Dockerd {
-    child: Child,
-    sock: PathBuf,
-}
-
-impl Dockerd {
-    /// Starts dockerd in `dir` and waits until it answers.
-    pub fn start(dir: &Path) -> Dockerd {
-        let sock = dir.join("docker.sock");
-        let child = Command::new("dockerd")
-            .args([
-                "--storage-driver=vfs",
-                "--iptables=false",
-                "--bridge=none",
-                "--ip-masq=false",
-            ])
-            .arg(format!("--data-root={}", dir.join("data").display()))
-            .arg(format!("--exec-root={}", dir.join("exec").display()))
-            .arg(format!("--pidfile={}", dir.join("docker.pid").display()))
-            .arg(format!("-H=unix://{}", sock.display()))
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("dockerd.log")).unwrap())
-            .spawn()
-            .expect("start dockerd");
-        let d = Dockerd { child, sock };
-        // dockerd has no readiness signal but its API: ask it until it answers.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while !d.docker(&["version"]).status.success() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "dockerd did not come up; see {}",
-                dir.join("dockerd.log").display()
-            );
-            std::thread::sleep(std::time::Duration::from_millis(200));
-        }
-        d
-    }
-
-    /// Runs the docker CLI against this daemon.
-    pub fn docker(&self, args: &[&str]) -> std::process::Output {
-        Command::new("docker")
-            .arg("-H")
-            .arg(format!("unix://{}", self.sock.display()))
-            .args(args)
-            .output()
-            .expect("run docker")
-    }
-
-    /// Runs the docker CLI and insists it succeeds.
-    pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.docker(args);
-        assert!(
-            out.status.success(),
-            "docker {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for Dockerd {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn docker_push_and_pull() {
@@ -125,5 +53,133 @@ async fn docker_push_and_pull() {
         .await
         .unwrap();
     assert_eq!(r.headers()["docker-content-digest"], pushed.0.as_str());
+    w.stop().await;
+}
+
+fn auth_config(dir: &std::path::Path, scheme: &str) -> String {
+    let pw = dir.join("htpasswd");
+    common::htpasswd(&pw, &[("ci", "ci-pw")]);
+    format!(
+        "[auth]\nhtpasswd = {:?}\nscheme = \"{scheme}\"\nanonymous_pull = false\n",
+        pw.display().to_string()
+    )
+}
+
+/// Logs in, pushes, logs out, is refused a pull, logs in again and pulls.
+fn login_push_pull(d: &Dockerd, host: &str, archive: &std::path::Path) -> String {
+    let target = format!("{host}/team/app:v1");
+    let out = d.login(host, "ci", "wrong");
+    assert!(
+        !out.status.success(),
+        "a wrong password must fail docker login"
+    );
+    let out = d.login(host, "ci", "ci-pw");
+    assert!(
+        out.status.success(),
+        "docker login: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    d.ok(&["load", "-i", archive.to_str().unwrap()]);
+    d.ok(&["tag", "local/app:v1", &target]);
+    let out = d.ok(&["push", &target]);
+    let digest = out
+        .split_whitespace()
+        .skip_while(|w| *w != "digest:")
+        .nth(1)
+        .expect("push prints the digest")
+        .to_owned();
+    d.ok(&["rmi", &target, "local/app:v1"]);
+    d.ok(&["logout", host]);
+    let out = d.docker(&["pull", &target]);
+    assert!(!out.status.success(), "anonymous pull must be refused");
+    assert!(d.login(host, "ci", "ci-pw").status.success());
+    d.ok(&["pull", &target]);
+    let repo_digest = d.ok(&["inspect", "--format", "{{index .RepoDigests 0}}", &target]);
+    assert_eq!(repo_digest.trim(), format!("{host}/team/app@{digest}"));
+    digest
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn docker_login_push_pull_with_basic_auth_over_tls() {
+    if !have_tool("dockerd") || !have_tool("docker") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pki = common::certs::pki("docker test CA");
+    let (cert, key) = pki.write(dir.path());
+    let extra = format!(
+        "{}[server]\ntls_cert = {:?}\ntls_key = {:?}\n",
+        auth_config(dir.path(), "basic"),
+        cert.display().to_string(),
+        key.display().to_string()
+    );
+    let w = Wharf::launch(common::config(&dir.path().join("data"), &extra)).await;
+    let host = w.addr.to_string();
+    let _trust = common::dockerd::CertsD::install(&host, &pki.ca_pem);
+    let img = Image::new(vec![tar_with_file("tls.txt", b"over https")]);
+    let archive = dir.path().join("image.tar");
+    std::fs::write(&archive, docker_archive(&img, "local/app:v1")).unwrap();
+    let ddir = dir.path().join("docker");
+    std::fs::create_dir_all(&ddir).unwrap();
+    let h = host.clone();
+    let digest =
+        tokio::task::spawn_blocking(move || login_push_pull(&Dockerd::start(&ddir), &h, &archive))
+            .await
+            .unwrap();
+    let r = pki
+        .client()
+        .head(w.url("/v2/team/app/manifests/v1"))
+        .basic_auth("ci", Some("ci-pw"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["docker-content-digest"], digest.as_str());
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn docker_login_push_pull_with_tokens() {
+    if !have_tool("dockerd") || !have_tool("docker") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let w = Wharf::start_config_unchecked(common::config(
+        &dir.path().join("data"),
+        &auth_config(dir.path(), "token"),
+    ))
+    .await;
+    let host = w.addr.to_string();
+    let img = Image::new(vec![tar_with_file("token.txt", b"with bearer tokens")]);
+    let archive = dir.path().join("image.tar");
+    std::fs::write(&archive, docker_archive(&img, "local/app:v1")).unwrap();
+    let ddir = dir.path().join("docker");
+    std::fs::create_dir_all(&ddir).unwrap();
+    let h = host.clone();
+    let digest =
+        tokio::task::spawn_blocking(move || login_push_pull(&Dockerd::start(&ddir), &h, &archive))
+            .await
+            .unwrap();
+    let r = http()
+        .get(w.url("/v2/team/app/manifests/v1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "anonymous pulls are off");
+    let v: serde_json::Value = http()
+        .get(w.url("/token?service=wharf&scope=repository:team/app:pull"))
+        .basic_auth("ci", Some("ci-pw"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let r = http()
+        .head(w.url("/v2/team/app/manifests/v1"))
+        .bearer_auth(v["token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["docker-content-digest"], digest.as_str());
     w.stop().await;
 }

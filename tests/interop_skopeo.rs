@@ -120,3 +120,108 @@ async fn skopeo_copies_images_and_indexes_in_and_out_byte_identical() {
     }
     w.stop().await;
 }
+
+async fn skopeo_fails(args: &[&str]) -> String {
+    let out = tokio::process::Command::new("skopeo")
+        .arg("--insecure-policy")
+        .args(args)
+        .output()
+        .await
+        .expect("run skopeo");
+    assert!(!out.status.success(), "skopeo {args:?} should have failed");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Push with credentials, refuse without, pull with, and copy between two
+/// repositories of the registry (skopeo then tries a cross-repository mount).
+async fn copy_with_creds(scheme: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("htpasswd");
+    common::htpasswd(&pw, &[("ci", "ci-pw")]);
+    let extra = format!(
+        "[auth]\nhtpasswd = {:?}\nscheme = \"{scheme}\"\nanonymous_pull = false\n",
+        pw.display().to_string()
+    );
+    let w = Wharf::start_config_unchecked(common::config(&dir.path().join("data"), &extra)).await;
+    let host = w.addr.to_string();
+    let img = Image::new(vec![
+        tar_with_file("a", &bytes(2 << 20, 3)),
+        tar_with_file("b", b"creds"),
+    ]);
+    let src = dir.path().join("src");
+    let top = write_layout(&src, "v1", &[&img], &img.manifest, OCI_MANIFEST);
+    let from = format!("oci:{}:v1", src.display());
+    let dest = format!("docker://{host}/team/app:v1");
+    let err = skopeo_fails(&["copy", "--dest-tls-verify=false", &from, &dest]).await;
+    assert!(
+        err.to_lowercase().contains("unauthorized") || err.contains("401"),
+        "{err}"
+    );
+    skopeo_fails(&[
+        "copy",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        "ci:wrong",
+        &from,
+        &dest,
+    ])
+    .await;
+    skopeo(&[
+        "copy",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        "ci:ci-pw",
+        &from,
+        &dest,
+    ])
+    .await;
+    // Registry to registry: skopeo asks to mount from team/app.
+    skopeo(&[
+        "copy",
+        "--preserve-digests",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        "--src-creds",
+        "ci:ci-pw",
+        "--dest-creds",
+        "ci:ci-pw",
+        &dest,
+        &format!("docker://{host}/team/copy:v1"),
+    ])
+    .await;
+    let raw = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        "--creds",
+        "ci:ci-pw",
+        &format!("docker://{host}/team/copy:v1"),
+    ])
+    .await;
+    assert_eq!(digest(raw.as_bytes()), top);
+    skopeo_fails(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{host}/team/copy:v1"),
+    ])
+    .await;
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn skopeo_with_creds_in_basic_mode() {
+    if !have_tool("skopeo") {
+        return;
+    }
+    copy_with_creds("basic").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn skopeo_with_creds_in_token_mode() {
+    if !have_tool("skopeo") {
+        return;
+    }
+    copy_with_creds("token").await;
+}

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod dockerd;
 pub mod image;
 
 use std::io::{BufRead, BufReader};

@@ -1,0 +1,220 @@
+//! wharf behind nginx terminating TLS, the setup where `registry:2` users hit
+//! "unknown blob": uploads work because wharf's Location headers are relative.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use common::image::{Image, OCI_MANIFEST, tar_with_file, write_layout};
+use common::{Wharf, bytes, digest, have_tool};
+
+struct Nginx(Child);
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts nginx on a free port with TLS in front of `upstream`; returns it and
+/// the port once it answers.
+fn start_nginx(dir: &Path, upstream: &str, cert: &Path, key: &Path, ca: &str) -> (Nginx, u16) {
+    let client = reqwest::blocking::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    // nginx cannot take a bound socket from us; if the port was grabbed in between,
+    // try another.
+    for _ in 0..5 {
+        let port = free_port();
+        for d in ["body", "proxy", "fastcgi", "uwsgi", "scgi"] {
+            std::fs::create_dir_all(dir.join(d)).unwrap();
+        }
+        let conf = format!(
+            r#"daemon off;
+master_process off;
+user root;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+events {{}}
+http {{
+  access_log off;
+  client_body_temp_path {dir}/body;
+  proxy_temp_path {dir}/proxy;
+  fastcgi_temp_path {dir}/fastcgi;
+  uwsgi_temp_path {dir}/uwsgi;
+  scgi_temp_path {dir}/scgi;
+  server {{
+    listen 127.0.0.1:{port} ssl;
+    ssl_certificate {cert};
+    ssl_certificate_key {key};
+    client_max_body_size 0;
+    location / {{
+      proxy_pass http://{upstream};
+      proxy_set_header Host $http_host;
+      proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_http_version 1.1;
+      proxy_request_buffering off;
+      proxy_buffering off;
+      proxy_read_timeout 300;
+    }}
+  }}
+}}
+"#,
+            dir = dir.display(),
+            cert = cert.display(),
+            key = key.display(),
+        );
+        let conf_path = dir.join("nginx.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let mut child = Command::new("nginx")
+            .arg("-c")
+            .arg(&conf_path)
+            .arg("-p")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nginx");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                break; // exited: probably the port; try another
+            }
+            if client
+                .get(format!("https://127.0.0.1:{port}/v2/"))
+                .send()
+                .is_ok()
+            {
+                return (Nginx(child), port);
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nginx did not come up"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+    panic!(
+        "nginx could not start; see {}",
+        dir.join("error.log").display()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn push_and_pull_through_nginx_terminating_tls() {
+    if !have_tool("nginx") || !have_tool("skopeo") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let w = Wharf::start(dir.path()).await;
+    let pki = common::certs::pki("proxy CA");
+    let (cert, key) = pki.write(dir.path());
+    let ndir = dir.path().join("nginx");
+    std::fs::create_dir_all(&ndir).unwrap();
+    let upstream = w.addr.to_string();
+    let ca = pki.ca_pem.clone();
+    let (nd, c2, k2) = (ndir.clone(), cert.clone(), key.clone());
+    let (_nginx, port) =
+        tokio::task::spawn_blocking(move || start_nginx(&nd, &upstream, &c2, &k2, &ca))
+            .await
+            .unwrap();
+    let proxy = format!("127.0.0.1:{port}");
+
+    // A chunked push by hand: every Location must be usable through the proxy.
+    let c = pki.client();
+    let r = c
+        .post(format!("https://{proxy}/v2/behind/proxy/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let loc = r.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        loc.starts_with('/'),
+        "relative Location through the proxy: {loc}"
+    );
+    let data = bytes(3 << 20, 5);
+    let r = c
+        .patch(format!("https://{proxy}{loc}"))
+        .body(data.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let loc = r.headers()["location"].to_str().unwrap().to_owned();
+    let r = c
+        .put(format!("https://{proxy}{loc}?digest={}", digest(&data)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+
+    // skopeo through the proxy, trusting its CA.
+    let certs = dir.path().join("skopeo-certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    std::fs::write(certs.join("ca.crt"), &pki.ca_pem).unwrap();
+    let img = Image::new(vec![
+        tar_with_file("p", &bytes(4 << 20, 6)),
+        tar_with_file("q", b"proxied"),
+    ]);
+    let src = dir.path().join("src");
+    let top = write_layout(&src, "v1", &[&img], &img.manifest, OCI_MANIFEST);
+    let run = |args: Vec<String>| async move {
+        let out = tokio::process::Command::new("skopeo")
+            .arg("--insecure-policy")
+            .args(&args)
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "skopeo {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let certs = certs.display().to_string();
+    run(vec![
+        "copy".into(),
+        "--preserve-digests".into(),
+        format!("--dest-cert-dir={certs}"),
+        format!("oci:{}:v1", src.display()),
+        format!("docker://{proxy}/behind/proxy:v1"),
+    ])
+    .await;
+    let raw = run(vec![
+        "inspect".into(),
+        "--raw".into(),
+        format!("--cert-dir={certs}"),
+        format!("docker://{proxy}/behind/proxy:v1"),
+    ])
+    .await;
+    assert_eq!(digest(raw.as_bytes()), top);
+    let back = dir.path().join("back");
+    run(vec![
+        "copy".into(),
+        "--preserve-digests".into(),
+        format!("--src-cert-dir={certs}"),
+        format!("docker://{proxy}/behind/proxy:v1"),
+        format!("oci:{}:v1", back.display()),
+    ])
+    .await;
+    for (d, b) in img.blobs() {
+        assert_eq!(
+            std::fs::read(back.join("blobs/sha256").join(&d[7..])).unwrap(),
+            b
+        );
+    }
+    w.stop().await;
+}

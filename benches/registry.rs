@@ -3,6 +3,8 @@
 //!
 //! - push of a 1 GiB blob and a warm GET of it, with curl;
 //! - manifest GETs by tag over 64 kept-alive connections (requests/s, p50, p99);
+//! - the same with Basic credentials on every request, both servers reading the
+//!   same htpasswd file (at `htpasswd -B`'s bcrypt cost);
 //! - peak RSS of each server process over the whole run.
 //!
 //! Run: `cargo bench --bench registry` (set `BENCH_BLOB_MIB` / `BENCH_SECS` to
@@ -15,8 +17,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use http_body_util::{BodyExt, Empty};
 use sha2::{Digest as _, Sha256};
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
 fn sha256_hex(b: &[u8]) -> String {
     Sha256::digest(b)
@@ -30,6 +35,8 @@ struct Server {
     name: &'static str,
     child: Child,
     base: String,
+    /// `user:password` sent by every client call, when auth is on.
+    creds: Option<String>,
 }
 
 impl Server {
@@ -42,6 +49,15 @@ impl Server {
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
+    }
+
+    /// A curl command carrying this server's credentials.
+    fn curl(&self) -> Command {
+        let mut c = Command::new("curl");
+        if let Some(creds) = &self.creds {
+            c.args(["-u", creds]);
+        }
+        c
     }
 }
 
@@ -62,8 +78,9 @@ fn free_port() -> u16 {
 
 fn wait_ready(base: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
+    // Any HTTP answer (401 included) means it serves.
     while Command::new("curl")
-        .args(["-sf", "-o", "/dev/null", &format!("{base}/v2/")])
+        .args(["-s", "-o", "/dev/null", &format!("{base}/v2/")])
         .status()
         .map(|s| !s.success())
         .unwrap_or(true)
@@ -73,12 +90,29 @@ fn wait_ready(base: &str) {
     }
 }
 
-fn start_wharf(dir: &Path) -> Server {
+/// An htpasswd file with one user, as `htpasswd -Bbn bench bench-pw` writes it.
+fn write_htpasswd(path: &Path) -> String {
+    let h = bcrypt::hash_with_result("bench-pw", 5)
+        .unwrap()
+        .format_for_version(bcrypt::Version::TwoY);
+    std::fs::write(path, format!("bench:{h}\n")).unwrap();
+    "bench:bench-pw".to_owned()
+}
+
+fn start_wharf(dir: &Path, htpasswd: Option<&Path>) -> Server {
     let cfg = dir.join("wharf.toml");
+    let auth = htpasswd
+        .map(|p| {
+            format!(
+                "[auth]\nhtpasswd = {:?}\nanonymous_pull = false\n",
+                p.display().to_string()
+            )
+        })
+        .unwrap_or_default();
     std::fs::write(
         &cfg,
         format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\nroot = {:?}\n[log]\nlevel = \"warn,wharf=info,wharf::access=warn\"\n",
+            "{auth}[server]\nlisten = \"127.0.0.1:0\"\n[storage]\nroot = {:?}\n[log]\nlevel = \"warn,wharf=info,wharf::access=warn\"\n",
             dir.join("data").display().to_string()
         ),
     )
@@ -104,19 +138,28 @@ fn start_wharf(dir: &Path) -> Server {
         name: "wharf",
         child,
         base,
+        creds: None,
     }
 }
 
-fn start_distribution(dir: &Path) -> Option<Server> {
+fn start_distribution(dir: &Path, htpasswd: Option<&Path>) -> Option<Server> {
     let bin = ["/usr/bin/docker-registry", "/usr/sbin/docker-registry"]
         .into_iter()
         .find(|p| Path::new(p).exists())?;
     let port = free_port();
     let cfg = dir.join("registry.yml");
+    let auth = htpasswd
+        .map(|p| {
+            format!(
+                "auth:\n  htpasswd:\n    realm: bench\n    path: {}\n",
+                p.display()
+            )
+        })
+        .unwrap_or_default();
     std::fs::write(
         &cfg,
         format!(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  cache:\n    blobdescriptor: inmemory\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  cache:\n    blobdescriptor: inmemory\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}",
             dir.join("data").display()
         ),
     )
@@ -134,14 +177,15 @@ fn start_distribution(dir: &Path) -> Option<Server> {
         name: "distribution",
         child,
         base,
+        creds: None,
     })
 }
 
-fn curl(args: &[&str]) -> String {
-    let out = Command::new("curl").args(args).output().unwrap();
+fn output(mut c: Command, what: &str) -> String {
+    let out = c.output().unwrap();
     assert!(
         out.status.success(),
-        "curl {args:?}: {}",
+        "{what}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -149,7 +193,8 @@ fn curl(args: &[&str]) -> String {
 
 /// Starts an upload and returns the absolute URL to PUT to, with `digest` added.
 fn upload_url(s: &Server, repo: &str, digest: &str) -> String {
-    let headers = curl(&[
+    let mut c = s.curl();
+    c.args([
         "-s",
         "-D",
         "-",
@@ -159,13 +204,14 @@ fn upload_url(s: &Server, repo: &str, digest: &str) -> String {
         "POST",
         &format!("{}/v2/{repo}/blobs/uploads/", s.base),
     ]);
+    let headers = output(c, "upload start");
     let loc = headers
         .lines()
         .find_map(|l| {
             l.strip_prefix("location: ")
                 .or_else(|| l.strip_prefix("Location: "))
         })
-        .expect("Location")
+        .unwrap_or_else(|| panic!("{}: no Location in {headers}", s.name))
         .trim()
         .to_owned();
     let loc = if loc.starts_with('/') {
@@ -180,7 +226,8 @@ fn upload_url(s: &Server, repo: &str, digest: &str) -> String {
 /// Pushes a file; returns bytes/s as curl measured it.
 fn push_file(s: &Server, repo: &str, path: &Path, digest: &str) -> f64 {
     let url = upload_url(s, repo, digest);
-    let out = curl(&[
+    let mut c = s.curl();
+    c.args([
         "-s",
         "-o",
         "/dev/null",
@@ -188,42 +235,41 @@ fn push_file(s: &Server, repo: &str, path: &Path, digest: &str) -> f64 {
         "%{http_code} %{speed_upload}",
         "-X",
         "PUT",
+    ])
+    .args([
         "-H",
         "Content-Type: application/octet-stream",
         "-T",
         path.to_str().unwrap(),
         &url,
     ]);
+    let out = output(c, "blob push");
     let mut parts = out.split_whitespace();
     assert_eq!(parts.next(), Some("201"), "{} push failed", s.name);
     parts.next().unwrap().parse().unwrap()
 }
 
-fn push_small(s: &Server, repo: &str, data: &[u8]) -> String {
-    let d = sha256_hex(data);
-    let url = upload_url(s, repo, &d);
-    let mut c = Command::new("curl")
-        .args([
-            "-sf",
-            "-o",
-            "/dev/null",
-            "-X",
-            "PUT",
-            "--data-binary",
-            "@-",
-            "-H",
-            "Content-Type: application/octet-stream",
-            &url,
-        ])
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    c.stdin.take().unwrap().write_all(data).unwrap();
-    assert!(c.wait().unwrap().success());
-    d
+/// PUTs `data` to `url` with `content_type`.
+fn put_bytes(s: &Server, url: &str, content_type: &str, data: &[u8]) {
+    let mut c = s.curl();
+    c.args(["-sf", "-o", "/dev/null", "-X", "PUT", "--data-binary", "@-"])
+        .args(["-H", &format!("Content-Type: {content_type}"), url])
+        .stdin(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(data).unwrap();
+    assert!(child.wait().unwrap().success(), "{} PUT {url}", s.name);
 }
 
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+fn push_small(s: &Server, repo: &str, data: &[u8]) -> String {
+    let d = sha256_hex(data);
+    put_bytes(
+        s,
+        &upload_url(s, repo, &d),
+        "application/octet-stream",
+        data,
+    );
+    d
+}
 
 fn push_manifest(s: &Server, repo: &str, tag: &str) {
     let config =
@@ -236,41 +282,22 @@ fn push_manifest(s: &Server, repo: &str, tag: &str) {
         config.len(),
         layer.len()
     );
-    let mut c = Command::new("curl")
-        .args([
-            "-sf",
-            "-o",
-            "/dev/null",
-            "-X",
-            "PUT",
-            "--data-binary",
-            "@-",
-            "-H",
-            &format!("Content-Type: {OCI_MANIFEST}"),
-            &format!("{}/v2/{repo}/manifests/{tag}", s.base),
-        ])
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    c.stdin.take().unwrap().write_all(m.as_bytes()).unwrap();
-    assert!(c.wait().unwrap().success(), "{} manifest push", s.name);
+    put_bytes(
+        s,
+        &format!("{}/v2/{repo}/manifests/{tag}", s.base),
+        OCI_MANIFEST,
+        m.as_bytes(),
+    );
 }
 
 /// GETs a blob `times` times; the best bytes/s.
 fn pull_speed(s: &Server, repo: &str, digest: &str, times: usize) -> f64 {
     (0..times)
         .map(|_| {
-            curl(&[
-                "-s",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{speed_download}",
-                &format!("{}/v2/{repo}/blobs/sha256:{digest}", s.base),
-            ])
-            .trim()
-            .parse::<f64>()
-            .unwrap()
+            let mut c = s.curl();
+            c.args(["-s", "-o", "/dev/null", "-w", "%{speed_download}"])
+                .arg(format!("{}/v2/{repo}/blobs/sha256:{digest}", s.base));
+            output(c, "blob pull").trim().parse::<f64>().unwrap()
         })
         .fold(0.0, f64::max)
 }
@@ -291,12 +318,23 @@ fn manifest_load(s: &Server, path: &str, conns: usize, secs: u64) -> Load {
         .unwrap();
     let addr = s.base.trim_start_matches("http://").to_owned();
     let path = Arc::new(path.to_owned());
+    let authorization = Arc::new(s.creds.as_ref().map(|c| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(c)
+        )
+    }));
     rt.block_on(async move {
         let deadline = Instant::now() + Duration::from_secs(secs);
         let budget = Arc::new(std::sync::atomic::AtomicUsize::new(2_000_000));
         let mut tasks = Vec::new();
         for _ in 0..conns {
-            let (addr, path, budget) = (addr.clone(), path.clone(), budget.clone());
+            let (addr, path, budget, authorization) = (
+                addr.clone(),
+                path.clone(),
+                budget.clone(),
+                authorization.clone(),
+            );
             tasks.push(tokio::spawn(async move {
                 let mut lat = Vec::new();
                 let mut errors = 0;
@@ -310,11 +348,13 @@ fn manifest_load(s: &Server, path: &str, conns: usize, secs: u64) -> Load {
                 while Instant::now() < deadline
                     && budget.fetch_sub(1, std::sync::atomic::Ordering::Relaxed) > 0
                 {
-                    let req = http::Request::get(path.as_str())
+                    let mut req = http::Request::get(path.as_str())
                         .header("host", addr.as_str())
-                        .header("accept", OCI_MANIFEST)
-                        .body(Empty::<bytes::Bytes>::new())
-                        .unwrap();
+                        .header("accept", OCI_MANIFEST);
+                    if let Some(a) = authorization.as_ref() {
+                        req = req.header("authorization", a.as_str());
+                    }
+                    let req = req.body(Empty::<bytes::Bytes>::new()).unwrap();
                     let t = Instant::now();
                     match send.send_request(req).await {
                         Ok(resp) => {
@@ -364,6 +404,7 @@ struct Results {
     push: f64,
     pull: f64,
     load: Load,
+    auth_load: Option<Load>,
     rss_kib: u64,
 }
 
@@ -376,13 +417,43 @@ fn run(s: &Server, blob: &Path, digest: &str, secs: u64) -> Results {
         push,
         pull,
         load,
+        auth_load: None,
         rss_kib: s.peak_rss_kib(),
     }
 }
 
+/// Manifest GETs with Basic credentials on every request.
+fn run_auth(mut s: Server, creds: &str, secs: u64) -> Load {
+    s.creds = Some(creds.to_owned());
+    push_manifest(&s, "bench/app", "latest");
+    manifest_load(&s, "/v2/bench/app/manifests/latest", 64, secs)
+}
+
+fn make_blob(path: &Path, mib: usize) -> String {
+    let mut f = std::fs::File::create(path).unwrap();
+    let mut h = Sha256::new();
+    let mut chunk = vec![0u8; 1 << 20];
+    let mut x: u64 = 0x2545F4914F6CDD1D;
+    for _ in 0..mib {
+        for b in chunk.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            b.copy_from_slice(&x.to_le_bytes()[..b.len()]);
+        }
+        h.update(&chunk);
+        f.write_all(&chunk).unwrap();
+    }
+    h.finalize().iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn subdir(root: &Path, name: &str) -> PathBuf {
+    let d = root.join(name);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
 fn main() {
-    // `cargo bench` passes --bench; `cargo test --benches` would pass nothing
-    // useful here, so both just run.
     let mib: usize = std::env::var("BENCH_BLOB_MIB")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -392,40 +463,25 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(8);
     let dir = tempfile::tempdir().unwrap();
-    let blob: PathBuf = dir.path().join("blob.bin");
-    let digest = {
-        let mut f = std::fs::File::create(&blob).unwrap();
-        let mut h = Sha256::new();
-        let mut chunk = vec![0u8; 1 << 20];
-        let mut x: u64 = 0x2545F4914F6CDD1D;
-        for _ in 0..mib {
-            for b in chunk.chunks_mut(8) {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                b.copy_from_slice(&x.to_le_bytes()[..b.len()]);
-            }
-            h.update(&chunk);
-            f.write_all(&chunk).unwrap();
-        }
-        h.finalize()
-            .iter()
-            .map(|x| format!("{x:02x}"))
-            .collect::<String>()
-    };
+    let blob = dir.path().join("blob.bin");
+    let digest = make_blob(&blob, mib);
+    let htpasswd = dir.path().join("htpasswd");
+    let creds = write_htpasswd(&htpasswd);
     println!("blob: {mib} MiB, manifest load: 64 connections for {secs}s each");
 
-    let wdir = dir.path().join("wharf");
-    std::fs::create_dir_all(&wdir).unwrap();
-    let w = start_wharf(&wdir);
-    let wr = run(&w, &blob, &digest, secs);
+    let w = start_wharf(&subdir(dir.path(), "wharf"), None);
+    let mut wr = run(&w, &blob, &digest, secs);
     drop(w);
+    let w = start_wharf(&subdir(dir.path(), "wharf-auth"), Some(&htpasswd));
+    wr.auth_load = Some(run_auth(w, &creds, secs));
 
-    let ddir = dir.path().join("distribution");
-    std::fs::create_dir_all(&ddir).unwrap();
-    let dr = match start_distribution(&ddir) {
+    let dr = match start_distribution(&subdir(dir.path(), "distribution"), None) {
         Some(d) => {
-            let r = run(&d, &blob, &digest, secs);
+            let mut r = run(&d, &blob, &digest, secs);
+            drop(d);
+            r.auth_load =
+                start_distribution(&subdir(dir.path(), "distribution-auth"), Some(&htpasswd))
+                    .map(|d| run_auth(d, &creds, secs));
             Some(r)
         }
         None => {
@@ -438,59 +494,60 @@ fn main() {
 
     let mbps = |b: f64| b / 1e6;
     println!(
-        "\n{:<34} {:>14} {:>14} {:>8}",
+        "\n{:<36} {:>14} {:>14} {:>8}",
         "measure", "wharf", "distribution", "ratio"
     );
-    let row = |name: &str, w: f64, d: Option<f64>, unit: &str| match d {
-        Some(d) => println!(
-            "{name:<34} {:>11.1} {unit:<2} {:>11.1} {unit:<2} {:>7.2}x",
-            w,
-            d,
-            w / d
-        ),
-        None => println!("{name:<34} {:>11.1} {unit:<2}", w),
+    let row = |name: &str, w: f64, d: Option<f64>| match d {
+        Some(d) => println!("{name:<36} {w:>14.1} {d:>14.1} {:>7.2}x", w / d),
+        None => println!("{name:<36} {w:>14.1}"),
     };
+    let auth = |r: &Results, f: fn(&Load) -> f64| r.auth_load.as_ref().map(f).unwrap_or(0.0);
     row(
         "blob push (MB/s)",
         mbps(wr.push),
         dr.as_ref().map(|d| mbps(d.push)),
-        "",
     );
     row(
         "blob GET warm (MB/s)",
         mbps(wr.pull),
         dr.as_ref().map(|d| mbps(d.pull)),
-        "",
     );
     row(
         "manifest GET by tag (req/s)",
         wr.load.rps,
         dr.as_ref().map(|d| d.load.rps),
-        "",
     );
     row(
         "manifest GET p50 (ms)",
         wr.load.p50_ms,
         dr.as_ref().map(|d| d.load.p50_ms),
-        "",
     );
     row(
         "manifest GET p99 (ms)",
         wr.load.p99_ms,
         dr.as_ref().map(|d| d.load.p99_ms),
-        "",
+    );
+    row(
+        "manifest GET + Basic auth (req/s)",
+        auth(&wr, |l| l.rps),
+        dr.as_ref().map(|d| auth(d, |l| l.rps)),
+    );
+    row(
+        "manifest GET + Basic auth p99 (ms)",
+        auth(&wr, |l| l.p99_ms),
+        dr.as_ref().map(|d| auth(d, |l| l.p99_ms)),
     );
     row(
         "peak RSS (MiB)",
         wr.rss_kib as f64 / 1024.0,
         dr.as_ref().map(|d| d.rss_kib as f64 / 1024.0),
-        "",
     );
-    if wr.load.errors > 0 || dr.as_ref().is_some_and(|d| d.load.errors > 0) {
+    let errs = |r: &Results| r.load.errors + r.auth_load.as_ref().map(|l| l.errors).unwrap_or(0);
+    if errs(&wr) > 0 || dr.as_ref().is_some_and(|d| errs(d) > 0) {
         println!(
             "errors: wharf {} distribution {}",
-            wr.load.errors,
-            dr.as_ref().map(|d| d.load.errors).unwrap_or(0)
+            errs(&wr),
+            dr.as_ref().map(errs).unwrap_or(0)
         );
     }
 }

@@ -25,6 +25,13 @@ pub struct RouteLabels {
     pub route: &'static str,
 }
 
+/// Labels of authorization refusals.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    /// unauthenticated, insufficient_scope, forbidden or rate_limited.
+    pub reason: &'static str,
+}
+
 /// All metrics, registered once.
 pub struct Metrics {
     registry: Registry,
@@ -37,6 +44,10 @@ pub struct Metrics {
     pub uploads_open: Gauge,
     /// Abandoned upload sessions removed.
     pub uploads_expired: Counter,
+    /// Requests refused by authorization, by reason.
+    pub auth_refusals: Family<RefusalLabels, Counter>,
+    /// Tokens issued by `/token`.
+    pub tokens_issued: Counter,
 }
 
 impl Default for Metrics {
@@ -87,6 +98,18 @@ impl Metrics {
             "Abandoned upload sessions removed",
             uploads_expired.clone(),
         );
+        let auth_refusals = Family::<RefusalLabels, Counter>::default();
+        registry.register(
+            "auth_refusals",
+            "Requests refused by authorization, by reason",
+            auth_refusals.clone(),
+        );
+        let tokens_issued = Counter::default();
+        registry.register(
+            "tokens_issued",
+            "Bearer tokens issued by /token",
+            tokens_issued.clone(),
+        );
         let started = Gauge::<i64>::default();
         started.set(i64::try_from(crate::store::unix_now()).unwrap_or(0));
         registry.register(
@@ -102,6 +125,8 @@ impl Metrics {
             upload_bytes,
             uploads_open,
             uploads_expired,
+            auth_refusals,
+            tokens_issued,
         }
     }
 

@@ -237,6 +237,19 @@ async fn token_flow_grants_only_what_rules_allow() {
         challenge,
         format!("Bearer realm=\"{}/token\",service=\"wharf\"", w.base)
     );
+    // Behind a TLS-terminating proxy, the realm follows the client's scheme and host.
+    let r = http()
+        .get(w.url("/v2/"))
+        .header("host", "registry.lan")
+        .header("x-forwarded-proto", "https")
+        .send()
+        .await
+        .unwrap();
+    let c = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
+    assert!(
+        c.starts_with("Bearer realm=\"https://registry.lan/token\""),
+        "{c}"
+    );
 
     // A push without a token is told exactly which scope to fetch.
     let r = http()
@@ -405,5 +418,19 @@ async fn brute_force_is_slowed_per_address() {
             .await,
         429
     );
+    let m = http()
+        .get(w.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        m.contains("wharf_auth_refusals_total{reason=\"rate_limited\"} 2"),
+        "{m}"
+    );
+    let unauth = format!("wharf_auth_refusals_total{{reason=\"unauthenticated\"}} {after}");
+    assert!(m.contains(&unauth), "{m}");
     w.stop().await;
 }

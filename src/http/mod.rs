@@ -75,7 +75,8 @@ impl State {
         }
     }
 
-    /// The absolute base URL clients used: `public_url`, or scheme + `Host`.
+    /// The absolute base URL clients used: `public_url`, or scheme (from
+    /// `X-Forwarded-Proto` behind a proxy) + `Host`.
     pub fn base_url(&self, headers: &HeaderMap) -> String {
         if let Some(base) = &self.public_url {
             return base.clone();
@@ -85,10 +86,14 @@ impl State {
             .and_then(|h| h.to_str().ok())
             .filter(|h| h.bytes().all(|b| b.is_ascii_graphic()))
             .unwrap_or("localhost");
-        format!(
-            "{}://{host}",
-            if self.tls.is_some() { "https" } else { "http" }
-        )
+        // Behind a TLS-terminating proxy the client's scheme is in X-Forwarded-Proto.
+        // The realm is only advice to the client about itself, so trusting it is safe.
+        let forwarded = headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| *v == "https" || *v == "http");
+        let scheme = forwarded.unwrap_or(if self.tls.is_some() { "https" } else { "http" });
+        format!("{scheme}://{host}")
     }
 
     /// The `WWW-Authenticate` value for a refusal.
@@ -130,6 +135,16 @@ impl State {
             }
             _ => scope,
         };
+        let reason = match &d {
+            Denial::Unauthenticated { .. } => "unauthenticated",
+            Denial::InsufficientScope { .. } => "insufficient_scope",
+            Denial::Forbidden(_) => "forbidden",
+            Denial::RateLimited { .. } => "rate_limited",
+        };
+        self.metrics
+            .auth_refusals
+            .get_or_create(&crate::metrics::RefusalLabels { reason })
+            .inc();
         match d {
             Denial::Unauthenticated { scope, message } => ApiError::Unauthorized {
                 challenge: self.challenge(headers, scope.map(with_mount).as_deref(), false),

@@ -85,6 +85,7 @@ pub async fn issue(
     let (token, ttl) = state
         .auth
         .issue_token(user.as_deref(), ctx.caller.loopback, &requested);
+    state.metrics.tokens_issued.inc();
     let body = serde_json::to_vec(&serde_json::json!({
         "token": token,
         "access_token": token,

@@ -27,19 +27,8 @@ async fn docker_push_and_pull() {
     let target = format!("{host}/team/app:v1");
     let pushed = tokio::task::spawn_blocking(move || {
         let d = Dockerd::start(&ddir);
-        d.ok(&["load", "-i", archive.to_str().unwrap()]);
-        d.ok(&["tag", "local/app:v1", &target]);
-        let out = d.ok(&["push", &target]);
-        let digest = out
-            .split_whitespace()
-            .skip_while(|w| *w != "digest:")
-            .nth(1)
-            .expect("push prints the digest")
-            .to_owned();
-        d.ok(&["rmi", &target, "local/app:v1"]);
-        d.ok(&["pull", &target]);
-        let repo_digest = d.ok(&["inspect", "--format", "{{index .RepoDigests 0}}", &target]);
-        assert_eq!(repo_digest.trim(), format!("{host}/team/app@{digest}"));
+        let digest = d.load_tag_push(&archive, &target);
+        d.pull_and_check(&host, "team/app", &target, &digest);
         // The pulled image is the pushed one: same config (image id).
         let id = d.ok(&["inspect", "--format", "{{.Id}}", &target]);
         (digest, id.trim().to_owned())
@@ -79,23 +68,12 @@ fn login_push_pull(d: &Dockerd, host: &str, archive: &std::path::Path) -> String
         "docker login: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    d.ok(&["load", "-i", archive.to_str().unwrap()]);
-    d.ok(&["tag", "local/app:v1", &target]);
-    let out = d.ok(&["push", &target]);
-    let digest = out
-        .split_whitespace()
-        .skip_while(|w| *w != "digest:")
-        .nth(1)
-        .expect("push prints the digest")
-        .to_owned();
-    d.ok(&["rmi", &target, "local/app:v1"]);
+    let digest = d.load_tag_push(archive, &target);
     d.ok(&["logout", host]);
     let out = d.docker(&["pull", &target]);
     assert!(!out.status.success(), "anonymous pull must be refused");
     assert!(d.login(host, "ci", "ci-pw").status.success());
-    d.ok(&["pull", &target]);
-    let repo_digest = d.ok(&["inspect", "--format", "{{index .RepoDigests 0}}", &target]);
-    assert_eq!(repo_digest.trim(), format!("{host}/team/app@{digest}"));
+    d.pull_and_check(host, "team/app", &target, &digest);
     digest
 }
 

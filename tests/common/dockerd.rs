@@ -84,6 +84,29 @@ impl Drop for Dockerd {
 }
 
 impl Dockerd {
+    /// Loads a `docker save` archive holding `local/app:v1`, tags it `target`
+    /// and pushes it; returns the manifest digest docker reports.
+    pub fn load_tag_push(&self, archive: &Path, target: &str) -> String {
+        self.ok(&["load", "-i", archive.to_str().unwrap()]);
+        self.ok(&["tag", "local/app:v1", target]);
+        let out = self.ok(&["push", target]);
+        let digest = out
+            .split_whitespace()
+            .skip_while(|w| *w != "digest:")
+            .nth(1)
+            .expect("push prints the digest")
+            .to_owned();
+        self.ok(&["rmi", target, "local/app:v1"]);
+        digest
+    }
+
+    /// Pulls `target` and checks docker recorded `digest` for it.
+    pub fn pull_and_check(&self, host: &str, repo: &str, target: &str, digest: &str) {
+        self.ok(&["pull", target]);
+        let repo_digest = self.ok(&["inspect", "--format", "{{index .RepoDigests 0}}", target]);
+        assert_eq!(repo_digest.trim(), format!("{host}/{repo}@{digest}"));
+    }
+
     /// `docker login` with the password on stdin.
     pub fn login(&self, host: &str, user: &str, password: &str) -> std::process::Output {
         use std::io::Write;

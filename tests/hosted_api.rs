@@ -909,3 +909,35 @@ async fn concurrent_pushes_all_land() {
     }
     Arc::try_unwrap(w).ok().unwrap().stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn public_url_makes_locations_absolute() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = Wharf::start_with(
+        dir.path(),
+        "[server]\npublic_url = \"https://registry.example.test/\"\n",
+    )
+    .await;
+    let r = http()
+        .post(w.url("/v2/abs/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    let loc = r.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        loc.starts_with("https://registry.example.test/v2/abs/blobs/uploads/"),
+        "{loc}"
+    );
+    let d = digest(b"abs");
+    let r = http()
+        .post(w.url(&format!("/v2/abs/blobs/uploads/?digest={d}")))
+        .body("abs")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers()["location"],
+        format!("https://registry.example.test/v2/abs/blobs/{d}").as_str()
+    );
+    w.stop().await;
+}

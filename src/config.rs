@@ -323,6 +323,20 @@ fn default_manifest_ttl() -> HumanDuration {
     HumanDuration(Duration::from_secs(300))
 }
 
+impl Config {
+    /// The routing rules of this configuration.
+    pub fn route_rules(&self) -> crate::oci::routing::RouteRules {
+        crate::oci::routing::RouteRules {
+            upstreams: self
+                .upstream
+                .iter()
+                .map(|u| (u.name.clone(), u.default))
+                .collect(),
+            hosted_prefixes: self.hosted.prefixes.clone(),
+        }
+    }
+}
+
 impl UpstreamConfig {
     /// The preset used when no `[[upstream]]` is configured.
     pub fn docker_hub() -> Self {
@@ -522,6 +536,13 @@ impl Config {
         }
         let mut names = std::collections::HashSet::new();
         for u in &self.upstream {
+            if u.name.contains('/') || u.name.parse::<crate::oci::RepoName>().is_err() {
+                return Err(format!(
+                    "{}upstream.name {:?} must be a lowercase registry host without port or path (it is the first component of proxied names)",
+                    at(&u.name),
+                    u.name
+                ));
+            }
             if !names.insert(u.name.as_str()) {
                 return Err(format!(
                     "{}upstream.name {:?} appears twice",

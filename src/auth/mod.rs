@@ -101,6 +101,8 @@ pub struct Authorizer {
     tokens: TokenSigner,
     failures: DefaultKeyedRateLimiter<IpAddr>,
     blocked: Mutex<std::collections::HashMap<IpAddr, Instant>>,
+    /// Upstream names, for the "mirrored" anonymous grant (fixed until restart).
+    upstreams: Vec<String>,
 }
 
 fn load_users(auth: &AuthConfig) -> Result<Option<Arc<Users>>, HtpasswdError> {
@@ -126,13 +128,15 @@ impl Authorizer {
         let quota =
             Quota::per_minute(NonZeroU32::new(FAILED_LOGINS_PER_MINUTE).unwrap_or(NonZeroU32::MIN))
                 .allow_burst(NonZeroU32::new(FAILED_LOGIN_BURST).unwrap_or(NonZeroU32::MIN));
+        let upstreams: Vec<String> = config.upstream.iter().map(|u| u.name.clone()).collect();
         Ok(Authorizer {
-            policy: RwLock::new(Arc::new(Policy::from_config(&config.auth))),
+            policy: RwLock::new(Arc::new(Policy::from_config(&config.auth, &upstreams))),
             users: RwLock::new(load_users(&config.auth)?),
             scheme: config.auth.scheme,
             tokens: TokenSigner::new(),
             failures: RateLimiter::keyed(quota),
             blocked: Mutex::new(Default::default()),
+            upstreams,
         })
     }
 
@@ -145,7 +149,7 @@ impl Authorizer {
             *u = users;
         }
         if let Ok(mut p) = self.policy.write() {
-            *p = Arc::new(Policy::from_config(auth));
+            *p = Arc::new(Policy::from_config(auth, &self.upstreams));
         }
         Ok(n)
     }
@@ -300,8 +304,15 @@ impl Authorizer {
         }
     }
 
-    /// The decision for one request.
-    pub fn authorize(&self, route: &Route, method: &Method, caller: &Caller) -> Result<(), Denial> {
+    /// The decision for one request. `route` carries the local repository name;
+    /// `requested` is the name the client used, which is what tokens grant.
+    pub fn authorize(
+        &self,
+        route: &Route,
+        method: &Method,
+        caller: &Caller,
+        requested: Option<&crate::oci::RepoName>,
+    ) -> Result<(), Denial> {
         match route {
             Route::Token | Route::Health | Route::Ready | Route::Metrics | Route::Catalog => Ok(()),
             Route::Base => {
@@ -334,13 +345,18 @@ impl Authorizer {
                 let (Some(repo), Some(action)) = (route.repo(), route.action(method)) else {
                     return Ok(());
                 };
-                if self.allows(caller, repo.as_str(), action) {
+                let asked = requested.unwrap_or(repo);
+                let name = match caller.identity {
+                    Identity::Token(_) => asked,
+                    _ => repo,
+                };
+                if self.allows(caller, name.as_str(), action) {
                     Ok(())
                 } else {
                     Err(self.refuse(
                         caller,
-                        scope_for(repo.as_str(), method),
-                        format!("{action} {repo}"),
+                        scope_for(asked.as_str(), method),
+                        format!("{action} {asked}"),
                     ))
                 }
             }
@@ -348,19 +364,22 @@ impl Authorizer {
     }
 
     /// Issues a token for `user` (None = anonymous) granting the requested scopes
-    /// as far as the policy allows. Returns the token and its lifetime.
+    /// as far as the policy allows for the local name `local` maps each to.
+    /// Returns the token and its lifetime.
     pub fn issue_token(
         &self,
         user: Option<&str>,
         loopback: bool,
         requested: &[Access],
+        local: impl Fn(&crate::oci::RepoName) -> String,
     ) -> (String, u64) {
         let policy = self.policy();
         let mut granted: Vec<Access> = Vec::new();
         for req in requested.iter().filter(|a| a.kind == "repository") {
-            if req.name.parse::<crate::oci::RepoName>().is_err() {
+            let Ok(name) = req.name.parse::<crate::oci::RepoName>() else {
                 continue;
-            }
+            };
+            let local_name = local(&name);
             let actions: Vec<String> = req
                 .actions
                 .iter()
@@ -371,7 +390,7 @@ impl Authorizer {
                         "delete" => Action::Delete,
                         _ => return false,
                     };
-                    policy.allows(user, &req.name, act, loopback)
+                    policy.allows(user, &local_name, act, loopback)
                 })
                 .cloned()
                 .collect();
@@ -441,25 +460,25 @@ mod tests {
             (&del, Method::DELETE),
             (&post, Method::POST),
         ] {
-            match auth.authorize(r, &m, &caller("192.168.1.20:40000")) {
+            match auth.authorize(r, &m, &caller("192.168.1.20:40000"), None) {
                 Err(Denial::Forbidden(msg)) => assert!(msg.contains("wharf user add"), "{msg}"),
                 other => panic!("LAN {m} allowed: {other:?}"),
             }
             for ok in ["127.0.0.1:1", "[::ffff:127.0.0.1]:1", "[::1]:1"] {
-                assert!(auth.authorize(r, &m, &caller(ok)).is_ok(), "{ok} {m}");
+                assert!(auth.authorize(r, &m, &caller(ok), None).is_ok(), "{ok} {m}");
             }
         }
         assert!(
-            auth.authorize(&get, &Method::GET, &caller("192.168.1.20:1"))
+            auth.authorize(&get, &Method::GET, &caller("192.168.1.20:1"), None)
                 .is_ok()
         );
         let admin = route("/_wharf/du", &Method::GET);
         assert!(
-            auth.authorize(&admin, &Method::GET, &caller("127.0.0.1:1"))
+            auth.authorize(&admin, &Method::GET, &caller("127.0.0.1:1"), None)
                 .is_ok()
         );
         assert!(
-            auth.authorize(&admin, &Method::GET, &caller("10.0.0.1:1"))
+            auth.authorize(&admin, &Method::GET, &caller("10.0.0.1:1"), None)
                 .is_err()
         );
         let mut cfg = Config::default();
@@ -467,7 +486,7 @@ mod tests {
         let closed = Authorizer::new(&cfg).unwrap();
         assert!(
             closed
-                .authorize(&get, &Method::GET, &caller("192.168.1.20:1"))
+                .authorize(&get, &Method::GET, &caller("192.168.1.20:1"), None)
                 .is_err()
         );
     }

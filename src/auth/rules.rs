@@ -15,6 +15,8 @@ pub struct Policy {
     pub admins: Vec<String>,
     /// Whether an htpasswd file is configured (without users, loopback may write).
     pub has_users: bool,
+    /// Upstream names: a local name under one of them is mirrored content.
+    pub upstreams: Vec<String>,
 }
 
 /// `*` matches any run of characters (including `/`), `?` one character.
@@ -44,22 +46,29 @@ pub fn glob_match(pattern: &str, s: &str) -> bool {
 }
 
 impl Policy {
-    /// Builds the policy from `[auth]`.
-    pub fn from_config(auth: &AuthConfig) -> Policy {
+    /// Builds the policy from `[auth]` and the upstream names.
+    pub fn from_config(auth: &AuthConfig, upstreams: &[String]) -> Policy {
         Policy {
             anonymous_pull: auth.anonymous_pull,
             rules: auth.rule.clone(),
             admins: auth.admins.clone(),
             has_users: auth.htpasswd.is_some(),
+            upstreams: upstreams.to_vec(),
         }
     }
 
-    /// What an anonymous client may do. Hosted names are never "mirrored", so
-    /// `anonymous_pull = "mirrored"` grants nothing on them.
-    fn anonymous_allows(&self, action: Action, loopback: bool) -> bool {
+    /// Whether a local name is mirrored content (`<upstream-name>/...`).
+    pub fn is_mirrored(&self, repo: &str) -> bool {
+        repo.split_once('/')
+            .is_some_and(|(first, _)| self.upstreams.iter().any(|u| u == first))
+    }
+
+    /// What an anonymous client may do with `repo`.
+    fn anonymous_allows(&self, repo: &str, action: Action, loopback: bool) -> bool {
         match action {
             Action::Pull => match self.anonymous_pull {
                 AnonymousPull::All => true,
+                AnonymousPull::Mirrored if self.is_mirrored(repo) => true,
                 AnonymousPull::Mirrored | AnonymousPull::None => !self.has_users && loopback,
             },
             Action::Push | Action::Delete => !self.has_users && loopback,
@@ -68,7 +77,7 @@ impl Policy {
 
     /// The decision for `user` (None = anonymous) doing `action` on `repo`.
     pub fn allows(&self, user: Option<&str>, repo: &str, action: Action, loopback: bool) -> bool {
-        if self.anonymous_allows(action, loopback) {
+        if self.anonymous_allows(repo, action, loopback) {
             return true;
         }
         let Some(user) = user else { return false };
@@ -130,6 +139,7 @@ mod tests {
             ],
             admins: vec!["root".into()],
             has_users: true,
+            upstreams: vec![],
         };
         assert!(p.allows(Some("ci"), "team/app", Push, false));
         assert!(!p.allows(Some("ci"), "team/app", Delete, false));
@@ -161,6 +171,7 @@ mod tests {
             rules: vec![],
             admins: vec![],
             has_users: true,
+            upstreams: vec!["docker.io".into()],
         };
         assert!(p.allows(Some("anyone"), "x/y", Delete, false));
         assert!(p.allows(None, "x/y", Pull, false));
@@ -185,6 +196,7 @@ mod tests {
             rules: vec![],
             admins: vec![],
             has_users: false,
+            upstreams: vec![],
         };
         assert!(p.allows(None, "a", Push, true));
         assert!(p.allows(None, "a", Pull, true));

@@ -21,6 +21,9 @@ pub enum ApiError {
     /// A digest in a query parameter did not parse.
     #[error("invalid digest: {0}")]
     DigestParam(String),
+    /// The operation is not possible on this name (a push to a mirrored name).
+    #[error("{0}")]
+    Unsupported(String),
     /// A query parameter is malformed.
     #[error("{1}")]
     Invalid(ErrorCode, String),
@@ -121,6 +124,7 @@ impl ApiError {
             }
             ApiError::DigestParam(_) => (S::BAD_REQUEST, C::DigestInvalid),
             ApiError::Invalid(code, _) => (S::BAD_REQUEST, *code),
+            ApiError::Unsupported(_) => (S::METHOD_NOT_ALLOWED, C::Unsupported),
             ApiError::Denied(_) => (S::FORBIDDEN, C::Denied),
             ApiError::Unauthorized { .. } => (S::UNAUTHORIZED, C::Unauthorized),
             ApiError::TooManyRequests { .. } => (S::TOO_MANY_REQUESTS, C::TooManyRequests),

@@ -19,6 +19,8 @@ use hyper::body::Incoming;
 use crate::auth::{Authorizer, Caller, Denial};
 use crate::config::{AuthScheme, Config};
 use crate::metrics::Metrics;
+use crate::oci::RepoName;
+use crate::oci::routing::Target;
 use crate::store::Store;
 
 pub use body::Body;
@@ -41,6 +43,8 @@ pub struct State {
     pub body_timeout: std::time::Duration,
     /// Concurrent uploads per client address.
     pub upload_slots: limits::UploadSlots,
+    /// Which names are hosted and which proxied.
+    pub routes: crate::oci::routing::RouteRules,
 }
 
 impl State {
@@ -63,7 +67,22 @@ impl State {
             tls,
             body_timeout: config.server.body_timeout.0,
             upload_slots: limits::UploadSlots::new(config.server.uploads_per_client),
+            routes: config.route_rules(),
         })
+    }
+
+    /// Routes a requested name: hosted, or proxied under its canonical local name.
+    pub fn resolve(&self, name: &RepoName, ns: Option<&str>) -> Target {
+        self.routes
+            .route(name, ns, self.store.is_pushed_repo(name.as_str()))
+    }
+
+    /// The local name a requested name is stored under.
+    pub fn local_name(&self, name: &RepoName) -> RepoName {
+        match self.resolve(name, None) {
+            Target::Proxied { local, .. } => local,
+            Target::Hosted => name.clone(),
+        }
     }
 
     /// A `Location` value: relative (works behind any reverse proxy), or on
@@ -179,6 +198,17 @@ pub struct Ctx {
     pub method: Method,
     /// Who is calling.
     pub caller: Caller,
+    /// For a proxied name: which upstream and the name there.
+    pub proxy: Option<Proxied>,
+}
+
+/// Where a proxied request's content comes from.
+#[derive(Debug, Clone)]
+pub struct Proxied {
+    /// Index into the configured upstreams.
+    pub upstream: usize,
+    /// The repository name at the upstream.
+    pub remote: RepoName,
 }
 
 async fn route_and_run(
@@ -188,20 +218,43 @@ async fn route_and_run(
     user: &mut Option<String>,
 ) -> Result<Response<Body>, ApiError> {
     let method = req.method().clone();
-    let route = Route::parse(&method, req.uri().path())?;
+    let parsed = Route::parse(&method, req.uri().path())?;
+    let requested = parsed.repo().cloned();
+    let ns = query::Query::parse(req.uri().query());
+    let (route, proxy) = match requested.as_ref().map(|n| state.resolve(n, ns.get("ns"))) {
+        Some(Target::Proxied {
+            upstream,
+            remote,
+            local,
+        }) => {
+            if !matches!(method, Method::GET | Method::HEAD) {
+                return Err(ApiError::Unsupported(format!(
+                    "{} is mirrored from an upstream and is read-only; {}",
+                    parsed.repo().map(|r| r.as_str()).unwrap_or_default(),
+                    state.routes.push_hint()
+                )));
+            }
+            (parsed.with_repo(local), Some(Proxied { upstream, remote }))
+        }
+        _ => (parsed, None),
+    };
     let refuse = |d| state.refusal(req.headers(), Some(&route), req.uri().query(), d);
     let caller = match state.auth.identify(req.headers(), remote).await {
         Ok(c) => c,
         Err(d) => return Err(refuse(d)),
     };
     *user = caller.user().map(str::to_owned);
-    if let Err(d) = state.auth.authorize(&route, &method, &caller) {
+    if let Err(d) = state
+        .auth
+        .authorize(&route, &method, &caller, requested.as_ref())
+    {
         return Err(refuse(d));
     }
     let ctx = Ctx {
         remote,
         method,
         caller,
+        proxy,
     };
     handlers::dispatch(state, &ctx, route, req).await
 }

@@ -128,6 +128,29 @@ impl Route {
         }
     }
 
+    /// The same route on another repository name (routing maps a requested
+    /// name to the local one).
+    pub fn with_repo(self, local: RepoName) -> Route {
+        match self {
+            Route::Manifest { reference, .. } => Route::Manifest {
+                name: local,
+                reference,
+            },
+            Route::Blob { digest, .. } => Route::Blob {
+                name: local,
+                digest,
+            },
+            Route::UploadStart { .. } => Route::UploadStart { name: local },
+            Route::Upload { id, .. } => Route::Upload { name: local, id },
+            Route::Tags { .. } => Route::Tags { name: local },
+            Route::Referrers { digest, .. } => Route::Referrers {
+                name: local,
+                digest,
+            },
+            other => other,
+        }
+    }
+
     /// The repository a route acts on, if any.
     pub fn repo(&self) -> Option<&RepoName> {
         match self {

@@ -5,6 +5,7 @@ pub mod digest;
 pub mod error_code;
 pub mod manifest;
 pub mod name;
+pub mod routing;
 
 pub use digest::{Digest, DigestError, DigestHasher};
 pub use error_code::ErrorCode;

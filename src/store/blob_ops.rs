@@ -125,7 +125,8 @@ impl Store {
         digest: &Digest,
     ) -> Result<bool, StoreError> {
         let (r, f, d) = (repo.to_string(), from.to_string(), digest.to_string());
-        self.meta
+        let present = self
+            .meta
             .write(move |txn| {
                 let present = txn
                     .open_table(tables::REPO_BLOBS)?
@@ -137,7 +138,11 @@ impl Store {
                 }
                 Ok(present)
             })
-            .await
+            .await?;
+        if present {
+            self.mark_pushed(repo);
+        }
+        Ok(present)
     }
 
     /// Opens an upload session in `repo` and returns its id.
@@ -228,7 +233,11 @@ impl Store {
                 }
                 link(txn, &r, &d, origin)
             })
-            .await
+            .await?;
+        if origin == Origin::Pushed {
+            self.mark_pushed(repo);
+        }
+        Ok(())
     }
 
     /// Cancels a session and drops its temp file.

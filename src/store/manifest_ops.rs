@@ -191,6 +191,7 @@ impl Store {
                 ensure_repo(txn, &r, Origin::Pushed)
             })
             .await?;
+        self.mark_pushed(repo);
         Ok(PutManifest { digest, subject })
     }
 

@@ -123,6 +123,9 @@ pub struct Store {
     files: BlobFiles,
     uploads: UploadTable,
     root: PathBuf,
+    /// Names holding pushed content, kept in memory because routing asks on
+    /// every request (DESIGN's "has been pushed here" rule).
+    pushed: std::sync::RwLock<std::collections::HashSet<String>>,
 }
 
 /// 32 random hex characters: unguessable names for temp files and upload ids.
@@ -160,8 +163,26 @@ impl Store {
             files,
             uploads: UploadTable::default(),
             root,
+            pushed: Default::default(),
         };
         store.reconcile().await?;
+        let pushed = store
+            .meta
+            .read(|txn| {
+                use redb::ReadableTable;
+                let mut out = std::collections::HashSet::new();
+                for item in txn.open_table(tables::REPOS)?.iter()? {
+                    let (k, v) = item?;
+                    if meta::decode::<meta::RepoRecord>(v.value())?.origin == Origin::Pushed {
+                        out.insert(k.value().to_owned());
+                    }
+                }
+                Ok(out)
+            })
+            .await?;
+        if let Ok(mut p) = store.pushed.write() {
+            *p = pushed;
+        }
         Ok(store)
     }
 
@@ -186,6 +207,23 @@ impl Store {
                 Ok(())
             })
             .await
+    }
+
+    /// Whether `repo` holds pushed content (routing rule 3).
+    pub fn is_pushed_repo(&self, repo: &str) -> bool {
+        self.pushed
+            .read()
+            .map(|p| p.contains(repo))
+            .unwrap_or(false)
+    }
+
+    /// Remembers that `repo` now holds pushed content.
+    pub(crate) fn mark_pushed(&self, repo: &RepoName) {
+        if let Ok(mut p) = self.pushed.write() {
+            if !p.contains(repo.as_str()) {
+                p.insert(repo.to_string());
+            }
+        }
     }
 
     /// Number of open upload sessions.

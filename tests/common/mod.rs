@@ -49,10 +49,24 @@ pub struct Wharf {
     task: tokio::task::JoinHandle<Result<(), wharf::app::AppError>>,
 }
 
+/// Unless a test configures upstreams, none is the default: unqualified names
+/// are then hosted, and nothing reaches out of the machine.
+const NO_DEFAULT_UPSTREAM: &str =
+    "[[upstream]]\nname = \"docker.io\"\nurl = \"http://127.0.0.1:9\"\ndefault = false\n";
+
+fn with_upstreams(extra: &str) -> String {
+    if extra.contains("[[upstream]]") {
+        extra.to_owned()
+    } else {
+        format!("{NO_DEFAULT_UPSTREAM}{extra}")
+    }
+}
+
 /// Parses extra TOML on top of defaults, pointing storage at `root`.
 pub fn config(root: &Path, extra: &str) -> Config {
     let text = format!(
-        "{extra}\n[storage]\nroot = {:?}\n",
+        "{}\n[storage]\nroot = {:?}\n",
+        with_upstreams(extra),
         root.display().to_string()
     );
     Config::parse(&text, Path::new("test.toml")).expect("test config parses")
@@ -224,7 +238,8 @@ impl WharfProcess {
         std::fs::write(
             &cfg,
             format!(
-                "{extra}\n[server]\nlisten = \"127.0.0.1:0\"\ndrain_timeout = \"20s\"\n{server_lines}\n[storage]\nroot = {:?}\n",
+                "{}\n[server]\nlisten = \"127.0.0.1:0\"\ndrain_timeout = \"20s\"\n{server_lines}\n[storage]\nroot = {:?}\n",
+                with_upstreams(extra),
                 root.display().to_string()
             ),
         )

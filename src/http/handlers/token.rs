@@ -82,9 +82,12 @@ pub async fn issue(
         .flat_map(|s| s.split(' '))
         .filter_map(Access::parse)
         .collect();
-    let (token, ttl) = state
-        .auth
-        .issue_token(user.as_deref(), ctx.caller.loopback, &requested);
+    let (token, ttl) =
+        state
+            .auth
+            .issue_token(user.as_deref(), ctx.caller.loopback, &requested, |n| {
+                state.local_name(n).to_string()
+            });
     state.metrics.tokens_issued.inc();
     let body = serde_json::to_vec(&serde_json::json!({
         "token": token,

@@ -42,10 +42,17 @@ pub async fn start(
         let digest = digest_param(Some(mount))?;
         // A `from` that is not a valid name, or that the caller may not pull from,
         // cannot lend the blob: fall back to an ordinary upload (no leak, no error).
-        let from = from.parse::<RepoName>().ok().filter(|f| {
+        // Tokens grant the names clients asked for; the store knows local names.
+        let from = from.parse::<RepoName>().ok().and_then(|asked| {
+            let local = state.local_name(&asked);
+            let checked = match ctx.caller.identity {
+                crate::auth::Identity::Token(_) => &asked,
+                _ => &local,
+            };
             state
                 .auth
-                .allows(&ctx.caller, f.as_str(), crate::config::Action::Pull)
+                .allows(&ctx.caller, checked.as_str(), crate::config::Action::Pull)
+                .then_some(local)
         });
         if let Some(from) = from {
             if state.store.mount_blob(name, &from, &digest).await? {

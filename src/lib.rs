@@ -30,5 +30,6 @@ pub mod reload;
 pub mod server;
 pub mod store;
 pub mod tls;
+pub mod upstream;
 pub mod users;
 pub mod workers;

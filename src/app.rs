@@ -29,6 +29,14 @@ pub enum AppError {
     /// The htpasswd file is unusable.
     #[error("{0}")]
     Htpasswd(#[from] crate::auth::htpasswd::HtpasswdError),
+    /// An upstream is misconfigured (unreadable password file, bad URL).
+    #[error("upstream {name}: {message}")]
+    Upstream {
+        /// Which upstream.
+        name: String,
+        /// What is wrong.
+        message: String,
+    },
     /// The TLS certificate or key is unusable.
     #[error("{0}")]
     Tls(#[from] crate::tls::TlsError),
@@ -58,7 +66,14 @@ pub async fn run_with(
     };
     let store = Arc::new(Store::open(&config.storage.root).await?);
     let metrics = Arc::new(Metrics::new());
-    let state = Arc::new(State::new(&config, store.clone(), metrics.clone(), tls)?);
+    let upstreams = Arc::new(build_upstreams(&config)?);
+    let state = Arc::new(State::new(
+        &config,
+        store.clone(),
+        metrics.clone(),
+        tls,
+        upstreams,
+    )?);
     if let Ok(addr) = listener.local_addr() {
         let scheme = if state.tls.is_some() { "https" } else { "http" };
         tracing::info!(%addr, scheme, root = %config.storage.root.display(), "wharf serving");
@@ -104,6 +119,42 @@ pub async fn run_with(
     }
     tracing::info!("wharf stopped");
     Ok(())
+}
+
+/// One client per `[[upstream]]`; a password is read from its file here, once.
+fn build_upstreams(config: &Config) -> Result<crate::upstream::Upstreams, AppError> {
+    let mut settings = Vec::new();
+    for u in &config.upstream {
+        let err = |message: String| AppError::Upstream {
+            name: u.name.clone(),
+            message,
+        };
+        let password = match &u.password_file {
+            Some(p) => Some(
+                std::fs::read_to_string(p)
+                    .map_err(|e| err(format!("cannot read password_file {}: {e}", p.display())))?
+                    .trim_end_matches(['\n', '\r'])
+                    .to_owned(),
+            ),
+            None => None,
+        };
+        let credentials = match (&u.username, password) {
+            (Some(user), Some(pw)) => Some((user.clone(), pw)),
+            (None, None) => None,
+            _ => return Err(err("username and password_file must be set together".into())),
+        };
+        settings.push(crate::upstream::UpstreamSettings {
+            name: u.name.clone(),
+            url: u.url.clone(),
+            credentials,
+            requests_per_second: u.requests_per_second,
+            manifest_ttl: u.manifest_ttl.0,
+        });
+    }
+    crate::upstream::Upstreams::new(settings).map_err(|e| AppError::Upstream {
+        name: "*".into(),
+        message: e.to_string(),
+    })
 }
 
 /// Binds `server.listen` and runs until SIGTERM or SIGINT. SIGHUP re-reads

@@ -26,6 +26,7 @@ pub mod config;
 pub mod http;
 pub mod metrics;
 pub mod oci;
+pub mod proxy;
 pub mod reload;
 pub mod server;
 pub mod store;

@@ -12,6 +12,8 @@ use prometheus_client::registry::Registry;
 /// Labels of per-request series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
+    /// HTTP method.
+    pub method: String,
     /// Route name (`manifest`, `blob`, ...).
     pub route: &'static str,
     /// HTTP status code.
@@ -23,6 +25,22 @@ pub struct RequestLabels {
 pub struct RouteLabels {
     /// Route name.
     pub route: &'static str,
+}
+
+/// Labels of cache lookups.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabels {
+    /// manifest or blob.
+    pub kind: &'static str,
+    /// HIT, MISS, PEER or STALE.
+    pub result: &'static str,
+}
+
+/// Labels of per-upstream series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamLabels {
+    /// Upstream name.
+    pub upstream: String,
 }
 
 /// Labels of authorization refusals.
@@ -48,6 +66,10 @@ pub struct Metrics {
     pub auth_refusals: Family<RefusalLabels, Counter>,
     /// Tokens issued by `/token`.
     pub tokens_issued: Counter,
+    cache: Family<CacheLabels, Counter>,
+    upstream_bytes: Family<UpstreamLabels, Counter>,
+    upstream_ratelimit: Family<UpstreamLabels, Gauge>,
+    download_failures: Family<UpstreamLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -110,6 +132,30 @@ impl Metrics {
             "Bearer tokens issued by /token",
             tokens_issued.clone(),
         );
+        let cache = Family::<CacheLabels, Counter>::default();
+        registry.register(
+            "cache_requests",
+            "Proxied manifest and blob requests by cache result",
+            cache.clone(),
+        );
+        let upstream_bytes = Family::<UpstreamLabels, Counter>::default();
+        registry.register(
+            "upstream_blob_bytes",
+            "Blob bytes downloaded from each upstream",
+            upstream_bytes.clone(),
+        );
+        let upstream_ratelimit = Family::<UpstreamLabels, Gauge>::default();
+        registry.register(
+            "upstream_ratelimit_remaining",
+            "Pulls left in the upstream's window (Docker Hub's ratelimit-remaining)",
+            upstream_ratelimit.clone(),
+        );
+        let download_failures = Family::<UpstreamLabels, Counter>::default();
+        registry.register(
+            "upstream_download_failures",
+            "Blob downloads that failed (errors, short or corrupt bytes); nothing was kept",
+            download_failures.clone(),
+        );
         let started = Gauge::<i64>::default();
         started.set(i64::try_from(crate::store::unix_now()).unwrap_or(0));
         registry.register(
@@ -127,13 +173,28 @@ impl Metrics {
             uploads_expired,
             auth_refusals,
             tokens_issued,
+            cache,
+            upstream_bytes,
+            upstream_ratelimit,
+            download_failures,
         }
     }
 
     /// Records one finished request.
-    pub fn observe_request(&self, route: &'static str, status: u16, bytes: u64, elapsed: Duration) {
+    pub fn observe_request(
+        &self,
+        method: &str,
+        route: &'static str,
+        status: u16,
+        bytes: u64,
+        elapsed: Duration,
+    ) {
         self.requests
-            .get_or_create(&RequestLabels { route, status })
+            .get_or_create(&RequestLabels {
+                method: method.to_owned(),
+                route,
+                status,
+            })
             .inc();
         self.response_bytes
             .get_or_create(&RouteLabels { route })
@@ -141,6 +202,40 @@ impl Metrics {
         self.duration
             .get_or_create(&RouteLabels { route })
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts one proxied lookup.
+    pub fn observe_cache(&self, kind: &'static str, result: &'static str) {
+        self.cache
+            .get_or_create(&CacheLabels { kind, result })
+            .inc();
+    }
+
+    /// Counts blob bytes received from an upstream.
+    pub fn observe_upstream_bytes(&self, upstream: &str, n: u64) {
+        self.upstream_bytes
+            .get_or_create(&UpstreamLabels {
+                upstream: upstream.to_owned(),
+            })
+            .inc_by(n);
+    }
+
+    /// Records the upstream's remaining pull allowance.
+    pub fn set_upstream_ratelimit(&self, upstream: &str, remaining: i64) {
+        self.upstream_ratelimit
+            .get_or_create(&UpstreamLabels {
+                upstream: upstream.to_owned(),
+            })
+            .set(remaining);
+    }
+
+    /// Counts a failed blob download.
+    pub fn observe_download_failure(&self, upstream: &str) {
+        self.download_failures
+            .get_or_create(&UpstreamLabels {
+                upstream: upstream.to_owned(),
+            })
+            .inc();
     }
 
     /// The Prometheus text exposition.

@@ -872,7 +872,9 @@ async fn metrics_count_requests() {
         .await
         .unwrap();
     assert!(
-        text.contains("wharf_http_requests_total{route=\"manifest\",status=\"404\"} 1"),
+        text.contains(
+            "wharf_http_requests_total{method=\"GET\",route=\"manifest\",status=\"404\"} 1"
+        ),
         "{text}"
     );
     assert!(text.contains("wharf_start_time_seconds"), "{text}");

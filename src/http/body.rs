@@ -105,3 +105,53 @@ impl http_body::Body for FileBody {
         SizeHint::with_exact(self.total - self.delivered)
     }
 }
+
+/// A body fed by a channel (a blob arriving from an upstream). An error item
+/// aborts the response short of its Content-Length, so a client never takes a
+/// truncated or unverified body for a whole one.
+pub struct ChannelBody {
+    rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
+    remaining: u64,
+}
+
+impl ChannelBody {
+    /// A body of exactly `len` bytes from `rx`.
+    pub fn new(rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>, len: u64) -> ChannelBody {
+        ChannelBody { rx, remaining: len }
+    }
+
+    /// Boxed as a response [`Body`].
+    pub fn boxed(self) -> Body {
+        BodyExt::boxed_unsync(self)
+    }
+}
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        if self.remaining == 0 {
+            return Poll::Ready(None);
+        }
+        match ready!(self.rx.poll_recv(cx)) {
+            Some(Ok(b)) => {
+                self.remaining = self.remaining.saturating_sub(b.len() as u64);
+                Poll::Ready(Some(Ok(Frame::data(b))))
+            }
+            Some(Err(e)) => Poll::Ready(Some(Err(e))),
+            None => Poll::Ready(Some(Err(std::io::Error::other("blob source ended early")))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
+}

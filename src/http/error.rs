@@ -24,6 +24,12 @@ pub enum ApiError {
     /// The operation is not possible on this name (a push to a mirrored name).
     #[error("{0}")]
     Unsupported(String),
+    /// The upstream failed and nothing cached could answer.
+    #[error(transparent)]
+    Upstream(#[from] crate::upstream::UpstreamError),
+    /// Bytes from an upstream did not verify; nothing was kept.
+    #[error("{0}")]
+    UpstreamCorrupt(String),
     /// A query parameter is malformed.
     #[error("{1}")]
     Invalid(ErrorCode, String),
@@ -86,6 +92,18 @@ fn is_disk_full(e: &std::io::Error) -> bool {
     e.raw_os_error() == Some(28) || e.kind() == std::io::ErrorKind::StorageFull
 }
 
+impl From<crate::proxy::ProxyError> for ApiError {
+    fn from(e: crate::proxy::ProxyError) -> Self {
+        use crate::proxy::ProxyError as P;
+        use crate::proxy::inflight::DownloadError as D;
+        match e {
+            P::Store(s) | P::Download(D::Store(s)) => ApiError::Store(s),
+            P::Upstream(u) | P::Download(D::Upstream(u)) => ApiError::Upstream(u),
+            P::Download(D::Corrupt(m)) => ApiError::UpstreamCorrupt(m),
+        }
+    }
+}
+
 impl ApiError {
     /// Status and code, decided together.
     pub fn status_and_code(&self) -> (StatusCode, ErrorCode) {
@@ -123,6 +141,17 @@ impl ApiError {
                 (S::BAD_REQUEST, C::NameInvalid)
             }
             ApiError::DigestParam(_) => (S::BAD_REQUEST, C::DigestInvalid),
+            ApiError::Upstream(e) => {
+                use crate::upstream::UpstreamError as U;
+                match e {
+                    U::NotFound(_) => (S::NOT_FOUND, C::NameUnknown),
+                    U::Denied(_) => (S::FORBIDDEN, C::Denied),
+                    U::TooManyRequests { .. } => (S::TOO_MANY_REQUESTS, C::TooManyRequests),
+                    U::Unavailable(_) | U::CircuitOpen(_) => (S::SERVICE_UNAVAILABLE, C::Unknown),
+                    U::Invalid(_) => (S::BAD_GATEWAY, C::Unknown),
+                }
+            }
+            ApiError::UpstreamCorrupt(_) => (S::BAD_GATEWAY, C::Unknown),
             ApiError::Invalid(code, _) => (S::BAD_REQUEST, *code),
             ApiError::Unsupported(_) => (S::METHOD_NOT_ALLOWED, C::Unsupported),
             ApiError::Denied(_) => (S::FORBIDDEN, C::Denied),
@@ -144,6 +173,8 @@ impl ApiError {
                 ApiError::Store(StoreError::Io(io)) if is_disk_full(io) => {
                     "storage is full".to_owned()
                 }
+                // Upstream trouble is the operator's and the client's business: say it.
+                ApiError::Upstream(_) | ApiError::UpstreamCorrupt(_) => self.to_string(),
                 _ => "internal error; see the server log".to_owned(),
             }
         } else {
@@ -177,7 +208,11 @@ impl ApiError {
                     h.insert(header::WWW_AUTHENTICATE, v);
                 }
             }
-            ApiError::TooManyRequests { retry_after, .. } => {
+            ApiError::TooManyRequests { retry_after, .. }
+            | ApiError::Upstream(crate::upstream::UpstreamError::TooManyRequests {
+                retry_after: Some(retry_after),
+            })
+            | ApiError::Upstream(crate::upstream::UpstreamError::CircuitOpen(retry_after)) => {
                 h.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
             }
             ApiError::ChunkRange { offset, location } => {

@@ -45,6 +45,8 @@ pub struct State {
     pub upload_slots: limits::UploadSlots,
     /// Which names are hosted and which proxied.
     pub routes: crate::oci::routing::RouteRules,
+    /// The pull-through engine for proxied names.
+    pub proxy: crate::proxy::Proxy,
 }
 
 impl State {
@@ -54,11 +56,12 @@ impl State {
         store: Arc<Store>,
         metrics: Arc<Metrics>,
         tls: Option<Arc<crate::tls::TlsReloader>>,
+        upstreams: Arc<crate::upstream::Upstreams>,
     ) -> Result<State, crate::auth::htpasswd::HtpasswdError> {
         Ok(State {
-            store,
+            store: store.clone(),
             auth: Authorizer::new(config)?,
-            metrics,
+            metrics: metrics.clone(),
             public_url: config
                 .server
                 .public_url
@@ -68,6 +71,7 @@ impl State {
             body_timeout: config.server.body_timeout.0,
             upload_slots: limits::UploadSlots::new(config.server.uploads_per_client),
             routes: config.route_rules(),
+            proxy: crate::proxy::Proxy::new(store.clone(), upstreams, metrics.clone()),
         })
     }
 
@@ -294,7 +298,7 @@ pub async fn handle(
     let elapsed = started.elapsed();
     state
         .metrics
-        .observe_request(route_name, status.as_u16(), bytes, elapsed);
+        .observe_request(method.as_str(), route_name, status.as_u16(), bytes, elapsed);
     let cache = resp
         .headers()
         .get("x-cache")

@@ -68,6 +68,8 @@ impl BlobFiles {
             accepted: 0,
             inflight: None,
             committed: false,
+            flush_at: FLUSH_AT,
+            inflight_len: 0,
         })
     }
 
@@ -125,12 +127,33 @@ pub struct BlobWriter {
     accepted: u64,
     inflight: Option<JoinHandle<()>>,
     committed: bool,
+    flush_at: usize,
+    inflight_len: u64,
 }
 
 impl BlobWriter {
     /// Bytes accepted so far (the upload offset).
     pub fn len(&self) -> u64 {
         self.accepted
+    }
+
+    /// Bytes already in the file (readable through another handle).
+    pub fn flushed(&self) -> u64 {
+        if self.inflight.is_some() {
+            self.accepted - self.pending_len as u64 - self.inflight_len
+        } else {
+            self.accepted - self.pending_len as u64
+        }
+    }
+
+    /// The temp file, for readers that follow a download as it grows.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes in smaller steps (downloads: readers see bytes sooner).
+    pub fn set_flush_at(&mut self, bytes: usize) {
+        self.flush_at = bytes.max(1);
     }
 
     /// True before any byte arrived.
@@ -146,7 +169,7 @@ impl BlobWriter {
         self.accepted += chunk.len() as u64;
         self.pending_len += chunk.len();
         self.pending.push(chunk);
-        if self.pending_len >= FLUSH_AT {
+        if self.pending_len >= self.flush_at {
             self.flush().await?;
         }
         Ok(())
@@ -156,6 +179,7 @@ impl BlobWriter {
         if let Some(h) = self.inflight.as_mut() {
             let r = h.await;
             self.inflight = None;
+            self.inflight_len = 0;
             r?;
         }
         let failed = self
@@ -176,6 +200,7 @@ impl BlobWriter {
             return Ok(());
         }
         let bufs = std::mem::take(&mut self.pending);
+        self.inflight_len = self.pending_len as u64;
         self.pending_len = 0;
         let sink = self.sink.clone();
         self.inflight = Some(tokio::task::spawn_blocking(move || {
@@ -192,6 +217,11 @@ impl BlobWriter {
             }
         }));
         self.settle().await
+    }
+
+    /// Writes out everything accepted so far (readers of the file see it after).
+    pub async fn sync_pending(&mut self) -> Result<(), StoreError> {
+        self.flush().await
     }
 
     /// Finishes the file: fsync, verify against `expected` (if given), rename into

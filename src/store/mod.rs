@@ -12,6 +12,7 @@ pub mod uploads;
 
 mod admin_ops;
 mod blob_ops;
+mod cache_ops;
 mod manifest_ops;
 mod reconcile;
 
@@ -22,6 +23,7 @@ use crate::oci::{Digest, RepoName};
 
 pub use admin_ops::{RepoSummary, Usage};
 pub use blobs::{BlobFiles, BlobWriter};
+pub use cache_ops::CachedTag;
 pub use manifest_ops::{ManifestInfo, Page, PutManifest};
 pub use meta::{Meta, Origin};
 pub use uploads::{SessionHandle, UploadSession, UploadTable};

@@ -4,9 +4,11 @@ use http::{Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
 use super::respond;
-use crate::http::body::{Body, FileBody, empty};
+use crate::http::body::{Body, ChannelBody, FileBody, empty};
 use crate::http::{ApiError, Ctx, State};
 use crate::oci::{Digest, RepoName};
+use crate::proxy::BlobBody;
+use crate::proxy::inflight::reader;
 
 /// A parsed single `Range: bytes=a-b` request, resolved against a size.
 #[derive(Debug, PartialEq, Eq)]
@@ -49,7 +51,8 @@ pub fn parse_range(value: Option<&str>, size: u64) -> Result<ByteRange, ApiError
     Ok(ByteRange::Part(range.0, range.1))
 }
 
-/// `GET` or `HEAD` a blob.
+/// `GET` or `HEAD` a blob: from the store, or for a mirrored name through the
+/// proxy (a miss streams while it downloads; ranges work on it too).
 pub async fn get(
     state: &State,
     ctx: &Ctx,
@@ -57,8 +60,30 @@ pub async fn get(
     digest: &Digest,
     req: &Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    let common = |len: u64| {
-        vec![
+    let head = ctx.method == http::Method::HEAD;
+    let (size, source, cache) = match &ctx.proxy {
+        Some(p) => {
+            let b = state
+                .proxy
+                .blob(p.upstream, name, &p.remote, digest)
+                .await?;
+            (b.size, Some(b.body), Some(b.cache))
+        }
+        None if head => {
+            let size = state
+                .store
+                .blob_size(name, digest)
+                .await?
+                .ok_or_else(|| crate::store::StoreError::BlobUnknown(digest.clone()))?;
+            (size, None, None)
+        }
+        None => {
+            let (file, size) = state.store.open_blob(name, digest).await?;
+            (size, Some(BlobBody::Local(file)), None)
+        }
+    };
+    let headers = |len: u64| {
+        let mut h = vec![
             (header::CONTENT_LENGTH, len.to_string()),
             (header::CONTENT_TYPE, "application/octet-stream".to_owned()),
             (
@@ -68,37 +93,39 @@ pub async fn get(
             (header::ETAG, format!("\"{digest}\"")),
             (header::ACCEPT_RANGES, "bytes".to_owned()),
             (header::CACHE_CONTROL, "max-age=31536000".to_owned()),
-        ]
+        ];
+        if let Some(c) = cache {
+            h.push((
+                header::HeaderName::from_static("x-cache"),
+                c.as_str().to_owned(),
+            ));
+        }
+        h
     };
-    if ctx.method == http::Method::HEAD {
-        let size = state
-            .store
-            .blob_size(name, digest)
-            .await?
-            .ok_or_else(|| crate::store::StoreError::BlobUnknown(digest.clone()))?;
-        return Ok(respond(StatusCode::OK, common(size), empty()));
-    }
-    let (file, size) = state.store.open_blob(name, digest).await?;
+    let Some(source) = source.filter(|_| !head) else {
+        return Ok(respond(StatusCode::OK, headers(size), empty()));
+    };
     let range = req
         .headers()
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok());
-    match parse_range(range, size)? {
-        ByteRange::Whole => Ok(respond(
-            StatusCode::OK,
-            common(size),
-            FileBody::new(file, 0, size).boxed(),
-        )),
-        ByteRange::Part(start, end) => {
-            let mut h = common(end - start + 1);
-            h.push((header::CONTENT_RANGE, format!("bytes {start}-{end}/{size}")));
-            Ok(respond(
-                StatusCode::PARTIAL_CONTENT,
-                h,
-                FileBody::new(file, start, end + 1).boxed(),
-            ))
+    let (status, start, end, mut h) = match parse_range(range, size)? {
+        ByteRange::Whole => (StatusCode::OK, 0, size, headers(size)),
+        ByteRange::Part(start, last) => {
+            let mut h = headers(last - start + 1);
+            h.push((
+                header::CONTENT_RANGE,
+                format!("bytes {start}-{last}/{size}"),
+            ));
+            (StatusCode::PARTIAL_CONTENT, start, last + 1, h)
         }
-    }
+    };
+    let body = match source {
+        BlobBody::Local(file) => FileBody::new(file, start, end).boxed(),
+        BlobBody::Streaming(dl) => ChannelBody::new(reader(dl, start, end), end - start).boxed(),
+    };
+    h.shrink_to_fit();
+    Ok(respond(status, h, body))
 }
 
 /// `DELETE` a blob: unlinks it from the repository; the file goes through gc.

@@ -44,7 +44,16 @@ pub async fn get(
     reference: &Reference,
     req: &Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    let info = state.store.manifest_info(name, reference).await?;
+    let (info, cache) = match &ctx.proxy {
+        Some(p) => {
+            let (info, c) = state
+                .proxy
+                .manifest(p.upstream, name, &p.remote, reference)
+                .await?;
+            (info, Some(c))
+        }
+        None => (state.store.manifest_info(name, reference).await?, None),
+    };
     let accept = merged(req.headers(), header::ACCEPT);
     if !accepts(&accept, &info.media_type) {
         return Err(StoreError::ManifestUnknown(format!(
@@ -53,7 +62,7 @@ pub async fn get(
         ))
         .into());
     }
-    let headers = vec![
+    let mut headers = vec![
         (header::CONTENT_TYPE, info.media_type.clone()),
         (header::CONTENT_LENGTH, info.size.to_string()),
         (
@@ -62,6 +71,12 @@ pub async fn get(
         ),
         (header::ETAG, format!("\"{}\"", info.digest)),
     ];
+    if let Some(c) = cache {
+        headers.push((
+            header::HeaderName::from_static("x-cache"),
+            c.as_str().to_owned(),
+        ));
+    }
     if ctx.method == http::Method::HEAD {
         return Ok(respond(StatusCode::OK, headers, empty()));
     }

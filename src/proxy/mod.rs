@@ -1,0 +1,435 @@
+//! The pull-through policy: what to serve from the cache, when to ask the
+//! upstream, and what to do when it is down. Consulted only on a local miss (or
+//! an expired tag) for a proxied name.
+//!
+//! - Manifests by digest are immutable: served locally once fetched.
+//! - Manifests by tag are trusted for the upstream's `manifest_ttl`, then
+//!   revalidated with a HEAD (free against Docker Hub's pull limit) and fetched
+//!   with GET only if the digest changed.
+//! - Blobs come through one download per digest (`inflight`).
+//! - Upstream down: cached content keeps being served; an expired tag is served
+//!   stale; only true misses fail.
+
+pub mod inflight;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::metrics::Metrics;
+use crate::oci::{Digest, Reference, RepoName};
+use crate::store::{ManifestInfo, Origin, Store, StoreError};
+use crate::upstream::{Upstream, UpstreamError, Upstreams};
+use inflight::{DlState, Download, DownloadError, Inflight};
+
+/// Where a response came from, sent as `X-Cache`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheResult {
+    /// Served from the cache.
+    Hit,
+    /// Fetched from the upstream now.
+    Miss,
+    /// Served from a LAN peer.
+    Peer,
+    /// Served from the cache past its TTL because the upstream failed.
+    Stale,
+}
+
+impl CacheResult {
+    /// The `X-Cache` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheResult::Hit => "HIT",
+            CacheResult::Miss => "MISS",
+            CacheResult::Peer => "PEER",
+            CacheResult::Stale => "STALE",
+        }
+    }
+}
+
+/// Why a proxied request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// The cache failed (or the content is unknown everywhere).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The upstream failed and the cache has nothing to offer.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    /// A download failed.
+    #[error(transparent)]
+    Download(#[from] DownloadError),
+}
+
+/// Where a proxied blob's bytes come from.
+pub enum BlobBody {
+    /// Complete in the cache.
+    Local(std::fs::File),
+    /// Arriving: read any range with [`inflight::reader`].
+    Streaming(Arc<Download>),
+}
+
+/// A proxied blob: its size and where its bytes come from.
+pub struct ProxiedBlob {
+    /// Full size of the blob.
+    pub size: u64,
+    /// The body.
+    pub body: BlobBody,
+    /// Hit or miss.
+    pub cache: CacheResult,
+}
+
+/// The pull-through engine.
+pub struct Proxy {
+    store: Arc<Store>,
+    upstreams: Arc<Upstreams>,
+    inflight: Arc<Inflight>,
+    metrics: Arc<Metrics>,
+    manifest_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// Download writes step at this size so readers see bytes soon.
+const DOWNLOAD_FLUSH: usize = 256 * 1024;
+
+fn not_found_manifest(reference: &Reference) -> ProxyError {
+    ProxyError::Store(StoreError::ManifestUnknown(reference.to_string()))
+}
+
+impl Proxy {
+    /// Builds the engine.
+    pub fn new(store: Arc<Store>, upstreams: Arc<Upstreams>, metrics: Arc<Metrics>) -> Proxy {
+        Proxy {
+            store,
+            upstreams,
+            inflight: Arc::new(Inflight::default()),
+            metrics,
+            manifest_locks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Downloads in flight.
+    pub fn downloads_in_flight(&self) -> usize {
+        self.inflight.len()
+    }
+
+    fn upstream(&self, i: usize) -> Result<&Arc<Upstream>, ProxyError> {
+        self.upstreams.get(i).ok_or_else(|| {
+            ProxyError::Upstream(UpstreamError::Invalid(format!("no upstream #{i}")))
+        })
+    }
+
+    /// Serializes misses of one manifest reference so concurrent requests make
+    /// one upstream call; the followers then find it cached.
+    fn manifest_lock(&self, key: String) -> Arc<tokio::sync::Mutex<()>> {
+        let Ok(mut locks) = self.manifest_locks.lock() else {
+            return Arc::new(tokio::sync::Mutex::new(()));
+        };
+        if locks.len() > 10_000 {
+            locks.retain(|_, l| Arc::strong_count(l) > 1);
+        }
+        locks.entry(key).or_default().clone()
+    }
+
+    /// Resolves a manifest of a mirrored repository: `local` is the canonical
+    /// local name, `remote` the name at upstream `upstream`.
+    pub async fn manifest(
+        &self,
+        upstream: usize,
+        local: &RepoName,
+        remote: &RepoName,
+        reference: &Reference,
+    ) -> Result<(ManifestInfo, CacheResult), ProxyError> {
+        let up = self.upstream(upstream)?;
+        let result = match reference {
+            Reference::Digest(d) => self.manifest_by_digest(up, local, remote, d).await,
+            Reference::Tag(t) => self.manifest_by_tag(up, local, remote, t).await,
+        };
+        if let Ok((_, c)) = &result {
+            self.metrics.observe_cache("manifest", c.as_str());
+        }
+        if let Some(r) = up.ratelimit_remaining() {
+            self.metrics.set_upstream_ratelimit(&up.name, r);
+        }
+        result
+    }
+
+    async fn manifest_by_digest(
+        &self,
+        up: &Upstream,
+        local: &RepoName,
+        remote: &RepoName,
+        digest: &Digest,
+    ) -> Result<(ManifestInfo, CacheResult), ProxyError> {
+        let reference = Reference::Digest(digest.clone());
+        if let Ok(info) = self.store.manifest_info(local, &reference).await {
+            return Ok((info, CacheResult::Hit));
+        }
+        let lock = self.manifest_lock(format!("{local}@{digest}"));
+        let _guard = lock.lock().await;
+        if let Ok(info) = self.store.manifest_info(local, &reference).await {
+            return Ok((info, CacheResult::Hit));
+        }
+        let m = match up
+            .manifest(remote.as_str(), &digest.to_string(), false)
+            .await
+        {
+            Err(UpstreamError::NotFound(_)) => return Err(not_found_manifest(&reference)),
+            other => other?,
+        };
+        let body = m.body.unwrap_or_default();
+        self.store
+            .put_cached_manifest(local, None, &m.digest, &m.media_type, body, &up.name)
+            .await?;
+        Ok((
+            self.store.manifest_info(local, &reference).await?,
+            CacheResult::Miss,
+        ))
+    }
+
+    async fn manifest_by_tag(
+        &self,
+        up: &Upstream,
+        local: &RepoName,
+        remote: &RepoName,
+        tag: &crate::oci::Tag,
+    ) -> Result<(ManifestInfo, CacheResult), ProxyError> {
+        let reference = Reference::Tag(tag.clone());
+        let ttl = up.manifest_ttl.as_secs();
+        let fresh = |c: &Option<crate::store::CachedTag>| {
+            c.as_ref().is_some_and(|c| {
+                c.manifest_present && crate::store::unix_now() < c.checked.saturating_add(ttl)
+            })
+        };
+        let cached = self.store.cached_tag(local, tag).await?;
+        if fresh(&cached) {
+            return Ok((
+                self.store.manifest_info(local, &reference).await?,
+                CacheResult::Hit,
+            ));
+        }
+        let lock = self.manifest_lock(format!("{local}:{tag}"));
+        let _guard = lock.lock().await;
+        let cached = self.store.cached_tag(local, tag).await?;
+        if fresh(&cached) {
+            return Ok((
+                self.store.manifest_info(local, &reference).await?,
+                CacheResult::Hit,
+            ));
+        }
+        let stale = cached.as_ref().filter(|c| c.manifest_present);
+        let head = match up.manifest(remote.as_str(), tag.as_str(), true).await {
+            Ok(h) => h,
+            Err(UpstreamError::NotFound(_)) => return Err(not_found_manifest(&reference)),
+            Err(e) => {
+                return match stale {
+                    Some(_) => {
+                        tracing::warn!(repo = %local, %tag, error = %e, "upstream failed; serving the cached tag past its TTL");
+                        self.metrics.observe_cache("manifest", "STALE");
+                        Ok((
+                            self.store.manifest_info(local, &reference).await?,
+                            CacheResult::Stale,
+                        ))
+                    }
+                    None => Err(e.into()),
+                };
+            }
+        };
+        if self.store.has_manifest(local, &head.digest).await? {
+            // Unchanged (or moved to content we already have): no GET needed.
+            let unchanged = stale.is_some_and(|c| c.digest == head.digest);
+            self.store.confirm_tag(local, tag, &head.digest).await?;
+            let info = self.store.manifest_info(local, &reference).await?;
+            return Ok((
+                info,
+                if unchanged {
+                    CacheResult::Hit
+                } else {
+                    CacheResult::Miss
+                },
+            ));
+        }
+        // Fetch by digest, so a tag moving again in between cannot mix content.
+        let m = up
+            .manifest(remote.as_str(), &head.digest.to_string(), false)
+            .await?;
+        let body = m.body.unwrap_or_default();
+        self.store
+            .put_cached_manifest(local, Some(tag), &m.digest, &m.media_type, body, &up.name)
+            .await?;
+        Ok((
+            self.store.manifest_info(local, &reference).await?,
+            CacheResult::Miss,
+        ))
+    }
+
+    /// A blob of a mirrored repository: from the cache, or through the one
+    /// download of its digest (started if none is running).
+    pub async fn blob(
+        &self,
+        upstream: usize,
+        local: &RepoName,
+        remote: &RepoName,
+        digest: &Digest,
+    ) -> Result<ProxiedBlob, ProxyError> {
+        if let Ok((file, size)) = self.store.open_blob(local, digest).await {
+            self.metrics.observe_cache("blob", "HIT");
+            return Ok(ProxiedBlob {
+                size,
+                body: BlobBody::Local(file),
+                cache: CacheResult::Hit,
+            });
+        }
+        let up = self.upstream(upstream)?.clone();
+        let (dl, starter) = self.inflight.join_or_start(digest);
+        if let Some(tx) = starter {
+            let task = DownloadTask {
+                store: self.store.clone(),
+                inflight: self.inflight.clone(),
+                metrics: self.metrics.clone(),
+                upstream: up,
+                local: local.clone(),
+                remote: remote.clone(),
+                digest: digest.clone(),
+                download: dl.clone(),
+            };
+            tokio::spawn(task.run(tx));
+        }
+        self.metrics.observe_cache("blob", "MISS");
+        match wait_for_size(&dl).await? {
+            Some(size) => Ok(ProxiedBlob {
+                size,
+                body: BlobBody::Streaming(dl),
+                cache: CacheResult::Miss,
+            }),
+            None => {
+                // The upstream did not say how long it is: serve once stored.
+                let (file, size) = self.store.open_blob(local, digest).await?;
+                Ok(ProxiedBlob {
+                    size,
+                    body: BlobBody::Local(file),
+                    cache: CacheResult::Miss,
+                })
+            }
+        }
+    }
+}
+
+/// Waits until a download knows its size (Some), finished without announcing one
+/// (None), or failed.
+async fn wait_for_size(dl: &Download) -> Result<Option<u64>, ProxyError> {
+    let mut rx = dl.watch();
+    loop {
+        let state = rx.borrow_and_update().clone();
+        match state {
+            DlState::Connecting | DlState::Streaming { size: None, .. } => {}
+            DlState::Streaming { size: Some(s), .. } => return Ok(Some(s)),
+            DlState::Done { .. } => return Ok(None),
+            DlState::Failed(DownloadError::Upstream(UpstreamError::NotFound(_))) => {
+                return Err(ProxyError::Store(StoreError::BlobUnknown(
+                    dl.digest.clone(),
+                )));
+            }
+            DlState::Failed(e) => return Err(e.into()),
+        }
+        if rx.changed().await.is_err()
+            && !matches!(*rx.borrow(), DlState::Done { .. } | DlState::Failed(_))
+        {
+            return Err(DownloadError::Corrupt("download ended without a result".into()).into());
+        }
+    }
+}
+
+struct DownloadTask {
+    store: Arc<Store>,
+    inflight: Arc<Inflight>,
+    metrics: Arc<Metrics>,
+    upstream: Arc<Upstream>,
+    local: RepoName,
+    remote: RepoName,
+    digest: Digest,
+    download: Arc<Download>,
+}
+
+impl DownloadTask {
+    async fn run(self, tx: tokio::sync::watch::Sender<DlState>) {
+        let result = self.fetch(&tx).await;
+        // Stored (or failed) first, then forgotten: a new request either joins
+        // this download or finds the blob in the store.
+        self.inflight.finish(&self.digest);
+        match result {
+            Ok(size) => {
+                tx.send_replace(DlState::Done { size });
+            }
+            Err(e) => {
+                tracing::warn!(digest = %self.digest, repo = %self.local, error = %e, "blob download failed; nothing kept");
+                self.metrics.observe_download_failure(&self.upstream.name);
+                tx.send_replace(DlState::Failed(e));
+            }
+        }
+    }
+
+    async fn fetch(&self, tx: &tokio::sync::watch::Sender<DlState>) -> Result<u64, DownloadError> {
+        let mut resp = self
+            .upstream
+            .blob(self.remote.as_str(), &self.digest)
+            .await?;
+        let size = resp.content_length();
+        let mut writer = self.store.new_writer().await?;
+        writer.set_flush_at(DOWNLOAD_FLUSH);
+        let path = writer.path().to_owned();
+        let file = tokio::task::spawn_blocking(move || std::fs::File::open(path))
+            .await
+            .map_err(StoreError::from)?
+            .map_err(StoreError::from)?;
+        self.download.set_file(file);
+        tx.send_replace(DlState::Streaming { size, durable: 0 });
+        loop {
+            let chunk = resp
+                .chunk()
+                .await
+                .map_err(|e| DownloadError::Upstream(UpstreamError::Unavailable(e.to_string())))?;
+            let Some(chunk) = chunk else { break };
+            self.metrics
+                .observe_upstream_bytes(&self.upstream.name, chunk.len() as u64);
+            writer.write(chunk).await?;
+            if size.is_some_and(|s| writer.len() > s) {
+                return Err(DownloadError::Corrupt(format!(
+                    "upstream sent more than the {} bytes it announced",
+                    size.unwrap_or(0)
+                )));
+            }
+            let durable = writer.flushed();
+            tx.send_if_modified(|s| match s {
+                DlState::Streaming { durable: d, .. } if *d != durable => {
+                    *d = durable;
+                    true
+                }
+                _ => false,
+            });
+        }
+        writer.sync_pending().await?;
+        let total = writer.len();
+        if size.is_some_and(|s| s != total) {
+            return Err(DownloadError::Corrupt(format!(
+                "upstream sent {total} of {} bytes",
+                size.unwrap_or(0)
+            )));
+        }
+        tx.send_replace(DlState::Streaming {
+            size,
+            durable: total,
+        });
+        let (digest, n) = writer
+            .commit(Some(&self.digest))
+            .await
+            .map_err(|e| match e {
+                StoreError::DigestMismatch { expected, actual } => DownloadError::Corrupt(format!(
+                    "upstream bytes hash to {actual}, not {expected}"
+                )),
+                other => other.into(),
+            })?;
+        self.store
+            .record_blob(&self.local, &digest, n, Origin::Cached)
+            .await?;
+        Ok(n)
+    }
+}

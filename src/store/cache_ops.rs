@@ -1,0 +1,187 @@
+//! Mirrored (cached) content: manifests fetched from an upstream are stored
+//! without the reference checks pushes get (their blobs arrive only when asked
+//! for), marked `cached` for eviction, and tags remember when they were last
+//! confirmed upstream.
+
+use bytes::Bytes;
+use redb::ReadableTable;
+
+use super::meta::{BlobRecord, ManifestRecord, Origin, RepoRecord, TagRecord, decode, encode};
+use super::{Store, StoreError, tables, unix_now};
+use crate::oci::{Descriptor, Digest, ManifestView, RepoName, Tag};
+
+/// What the cache knows about a mirrored tag.
+#[derive(Debug, Clone)]
+pub struct CachedTag {
+    /// The digest it pointed at when last confirmed.
+    pub digest: Digest,
+    /// Unix seconds of the last confirmation upstream.
+    pub checked: u64,
+    /// Whether the manifest bytes are here.
+    pub manifest_present: bool,
+}
+
+impl Store {
+    /// The cached state of `tag` in `repo`, if any.
+    pub async fn cached_tag(
+        &self,
+        repo: &RepoName,
+        tag: &Tag,
+    ) -> Result<Option<CachedTag>, StoreError> {
+        let (r, t) = (repo.to_string(), tag.to_string());
+        self.meta
+            .read(move |txn| {
+                let Some(v) = txn
+                    .open_table(tables::TAGS)?
+                    .get((r.as_str(), t.as_str()))?
+                else {
+                    return Ok(None);
+                };
+                let rec: TagRecord = decode(v.value())?;
+                let present = txn
+                    .open_table(tables::MANIFESTS)?
+                    .get((r.as_str(), rec.digest.as_str()))?
+                    .is_some();
+                let digest = rec.digest.parse().map_err(|_| {
+                    StoreError::Corrupt(format!("bad digest {:?} in index", rec.digest))
+                })?;
+                Ok(Some(CachedTag {
+                    digest,
+                    checked: rec.checked.unwrap_or(rec.updated),
+                    manifest_present: present,
+                }))
+            })
+            .await
+    }
+
+    /// Points `tag` at `digest` (already stored in `repo`) and marks it confirmed now.
+    pub async fn confirm_tag(
+        &self,
+        repo: &RepoName,
+        tag: &Tag,
+        digest: &Digest,
+    ) -> Result<(), StoreError> {
+        let (r, t, d) = (repo.to_string(), tag.to_string(), digest.to_string());
+        self.meta
+            .write(move |txn| {
+                let now = unix_now();
+                let mut tags = txn.open_table(tables::TAGS)?;
+                let updated = match tags.get((r.as_str(), t.as_str()))? {
+                    Some(v) => {
+                        let old: TagRecord = decode(v.value())?;
+                        if old.digest == d { old.updated } else { now }
+                    }
+                    None => now,
+                };
+                let rec = encode(&TagRecord {
+                    digest: d.clone(),
+                    updated,
+                    checked: Some(now),
+                })?;
+                tags.insert((r.as_str(), t.as_str()), rec.as_slice())?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// Whether `repo` has the manifest `digest`.
+    pub async fn has_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool, StoreError> {
+        let (r, d) = (repo.to_string(), digest.to_string());
+        self.meta
+            .read(move |txn| {
+                Ok(txn
+                    .open_table(tables::MANIFESTS)?
+                    .get((r.as_str(), d.as_str()))?
+                    .is_some())
+            })
+            .await
+    }
+
+    /// Stores a manifest fetched from `upstream` into the mirrored `repo`, and
+    /// points `tag` at it when given. The bytes were verified against `digest`.
+    pub async fn put_cached_manifest(
+        &self,
+        repo: &RepoName,
+        tag: Option<&Tag>,
+        digest: &Digest,
+        media_type: &str,
+        body: Bytes,
+        upstream: &str,
+    ) -> Result<(), StoreError> {
+        let ct = media_type.to_owned();
+        let b = body.clone();
+        let view = tokio::task::spawn_blocking(move || ManifestView::parse(&b, &ct))
+            .await?
+            .map_err(|e| StoreError::ManifestInvalid(format!("upstream manifest: {e}")))?;
+        let size = body.len() as u64;
+        let mut writer = self.new_writer().await?;
+        writer.write(body).await?;
+        writer.commit(Some(digest)).await?;
+        let record = encode(&ManifestRecord {
+            media_type: view.media_type.clone(),
+            size,
+            subject: view.subject.as_ref().map(|s| s.digest.to_string()),
+            artifact_type: view.artifact_type.clone(),
+        })?;
+        let referrer = match &view.subject {
+            Some(_) => Some(encode(&Descriptor {
+                media_type: view.media_type.clone(),
+                digest: digest.clone(),
+                size,
+                artifact_type: view.artifact_type.clone(),
+                annotations: view.annotations.clone(),
+                platform: None,
+                urls: None,
+            })?),
+            None => None,
+        };
+        let subject = view.subject.as_ref().map(|s| s.digest.to_string());
+        let (r, d, t, u) = (
+            repo.to_string(),
+            digest.to_string(),
+            tag.map(|t| t.to_string()),
+            upstream.to_owned(),
+        );
+        self.meta
+            .write(move |txn| {
+                let now = unix_now();
+                {
+                    let mut blobs = txn.open_table(tables::BLOBS)?;
+                    if blobs.get(d.as_str())?.is_none() {
+                        let rec = encode(&BlobRecord {
+                            size,
+                            created: now,
+                            origin: Origin::Cached,
+                            pinned: false,
+                        })?;
+                        blobs.insert(d.as_str(), rec.as_slice())?;
+                    }
+                }
+                txn.open_table(tables::MANIFESTS)?
+                    .insert((r.as_str(), d.as_str()), record.as_slice())?;
+                if let Some(t) = &t {
+                    let rec = encode(&TagRecord {
+                        digest: d.clone(),
+                        updated: now,
+                        checked: Some(now),
+                    })?;
+                    txn.open_table(tables::TAGS)?
+                        .insert((r.as_str(), t.as_str()), rec.as_slice())?;
+                }
+                if let (Some(s), Some(desc)) = (&subject, &referrer) {
+                    txn.open_table(tables::REFERRERS)?
+                        .insert((r.as_str(), s.as_str(), d.as_str()), desc.as_slice())?;
+                }
+                let mut repos = txn.open_table(tables::REPOS)?;
+                if repos.get(r.as_str())?.is_none() {
+                    let rec = encode(&RepoRecord {
+                        origin: Origin::Cached,
+                        upstream: Some(u.clone()),
+                    })?;
+                    repos.insert(r.as_str(), rec.as_slice())?;
+                }
+                Ok(())
+            })
+            .await
+    }
+}

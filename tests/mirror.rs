@@ -1,0 +1,437 @@
+//! The pull-through mirror against a real upstream: a second wharf in token mode
+//! with anonymous pulls (like Docker Hub). Upstream traffic is counted at the
+//! upstream, from its own metrics.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::image::{Image, OCI_MANIFEST, tar_with_file};
+use common::{As, Wharf, bytes, digest, http};
+use reqwest::Method;
+
+/// A Docker-Hub-like upstream: token auth, anonymous pulls, one pushing user.
+async fn hub(dir: &std::path::Path) -> Wharf {
+    let pw = dir.join("hub-htpasswd");
+    common::htpasswd(&pw, &[("pusher", "pusher-pw")]);
+    let extra = format!(
+        "[auth]\nhtpasswd = {:?}\nscheme = \"token\"\nanonymous_pull = true\n",
+        pw.display().to_string()
+    );
+    Wharf::start_config_unchecked(common::config(&dir.join("hub"), &extra)).await
+}
+
+/// A mirror with `hub` as the default docker.io upstream.
+async fn mirror(dir: &std::path::Path, hub: &Wharf, ttl: &str) -> Wharf {
+    let extra = format!(
+        "[[upstream]]\nname = \"docker.io\"\nurl = \"{}\"\ndefault = true\nmanifest_ttl = \"{ttl}\"\n[hosted]\nprefixes = [\"team/\"]\n",
+        hub.base
+    );
+    Wharf::start_config(common::config(&dir.join("mirror"), &extra)).await
+}
+
+/// Pushes an image to the hub as `pusher`.
+async fn publish(hub: &Wharf, repo: &str, tag: &str, img: &Image) {
+    let pusher = As::user(hub, "pusher", "pusher-pw");
+    for (_, b) in img.blobs() {
+        assert_eq!(pusher.push_blob(repo, b).await, 201);
+    }
+    let r = pusher
+        .req(Method::PUT, &format!("/v2/{repo}/manifests/{tag}"))
+        .header("content-type", OCI_MANIFEST)
+        .body(img.manifest.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+}
+
+/// A counter or gauge from a wharf's /metrics (0 when absent).
+async fn metric(w: &Wharf, series: &str) -> f64 {
+    let text = http()
+        .get(w.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(series))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Blob bytes the hub has sent, whatever the status.
+async fn hub_blob_bytes(hub: &Wharf) -> f64 {
+    metric(hub, "wharf_http_response_bytes_total{route=\"blob\"}").await
+}
+
+async fn get(w: &Wharf, path: &str) -> reqwest::Response {
+    http()
+        .get(w.url(path))
+        .header("accept", OCI_MANIFEST)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pulls_through_once_and_then_serves_from_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub(dir.path()).await;
+    let img = Image::new(vec![
+        tar_with_file("a", &bytes(3 << 20, 1)),
+        tar_with_file("b", b"small layer"),
+    ]);
+    publish(&hub, "library/busybox", "1.36", &img).await;
+    let m = mirror(dir.path(), &hub, "1h").await;
+
+    let r = get(&m, "/v2/library/busybox/manifests/1.36").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-cache"], "MISS");
+    assert_eq!(
+        r.headers()["docker-content-digest"],
+        digest(&img.manifest).as_str()
+    );
+    assert_eq!(r.bytes().await.unwrap().as_ref(), img.manifest.as_slice());
+    // Every spelling shares one cache: dockerd's, the short name, skopeo's prefix.
+    for path in [
+        "/v2/library/busybox/manifests/1.36",
+        "/v2/busybox/manifests/1.36",
+        "/v2/docker.io/library/busybox/manifests/1.36",
+        "/v2/library/busybox/manifests/1.36?ns=docker.io",
+    ] {
+        let r = get(&m, path).await;
+        assert_eq!(r.headers()["x-cache"], "HIT", "{path}");
+    }
+    for (d, b) in img.blobs() {
+        let r = get(&m, &format!("/v2/library/busybox/blobs/{d}")).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["x-cache"], "MISS");
+        assert_eq!(r.headers()["content-length"], b.len().to_string().as_str());
+        assert_eq!(r.bytes().await.unwrap().as_ref(), b, "{d}");
+        let r = get(&m, &format!("/v2/busybox/blobs/{d}")).await;
+        assert_eq!(r.headers()["x-cache"], "HIT");
+        assert_eq!(r.bytes().await.unwrap().as_ref(), b);
+    }
+    let total: usize = img.blobs().iter().map(|(_, b)| b.len()).sum();
+    assert_eq!(
+        hub_blob_bytes(&hub).await as usize,
+        total,
+        "each blob crossed the upstream link once"
+    );
+    // Mirrored names are read-only.
+    let r = http()
+        .post(m.url("/v2/busybox/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    // Unknown upstream content is a clean 404.
+    let r = get(&m, "/v2/library/nothing/manifests/latest").await;
+    assert_eq!(r.status(), 404);
+    assert_eq!(common::error_code(r).await, "MANIFEST_UNKNOWN");
+    let r = get(
+        &m,
+        &format!("/v2/library/busybox/blobs/{}", digest(b"absent")),
+    )
+    .await;
+    assert_eq!(common::error_code(r).await, "BLOB_UNKNOWN");
+    m.stop().await;
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn eight_concurrent_cold_pulls_fetch_each_blob_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub(dir.path()).await;
+    let img = Image::new(vec![
+        tar_with_file("big", &bytes(12 << 20, 2)),
+        tar_with_file("mid", &bytes(4 << 20, 3)),
+        tar_with_file("small", b"tiny"),
+    ]);
+    publish(&hub, "library/app", "v1", &img).await;
+    let m = Arc::new(mirror(dir.path(), &hub, "1h").await);
+    let blobs: Vec<(String, Vec<u8>)> = img
+        .blobs()
+        .into_iter()
+        .map(|(d, b)| (d, b.to_vec()))
+        .collect();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let m = m.clone();
+        let blobs = blobs.clone();
+        tasks.push(tokio::spawn(async move {
+            let r = get(&m, "/v2/library/app/manifests/v1").await;
+            assert_eq!(r.status(), 200);
+            for (d, want) in &blobs {
+                let got = get(&m, &format!("/v2/library/app/blobs/{d}"))
+                    .await
+                    .bytes()
+                    .await
+                    .unwrap();
+                assert_eq!(digest(&got), *d);
+                assert_eq!(got.len(), want.len());
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let total: usize = blobs.iter().map(|(_, b)| b.len()).sum();
+    assert_eq!(
+        hub_blob_bytes(&hub).await as usize,
+        total,
+        "upstream bytes = 1.00x the image"
+    );
+    assert_eq!(
+        metric(
+            &hub,
+            "wharf_http_requests_total{method=\"GET\",route=\"manifest\""
+        )
+        .await,
+        1.0,
+        "one manifest GET upstream for 8 clients"
+    );
+    Arc::try_unwrap(m).ok().unwrap().stop().await;
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_hangs_up_mid_blob_still_fills_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub(dir.path()).await;
+    let big = tar_with_file("big", &bytes(32 << 20, 4));
+    let img = Image::new(vec![big.clone()]);
+    publish(&hub, "library/big", "v1", &img).await;
+    let m = mirror(dir.path(), &hub, "1h").await;
+    let d = digest(&big);
+    let mut r = get(&m, &format!("/v2/library/big/blobs/{d}")).await;
+    assert_eq!(
+        r.headers()["content-length"],
+        big.len().to_string().as_str()
+    );
+    let first = r.chunk().await.unwrap().unwrap();
+    assert!(!first.is_empty());
+    drop(r);
+    // A later client gets the whole blob; the upstream still sent it only once.
+    let got = get(&m, &format!("/v2/library/big/blobs/{d}"))
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(digest(&got), d);
+    assert_eq!(hub_blob_bytes(&hub).await as usize, big.len());
+    // And it is in the cache for good.
+    let r = get(&m, &format!("/v2/library/big/blobs/{d}")).await;
+    assert_eq!(r.headers()["x-cache"], "HIT");
+    // An unread response is in flight: shutdown would wait for it (drain).
+    drop(r);
+    m.stop().await;
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn range_requests_on_a_blob_still_downloading() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub(dir.path()).await;
+    let big = tar_with_file("big", &bytes(16 << 20, 5));
+    let img = Image::new(vec![big.clone()]);
+    publish(&hub, "library/ranged", "v1", &img).await;
+    let m = mirror(dir.path(), &hub, "1h").await;
+    let d = digest(&big);
+    let path = format!("/v2/library/ranged/blobs/{d}");
+    // The first request starts the download and is held open.
+    let mut whole = get(&m, &path).await;
+    let _ = whole.chunk().await.unwrap();
+    let r = http()
+        .get(m.url(&path))
+        .header("range", "bytes=1000000-1000099")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(
+        r.headers()["content-range"],
+        format!("bytes 1000000-1000099/{}", big.len()).as_str()
+    );
+    assert_eq!(
+        r.bytes().await.unwrap().as_ref(),
+        &big[1_000_000..1_000_100]
+    );
+    let tail = http()
+        .get(m.url(&path))
+        .header("range", format!("bytes={}-", big.len() - 10))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tail.status(), 206);
+    assert_eq!(tail.bytes().await.unwrap().as_ref(), &big[big.len() - 10..]);
+    drop(whole);
+    m.stop().await;
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn corrupt_upstream_bytes_are_never_cached_or_served_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub(dir.path()).await;
+    let layer = tar_with_file("x", &bytes(2 << 20, 6));
+    let img = Image::new(vec![layer.clone()]);
+    publish(&hub, "library/bad", "v1", &img).await;
+    // Flip one byte of the layer on the upstream's disk: it now serves wrong bytes.
+    let d = digest(&layer);
+    let path = hub.root.join("blobs/sha256").join(&d[7..9]).join(&d[7..]);
+    let mut on_disk = std::fs::read(&path).unwrap();
+    on_disk[12345] ^= 0xff;
+    std::fs::write(&path, &on_disk).unwrap();
+    let m = mirror(dir.path(), &hub, "1h").await;
+    let r = get(&m, &format!("/v2/library/bad/blobs/{d}")).await;
+    // Headers go out before the end is known; the body must then fail, never complete.
+    if r.status() == 200 {
+        assert!(
+            r.bytes().await.is_err(),
+            "a corrupt blob was delivered whole"
+        );
+    } else {
+        assert_eq!(r.status(), 502);
+    }
+    let cached = m.root.join("blobs/sha256").join(&d[7..9]).join(&d[7..]);
+    assert!(!cached.exists(), "corrupt bytes were kept");
+    assert_eq!(std::fs::read_dir(m.root.join("tmp")).unwrap().count(), 0);
+    // The next request tries again (and fails again) rather than serving junk.
+    let r = get(&m, &format!("/v2/library/bad/blobs/{d}")).await;
+    if r.status() == 200 {
+        assert!(r.bytes().await.is_err());
+    }
+    assert!(metric(&m, "wharf_upstream_download_failures_total").await >= 1.0);
+    m.stop().await;
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tags_revalidate_with_head_and_follow_a_moved_tag() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub(dir.path()).await;
+    let v1 = Image::new(vec![tar_with_file("v", b"one")]);
+    publish(&hub, "library/moving", "latest", &v1).await;
+    // TTL 0: every tag request revalidates, so no test waits for a clock.
+    let m = mirror(dir.path(), &hub, "0s").await;
+    let r = get(&m, "/v2/library/moving/manifests/latest").await;
+    assert_eq!(r.headers()["x-cache"], "MISS");
+    for _ in 0..3 {
+        let r = get(&m, "/v2/library/moving/manifests/latest").await;
+        assert_eq!(r.headers()["x-cache"], "HIT");
+        assert_eq!(
+            r.headers()["docker-content-digest"],
+            digest(&v1.manifest).as_str()
+        );
+    }
+    let gets = "wharf_http_requests_total{method=\"GET\",route=\"manifest\"";
+    let heads = "wharf_http_requests_total{method=\"HEAD\",route=\"manifest\"";
+    assert_eq!(
+        metric(&hub, gets).await,
+        1.0,
+        "one GET while the tag did not move"
+    );
+    assert_eq!(metric(&hub, heads).await, 4.0, "a HEAD per revalidation");
+
+    let v2 = Image::new(vec![tar_with_file("v", b"two")]);
+    publish(&hub, "library/moving", "latest", &v2).await;
+    let r = get(&m, "/v2/library/moving/manifests/latest").await;
+    assert_eq!(r.headers()["x-cache"], "MISS");
+    assert_eq!(
+        r.headers()["docker-content-digest"],
+        digest(&v2.manifest).as_str()
+    );
+    assert_eq!(r.bytes().await.unwrap().as_ref(), v2.manifest.as_slice());
+    assert_eq!(metric(&hub, gets).await, 2.0);
+    // The old content stays reachable by digest.
+    let r = get(
+        &m,
+        &format!("/v2/library/moving/manifests/{}", digest(&v1.manifest)),
+    )
+    .await;
+    assert_eq!(r.headers()["x-cache"], "HIT");
+    m.stop().await;
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upstream_down_serves_the_cache_and_fails_misses_fast() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub(dir.path()).await;
+    let img = Image::new(vec![tar_with_file("o", b"offline")]);
+    publish(&hub, "library/offline", "v1", &img).await;
+    let m = mirror(dir.path(), &hub, "0s").await;
+    assert_eq!(
+        get(&m, "/v2/library/offline/manifests/v1").await.status(),
+        200
+    );
+    for (d, _) in img.blobs() {
+        assert_eq!(
+            get(&m, &format!("/v2/library/offline/blobs/{d}"))
+                .await
+                .status(),
+            200
+        );
+    }
+    hub.stop().await;
+
+    // By tag, past its TTL: served stale. By digest and blobs: plain hits.
+    let r = get(&m, "/v2/library/offline/manifests/v1").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-cache"], "STALE");
+    let r = get(
+        &m,
+        &format!("/v2/library/offline/manifests/{}", digest(&img.manifest)),
+    )
+    .await;
+    assert_eq!(r.headers()["x-cache"], "HIT");
+    for (d, b) in img.blobs() {
+        let r = get(&m, &format!("/v2/library/offline/blobs/{d}")).await;
+        assert_eq!(r.bytes().await.unwrap().as_ref(), b);
+    }
+    // A true miss fails with a clear error; after repeated failures the upstream is
+    // skipped and misses fail at once, with Retry-After.
+    let r = get(&m, "/v2/library/never/manifests/v1").await;
+    assert_eq!(r.status(), 503);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        v["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("upstream"),
+        "{v}"
+    );
+    let _ = get(&m, "/v2/library/never2/manifests/v1").await;
+    let started = std::time::Instant::now();
+    let r = get(&m, "/v2/library/never3/manifests/v1").await;
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().contains_key("retry-after"));
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        v["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("failed repeatedly"),
+        "{v}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(500),
+        "circuit breaker did not skip"
+    );
+    // Cached tags still answer while the upstream is skipped.
+    let r = get(&m, "/v2/library/offline/manifests/v1").await;
+    assert_eq!(r.headers()["x-cache"], "STALE");
+    assert!(
+        metric(
+            &m,
+            "wharf_cache_requests_total{kind=\"manifest\",result=\"STALE\"}"
+        )
+        .await
+            >= 2.0
+    );
+    m.stop().await;
+}

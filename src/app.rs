@@ -67,12 +67,20 @@ pub async fn run_with(
     let store = Arc::new(Store::open(&config.storage.root).await?);
     let metrics = Arc::new(Metrics::new());
     let upstreams = Arc::new(build_upstreams(&config)?);
+    let peer_urls: Vec<String> = config.peer.iter().map(|p| p.url.clone()).collect();
+    let peers = Arc::new(crate::upstream::peers::Peers::new(&peer_urls).map_err(|e| {
+        AppError::Upstream {
+            name: "peer".into(),
+            message: e.to_string(),
+        }
+    })?);
     let state = Arc::new(State::new(
         &config,
         store.clone(),
         metrics.clone(),
         tls,
         upstreams,
+        peers,
     )?);
     if let Ok(addr) = listener.local_addr() {
         let scheme = if state.tls.is_some() { "https" } else { "http" };

@@ -435,3 +435,82 @@ async fn upstream_down_serves_the_cache_and_fails_misses_fast() {
     );
     m.stop().await;
 }
+
+/// A mirror of `hub` that asks `peers` first.
+async fn mirror_with_peers(
+    dir: &std::path::Path,
+    name: &str,
+    hub: &Wharf,
+    peers: &[String],
+) -> Wharf {
+    let peer_lines: String = peers
+        .iter()
+        .map(|p| format!("[[peer]]\nurl = \"{p}\"\n"))
+        .collect();
+    let extra = format!(
+        "[[upstream]]\nname = \"docker.io\"\nurl = \"{}\"\ndefault = true\n{peer_lines}",
+        hub.base
+    );
+    Wharf::start_config(common::config(&dir.join(name), &extra)).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lan_peers_serve_blobs_before_the_upstream_and_never_loop() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub(dir.path()).await;
+    let shared = tar_with_file("s", &bytes(6 << 20, 7));
+    let img = Image::new(vec![shared.clone()]);
+    publish(&hub, "library/shared", "v1", &img).await;
+    let only_hub = tar_with_file("h", &bytes(1 << 20, 8));
+    let img2 = Image::new(vec![only_hub.clone()]);
+    publish(&hub, "library/other", "v1", &img2).await;
+
+    let a = mirror_with_peers(dir.path(), "a", &hub, &[]).await;
+    // b asks a dead peer and a; neither costs it the upstream when a has the blob.
+    let b = mirror_with_peers(
+        dir.path(),
+        "b",
+        &hub,
+        &["http://127.0.0.1:9".to_owned(), a.base.clone()],
+    )
+    .await;
+    let d = digest(&shared);
+    let got = get(&a, &format!("/v2/library/shared/blobs/{d}"))
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(digest(&got), d);
+    let before = hub_blob_bytes(&hub).await;
+
+    let r = get(&b, &format!("/v2/library/shared/blobs/{d}")).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-cache"], "PEER");
+    assert_eq!(digest(&r.bytes().await.unwrap()), d);
+    assert_eq!(
+        hub_blob_bytes(&hub).await,
+        before,
+        "the upstream saw no request for it"
+    );
+    let r = get(&b, &format!("/v2/library/shared/blobs/{d}")).await;
+    assert_eq!(r.headers()["x-cache"], "HIT");
+    drop(r);
+
+    // Neither has it: a answers b's peer request from its store only (404), never
+    // through its own upstream; b then fetches from the hub, once.
+    let d2 = digest(&only_hub);
+    let r = get(&b, &format!("/v2/library/other/blobs/{d2}")).await;
+    assert_eq!(r.headers()["x-cache"], "MISS");
+    assert_eq!(digest(&r.bytes().await.unwrap()), d2);
+    assert_eq!(hub_blob_bytes(&hub).await, before + only_hub.len() as f64);
+    let r = http()
+        .head(a.url(&format!("/v2/library/other/blobs/{d2}")))
+        .header("x-wharf-peer", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404, "a did not fetch it for the peer");
+    b.stop().await;
+    a.stop().await;
+    hub.stop().await;
+}

@@ -57,6 +57,7 @@ impl State {
         metrics: Arc<Metrics>,
         tls: Option<Arc<crate::tls::TlsReloader>>,
         upstreams: Arc<crate::upstream::Upstreams>,
+        peers: Arc<crate::upstream::peers::Peers>,
     ) -> Result<State, crate::auth::htpasswd::HtpasswdError> {
         Ok(State {
             store: store.clone(),
@@ -71,7 +72,7 @@ impl State {
             body_timeout: config.server.body_timeout.0,
             upload_slots: limits::UploadSlots::new(config.server.uploads_per_client),
             routes: config.route_rules(),
-            proxy: crate::proxy::Proxy::new(store.clone(), upstreams, metrics.clone()),
+            proxy: crate::proxy::Proxy::new(store.clone(), upstreams, peers, metrics.clone()),
         })
     }
 
@@ -225,6 +226,10 @@ async fn route_and_run(
     let parsed = Route::parse(&method, req.uri().path())?;
     let requested = parsed.repo().cloned();
     let ns = query::Query::parse(req.uri().query());
+    // A peer asks for what is in our store only: never through our own upstream.
+    let from_peer = req
+        .headers()
+        .contains_key(crate::upstream::peers::PEER_HEADER);
     let (route, proxy) = match requested.as_ref().map(|n| state.resolve(n, ns.get("ns"))) {
         Some(Target::Proxied {
             upstream,
@@ -238,7 +243,8 @@ async fn route_and_run(
                     state.routes.push_hint()
                 )));
             }
-            (parsed.with_repo(local), Some(Proxied { upstream, remote }))
+            let proxy = (!from_peer).then_some(Proxied { upstream, remote });
+            (parsed.with_repo(local), proxy)
         }
         _ => (parsed, None),
     };

@@ -36,10 +36,12 @@ pub enum DlState {
     Connecting,
     /// Bytes arriving; `durable` of them are in the file.
     Streaming {
-        /// Total size, when the upstream announced it.
+        /// Total size, when the source announced it.
         size: Option<u64>,
         /// Bytes readable from the file.
         durable: u64,
+        /// Whether a LAN peer is the source.
+        peer: bool,
     },
     /// Verified and stored.
     Done {
@@ -142,6 +144,7 @@ pub fn reader(dl: Arc<Download>, start: u64, end: u64) -> mpsc::Receiver<std::io
                 DlState::Streaming {
                     size: Some(s),
                     durable,
+                    ..
                 } => (*durable).min(s.saturating_sub(1)),
                 DlState::Streaming { size: None, .. } => 0,
                 DlState::Done { size } => *size,

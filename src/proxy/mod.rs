@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use crate::metrics::Metrics;
 use crate::oci::{Digest, Reference, RepoName};
 use crate::store::{ManifestInfo, Origin, Store, StoreError};
+use crate::upstream::peers::Peers;
 use crate::upstream::{Upstream, UpstreamError, Upstreams};
 use inflight::{DlState, Download, DownloadError, Inflight};
 
@@ -82,6 +83,7 @@ pub struct ProxiedBlob {
 pub struct Proxy {
     store: Arc<Store>,
     upstreams: Arc<Upstreams>,
+    peers: Arc<Peers>,
     inflight: Arc<Inflight>,
     metrics: Arc<Metrics>,
     manifest_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -96,10 +98,16 @@ fn not_found_manifest(reference: &Reference) -> ProxyError {
 
 impl Proxy {
     /// Builds the engine.
-    pub fn new(store: Arc<Store>, upstreams: Arc<Upstreams>, metrics: Arc<Metrics>) -> Proxy {
+    pub fn new(
+        store: Arc<Store>,
+        upstreams: Arc<Upstreams>,
+        peers: Arc<Peers>,
+        metrics: Arc<Metrics>,
+    ) -> Proxy {
         Proxy {
             store,
             upstreams,
+            peers,
             inflight: Arc::new(Inflight::default()),
             metrics,
             manifest_locks: Mutex::new(HashMap::new()),
@@ -282,6 +290,7 @@ impl Proxy {
         let (dl, starter) = self.inflight.join_or_start(digest);
         if let Some(tx) = starter {
             let task = DownloadTask {
+                peers: self.peers.clone(),
                 store: self.store.clone(),
                 inflight: self.inflight.clone(),
                 metrics: self.metrics.clone(),
@@ -293,20 +302,26 @@ impl Proxy {
             };
             tokio::spawn(task.run(tx));
         }
-        self.metrics.observe_cache("blob", "MISS");
-        match wait_for_size(&dl).await? {
+        let (size, from_peer) = wait_for_size(&dl).await?;
+        let cache = if from_peer {
+            CacheResult::Peer
+        } else {
+            CacheResult::Miss
+        };
+        self.metrics.observe_cache("blob", cache.as_str());
+        match size {
             Some(size) => Ok(ProxiedBlob {
                 size,
                 body: BlobBody::Streaming(dl),
-                cache: CacheResult::Miss,
+                cache,
             }),
             None => {
-                // The upstream did not say how long it is: serve once stored.
+                // The source did not say how long it is: serve once stored.
                 let (file, size) = self.store.open_blob(local, digest).await?;
                 Ok(ProxiedBlob {
                     size,
                     body: BlobBody::Local(file),
-                    cache: CacheResult::Miss,
+                    cache,
                 })
             }
         }
@@ -314,15 +329,19 @@ impl Proxy {
 }
 
 /// Waits until a download knows its size (Some), finished without announcing one
-/// (None), or failed.
-async fn wait_for_size(dl: &Download) -> Result<Option<u64>, ProxyError> {
+/// (None), or failed; also says whether a peer is the source.
+async fn wait_for_size(dl: &Download) -> Result<(Option<u64>, bool), ProxyError> {
     let mut rx = dl.watch();
     loop {
         let state = rx.borrow_and_update().clone();
         match state {
             DlState::Connecting | DlState::Streaming { size: None, .. } => {}
-            DlState::Streaming { size: Some(s), .. } => return Ok(Some(s)),
-            DlState::Done { .. } => return Ok(None),
+            DlState::Streaming {
+                size: Some(s),
+                peer,
+                ..
+            } => return Ok((Some(s), peer)),
+            DlState::Done { .. } => return Ok((None, false)),
             DlState::Failed(DownloadError::Upstream(UpstreamError::NotFound(_))) => {
                 return Err(ProxyError::Store(StoreError::BlobUnknown(
                     dl.digest.clone(),
@@ -339,6 +358,7 @@ async fn wait_for_size(dl: &Download) -> Result<Option<u64>, ProxyError> {
 }
 
 struct DownloadTask {
+    peers: Arc<Peers>,
     store: Arc<Store>,
     inflight: Arc<Inflight>,
     metrics: Arc<Metrics>,
@@ -367,11 +387,32 @@ impl DownloadTask {
         }
     }
 
+    /// Peers first (before any byte is published, so a peer that fails to
+    /// answer costs nothing), then the upstream.
     async fn fetch(&self, tx: &tokio::sync::watch::Sender<DlState>) -> Result<u64, DownloadError> {
-        let mut resp = self
+        if !self.peers.is_empty() {
+            if let Some((peer, resp)) = self.peers.fetch(self.local.as_str(), &self.digest).await {
+                tracing::debug!(digest = %self.digest, %peer, "fetching from a LAN peer");
+                let result = self.stream(resp, tx, true).await;
+                if matches!(result, Err(DownloadError::Corrupt(_))) {
+                    self.peers.distrust(&peer);
+                }
+                return result;
+            }
+        }
+        let resp = self
             .upstream
             .blob(self.remote.as_str(), &self.digest)
             .await?;
+        self.stream(resp, tx, false).await
+    }
+
+    async fn stream(
+        &self,
+        mut resp: reqwest::Response,
+        tx: &tokio::sync::watch::Sender<DlState>,
+        peer: bool,
+    ) -> Result<u64, DownloadError> {
         let size = resp.content_length();
         let mut writer = self.store.new_writer().await?;
         writer.set_flush_at(DOWNLOAD_FLUSH);
@@ -381,15 +422,21 @@ impl DownloadTask {
             .map_err(StoreError::from)?
             .map_err(StoreError::from)?;
         self.download.set_file(file);
-        tx.send_replace(DlState::Streaming { size, durable: 0 });
+        tx.send_replace(DlState::Streaming {
+            size,
+            durable: 0,
+            peer,
+        });
         loop {
             let chunk = resp
                 .chunk()
                 .await
                 .map_err(|e| DownloadError::Upstream(UpstreamError::Unavailable(e.to_string())))?;
             let Some(chunk) = chunk else { break };
-            self.metrics
-                .observe_upstream_bytes(&self.upstream.name, chunk.len() as u64);
+            if !peer {
+                self.metrics
+                    .observe_upstream_bytes(&self.upstream.name, chunk.len() as u64);
+            }
             writer.write(chunk).await?;
             if size.is_some_and(|s| writer.len() > s) {
                 return Err(DownloadError::Corrupt(format!(
@@ -417,6 +464,7 @@ impl DownloadTask {
         tx.send_replace(DlState::Streaming {
             size,
             durable: total,
+            peer,
         });
         let (digest, n) = writer
             .commit(Some(&self.digest))

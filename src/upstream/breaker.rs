@@ -82,6 +82,15 @@ impl Breaker {
         }
     }
 
+    /// Opens at once (a source that sent bad bytes is not asked again soon).
+    pub fn trip(&self) {
+        if let Ok(mut s) = self.state.lock() {
+            s.failures = THRESHOLD;
+            s.probing = false;
+            s.open_until = Some(Instant::now() + s.pause);
+        }
+    }
+
     /// Whether calls are currently being skipped.
     pub fn is_open(&self) -> bool {
         self.state

@@ -4,6 +4,7 @@
 
 pub mod breaker;
 pub mod client;
+pub mod peers;
 pub mod token;
 
 use std::sync::Arc;

@@ -14,6 +14,11 @@ pub struct Dockerd {
 impl Dockerd {
     /// Starts dockerd in `dir` and waits until it answers.
     pub fn start(dir: &Path) -> Dockerd {
+        Dockerd::start_with(dir, &[])
+    }
+
+    /// [`Dockerd::start`] with extra daemon flags (`--registry-mirror=...`).
+    pub fn start_with(dir: &Path, extra: &[String]) -> Dockerd {
         let sock = dir.join("docker.sock");
         let child = Command::new("dockerd")
             .args([
@@ -26,6 +31,7 @@ impl Dockerd {
             .arg(format!("--exec-root={}", dir.join("exec").display()))
             .arg(format!("--pidfile={}", dir.join("docker.pid").display()))
             .arg(format!("-H=unix://{}", sock.display()))
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.join("dockerd.log")).unwrap())
             .spawn()

@@ -1,0 +1,244 @@
+//! Real clients through the mirror: dockerd with `--registry-mirror` pulling an
+//! unqualified name, and skopeo copying a multi-arch image by name prefix.
+
+mod common;
+
+use common::dockerd::Dockerd;
+use common::image::{Image, OCI_INDEX, OCI_MANIFEST, index, tar_with_file};
+use common::{As, Wharf, bytes, digest, have_tool, http};
+use reqwest::Method;
+
+async fn hub(dir: &std::path::Path) -> Wharf {
+    let pw = dir.join("hub-htpasswd");
+    common::htpasswd(&pw, &[("pusher", "pusher-pw")]);
+    let extra = format!(
+        "[auth]\nhtpasswd = {:?}\nscheme = \"token\"\nanonymous_pull = true\n",
+        pw.display().to_string()
+    );
+    Wharf::start_config_unchecked(common::config(&dir.join("hub"), &extra)).await
+}
+
+async fn mirror(dir: &std::path::Path, hub: &Wharf) -> Wharf {
+    let extra = format!(
+        "[[upstream]]\nname = \"docker.io\"\nurl = \"{}\"\ndefault = true\n",
+        hub.base
+    );
+    Wharf::start_config(common::config(&dir.join("mirror"), &extra)).await
+}
+
+async fn put(hub: &Wharf, repo: &str, reference: &str, media_type: &str, body: &[u8]) {
+    let r = As::user(hub, "pusher", "pusher-pw")
+        .req(Method::PUT, &format!("/v2/{repo}/manifests/{reference}"))
+        .header("content-type", media_type)
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+}
+
+async fn publish_blobs(hub: &Wharf, repo: &str, img: &Image) {
+    let pusher = As::user(hub, "pusher", "pusher-pw");
+    for (_, b) in img.blobs() {
+        assert_eq!(pusher.push_blob(repo, b).await, 201);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dockerd_pulls_unqualified_names_through_the_mirror() {
+    if !have_tool("dockerd") || !have_tool("docker") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub(dir.path()).await;
+    let img = Image::new(vec![
+        tar_with_file("bin/sh", &bytes(2 << 20, 11)),
+        tar_with_file("etc/motd", b"through the mirror"),
+    ]);
+    publish_blobs(&hub, "library/busybox-like", &img).await;
+    put(
+        &hub,
+        "library/busybox-like",
+        "1.0",
+        OCI_MANIFEST,
+        &img.manifest,
+    )
+    .await;
+    let m = mirror(dir.path(), &hub).await;
+    let ddir = dir.path().join("docker");
+    std::fs::create_dir_all(&ddir).unwrap();
+    let mirror_url = m.base.clone();
+    let (repo_digest, id) = tokio::task::spawn_blocking(move || {
+        let d = Dockerd::start_with(&ddir, &[format!("--registry-mirror={mirror_url}")]);
+        d.ok(&["pull", "busybox-like:1.0"]);
+        let rd = d.ok(&[
+            "inspect",
+            "--format",
+            "{{index .RepoDigests 0}}",
+            "busybox-like:1.0",
+        ]);
+        let id = d.ok(&["inspect", "--format", "{{.Id}}", "busybox-like:1.0"]);
+        (rd.trim().to_owned(), id.trim().to_owned())
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        repo_digest,
+        format!("busybox-like@{}", digest(&img.manifest))
+    );
+    assert_eq!(id, digest(&img.config));
+    // It is cached now: the mirror answers even without the hub.
+    hub.stop().await;
+    let r = http()
+        .get(m.url("/v2/library/busybox-like/manifests/1.0"))
+        .header("accept", OCI_MANIFEST)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    m.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn skopeo_copies_a_multi_arch_image_through_the_mirror() {
+    if !have_tool("skopeo") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub(dir.path()).await;
+    let amd = Image::for_platform(vec![tar_with_file("x", &bytes(1 << 20, 12))], "amd64");
+    let arm = Image::for_platform(vec![tar_with_file("x", &bytes(1 << 20, 13))], "arm64");
+    let idx = index(&[(&amd, "amd64"), (&arm, "arm64")]);
+    for img in [&amd, &arm] {
+        publish_blobs(&hub, "library/multi", img).await;
+        put(
+            &hub,
+            "library/multi",
+            &digest(&img.manifest),
+            OCI_MANIFEST,
+            &img.manifest,
+        )
+        .await;
+    }
+    put(&hub, "library/multi", "v1", OCI_INDEX, &idx).await;
+    let m = mirror(dir.path(), &hub).await;
+    let out = dir.path().join("out");
+    let status = tokio::process::Command::new("skopeo")
+        .args([
+            "--insecure-policy",
+            "copy",
+            "--all",
+            "--preserve-digests",
+            "--src-tls-verify=false",
+        ])
+        .arg(format!("docker://{}/docker.io/library/multi:v1", m.addr))
+        .arg(format!("oci:{}:v1", out.display()))
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success());
+    let layout: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("index.json")).unwrap()).unwrap();
+    assert_eq!(layout["manifests"][0]["digest"], digest(&idx).as_str());
+    for img in [&amd, &arm] {
+        for (d, b) in img.blobs() {
+            assert_eq!(
+                std::fs::read(out.join("blobs/sha256").join(&d[7..])).unwrap(),
+                b
+            );
+        }
+    }
+    m.stop().await;
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pulling_one_platform_fetches_only_that_platform() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub(dir.path()).await;
+    let amd = Image::for_platform(vec![tar_with_file("x", &bytes(3 << 20, 14))], "amd64");
+    let arm = Image::for_platform(vec![tar_with_file("x", &bytes(3 << 20, 15))], "arm64");
+    let idx = index(&[(&amd, "amd64"), (&arm, "arm64")]);
+    for img in [&amd, &arm] {
+        publish_blobs(&hub, "library/plat", img).await;
+        put(
+            &hub,
+            "library/plat",
+            &digest(&img.manifest),
+            OCI_MANIFEST,
+            &img.manifest,
+        )
+        .await;
+    }
+    put(&hub, "library/plat", "v1", OCI_INDEX, &idx).await;
+    let m = mirror(dir.path(), &hub).await;
+    let c = http();
+    let accept = format!("{OCI_INDEX}, {OCI_MANIFEST}");
+    let r = c
+        .get(m.url("/v2/plat/manifests/v1"))
+        .header("accept", &accept)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.bytes().await.unwrap().as_ref(), idx.as_slice());
+    let r = c
+        .get(m.url(&format!("/v2/plat/manifests/{}", digest(&amd.manifest))))
+        .header("accept", &accept)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.bytes().await.unwrap().as_ref(), amd.manifest.as_slice());
+    for (d, b) in amd.blobs() {
+        // Read to the end: the last byte is released only once the blob is stored.
+        let got = c
+            .get(m.url(&format!("/v2/plat/blobs/{d}")))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(got.as_ref(), b);
+    }
+    let text = c
+        .get(hub.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let sum = |prefix: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert_eq!(
+        sum("wharf_http_requests_total{method=\"GET\",route=\"manifest\""),
+        2.0,
+        "index + amd64 only"
+    );
+    let amd_bytes: usize = amd.blobs().iter().map(|(_, b)| b.len()).sum();
+    assert_eq!(
+        sum("wharf_http_response_bytes_total{route=\"blob\"}") as usize,
+        amd_bytes,
+        "no arm64 bytes"
+    );
+    // Both are cached now, and nothing else is.
+    let v: serde_json::Value = c
+        .get(m.url("/_wharf/du"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        v["cached_bytes"].as_u64().unwrap() as usize,
+        amd_bytes + idx.len() + amd.manifest.len()
+    );
+    assert_eq!(v["pushed_bytes"], 0);
+    m.stop().await;
+    hub.stop().await;
+}

@@ -4,57 +4,20 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 
 use common::image::{Image, OCI_MANIFEST, tar_with_file, write_layout};
+use common::nginx::{self, Nginx};
 use common::{Wharf, bytes, digest, have_tool};
 
-struct Nginx(Child);
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Starts nginx on a free port with TLS in front of `upstream`; returns it and
-/// the port once it answers.
+/// nginx terminating TLS in front of `upstream`.
 fn start_nginx(dir: &Path, upstream: &str, cert: &Path, key: &Path, ca: &str) -> (Nginx, u16) {
     let client = reqwest::blocking::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap())
         .build()
         .unwrap();
-    // nginx cannot take a bound socket from us; if the port was grabbed in between,
-    // try another.
-    for _ in 0..5 {
-        let port = free_port();
-        for d in ["body", "proxy", "fastcgi", "uwsgi", "scgi"] {
-            std::fs::create_dir_all(dir.join(d)).unwrap();
-        }
-        let conf = format!(
-            r#"daemon off;
-master_process off;
-user root;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
-events {{}}
-http {{
-  access_log off;
-  client_body_temp_path {dir}/body;
-  proxy_temp_path {dir}/proxy;
-  fastcgi_temp_path {dir}/fastcgi;
-  uwsgi_temp_path {dir}/uwsgi;
-  scgi_temp_path {dir}/scgi;
-  server {{
+    let servers = |ports: &[u16]| {
+        format!(
+            r#"  server {{
     listen 127.0.0.1:{port} ssl;
     ssl_certificate {cert};
     ssl_certificate_key {key};
@@ -68,47 +31,20 @@ http {{
       proxy_buffering off;
       proxy_read_timeout 300;
     }}
-  }}
-}}
-"#,
-            dir = dir.display(),
+  }}"#,
+            port = ports[0],
             cert = cert.display(),
             key = key.display(),
-        );
-        let conf_path = dir.join("nginx.conf");
-        std::fs::write(&conf_path, conf).unwrap();
-        let mut child = Command::new("nginx")
-            .arg("-c")
-            .arg(&conf_path)
-            .arg("-p")
-            .arg(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start nginx");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        loop {
-            if let Ok(Some(_)) = child.try_wait() {
-                break; // exited: probably the port; try another
-            }
-            if client
-                .get(format!("https://127.0.0.1:{port}/v2/"))
-                .send()
-                .is_ok()
-            {
-                return (Nginx(child), port);
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "nginx did not come up"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-    }
-    panic!(
-        "nginx could not start; see {}",
-        dir.join("error.log").display()
-    );
+        )
+    };
+    let ready = |ports: &[u16]| {
+        client
+            .get(format!("https://127.0.0.1:{}/v2/", ports[0]))
+            .send()
+            .is_ok()
+    };
+    let (nginx, ports) = nginx::start(dir, 1, servers, ready);
+    (nginx, ports[0])
 }
 
 #[tokio::test(flavor = "multi_thread")]

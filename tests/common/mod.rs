@@ -5,6 +5,7 @@
 pub mod certs;
 pub mod dockerd;
 pub mod image;
+pub mod nginx;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

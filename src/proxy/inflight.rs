@@ -43,6 +43,13 @@ pub enum DlState {
         /// Whether a LAN peer is the source.
         peer: bool,
     },
+    /// Every byte is in the file and the digest verified; storing follows.
+    Verified {
+        /// Total size.
+        size: u64,
+        /// Whether a LAN peer is the source.
+        peer: bool,
+    },
     /// Verified and stored.
     Done {
         /// Total size.
@@ -72,10 +79,12 @@ impl Download {
     }
 }
 
-/// Downloads in flight by digest.
+/// Downloads in flight by (repository, digest). Keyed by repository too: a
+/// client may only join a download its own repository's upstream answered, so
+/// a private upstream repository never leaks through another name.
 #[derive(Default)]
 pub struct Inflight {
-    map: Mutex<HashMap<Digest, Arc<Download>>>,
+    map: Mutex<HashMap<(String, Digest), Arc<Download>>>,
 }
 
 impl Inflight {
@@ -83,6 +92,7 @@ impl Inflight {
     /// sender (the caller then spawns the task that feeds it).
     pub fn join_or_start(
         &self,
+        repo: &str,
         digest: &Digest,
     ) -> (Arc<Download>, Option<watch::Sender<DlState>>) {
         let Ok(mut map) = self.map.lock() else {
@@ -95,7 +105,8 @@ impl Inflight {
             });
             return (d, Some(tx));
         };
-        if let Some(d) = map.get(digest) {
+        let key = (repo.to_owned(), digest.clone());
+        if let Some(d) = map.get(&key) {
             return (d.clone(), None);
         }
         let (tx, rx) = watch::channel(DlState::Connecting);
@@ -104,14 +115,14 @@ impl Inflight {
             state: rx,
             file: OnceLock::new(),
         });
-        map.insert(digest.clone(), d.clone());
+        map.insert(key, d.clone());
         (d, Some(tx))
     }
 
     /// Forgets a finished download (new requests then find the blob stored).
-    pub fn finish(&self, digest: &Digest) {
+    pub fn finish(&self, repo: &str, digest: &Digest) {
         if let Ok(mut map) = self.map.lock() {
-            map.remove(digest);
+            map.remove(&(repo.to_owned(), digest.clone()));
         }
     }
 
@@ -127,7 +138,7 @@ impl Inflight {
 }
 
 /// Bytes read per step by a reader.
-const READ_CHUNK: u64 = 256 * 1024;
+const READ_CHUNK: u64 = 1024 * 1024;
 
 /// Streams bytes `start..end` of a download to a channel as they become
 /// readable. The task ends when the receiver (the client) goes away.
@@ -147,7 +158,7 @@ pub fn reader(dl: Arc<Download>, start: u64, end: u64) -> mpsc::Receiver<std::io
                     ..
                 } => (*durable).min(s.saturating_sub(1)),
                 DlState::Streaming { size: None, .. } => 0,
-                DlState::Done { size } => *size,
+                DlState::Verified { size, .. } | DlState::Done { size } => *size,
                 DlState::Failed(e) => {
                     let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
                     return;
@@ -176,13 +187,16 @@ pub fn reader(dl: Arc<Download>, start: u64, end: u64) -> mpsc::Receiver<std::io
                 pos += len as u64;
                 continue;
             }
-            if matches!(current, DlState::Done { .. }) {
+            if matches!(current, DlState::Done { .. } | DlState::Verified { .. }) {
                 // Finished and nothing more to read in range.
                 return;
             }
             if state.changed().await.is_err() {
                 // The task is gone: only a finished download may still be read.
-                if !matches!(*state.borrow(), DlState::Done { .. }) {
+                if !matches!(
+                    *state.borrow(),
+                    DlState::Done { .. } | DlState::Verified { .. }
+                ) {
                     let _ = tx
                         .send(Err(std::io::Error::other("download ended early")))
                         .await;

@@ -90,7 +90,7 @@ pub struct Proxy {
 }
 
 /// Download writes step at this size so readers see bytes soon.
-const DOWNLOAD_FLUSH: usize = 256 * 1024;
+const DOWNLOAD_FLUSH: usize = 512 * 1024;
 
 fn not_found_manifest(reference: &Reference) -> ProxyError {
     ProxyError::Store(StoreError::ManifestUnknown(reference.to_string()))
@@ -287,7 +287,7 @@ impl Proxy {
             });
         }
         let up = self.upstream(upstream)?.clone();
-        let (dl, starter) = self.inflight.join_or_start(digest);
+        let (dl, starter) = self.inflight.join_or_start(local.as_str(), digest);
         if let Some(tx) = starter {
             let task = DownloadTask {
                 peers: self.peers.clone(),
@@ -302,12 +302,7 @@ impl Proxy {
             };
             tokio::spawn(task.run(tx));
         }
-        let (size, from_peer) = wait_for_size(&dl).await?;
-        let cache = if from_peer {
-            CacheResult::Peer
-        } else {
-            CacheResult::Miss
-        };
+        let (size, cache) = wait_for_size(&dl).await?;
         self.metrics.observe_cache("blob", cache.as_str());
         match size {
             Some(size) => Ok(ProxiedBlob {
@@ -329,8 +324,9 @@ impl Proxy {
 }
 
 /// Waits until a download knows its size (Some), finished without announcing one
-/// (None), or failed; also says whether a peer is the source.
-async fn wait_for_size(dl: &Download) -> Result<(Option<u64>, bool), ProxyError> {
+/// (None), or failed; also says where the bytes come from: the upstream, a
+/// peer, or (once verified) as good as the cache.
+async fn wait_for_size(dl: &Download) -> Result<(Option<u64>, CacheResult), ProxyError> {
     let mut rx = dl.watch();
     loop {
         let state = rx.borrow_and_update().clone();
@@ -340,8 +336,17 @@ async fn wait_for_size(dl: &Download) -> Result<(Option<u64>, bool), ProxyError>
                 size: Some(s),
                 peer,
                 ..
-            } => return Ok((Some(s), peer)),
-            DlState::Done { .. } => return Ok((None, false)),
+            } => {
+                let source = if peer {
+                    CacheResult::Peer
+                } else {
+                    CacheResult::Miss
+                };
+                return Ok((Some(s), source));
+            }
+            // Verified bytes are as good as cached ones.
+            DlState::Verified { size: s, .. } => return Ok((Some(s), CacheResult::Hit)),
+            DlState::Done { .. } => return Ok((None, CacheResult::Hit)),
             DlState::Failed(DownloadError::Upstream(UpstreamError::NotFound(_))) => {
                 return Err(ProxyError::Store(StoreError::BlobUnknown(
                     dl.digest.clone(),
@@ -374,7 +379,7 @@ impl DownloadTask {
         let result = self.fetch(&tx).await;
         // Stored (or failed) first, then forgotten: a new request either joins
         // this download or finds the blob in the store.
-        self.inflight.finish(&self.digest);
+        self.inflight.finish(self.local.as_str(), &self.digest);
         match result {
             Ok(size) => {
                 tx.send_replace(DlState::Done { size });
@@ -390,6 +395,13 @@ impl DownloadTask {
     /// Peers first (before any byte is published, so a peer that fails to
     /// answer costs nothing), then the upstream.
     async fn fetch(&self, tx: &tokio::sync::watch::Sender<DlState>) -> Result<u64, DownloadError> {
+        // A request may have missed the store just before an earlier download
+        // recorded this blob, and registered after it finished: serve what is
+        // stored rather than download it again.
+        if let Ok((file, size)) = self.store.open_blob(&self.local, &self.digest).await {
+            self.download.set_file(file);
+            return Ok(size);
+        }
         if !self.peers.is_empty() {
             if let Some((peer, resp)) = self.peers.fetch(self.local.as_str(), &self.digest).await {
                 tracing::debug!(digest = %self.digest, %peer, "fetching from a LAN peer");
@@ -405,6 +417,14 @@ impl DownloadTask {
             .blob(self.remote.as_str(), &self.digest)
             .await?;
         self.stream(resp, tx, false).await
+    }
+
+    /// Upstream traffic, counted in batches (a label lookup per network chunk
+    /// would cost more than the chunk).
+    fn count_bytes(&self, peer: bool, n: u64) {
+        if !peer && n > 0 {
+            self.metrics.observe_upstream_bytes(&self.upstream.name, n);
+        }
     }
 
     async fn stream(
@@ -427,15 +447,16 @@ impl DownloadTask {
             durable: 0,
             peer,
         });
+        let mut uncounted = 0u64;
         loop {
             let chunk = resp
                 .chunk()
                 .await
                 .map_err(|e| DownloadError::Upstream(UpstreamError::Unavailable(e.to_string())))?;
             let Some(chunk) = chunk else { break };
-            if !peer {
-                self.metrics
-                    .observe_upstream_bytes(&self.upstream.name, chunk.len() as u64);
+            uncounted += chunk.len() as u64;
+            if uncounted >= 1 << 20 {
+                self.count_bytes(peer, std::mem::take(&mut uncounted));
             }
             writer.write(chunk).await?;
             if size.is_some_and(|s| writer.len() > s) {
@@ -461,20 +482,17 @@ impl DownloadTask {
                 size.unwrap_or(0)
             )));
         }
-        tx.send_replace(DlState::Streaming {
-            size,
-            durable: total,
-            peer,
-        });
-        let (digest, n) = writer
-            .commit(Some(&self.digest))
-            .await
-            .map_err(|e| match e {
-                StoreError::DigestMismatch { expected, actual } => DownloadError::Corrupt(format!(
-                    "upstream bytes hash to {actual}, not {expected}"
-                )),
-                other => other.into(),
-            })?;
+        self.count_bytes(peer, uncounted);
+        writer.verify(&self.digest).await.map_err(|e| match e {
+            StoreError::DigestMismatch { expected, actual } => {
+                DownloadError::Corrupt(format!("upstream bytes hash to {actual}, not {expected}"))
+            }
+            other => other.into(),
+        })?;
+        // Verified: readers may have the last bytes now; making the file durable
+        // and indexing it need not hold them up.
+        tx.send_replace(DlState::Verified { size: total, peer });
+        let (digest, n) = writer.commit(Some(&self.digest)).await?;
         self.store
             .record_blob(&self.local, &digest, n, Origin::Cached)
             .await?;

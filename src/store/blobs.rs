@@ -170,7 +170,7 @@ impl BlobWriter {
         self.pending_len += chunk.len();
         self.pending.push(chunk);
         if self.pending_len >= self.flush_at {
-            self.flush().await?;
+            self.start_flush().await?;
         }
         Ok(())
     }
@@ -194,7 +194,16 @@ impl BlobWriter {
         }
     }
 
+    /// Everything accepted so far is in the file when this returns.
     async fn flush(&mut self) -> Result<(), StoreError> {
+        self.start_flush().await?;
+        self.settle().await
+    }
+
+    /// Hands the pending bytes to a blocking write+hash step and returns without
+    /// waiting for it (only for the step before), so the next bytes can arrive
+    /// while this step runs: receiving and writing overlap.
+    async fn start_flush(&mut self) -> Result<(), StoreError> {
         self.settle().await?;
         if self.pending.is_empty() {
             return Ok(());
@@ -216,12 +225,31 @@ impl BlobWriter {
                 s.hasher.update(&b);
             }
         }));
-        self.settle().await
+        Ok(())
     }
 
     /// Writes out everything accepted so far (readers of the file see it after).
     pub async fn sync_pending(&mut self) -> Result<(), StoreError> {
         self.flush().await
+    }
+
+    /// Checks everything written so far against `expected` without finishing
+    /// the file (a download releases its last bytes once this passes, and makes
+    /// them durable afterwards).
+    pub async fn verify(&mut self, expected: &Digest) -> Result<(), StoreError> {
+        self.flush().await?;
+        let sink = self.sink.clone();
+        let expected = expected.clone();
+        tokio::task::spawn_blocking(move || {
+            let s = sink.lock().map_err(|_| StoreError::Poisoned)?;
+            let actual = s.hasher.clone().finish();
+            if actual == expected {
+                Ok(())
+            } else {
+                Err(StoreError::DigestMismatch { expected, actual })
+            }
+        })
+        .await?
     }
 
     /// Finishes the file: fsync, verify against `expected` (if given), rename into

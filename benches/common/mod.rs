@@ -1,0 +1,325 @@
+//! Helpers shared by the benchmarks: registries under test as child processes,
+//! curl wrappers, test data, and the manifest load generator.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use http_body_util::{BodyExt, Empty};
+use sha2::{Digest as _, Sha256};
+
+/// OCI image manifest media type.
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+/// sha256 hex of bytes.
+pub fn sha256_hex(b: &[u8]) -> String {
+    Sha256::digest(b)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
+}
+
+/// A registry under test, as a child process.
+pub struct Server {
+    pub name: &'static str,
+    pub child: Child,
+    pub base: String,
+    /// `user:password` sent by every client call, when auth is on.
+    pub creds: Option<String>,
+}
+
+impl Server {
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// A curl command carrying this server's credentials.
+    pub fn curl(&self) -> Command {
+        let mut c = Command::new("curl");
+        if let Some(creds) = &self.creds {
+            c.args(["-u", creds]);
+        }
+        c
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn wait_ready(base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // Any HTTP answer (401 included) means it serves.
+    while Command::new("curl")
+        .args(["-s", "-o", "/dev/null", &format!("{base}/v2/")])
+        .status()
+        .map(|s| !s.success())
+        .unwrap_or(true)
+    {
+        assert!(Instant::now() < deadline, "{base} did not come up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// An htpasswd file with one user, as `htpasswd -Bbn bench bench-pw` writes it.
+pub fn write_htpasswd(path: &Path) -> String {
+    let h = bcrypt::hash_with_result("bench-pw", 5)
+        .unwrap()
+        .format_for_version(bcrypt::Version::TwoY);
+    std::fs::write(path, format!("bench:{h}\n")).unwrap();
+    "bench:bench-pw".to_owned()
+}
+
+pub fn start_wharf(dir: &Path, htpasswd: Option<&Path>) -> Server {
+    start_wharf_with(dir, htpasswd, "[hosted]\nprefixes = [\"bench/\"]\n")
+}
+
+/// A wharf with extra TOML (upstreams, hosted prefixes).
+pub fn start_wharf_with(dir: &Path, htpasswd: Option<&Path>, extra: &str) -> Server {
+    let cfg = dir.join("wharf.toml");
+    let auth = htpasswd
+        .map(|p| {
+            format!(
+                "[auth]\nhtpasswd = {:?}\nanonymous_pull = false\n",
+                p.display().to_string()
+            )
+        })
+        .unwrap_or_default();
+    std::fs::write(
+        &cfg,
+        format!(
+            "{auth}{extra}[server]\nlisten = \"127.0.0.1:0\"\n[storage]\nroot = {:?}\n[log]\nlevel = \"warn,wharf=info,wharf::access=warn\"\n",
+            dir.join("data").display().to_string()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("wharf exited").unwrap();
+        if let Some(rest) = line.split("addr=").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    let base = format!("http://{addr}");
+    wait_ready(&base);
+    Server {
+        name: "wharf",
+        child,
+        base,
+        creds: None,
+    }
+}
+
+pub fn start_distribution(dir: &Path, htpasswd: Option<&Path>) -> Option<Server> {
+    start_distribution_with(dir, htpasswd, "")
+}
+
+/// Distribution with extra YAML top-level sections (`proxy:`).
+pub fn start_distribution_with(dir: &Path, htpasswd: Option<&Path>, extra: &str) -> Option<Server> {
+    let bin = ["/usr/bin/docker-registry", "/usr/sbin/docker-registry"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())?;
+    let port = free_port();
+    let cfg = dir.join("registry.yml");
+    let auth = htpasswd
+        .map(|p| {
+            format!(
+                "auth:\n  htpasswd:\n    realm: bench\n    path: {}\n",
+                p.display()
+            )
+        })
+        .unwrap_or_default();
+    std::fs::write(
+        &cfg,
+        format!(
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  cache:\n    blobdescriptor: inmemory\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}{extra}",
+            dir.join("data").display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new(bin)
+        .arg("serve")
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    wait_ready(&base);
+    Some(Server {
+        name: "distribution",
+        child,
+        base,
+        creds: None,
+    })
+}
+
+pub fn output(mut c: Command, what: &str) -> String {
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Writes `mib` MiB of pseudo-random bytes (varied by `seed`); returns the sha256 hex.
+pub fn make_blob(path: &Path, mib: usize) -> String {
+    make_blob_seeded(path, mib, 0x2545F4914F6CDD1D)
+}
+
+/// [`make_blob`] with a seed.
+pub fn make_blob_seeded(path: &Path, mib: usize, seed: u64) -> String {
+    let mut f = std::fs::File::create(path).unwrap();
+    let mut h = Sha256::new();
+    let mut chunk = vec![0u8; 1 << 20];
+    let mut x: u64 = seed | 1;
+    for _ in 0..mib {
+        for b in chunk.chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            b.copy_from_slice(&x.to_le_bytes()[..b.len()]);
+        }
+        h.update(&chunk);
+        f.write_all(&chunk).unwrap();
+    }
+    h.finalize().iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Creates `root/name`.
+pub fn subdir(root: &Path, name: &str) -> PathBuf {
+    let d = root.join(name);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// What a load run measured.
+pub struct Load {
+    pub rps: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub errors: usize,
+}
+
+/// `conns` kept-alive connections each GET `path` in a loop for `secs` seconds
+/// (and at most 2 million requests in all).
+pub fn manifest_load(s: &Server, path: &str, conns: usize, secs: u64) -> Load {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let addr = s.base.trim_start_matches("http://").to_owned();
+    let path = Arc::new(path.to_owned());
+    let authorization = Arc::new(s.creds.as_ref().map(|c| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(c)
+        )
+    }));
+    rt.block_on(async move {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let budget = Arc::new(std::sync::atomic::AtomicUsize::new(2_000_000));
+        let mut tasks = Vec::new();
+        for _ in 0..conns {
+            let (addr, path, budget, authorization) = (
+                addr.clone(),
+                path.clone(),
+                budget.clone(),
+                authorization.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                let mut lat = Vec::new();
+                let mut errors = 0;
+                let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+                stream.set_nodelay(true).unwrap();
+                let (mut send, conn) =
+                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                        .await
+                        .unwrap();
+                tokio::spawn(conn);
+                while Instant::now() < deadline
+                    && budget.fetch_sub(1, std::sync::atomic::Ordering::Relaxed) > 0
+                {
+                    let mut req = http::Request::get(path.as_str())
+                        .header("host", addr.as_str())
+                        .header("accept", OCI_MANIFEST);
+                    if let Some(a) = authorization.as_ref() {
+                        req = req.header("authorization", a.as_str());
+                    }
+                    let req = req.body(Empty::<bytes::Bytes>::new()).unwrap();
+                    let t = Instant::now();
+                    match send.send_request(req).await {
+                        Ok(resp) => {
+                            let ok = resp.status() == 200;
+                            let _ = resp.into_body().collect().await;
+                            if ok {
+                                lat.push(t.elapsed().as_micros() as u32);
+                            } else {
+                                errors += 1;
+                            }
+                        }
+                        Err(_) => {
+                            errors += 1;
+                            break;
+                        }
+                    }
+                }
+                (lat, errors)
+            }));
+        }
+        let start = Instant::now();
+        let mut all = Vec::new();
+        let mut errors = 0;
+        for t in tasks {
+            let (l, e) = t.await.unwrap();
+            all.extend(l);
+            errors += e;
+        }
+        let elapsed = start.elapsed().as_secs_f64();
+        all.sort_unstable();
+        let pct = |p: f64| {
+            all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+                .copied()
+                .unwrap_or(0) as f64
+                / 1000.0
+        };
+        Load {
+            rps: all.len() as f64 / elapsed,
+            p50_ms: pct(0.50),
+            p99_ms: pct(0.99),
+            errors,
+        }
+    })
+}

@@ -138,7 +138,7 @@ impl Inflight {
 }
 
 /// Bytes read per step by a reader.
-const READ_CHUNK: u64 = 1024 * 1024;
+const READ_CHUNK: u64 = 256 * 1024;
 
 /// Streams bytes `start..end` of a download to a channel as they become
 /// readable. The task ends when the receiver (the client) goes away.

@@ -6,9 +6,10 @@
 use bytes::Bytes;
 use redb::ReadableTable;
 
-use super::meta::{BlobRecord, ManifestRecord, Origin, RepoRecord, TagRecord, decode, encode};
+use super::manifest_rows::ManifestRows;
+use super::meta::{TagRecord, decode, encode};
 use super::{Store, StoreError, tables, unix_now};
-use crate::oci::{Descriptor, Digest, ManifestView, RepoName, Tag};
+use crate::oci::{Digest, ManifestView, RepoName, Tag};
 
 /// What the cache knows about a mirrored tag.
 #[derive(Debug, Clone)]
@@ -117,71 +118,7 @@ impl Store {
         let mut writer = self.new_writer().await?;
         writer.write(body).await?;
         writer.commit(Some(digest)).await?;
-        let record = encode(&ManifestRecord {
-            media_type: view.media_type.clone(),
-            size,
-            subject: view.subject.as_ref().map(|s| s.digest.to_string()),
-            artifact_type: view.artifact_type.clone(),
-        })?;
-        let referrer = match &view.subject {
-            Some(_) => Some(encode(&Descriptor {
-                media_type: view.media_type.clone(),
-                digest: digest.clone(),
-                size,
-                artifact_type: view.artifact_type.clone(),
-                annotations: view.annotations.clone(),
-                platform: None,
-                urls: None,
-            })?),
-            None => None,
-        };
-        let subject = view.subject.as_ref().map(|s| s.digest.to_string());
-        let (r, d, t, u) = (
-            repo.to_string(),
-            digest.to_string(),
-            tag.map(|t| t.to_string()),
-            upstream.to_owned(),
-        );
-        self.meta
-            .write(move |txn| {
-                let now = unix_now();
-                {
-                    let mut blobs = txn.open_table(tables::BLOBS)?;
-                    if blobs.get(d.as_str())?.is_none() {
-                        let rec = encode(&BlobRecord {
-                            size,
-                            created: now,
-                            origin: Origin::Cached,
-                            pinned: false,
-                        })?;
-                        blobs.insert(d.as_str(), rec.as_slice())?;
-                    }
-                }
-                txn.open_table(tables::MANIFESTS)?
-                    .insert((r.as_str(), d.as_str()), record.as_slice())?;
-                if let Some(t) = &t {
-                    let rec = encode(&TagRecord {
-                        digest: d.clone(),
-                        updated: now,
-                        checked: Some(now),
-                    })?;
-                    txn.open_table(tables::TAGS)?
-                        .insert((r.as_str(), t.as_str()), rec.as_slice())?;
-                }
-                if let (Some(s), Some(desc)) = (&subject, &referrer) {
-                    txn.open_table(tables::REFERRERS)?
-                        .insert((r.as_str(), s.as_str(), d.as_str()), desc.as_slice())?;
-                }
-                let mut repos = txn.open_table(tables::REPOS)?;
-                if repos.get(r.as_str())?.is_none() {
-                    let rec = encode(&RepoRecord {
-                        origin: Origin::Cached,
-                        upstream: Some(u.clone()),
-                    })?;
-                    repos.insert(r.as_str(), rec.as_slice())?;
-                }
-                Ok(())
-            })
-            .await
+        let rows = ManifestRows::new(repo, digest, size, &view, tag, Some(upstream))?;
+        self.meta.write(move |txn| rows.insert(txn)).await
     }
 }

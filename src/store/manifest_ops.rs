@@ -5,9 +5,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use redb::ReadableTable;
 
-use super::blob_ops::ensure_repo;
-use super::meta::{BlobRecord, ManifestRecord, Origin, TagRecord, decode, encode};
-use super::{Store, StoreError, tables, unix_now};
+use super::manifest_rows::ManifestRows;
+use super::meta::{BlobRecord, ManifestRecord, TagRecord, decode};
+use super::{Store, StoreError, tables};
 use crate::oci::{
     Descriptor, Digest, ManifestView, Reference, RepoName, manifest::MAX_MANIFEST_BYTES,
 };
@@ -135,60 +135,17 @@ impl Store {
         writer.commit(Some(&digest)).await?;
 
         let subject = view.subject.as_ref().map(|s| s.digest.clone());
-        let (r, d) = (repo.to_string(), digest.to_string());
         let tag = match reference {
-            Reference::Tag(t) => Some(t.to_string()),
+            Reference::Tag(t) => Some(t),
             Reference::Digest(_) => None,
         };
-        let record = encode(&ManifestRecord {
-            media_type: view.media_type.clone(),
-            size,
-            subject: subject.as_ref().map(|s| s.to_string()),
-            artifact_type: view.artifact_type.clone(),
-        })?;
-        let referrer = encode(&Descriptor {
-            media_type: view.media_type.clone(),
-            digest: digest.clone(),
-            size,
-            artifact_type: view.artifact_type.clone(),
-            annotations: view.annotations.clone(),
-            platform: None,
-            urls: None,
-        })?;
+        let rows = ManifestRows::new(repo, &digest, size, &view, tag, None)?;
+        let r = repo.to_string();
         let v = view.clone();
         self.meta
             .write(move |txn| {
                 check_references(txn, &r, &v)?;
-                let now = unix_now();
-                {
-                    let mut blobs = txn.open_table(tables::BLOBS)?;
-                    if blobs.get(d.as_str())?.is_none() {
-                        let rec = encode(&BlobRecord {
-                            size,
-                            created: now,
-                            origin: Origin::Pushed,
-                            pinned: false,
-                        })?;
-                        blobs.insert(d.as_str(), rec.as_slice())?;
-                    }
-                }
-                txn.open_table(tables::MANIFESTS)?
-                    .insert((r.as_str(), d.as_str()), record.as_slice())?;
-                if let Some(tag) = &tag {
-                    let rec = encode(&TagRecord {
-                        digest: d.clone(),
-                        updated: now,
-                        checked: None,
-                    })?;
-                    txn.open_table(tables::TAGS)?
-                        .insert((r.as_str(), tag.as_str()), rec.as_slice())?;
-                }
-                if let Some(subject) = &v.subject {
-                    let s = subject.digest.to_string();
-                    txn.open_table(tables::REFERRERS)?
-                        .insert((r.as_str(), s.as_str(), d.as_str()), referrer.as_slice())?;
-                }
-                ensure_repo(txn, &r, Origin::Pushed)
+                rows.insert(txn)
             })
             .await?;
         self.mark_pushed(repo);

@@ -14,6 +14,7 @@ mod admin_ops;
 mod blob_ops;
 mod cache_ops;
 mod manifest_ops;
+mod manifest_rows;
 mod reconcile;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,113 @@
+//! The index rows of one stored manifest (content row, manifest row, tag,
+//! referrer, repository), shared by pushes and by the mirror's cache fills,
+//! which differ only in origin and in when a tag was last confirmed upstream.
+
+use redb::ReadableTable;
+
+use super::meta::{BlobRecord, ManifestRecord, Origin, RepoRecord, TagRecord, encode};
+use super::{StoreError, tables, unix_now};
+use crate::oci::{Descriptor, Digest, ManifestView, RepoName, Tag};
+
+/// Rows encoded before the write job, so the job only inserts.
+pub(super) struct ManifestRows {
+    repo: String,
+    digest: String,
+    size: u64,
+    record: Vec<u8>,
+    tag: Option<String>,
+    referrer: Option<(String, Vec<u8>)>,
+    origin: Origin,
+    upstream: Option<String>,
+}
+
+impl ManifestRows {
+    /// Rows for `view` stored as `digest` in `repo`; `upstream` names the source
+    /// of cached content.
+    pub(super) fn new(
+        repo: &RepoName,
+        digest: &Digest,
+        size: u64,
+        view: &ManifestView,
+        tag: Option<&Tag>,
+        upstream: Option<&str>,
+    ) -> Result<ManifestRows, StoreError> {
+        let record = encode(&ManifestRecord {
+            media_type: view.media_type.clone(),
+            size,
+            subject: view.subject.as_ref().map(|s| s.digest.to_string()),
+            artifact_type: view.artifact_type.clone(),
+        })?;
+        let referrer = match &view.subject {
+            Some(subject) => Some((
+                subject.digest.to_string(),
+                encode(&Descriptor {
+                    media_type: view.media_type.clone(),
+                    digest: digest.clone(),
+                    size,
+                    artifact_type: view.artifact_type.clone(),
+                    annotations: view.annotations.clone(),
+                    platform: None,
+                    urls: None,
+                })?,
+            )),
+            None => None,
+        };
+        Ok(ManifestRows {
+            repo: repo.to_string(),
+            digest: digest.to_string(),
+            size,
+            record,
+            tag: tag.map(|t| t.to_string()),
+            referrer,
+            origin: if upstream.is_some() {
+                Origin::Cached
+            } else {
+                Origin::Pushed
+            },
+            upstream: upstream.map(str::to_owned),
+        })
+    }
+
+    /// Inserts the rows (an existing content row keeps its origin and age).
+    pub(super) fn insert(&self, txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+        let (r, d) = (self.repo.as_str(), self.digest.as_str());
+        let now = unix_now();
+        {
+            let mut blobs = txn.open_table(tables::BLOBS)?;
+            if blobs.get(d)?.is_none() {
+                let rec = encode(&BlobRecord {
+                    size: self.size,
+                    created: now,
+                    origin: self.origin,
+                    pinned: false,
+                })?;
+                blobs.insert(d, rec.as_slice())?;
+            }
+        }
+        txn.open_table(tables::MANIFESTS)?
+            .insert((r, d), self.record.as_slice())?;
+        if let Some(t) = &self.tag {
+            let rec = encode(&TagRecord {
+                digest: self.digest.clone(),
+                updated: now,
+                // A mirrored tag was just confirmed upstream.
+                checked: (self.origin == Origin::Cached).then_some(now),
+            })?;
+            txn.open_table(tables::TAGS)?
+                .insert((r, t.as_str()), rec.as_slice())?;
+        }
+        if let Some((subject, desc)) = &self.referrer {
+            txn.open_table(tables::REFERRERS)?
+                .insert((r, subject.as_str(), d), desc.as_slice())?;
+        }
+        let mut repos = txn.open_table(tables::REPOS)?;
+        if repos.get(r)?.is_none() {
+            let rec = encode(&RepoRecord {
+                origin: self.origin,
+                upstream: self.upstream.clone(),
+            })?;
+            repos.insert(r, rec.as_slice())?;
+        }
+        Ok(())
+    }
+}

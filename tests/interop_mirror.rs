@@ -5,18 +5,8 @@ mod common;
 
 use common::dockerd::Dockerd;
 use common::image::{Image, OCI_INDEX, OCI_MANIFEST, index, tar_with_file};
-use common::{As, Wharf, bytes, digest, have_tool, http};
-use reqwest::Method;
-
-async fn hub(dir: &std::path::Path) -> Wharf {
-    let pw = dir.join("hub-htpasswd");
-    common::htpasswd(&pw, &[("pusher", "pusher-pw")]);
-    let extra = format!(
-        "[auth]\nhtpasswd = {:?}\nscheme = \"token\"\nanonymous_pull = true\n",
-        pw.display().to_string()
-    );
-    Wharf::start_config_unchecked(common::config(&dir.join("hub"), &extra)).await
-}
+use common::upstreams::{hub, publish_blobs, put_manifest};
+use common::{Wharf, bytes, digest, have_tool, http};
 
 async fn mirror(dir: &std::path::Path, hub: &Wharf) -> Wharf {
     let extra = format!(
@@ -24,24 +14,6 @@ async fn mirror(dir: &std::path::Path, hub: &Wharf) -> Wharf {
         hub.base
     );
     Wharf::start_config(common::config(&dir.join("mirror"), &extra)).await
-}
-
-async fn put(hub: &Wharf, repo: &str, reference: &str, media_type: &str, body: &[u8]) {
-    let r = As::user(hub, "pusher", "pusher-pw")
-        .req(Method::PUT, &format!("/v2/{repo}/manifests/{reference}"))
-        .header("content-type", media_type)
-        .body(body.to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-}
-
-async fn publish_blobs(hub: &Wharf, repo: &str, img: &Image) {
-    let pusher = As::user(hub, "pusher", "pusher-pw");
-    for (_, b) in img.blobs() {
-        assert_eq!(pusher.push_blob(repo, b).await, 201);
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -56,7 +28,7 @@ async fn dockerd_pulls_unqualified_names_through_the_mirror() {
         tar_with_file("etc/motd", b"through the mirror"),
     ]);
     publish_blobs(&hub, "library/busybox-like", &img).await;
-    put(
+    put_manifest(
         &hub,
         "library/busybox-like",
         "1.0",
@@ -111,7 +83,7 @@ async fn skopeo_copies_a_multi_arch_image_through_the_mirror() {
     let idx = index(&[(&amd, "amd64"), (&arm, "arm64")]);
     for img in [&amd, &arm] {
         publish_blobs(&hub, "library/multi", img).await;
-        put(
+        put_manifest(
             &hub,
             "library/multi",
             &digest(&img.manifest),
@@ -120,7 +92,7 @@ async fn skopeo_copies_a_multi_arch_image_through_the_mirror() {
         )
         .await;
     }
-    put(&hub, "library/multi", "v1", OCI_INDEX, &idx).await;
+    put_manifest(&hub, "library/multi", "v1", OCI_INDEX, &idx).await;
     let m = mirror(dir.path(), &hub).await;
     let out = dir.path().join("out");
     let status = tokio::process::Command::new("skopeo")
@@ -161,7 +133,7 @@ async fn pulling_one_platform_fetches_only_that_platform() {
     let idx = index(&[(&amd, "amd64"), (&arm, "arm64")]);
     for img in [&amd, &arm] {
         publish_blobs(&hub, "library/plat", img).await;
-        put(
+        put_manifest(
             &hub,
             "library/plat",
             &digest(&img.manifest),
@@ -170,7 +142,7 @@ async fn pulling_one_platform_fetches_only_that_platform() {
         )
         .await;
     }
-    put(&hub, "library/plat", "v1", OCI_INDEX, &idx).await;
+    put_manifest(&hub, "library/plat", "v1", OCI_INDEX, &idx).await;
     let m = mirror(dir.path(), &hub).await;
     let c = http();
     let accept = format!("{OCI_INDEX}, {OCI_MANIFEST}");

@@ -7,19 +7,8 @@ mod common;
 use std::sync::Arc;
 
 use common::image::{Image, OCI_MANIFEST, tar_with_file};
-use common::{As, Wharf, bytes, digest, http};
-use reqwest::Method;
-
-/// A Docker-Hub-like upstream: token auth, anonymous pulls, one pushing user.
-async fn hub(dir: &std::path::Path) -> Wharf {
-    let pw = dir.join("hub-htpasswd");
-    common::htpasswd(&pw, &[("pusher", "pusher-pw")]);
-    let extra = format!(
-        "[auth]\nhtpasswd = {:?}\nscheme = \"token\"\nanonymous_pull = true\n",
-        pw.display().to_string()
-    );
-    Wharf::start_config_unchecked(common::config(&dir.join("hub"), &extra)).await
-}
+use common::upstreams::{hub, publish};
+use common::{Wharf, bytes, digest, http};
 
 /// A mirror with `hub` as the default docker.io upstream.
 async fn mirror(dir: &std::path::Path, hub: &Wharf, ttl: &str) -> Wharf {
@@ -28,22 +17,6 @@ async fn mirror(dir: &std::path::Path, hub: &Wharf, ttl: &str) -> Wharf {
         hub.base
     );
     Wharf::start_config(common::config(&dir.join("mirror"), &extra)).await
-}
-
-/// Pushes an image to the hub as `pusher`.
-async fn publish(hub: &Wharf, repo: &str, tag: &str, img: &Image) {
-    let pusher = As::user(hub, "pusher", "pusher-pw");
-    for (_, b) in img.blobs() {
-        assert_eq!(pusher.push_blob(repo, b).await, 201);
-    }
-    let r = pusher
-        .req(Method::PUT, &format!("/v2/{repo}/manifests/{tag}"))
-        .header("content-type", OCI_MANIFEST)
-        .body(img.manifest.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
 }
 
 /// A counter or gauge from a wharf's /metrics (0 when absent).

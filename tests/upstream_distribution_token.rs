@@ -7,12 +7,12 @@
 mod common;
 
 use std::convert::Infallible;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use base64::Engine as _;
 use common::image::{Image, OCI_MANIFEST, tar_with_file};
+use common::upstreams::{push_to_distribution, start_distribution};
 use common::{Wharf, bytes, have_tool, http};
 use http_body_util::Full;
 use hyper::service::service_fn;
@@ -113,100 +113,6 @@ async fn start_issuer(issuer: Arc<Issuer>) -> String {
     format!("http://{addr}")
 }
 
-struct Distribution(Child);
-
-impl Drop for Distribution {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_distribution(
-    dir: &std::path::Path,
-    realm: &str,
-    bundle: &std::path::Path,
-) -> (Distribution, String) {
-    for _ in 0..5 {
-        let port = common::nginx::free_port();
-        let cfg = dir.join("registry.yml");
-        std::fs::write(
-            &cfg,
-            format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\nauth:\n  token:\n    realm: {realm}/token\n    service: {SERVICE}\n    issuer: {ISSUER}\n    rootcertbundle: {}\n",
-                dir.join("data").display(),
-                bundle.display()
-            ),
-        )
-        .unwrap();
-        let mut child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&cfg)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("registry.log")).unwrap())
-            .spawn()
-            .expect("start docker-registry");
-        let base = format!("http://127.0.0.1:{port}");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        loop {
-            if let Ok(Some(_)) = child.try_wait() {
-                break;
-            }
-            if reqwest::blocking::get(format!("{base}/v2/")).is_ok() {
-                return (Distribution(child), base);
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "docker-registry did not come up"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-    }
-    panic!(
-        "docker-registry could not start; see {}",
-        dir.join("registry.log").display()
-    );
-}
-
-/// Pushes with a push token from the issuer.
-async fn push(base: &str, issuer: &Issuer, repo: &str, tag: &str, img: &Image) {
-    let token = issuer.jwt(&[format!("repository:{repo}:pull,push")]);
-    let c = http();
-    for (d, b) in img.blobs() {
-        let r = c
-            .post(format!("{base}/v2/{repo}/blobs/uploads/"))
-            .bearer_auth(&token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 202, "Distribution accepted the issuer's token");
-        let loc = r.headers()["location"].to_str().unwrap().to_owned();
-        let loc = if loc.starts_with('/') {
-            format!("{base}{loc}")
-        } else {
-            loc
-        };
-        let sep = if loc.contains('?') { '&' } else { '?' };
-        let r = c
-            .put(format!("{loc}{sep}digest={d}"))
-            .bearer_auth(&token)
-            .body(b.to_vec())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201);
-    }
-    let r = c
-        .put(format!("{base}/v2/{repo}/manifests/{tag}"))
-        .bearer_auth(&token)
-        .header("content-type", OCI_MANIFEST)
-        .body(img.manifest.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn mirror_in_front_of_distribution_with_token_auth() {
     if !have_tool("docker-registry") {
@@ -235,7 +141,11 @@ async fn mirror_in_front_of_distribution_with_token_auth() {
     let ddir = dir.path().join("dist");
     std::fs::create_dir_all(&ddir).unwrap();
     let (r2, b2) = (realm.clone(), bundle.clone());
-    let (_dist, base) = tokio::task::spawn_blocking(move || start_distribution(&ddir, &r2, &b2))
+    let auth = format!(
+        "auth:\n  token:\n    realm: {r2}/token\n    service: {SERVICE}\n    issuer: {ISSUER}\n    rootcertbundle: {}\n",
+        b2.display()
+    );
+    let (_dist, base) = tokio::task::spawn_blocking(move || start_distribution(&ddir, &auth))
         .await
         .unwrap();
     // Without a token Distribution challenges, naming the issuer.
@@ -252,7 +162,15 @@ async fn mirror_in_front_of_distribution_with_token_auth() {
         tar_with_file("t", &bytes(2 << 20, 41)),
         tar_with_file("u", b"token"),
     ]);
-    push(&base, &issuer, "library/tokened", "v1", &img).await;
+    let token = issuer.jwt(&["repository:library/tokened:pull,push".to_string()]);
+    push_to_distribution(
+        &base,
+        |r| r.bearer_auth(&token),
+        "library/tokened",
+        "v1",
+        &img,
+    )
+    .await;
     let issued_before = issuer.requests.load(Ordering::Relaxed);
 
     let extra = format!(

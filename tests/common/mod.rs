@@ -6,6 +6,7 @@ pub mod certs;
 pub mod dockerd;
 pub mod image;
 pub mod nginx;
+pub mod upstreams;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

@@ -1,0 +1,139 @@
+//! Upstream registries for mirror tests: a Docker-Hub-like wharf (token auth,
+//! anonymous pulls, one pushing user) and Debian's Distribution 2.8.2.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use reqwest::Method;
+
+use super::image::{Image, OCI_MANIFEST};
+use super::{As, Wharf, http};
+
+/// A Docker-Hub-like upstream: token auth, anonymous pulls, user `pusher`.
+pub async fn hub(dir: &Path) -> Wharf {
+    let pw = dir.join("hub-htpasswd");
+    super::htpasswd(&pw, &[("pusher", "pusher-pw")]);
+    let extra = format!(
+        "[auth]\nhtpasswd = {:?}\nscheme = \"token\"\nanonymous_pull = true\n",
+        pw.display().to_string()
+    );
+    Wharf::start_config_unchecked(super::config(&dir.join("hub"), &extra)).await
+}
+
+/// Pushes `img`'s blobs to `repo` on the hub.
+pub async fn publish_blobs(hub: &Wharf, repo: &str, img: &Image) {
+    let pusher = As::user(hub, "pusher", "pusher-pw");
+    for (_, b) in img.blobs() {
+        assert_eq!(pusher.push_blob(repo, b).await, 201);
+    }
+}
+
+/// Puts a manifest on the hub under `reference`.
+pub async fn put_manifest(hub: &Wharf, repo: &str, reference: &str, media_type: &str, body: &[u8]) {
+    let r = As::user(hub, "pusher", "pusher-pw")
+        .req(Method::PUT, &format!("/v2/{repo}/manifests/{reference}"))
+        .header("content-type", media_type)
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+}
+
+/// Pushes an image to the hub under `tag`.
+pub async fn publish(hub: &Wharf, repo: &str, tag: &str, img: &Image) {
+    publish_blobs(hub, repo, img).await;
+    put_manifest(hub, repo, tag, OCI_MANIFEST, &img.manifest).await;
+}
+
+/// Distribution 2.8.2, stopped on drop.
+pub struct Distribution(Child);
+
+impl Drop for Distribution {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts Distribution with `auth_yaml` (an `auth:` section, or nothing);
+/// returns it and its base URL once it answers.
+pub fn start_distribution(dir: &Path, auth_yaml: &str) -> (Distribution, String) {
+    for _ in 0..5 {
+        let port = super::nginx::free_port();
+        let cfg = dir.join("registry.yml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n{auth_yaml}",
+                dir.join("data").display()
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("registry.log")).unwrap())
+            .spawn()
+            .expect("start docker-registry");
+        let base = format!("http://127.0.0.1:{port}");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            if let Ok(Some(_)) = child.try_wait() {
+                break; // exited, probably a taken port: try another
+            }
+            if reqwest::blocking::get(format!("{base}/v2/")).is_ok() {
+                return (Distribution(child), base);
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "docker-registry did not come up"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+    panic!(
+        "docker-registry could not start; see {}",
+        dir.join("registry.log").display()
+    );
+}
+
+/// Pushes an image to Distribution (absolute, stateful Location URLs), with
+/// `auth` adding credentials to every request.
+pub async fn push_to_distribution(
+    base: &str,
+    auth: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    repo: &str,
+    tag: &str,
+    img: &Image,
+) {
+    let c = http();
+    for (d, b) in img.blobs() {
+        let r = auth(c.post(format!("{base}/v2/{repo}/blobs/uploads/")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        let loc = r.headers()["location"].to_str().unwrap().to_owned();
+        let loc = if loc.starts_with('/') {
+            format!("{base}{loc}")
+        } else {
+            loc
+        };
+        let sep = if loc.contains('?') { '&' } else { '?' };
+        let r = auth(c.put(format!("{loc}{sep}digest={d}")))
+            .body(b.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let r = auth(c.put(format!("{base}/v2/{repo}/manifests/{tag}")))
+        .header("content-type", OCI_MANIFEST)
+        .body(img.manifest.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+}

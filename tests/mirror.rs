@@ -487,3 +487,40 @@ async fn lan_peers_serve_blobs_before_the_upstream_and_never_loop() {
     a.stop().await;
     hub.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tag_lists_come_from_the_upstream_and_survive_an_outage() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub(dir.path()).await;
+    let img = Image::new(vec![tar_with_file("t", b"tags")]);
+    for t in ["v1", "v2", "v3"] {
+        publish(&hub, "library/tagged", t, &img).await;
+    }
+    let m = mirror(dir.path(), &hub, "1h").await;
+    // Tags never pulled through the mirror are listed: the upstream answers.
+    let r = get(&m, "/v2/tagged/tags/list").await;
+    assert_eq!(r.headers()["x-cache"], "MISS");
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"name": "tagged", "tags": ["v1", "v2", "v3"]})
+    );
+    // Paging passes through, and the next-page link names what the client asked for.
+    let r = get(&m, "/v2/tagged/tags/list?n=2").await;
+    let link = r.headers()["link"].to_str().unwrap().to_owned();
+    assert!(link.starts_with("</v2/tagged/tags/list?"), "{link}");
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["tags"], serde_json::json!(["v1", "v2"]));
+    let r = get(&m, "/v2/nothing-here/tags/list").await;
+    assert_eq!(r.status(), 404);
+    assert_eq!(common::error_code(r).await, "NAME_UNKNOWN");
+    // Pull one tag, lose the upstream: the cached tags still answer.
+    assert_eq!(get(&m, "/v2/tagged/manifests/v2").await.status(), 200);
+    hub.stop().await;
+    let r = get(&m, "/v2/tagged/tags/list").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-cache"], "STALE");
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["tags"], serde_json::json!(["v2"]));
+    m.stop().await;
+}

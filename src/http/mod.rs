@@ -214,6 +214,8 @@ pub struct Proxied {
     pub upstream: usize,
     /// The repository name at the upstream.
     pub remote: RepoName,
+    /// The name the client used (answers that list names repeat it).
+    pub requested: RepoName,
 }
 
 async fn route_and_run(
@@ -243,7 +245,11 @@ async fn route_and_run(
                     state.routes.push_hint()
                 )));
             }
-            let proxy = (!from_peer).then_some(Proxied { upstream, remote });
+            let proxy = (!from_peer).then(|| Proxied {
+                upstream,
+                remote,
+                requested: parsed.repo().cloned().unwrap_or_else(|| local.clone()),
+            });
             (parsed.with_repo(local), proxy)
         }
         _ => (parsed, None),

@@ -269,6 +269,20 @@ impl Proxy {
         ))
     }
 
+    /// The upstream's tags of `remote` (the query passed through), with its
+    /// `Link` to the next page.
+    pub async fn tags(
+        &self,
+        upstream: usize,
+        remote: &RepoName,
+        query: &str,
+    ) -> Result<(Vec<String>, Option<String>), ProxyError> {
+        Ok(self
+            .upstream(upstream)?
+            .tags(remote.as_str(), query)
+            .await?)
+    }
+
     /// A blob of a mirrored repository: from the cache, or through the one
     /// download of its digest (started if none is running).
     pub async fn blob(

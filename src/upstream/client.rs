@@ -107,6 +107,9 @@ pub struct Upstream {
     ratelimit_remaining: AtomicI64,
 }
 
+/// Largest tag list accepted from an upstream.
+const MAX_TAG_LIST_BYTES: u64 = 16 << 20;
+
 /// Connect timeout for upstream calls.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest silence while reading an upstream response.
@@ -252,6 +255,42 @@ impl Upstream {
             repo,
         )
         .await
+    }
+
+    /// The upstream's tag list of `repo`, with the query (`n`, `last`) passed
+    /// through: the tags and the upstream's `Link` to the next page.
+    pub async fn tags(
+        &self,
+        repo: &str,
+        query: &str,
+    ) -> Result<(Vec<String>, Option<String>), UpstreamError> {
+        let q = if query.is_empty() {
+            String::new()
+        } else {
+            format!("?{query}")
+        };
+        let resp = self
+            .request(Method::GET, &format!("/v2/{repo}/tags/list{q}"), None, repo)
+            .await?;
+        let link = resp
+            .headers()
+            .get(header::LINK)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        if resp
+            .content_length()
+            .is_some_and(|n| n > MAX_TAG_LIST_BYTES)
+        {
+            return Err(UpstreamError::Invalid("tag list larger than 16 MiB".into()));
+        }
+        let body = resp.bytes().await.map_err(transport)?;
+        #[derive(serde::Deserialize)]
+        struct TagList {
+            tags: Option<Vec<String>>,
+        }
+        let list: TagList = serde_json::from_slice(&body)
+            .map_err(|e| UpstreamError::Invalid(format!("tag list: {e}")))?;
+        Ok((list.tags.unwrap_or_default(), link))
     }
 
     /// Whether the upstream has a blob (HEAD; free against Docker Hub's limits).

@@ -80,13 +80,65 @@ pub async fn catalog(
     ))
 }
 
-/// `GET /v2/<name>/tags/list?n=&last=`.
+/// `GET /v2/<name>/tags/list?n=&last=`. For a mirrored name the upstream's
+/// list, falling back to the cached tags (`X-Cache: STALE`) when it is down.
 pub async fn tags(
     state: &State,
+    ctx: &Ctx,
     name: &RepoName,
     req: &Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let (n, last) = page_params(req)?;
+    if let Some(p) = &ctx.proxy {
+        let query = req.uri().query().unwrap_or("");
+        // Only the paging parameters travel upstream.
+        let q: String = query
+            .split('&')
+            .filter(|kv| kv.starts_with("n=") || kv.starts_with("last="))
+            .collect::<Vec<_>>()
+            .join("&");
+        match state.proxy.tags(p.upstream, &p.remote, &q).await {
+            Ok((tags, link)) => {
+                let mut extra = vec![(
+                    header::HeaderName::from_static("x-cache"),
+                    "MISS".to_owned(),
+                )];
+                if let Some(l) = link {
+                    let ours = l.replace(
+                        &format!("/v2/{}/", p.remote),
+                        &format!("/v2/{}/", p.requested),
+                    );
+                    extra.push((header::LINK, ours));
+                }
+                return Ok(json(
+                    &serde_json::json!({ "name": p.requested.as_str(), "tags": tags }),
+                    "application/json",
+                    extra,
+                ));
+            }
+            Err(crate::proxy::ProxyError::Upstream(crate::upstream::UpstreamError::NotFound(
+                _,
+            ))) => {
+                return Err(crate::store::StoreError::NameUnknown(p.requested.clone()).into());
+            }
+            Err(e) => {
+                tracing::warn!(repo = %name, error = %e, "upstream tag list failed; answering from the cache");
+                let page = state
+                    .store
+                    .tags(name, n, last)
+                    .await
+                    .map_err(|_| ApiError::from(e))?;
+                return Ok(json(
+                    &serde_json::json!({ "name": p.requested.as_str(), "tags": page.items }),
+                    "application/json",
+                    vec![(
+                        header::HeaderName::from_static("x-cache"),
+                        "STALE".to_owned(),
+                    )],
+                ));
+            }
+        }
+    }
     let page = state.store.tags(name, n, last).await?;
     let extra = match n {
         Some(n) => link(state, &format!("/v2/{name}/tags/list"), &page, n),

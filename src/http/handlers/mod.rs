@@ -35,7 +35,7 @@ pub async fn dispatch(
         Route::Catalog => listing::catalog(state, ctx, &req).await,
         Route::Token => token::issue(state, ctx, req).await,
         Route::Admin { op } => admin::run(state, &op).await,
-        Route::Tags { name } => listing::tags(state, &name, &req).await,
+        Route::Tags { name } => listing::tags(state, ctx, &name, &req).await,
         Route::Referrers { name, digest } => listing::referrers(state, &name, &digest, &req).await,
         Route::Manifest { name, reference } => match ctx.method {
             Method::PUT => manifests::put(state, &name, &reference, req).await,

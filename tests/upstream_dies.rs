@@ -110,3 +110,45 @@ async fn an_upstream_dying_mid_blob_keeps_nothing_and_fails_cleanly() {
     m.stop().await;
     hub.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_rate_limit_reaches_the_client_with_its_retry_after() {
+    if !have_tool("nginx") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ndir = dir.path().join("nginx");
+    std::fs::create_dir_all(&ndir).unwrap();
+    // A registry whose pull limit is used up (as Docker Hub answers then).
+    let servers = |p: &[u16]| {
+        format!(
+            "  server {{\n    listen 127.0.0.1:{};\n    location / {{\n      add_header Retry-After 120 always;\n      return 429 '{{\"errors\":[{{\"code\":\"TOOMANYREQUESTS\"}}]}}';\n    }}\n  }}",
+            p[0]
+        )
+    };
+    let ready =
+        |p: &[u16]| reqwest::blocking::get(format!("http://127.0.0.1:{}/v2/", p[0])).is_ok();
+    let nd = ndir.clone();
+    let (_nginx, ports) =
+        tokio::task::spawn_blocking(move || common::nginx::start(&nd, 1, servers, ready))
+            .await
+            .unwrap();
+    let extra = format!(
+        "[[upstream]]\nname = \"docker.io\"\nurl = \"http://127.0.0.1:{}\"\ndefault = true\n",
+        ports[0]
+    );
+    let m = Wharf::start_config(common::config(&dir.path().join("mirror"), &extra)).await;
+    let started = std::time::Instant::now();
+    let r = http()
+        .get(m.url("/v2/limited/manifests/latest"))
+        .header("accept", OCI_MANIFEST)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "120");
+    assert_eq!(common::error_code(r).await, "TOOMANYREQUESTS");
+    // A long Retry-After is passed on, not waited out.
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    m.stop().await;
+}

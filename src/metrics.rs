@@ -66,6 +66,9 @@ pub struct Metrics {
     pub auth_refusals: Family<RefusalLabels, Counter>,
     /// Tokens issued by `/token`.
     pub tokens_issued: Counter,
+    /// Blob downloads in flight.
+    pub downloads_in_flight: Gauge,
+    upstream_skipped: Family<UpstreamLabels, Gauge>,
     cache: Family<CacheLabels, Counter>,
     upstream_bytes: Family<UpstreamLabels, Counter>,
     upstream_ratelimit: Family<UpstreamLabels, Gauge>,
@@ -132,6 +135,18 @@ impl Metrics {
             "Bearer tokens issued by /token",
             tokens_issued.clone(),
         );
+        let downloads_in_flight = Gauge::default();
+        registry.register(
+            "downloads_in_flight",
+            "Blob downloads from upstreams or peers in progress",
+            downloads_in_flight.clone(),
+        );
+        let upstream_skipped = Family::<UpstreamLabels, Gauge>::default();
+        registry.register(
+            "upstream_skipped",
+            "1 while the circuit breaker skips the upstream after repeated failures",
+            upstream_skipped.clone(),
+        );
         let cache = Family::<CacheLabels, Counter>::default();
         registry.register(
             "cache_requests",
@@ -173,6 +188,8 @@ impl Metrics {
             uploads_expired,
             auth_refusals,
             tokens_issued,
+            downloads_in_flight,
+            upstream_skipped,
             cache,
             upstream_bytes,
             upstream_ratelimit,
@@ -218,6 +235,15 @@ impl Metrics {
                 upstream: upstream.to_owned(),
             })
             .inc_by(n);
+    }
+
+    /// Records whether the circuit breaker skips `upstream`.
+    pub fn set_upstream_skipped(&self, upstream: &str, skipped: bool) {
+        self.upstream_skipped
+            .get_or_create(&UpstreamLabels {
+                upstream: upstream.to_owned(),
+            })
+            .set(i64::from(skipped));
     }
 
     /// Records the upstream's remaining pull allowance.

@@ -406,6 +406,9 @@ async fn upstream_down_serves_the_cache_and_fails_misses_fast() {
         .await
             >= 2.0
     );
+    let skipped = "wharf_upstream_skipped{upstream=\"docker.io\"}";
+    assert_eq!(metric(&m, skipped).await, 1.0);
+    assert_eq!(metric(&m, "wharf_downloads_in_flight").await, 0.0);
     m.stop().await;
 }
 

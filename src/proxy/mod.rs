@@ -114,9 +114,14 @@ impl Proxy {
         }
     }
 
-    /// Downloads in flight.
-    pub fn downloads_in_flight(&self) -> usize {
-        self.inflight.len()
+    /// Refreshes the gauges that describe the engine (called when scraped).
+    pub fn update_metrics(&self) {
+        self.metrics
+            .downloads_in_flight
+            .set(self.inflight.len() as i64);
+        for up in self.upstreams.iter() {
+            self.metrics.set_upstream_skipped(&up.name, up.is_skipped());
+        }
     }
 
     fn upstream(&self, i: usize) -> Result<&Arc<Upstream>, ProxyError> {

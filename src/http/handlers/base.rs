@@ -36,6 +36,7 @@ pub async fn ready(state: &State) -> Result<Response<Body>, ApiError> {
 
 /// `GET /metrics`.
 pub fn metrics(state: &State) -> Response<Body> {
+    state.proxy.update_metrics();
     state
         .metrics
         .uploads_open

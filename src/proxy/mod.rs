@@ -307,6 +307,7 @@ impl Proxy {
         }
         let up = self.upstream(upstream)?.clone();
         let (dl, starter) = self.inflight.join_or_start(local.as_str(), digest);
+        let started_here = starter.is_some();
         if let Some(tx) = starter {
             let task = DownloadTask {
                 peers: self.peers.clone(),
@@ -321,7 +322,16 @@ impl Proxy {
             };
             tokio::spawn(task.run(tx));
         }
-        let (size, cache) = wait_for_size(&dl).await?;
+        let (size, source) = wait_for_size(&dl).await?;
+        // The request that started a download is a miss (or peer) however fast
+        // the download went; one that joined a verified download is a hit.
+        let cache = match (started_here, source) {
+            (true, Source::Peer) => CacheResult::Peer,
+            (true, _) => CacheResult::Miss,
+            (false, Source::Settled) => CacheResult::Hit,
+            (false, Source::Peer) => CacheResult::Peer,
+            (false, Source::Upstream) => CacheResult::Miss,
+        };
         self.metrics.observe_cache("blob", cache.as_str());
         match size {
             Some(size) => Ok(ProxiedBlob {
@@ -342,10 +352,21 @@ impl Proxy {
     }
 }
 
+/// Where a download's bytes stand when a request attaches to it.
+#[derive(Debug, Clone, Copy)]
+enum Source {
+    /// Still arriving from the upstream.
+    Upstream,
+    /// Arriving (or arrived) from a LAN peer.
+    Peer,
+    /// Verified or stored already.
+    Settled,
+}
+
 /// Waits until a download knows its size (Some), finished without announcing one
 /// (None), or failed; also says where the bytes come from: the upstream, a
 /// peer, or (once verified) as good as the cache.
-async fn wait_for_size(dl: &Download) -> Result<(Option<u64>, CacheResult), ProxyError> {
+async fn wait_for_size(dl: &Download) -> Result<(Option<u64>, Source), ProxyError> {
     let mut rx = dl.watch();
     loop {
         let state = rx.borrow_and_update().clone();
@@ -356,16 +377,16 @@ async fn wait_for_size(dl: &Download) -> Result<(Option<u64>, CacheResult), Prox
                 peer,
                 ..
             } => {
-                let source = if peer {
-                    CacheResult::Peer
-                } else {
-                    CacheResult::Miss
-                };
+                let source = if peer { Source::Peer } else { Source::Upstream };
                 return Ok((Some(s), source));
             }
             // Verified bytes are as good as cached ones.
-            DlState::Verified { size: s, .. } => return Ok((Some(s), CacheResult::Hit)),
-            DlState::Done { .. } => return Ok((None, CacheResult::Hit)),
+            DlState::Verified {
+                size: s,
+                peer: true,
+            } => return Ok((Some(s), Source::Peer)),
+            DlState::Verified { size: s, .. } => return Ok((Some(s), Source::Settled)),
+            DlState::Done { .. } => return Ok((None, Source::Settled)),
             DlState::Failed(DownloadError::Upstream(UpstreamError::NotFound(_))) => {
                 return Err(ProxyError::Store(StoreError::BlobUnknown(
                     dl.digest.clone(),

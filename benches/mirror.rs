@@ -272,18 +272,9 @@ fn measure(
 }
 
 fn main() {
-    let image_mib: usize = std::env::var("BENCH_IMAGE_MIB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(160);
-    let big_mib: usize = std::env::var("BENCH_BLOB_MIB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1024);
-    let secs: u64 = std::env::var("BENCH_SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(8);
+    let image_mib: usize = env_or("BENCH_IMAGE_MIB", 160);
+    let big_mib: usize = env_or("BENCH_BLOB_MIB", 1024);
+    let secs: u64 = env_or("BENCH_SECS", 8);
     let dir = tempfile::tempdir().unwrap();
     let data = subdir(dir.path(), "data");
     let htpasswd = dir.path().join("htpasswd");

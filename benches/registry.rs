@@ -160,14 +160,8 @@ fn run_auth(mut s: Server, creds: &str, secs: u64) -> Load {
 }
 
 fn main() {
-    let mib: usize = std::env::var("BENCH_BLOB_MIB")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1024);
-    let secs: u64 = std::env::var("BENCH_SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(8);
+    let mib: usize = env_or("BENCH_BLOB_MIB", 1024);
+    let secs: u64 = env_or("BENCH_SECS", 8);
     let dir = tempfile::tempdir().unwrap();
     let blob = dir.path().join("blob.bin");
     let digest = make_blob(&blob, mib);

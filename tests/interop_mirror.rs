@@ -4,16 +4,16 @@
 mod common;
 
 use common::dockerd::Dockerd;
-use common::image::{Image, OCI_INDEX, OCI_MANIFEST, index, tar_with_file};
-use common::upstreams::{hub, publish_blobs, put_manifest};
+use common::image::{Image, OCI_INDEX, OCI_MANIFEST, tar_with_file};
+use common::upstreams::{hub, mirror_config, publish_blobs, publish_index, put_manifest};
 use common::{Wharf, bytes, digest, have_tool, http};
 
 async fn mirror(dir: &std::path::Path, hub: &Wharf) -> Wharf {
-    let extra = format!(
-        "[[upstream]]\nname = \"docker.io\"\nurl = \"{}\"\ndefault = true\n",
-        hub.base
-    );
-    Wharf::start_config(common::config(&dir.join("mirror"), &extra)).await
+    Wharf::start_config(common::config(
+        &dir.join("mirror"),
+        &mirror_config(&hub.base, "", ""),
+    ))
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -80,19 +80,13 @@ async fn skopeo_copies_a_multi_arch_image_through_the_mirror() {
     let hub = hub(dir.path()).await;
     let amd = Image::for_platform(vec![tar_with_file("x", &bytes(1 << 20, 12))], "amd64");
     let arm = Image::for_platform(vec![tar_with_file("x", &bytes(1 << 20, 13))], "arm64");
-    let idx = index(&[(&amd, "amd64"), (&arm, "arm64")]);
-    for img in [&amd, &arm] {
-        publish_blobs(&hub, "library/multi", img).await;
-        put_manifest(
-            &hub,
-            "library/multi",
-            &digest(&img.manifest),
-            OCI_MANIFEST,
-            &img.manifest,
-        )
-        .await;
-    }
-    put_manifest(&hub, "library/multi", "v1", OCI_INDEX, &idx).await;
+    let idx = publish_index(
+        &hub,
+        "library/multi",
+        "v1",
+        &[(&amd, "amd64"), (&arm, "arm64")],
+    )
+    .await;
     let m = mirror(dir.path(), &hub).await;
     let out = dir.path().join("out");
     let status = tokio::process::Command::new("skopeo")
@@ -130,19 +124,13 @@ async fn pulling_one_platform_fetches_only_that_platform() {
     let hub = hub(dir.path()).await;
     let amd = Image::for_platform(vec![tar_with_file("x", &bytes(3 << 20, 14))], "amd64");
     let arm = Image::for_platform(vec![tar_with_file("x", &bytes(3 << 20, 15))], "arm64");
-    let idx = index(&[(&amd, "amd64"), (&arm, "arm64")]);
-    for img in [&amd, &arm] {
-        publish_blobs(&hub, "library/plat", img).await;
-        put_manifest(
-            &hub,
-            "library/plat",
-            &digest(&img.manifest),
-            OCI_MANIFEST,
-            &img.manifest,
-        )
-        .await;
-    }
-    put_manifest(&hub, "library/plat", "v1", OCI_INDEX, &idx).await;
+    let idx = publish_index(
+        &hub,
+        "library/plat",
+        "v1",
+        &[(&amd, "amd64"), (&arm, "arm64")],
+    )
+    .await;
     let m = mirror(dir.path(), &hub).await;
     let c = http();
     let accept = format!("{OCI_INDEX}, {OCI_MANIFEST}");

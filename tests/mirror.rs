@@ -7,14 +7,15 @@ mod common;
 use std::sync::Arc;
 
 use common::image::{Image, OCI_MANIFEST, tar_with_file};
-use common::upstreams::{hub, publish};
+use common::upstreams::{hub, mirror_config, publish};
 use common::{Wharf, bytes, digest, http};
 
 /// A mirror with `hub` as the default docker.io upstream.
 async fn mirror(dir: &std::path::Path, hub: &Wharf, ttl: &str) -> Wharf {
-    let extra = format!(
-        "[[upstream]]\nname = \"docker.io\"\nurl = \"{}\"\ndefault = true\nmanifest_ttl = \"{ttl}\"\n[hosted]\nprefixes = [\"team/\"]\n",
-        hub.base
+    let extra = mirror_config(
+        &hub.base,
+        &format!("manifest_ttl = \"{ttl}\"\n"),
+        "[hosted]\nprefixes = [\"team/\"]\n",
     );
     Wharf::start_config(common::config(&dir.join("mirror"), &extra)).await
 }
@@ -423,10 +424,7 @@ async fn mirror_with_peers(
         .iter()
         .map(|p| format!("[[peer]]\nurl = \"{p}\"\n"))
         .collect();
-    let extra = format!(
-        "[[upstream]]\nname = \"docker.io\"\nurl = \"{}\"\ndefault = true\n{peer_lines}",
-        hub.base
-    );
+    let extra = mirror_config(&hub.base, "", &peer_lines);
     Wharf::start_config(common::config(&dir.join(name), &extra)).await
 }
 

@@ -6,7 +6,7 @@
 mod common;
 
 use common::image::{Image, OCI_MANIFEST, tar_with_file};
-use common::upstreams::{hub, publish};
+use common::upstreams::{hub, mirror_config, publish};
 use common::{Wharf, bytes, digest, have_tool, http};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -20,26 +20,12 @@ async fn an_upstream_dying_mid_blob_keeps_nothing_and_fails_cleanly() {
     let img = Image::new(vec![layer.clone()]);
     publish(&hub, "library/dying", "v1", &img).await;
 
-    let ndir = dir.path().join("nginx");
-    std::fs::create_dir_all(&ndir).unwrap();
-    let hub_addr = hub.addr.to_string();
-    let servers = move |p: &[u16]| {
-        format!(
-            "  server {{\n    listen 127.0.0.1:{};\n    location / {{\n      proxy_pass http://{hub_addr};\n      proxy_set_header Host $http_host;\n      proxy_http_version 1.1;\n      limit_rate 2m;\n    }}\n  }}",
-            p[0]
-        )
-    };
-    let ready =
-        |p: &[u16]| reqwest::blocking::get(format!("http://127.0.0.1:{}/v2/", p[0])).is_ok();
-    let nd = ndir.clone();
-    let (nginx, ports) =
-        tokio::task::spawn_blocking(move || common::nginx::start(&nd, 1, servers, ready))
-            .await
-            .unwrap();
-    let extra = format!(
-        "[[upstream]]\nname = \"docker.io\"\nurl = \"http://127.0.0.1:{}\"\ndefault = true\n",
-        ports[0]
+    let location = format!(
+        "      proxy_pass http://{};\n      proxy_set_header Host $http_host;\n      proxy_http_version 1.1;\n      limit_rate 2m;",
+        hub.addr
     );
+    let (nginx, port) = common::nginx::front(dir.path().join("nginx"), location).await;
+    let extra = mirror_config(&format!("http://127.0.0.1:{port}"), "", "");
     let m = Wharf::start_config(common::config(&dir.path().join("mirror"), &extra)).await;
     let r = http()
         .get(m.url("/v2/dying/manifests/v1"))
@@ -117,26 +103,10 @@ async fn an_upstream_rate_limit_reaches_the_client_with_its_retry_after() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let ndir = dir.path().join("nginx");
-    std::fs::create_dir_all(&ndir).unwrap();
     // A registry whose pull limit is used up (as Docker Hub answers then).
-    let servers = |p: &[u16]| {
-        format!(
-            "  server {{\n    listen 127.0.0.1:{};\n    location / {{\n      add_header Retry-After 120 always;\n      return 429 '{{\"errors\":[{{\"code\":\"TOOMANYREQUESTS\"}}]}}';\n    }}\n  }}",
-            p[0]
-        )
-    };
-    let ready =
-        |p: &[u16]| reqwest::blocking::get(format!("http://127.0.0.1:{}/v2/", p[0])).is_ok();
-    let nd = ndir.clone();
-    let (_nginx, ports) =
-        tokio::task::spawn_blocking(move || common::nginx::start(&nd, 1, servers, ready))
-            .await
-            .unwrap();
-    let extra = format!(
-        "[[upstream]]\nname = \"docker.io\"\nurl = \"http://127.0.0.1:{}\"\ndefault = true\n",
-        ports[0]
-    );
+    let location = "      add_header Retry-After 120 always;\n      return 429 '{\"errors\":[{\"code\":\"TOOMANYREQUESTS\"}]}';".to_owned();
+    let (_nginx, port) = common::nginx::front(dir.path().join("nginx"), location).await;
+    let extra = mirror_config(&format!("http://127.0.0.1:{port}"), "", "");
     let m = Wharf::start_config(common::config(&dir.path().join("mirror"), &extra)).await;
     let started = std::time::Instant::now();
     let r = http()

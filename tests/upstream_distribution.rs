@@ -5,7 +5,7 @@
 mod common;
 
 use common::image::{Image, OCI_MANIFEST, tar_with_file};
-use common::upstreams::{push_to_distribution, start_distribution};
+use common::upstreams::{mirror_config, push_to_distribution, start_distribution};
 use common::{Wharf, bytes, have_tool, http};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -40,10 +40,11 @@ async fn mirror_in_front_of_distribution_with_basic_auth() {
 
     let secret = dir.path().join("pw");
     std::fs::write(&secret, "mirror-pw").unwrap();
-    let extra = format!(
-        "[[upstream]]\nname = \"docker.io\"\nurl = \"{base}\"\ndefault = true\nmanifest_ttl = \"0s\"\nusername = \"mirror\"\npassword_file = {:?}\n",
+    let keys = format!(
+        "manifest_ttl = \"0s\"\nusername = \"mirror\"\npassword_file = {:?}\n",
         secret.display().to_string()
     );
+    let extra = mirror_config(&base, &keys, "");
     let m = Wharf::start_config(common::config(&dir.path().join("mirror"), &extra)).await;
     let get = |p: String| {
         let c = http();

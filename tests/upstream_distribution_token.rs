@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use base64::Engine as _;
 use common::image::{Image, OCI_MANIFEST, tar_with_file};
-use common::upstreams::{push_to_distribution, start_distribution};
+use common::upstreams::{mirror_config, push_to_distribution, start_distribution};
 use common::{Wharf, bytes, have_tool, http};
 use http_body_util::Full;
 use hyper::service::service_fn;
@@ -173,9 +173,7 @@ async fn mirror_in_front_of_distribution_with_token_auth() {
     .await;
     let issued_before = issuer.requests.load(Ordering::Relaxed);
 
-    let extra = format!(
-        "[[upstream]]\nname = \"docker.io\"\nurl = \"{base}\"\ndefault = true\nmanifest_ttl = \"0s\"\n"
-    );
+    let extra = mirror_config(&base, "manifest_ttl = \"0s\"\n", "");
     let m = Wharf::start_config(common::config(&dir.path().join("mirror"), &extra)).await;
     let get = |p: String| {
         let c = http();

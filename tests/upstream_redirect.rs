@@ -6,6 +6,7 @@
 mod common;
 
 use common::image::{Image, OCI_MANIFEST, tar_with_file};
+use common::upstreams::mirror_config;
 use common::{As, Wharf, bytes, digest, have_tool, http};
 use reqwest::Method;
 
@@ -84,11 +85,11 @@ async fn credentials_never_follow_a_redirect_to_another_host() {
 
     let secret = dir.path().join("upstream.password");
     std::fs::write(&secret, "mirror-secret\n").unwrap();
-    let extra = format!(
-        "[[upstream]]\nname = \"docker.io\"\nurl = \"http://127.0.0.1:{}\"\ndefault = true\nusername = \"mirror\"\npassword_file = {:?}\n",
-        ports[0],
+    let keys = format!(
+        "username = \"mirror\"\npassword_file = {:?}\n",
         secret.display().to_string()
     );
+    let extra = mirror_config(&format!("http://127.0.0.1:{}", ports[0]), &keys, "");
     let m = Wharf::start_config(common::config(&dir.path().join("mirror"), &extra)).await;
     let r = http()
         .get(m.url("/v2/library/cdn/manifests/v1"))

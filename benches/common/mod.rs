@@ -15,6 +15,14 @@ use sha2::{Digest as _, Sha256};
 /// OCI image manifest media type.
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 
+/// A number from the environment (bench knobs), or `default`.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// sha256 hex of bytes.
 pub fn sha256_hex(b: &[u8]) -> String {
     Sha256::digest(b)

@@ -220,12 +220,12 @@ pub struct Proxied {
 
 async fn route_and_run(
     state: &Arc<State>,
+    parsed: Route,
     req: Request<Incoming>,
     remote: SocketAddr,
     user: &mut Option<String>,
 ) -> Result<Response<Body>, ApiError> {
     let method = req.method().clone();
-    let parsed = Route::parse(&method, req.uri().path())?;
     let requested = parsed.repo().cloned();
     let ns = query::Query::parse(req.uri().query());
     // A peer asks for what is in our store only: never through our own upstream.
@@ -241,14 +241,14 @@ async fn route_and_run(
             if !matches!(method, Method::GET | Method::HEAD) {
                 return Err(ApiError::Unsupported(format!(
                     "{} is mirrored from an upstream and is read-only; {}",
-                    parsed.repo().map(|r| r.as_str()).unwrap_or_default(),
+                    requested.as_ref().map(|r| r.as_str()).unwrap_or_default(),
                     state.routes.push_hint()
                 )));
             }
             let proxy = (!from_peer).then(|| Proxied {
                 upstream,
                 remote,
-                requested: parsed.repo().cloned().unwrap_or_else(|| local.clone()),
+                requested: requested.clone().unwrap_or_else(|| local.clone()),
             });
             (parsed.with_repo(local), proxy)
         }
@@ -292,9 +292,11 @@ pub async fn handle(
         .map(|r| r.to_string())
         .unwrap_or_default();
     let mut user = None;
-    let mut resp = route_and_run(&state, req, remote, &mut user)
-        .await
-        .unwrap_or_else(ApiError::into_response);
+    let result = match parsed {
+        Ok(route) => route_and_run(&state, route, req, remote, &mut user).await,
+        Err(e) => Err(e.into()),
+    };
+    let mut resp = result.unwrap_or_else(ApiError::into_response);
     resp.headers_mut().insert(
         "docker-distribution-api-version",
         HeaderValue::from_static("registry/2.0"),

@@ -293,23 +293,6 @@ impl Upstream {
         Ok((list.tags.unwrap_or_default(), link))
     }
 
-    /// Whether the upstream has a blob (HEAD; free against Docker Hub's limits).
-    pub async fn has_blob(&self, repo: &str, digest: &Digest) -> Result<bool, UpstreamError> {
-        match self
-            .request(
-                Method::HEAD,
-                &format!("/v2/{repo}/blobs/{digest}"),
-                None,
-                repo,
-            )
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(UpstreamError::NotFound(_)) => Ok(false),
-            Err(e) => Err(e),
-        }
-    }
-
     async fn request(
         &self,
         method: Method,

@@ -74,3 +74,19 @@ pub fn start(
         dir.join("error.log").display()
     );
 }
+
+/// nginx on one fresh port whose `location /` holds `location`; returns once it
+/// answers anything on `/v2/`.
+pub async fn front(dir: std::path::PathBuf, location: String) -> (Nginx, u16) {
+    std::fs::create_dir_all(&dir).unwrap();
+    tokio::task::spawn_blocking(move || {
+        let servers = |p: &[u16]| {
+            format!("  server {{\n    listen 127.0.0.1:{};\n    location / {{\n{location}\n    }}\n  }}", p[0])
+        };
+        let ready = |p: &[u16]| reqwest::blocking::get(format!("http://127.0.0.1:{}/v2/", p[0])).is_ok();
+        let (n, ports) = start(&dir, 1, servers, ready);
+        (n, ports[0])
+    })
+    .await
+    .unwrap()
+}

@@ -137,3 +137,35 @@ pub async fn push_to_distribution(
         .unwrap();
     assert_eq!(r.status(), 201);
 }
+
+/// Publishes each platform image by digest and an index of them under `tag`;
+/// returns the index bytes.
+pub async fn publish_index(
+    hub: &Wharf,
+    repo: &str,
+    tag: &str,
+    images: &[(&Image, &str)],
+) -> Vec<u8> {
+    for (img, _) in images {
+        publish_blobs(hub, repo, img).await;
+        put_manifest(
+            hub,
+            repo,
+            &super::digest(&img.manifest),
+            OCI_MANIFEST,
+            &img.manifest,
+        )
+        .await;
+    }
+    let idx = super::image::index(images);
+    put_manifest(hub, repo, tag, super::image::OCI_INDEX, &idx).await;
+    idx
+}
+
+/// Config for a mirror whose default `docker.io` upstream is `url`, plus `extra`
+/// TOML (more `[[upstream]]` keys such as `manifest_ttl`, or other sections).
+pub fn mirror_config(url: &str, upstream_keys: &str, extra: &str) -> String {
+    format!(
+        "[[upstream]]\nname = \"docker.io\"\nurl = \"{url}\"\ndefault = true\n{upstream_keys}{extra}"
+    )
+}

@@ -109,7 +109,7 @@ pub async fn get(
         .headers()
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok());
-    let (status, start, end, mut h) = match parse_range(range, size)? {
+    let (status, start, end, h) = match parse_range(range, size)? {
         ByteRange::Whole => (StatusCode::OK, 0, size, headers(size)),
         ByteRange::Part(start, last) => {
             let mut h = headers(last - start + 1);
@@ -124,7 +124,6 @@ pub async fn get(
         BlobBody::Local(file) => FileBody::new(file, start, end).boxed(),
         BlobBody::Streaming(dl) => ChannelBody::new(reader(dl, start, end), end - start).boxed(),
     };
-    h.shrink_to_fit();
     Ok(respond(status, h, body))
 }
 

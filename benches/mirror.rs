@@ -191,6 +191,7 @@ fn range_status(base: &str, path: &str) -> String {
     output(c, "range")
 }
 
+/// What one registry did in the loopback run.
 struct Mirrored {
     cold: Duration,
     cold_upstream_bytes: f64,
@@ -201,20 +202,65 @@ struct Mirrored {
     p99: f64,
     manifest_upstream_gets: f64,
     cold_big: f64,
+    warm_big: f64,
+    /// CPU seconds per GiB the mirror and the upstream spent on the cold blob.
+    cold_big_cpu: (f64, f64),
     range: String,
     rss_mib: f64,
 }
 
+/// Starts a fresh mirror named `name` in front of the upstream at `url`.
+type Start<'a> = &'a dyn Fn(&str, &str) -> Server;
+
+fn cold_big(s: &Server, hub: &Server, big_hex: &str, big_bytes: f64) -> (f64, (f64, f64)) {
+    let (m0, h0) = (s.cpu_secs(), hub.cpu_secs());
+    let speed = curl_speed(&s.base, &format!("/v2/library/big/blobs/sha256:{big_hex}"));
+    let gib = big_bytes / f64::from(1u32 << 30);
+    let cpu = ((s.cpu_secs() - m0) / gib, (hub.cpu_secs() - h0) / gib);
+    (speed, cpu)
+}
+
+/// 8 pulls of the same image at once through a fresh mirror: wall time and
+/// the upstream's blob bytes.
+fn concurrent8(
+    rt: &tokio::runtime::Runtime,
+    s: &Server,
+    hub: &Server,
+    img: &Fixture,
+) -> (Duration, f64) {
+    let before = hub_blob_bytes(hub);
+    let wall = rt.block_on(async {
+        let t = Instant::now();
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let base = s.base.clone();
+                let blobs = img.blobs.clone();
+                let manifest = img.manifest.clone();
+                tokio::spawn(async move {
+                    pull(&base, "library/bench", &Fixture { blobs, manifest }, None).await
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        t.elapsed()
+    });
+    (wall, hub_blob_bytes(hub) - before)
+}
+
+#[allow(clippy::too_many_arguments)]
 fn measure(
     rt: &tokio::runtime::Runtime,
-    start: &dyn Fn(&str) -> Server,
+    start: Start<'_>,
     hub: &Server,
     img: &Fixture,
     big_hex: &str,
+    big_bytes: f64,
     range_hex: &str,
     secs: u64,
 ) -> Mirrored {
-    let s = start("a");
+    let s = start("a", &hub.base);
     let before = hub_blob_bytes(hub);
     let cold = rt.block_on(pull(&s.base, "library/bench", img, None));
     let cold_upstream_bytes = hub_blob_bytes(hub) - before;
@@ -228,7 +274,8 @@ fn measure(
         &hub.base,
         "wharf_http_requests_total{method=\"GET\",route=\"manifest\"",
     ) - gets_before;
-    let cold_big = curl_speed(&s.base, &format!("/v2/library/big/blobs/sha256:{big_hex}"));
+    let (cold_big, cold_big_cpu) = cold_big(&s, hub, big_hex, big_bytes);
+    let warm_big = curl_speed(&s.base, &format!("/v2/library/big/blobs/sha256:{big_hex}"));
     // Keep one request on the cold range blob busy, then ask for a range of it.
     let range = range_status(
         &s.base,
@@ -236,26 +283,8 @@ fn measure(
     );
     let rss_mib = s.peak_rss_kib() as f64 / 1024.0;
     drop(s);
-    let s8 = start("b");
-    let before = hub_blob_bytes(hub);
-    let concurrent8 = rt.block_on(async {
-        let t = Instant::now();
-        let tasks: Vec<_> = (0..8)
-            .map(|_| {
-                let base = s8.base.clone();
-                let blobs = img.blobs.clone();
-                let manifest = img.manifest.clone();
-                tokio::spawn(async move {
-                    pull(&base, "library/bench", &Fixture { blobs, manifest }, None).await
-                })
-            })
-            .collect();
-        for t in tasks {
-            t.await.unwrap();
-        }
-        t.elapsed()
-    });
-    let concurrent8_upstream_bytes = hub_blob_bytes(hub) - before;
+    let s8 = start("b", &hub.base);
+    let (concurrent8, concurrent8_upstream_bytes) = concurrent8(rt, &s8, hub, img);
     Mirrored {
         cold,
         cold_upstream_bytes,
@@ -266,15 +295,68 @@ fn measure(
         p99: load.p99_ms,
         manifest_upstream_gets,
         cold_big,
+        warm_big,
+        cold_big_cpu,
         range,
         rss_mib,
     }
+}
+
+/// What one registry did with the upstream behind a WAN-like link.
+struct Linked {
+    cold: Duration,
+    concurrent8: Duration,
+    concurrent8_upstream_bytes: f64,
+    cold_big: f64,
+}
+
+fn measure_link(
+    rt: &tokio::runtime::Runtime,
+    start: Start<'_>,
+    link: &str,
+    hub: &Server,
+    img: &Fixture,
+    big_hex: &str,
+) -> Linked {
+    let s = start("link-a", link);
+    let cold = rt.block_on(pull(&s.base, "library/bench", img, None));
+    let cold_big = curl_speed(&s.base, &format!("/v2/library/big/blobs/sha256:{big_hex}"));
+    drop(s);
+    let s8 = start("link-b", link);
+    let (concurrent8, concurrent8_upstream_bytes) = concurrent8(rt, &s8, hub, img);
+    Linked {
+        cold,
+        concurrent8,
+        concurrent8_upstream_bytes,
+        cold_big,
+    }
+}
+
+fn row(name: &str, w: f64, d: Option<f64>) {
+    match d {
+        Some(d) => println!("{name:<48} {w:>12.2} {d:>14.2} {:>7.2}x", w / d),
+        None => println!("{name:<48} {w:>12.2}"),
+    }
+}
+
+/// A row computed the same way from each registry's measurements.
+fn row_of<T>(name: &str, w: &T, d: Option<&T>, f: impl Fn(&T) -> f64) {
+    row(name, f(w), d.map(f));
+}
+
+fn header(title: &str) {
+    println!("\n{title}");
+    println!(
+        "{:<48} {:>12} {:>14} {:>8}",
+        "measure", "wharf", "distribution", "ratio"
+    );
 }
 
 fn main() {
     let image_mib: usize = env_or("BENCH_IMAGE_MIB", 160);
     let big_mib: usize = env_or("BENCH_BLOB_MIB", 1024);
     let secs: u64 = env_or("BENCH_SECS", 8);
+    let link_mbps: f64 = env_or("BENCH_LINK_MBPS", 200.0);
     let dir = tempfile::tempdir().unwrap();
     let data = subdir(dir.path(), "data");
     let htpasswd = dir.path().join("htpasswd");
@@ -292,9 +374,10 @@ fn main() {
     let big = publish(&hub, &data, "library/big", &[big_mib], 200);
     let ranged = publish(&hub, &data, "library/range", &[64], 300);
     let (big_hex, range_hex) = (big.blobs[0].0.clone(), ranged.blobs[0].0.clone());
+    let big_bytes = big.blobs[0].1 as f64;
     hub.creds = None;
     println!(
-        "image: {} MiB in {} layers; big blob {big_mib} MiB; manifest load 64 connections for {secs}s",
+        "image: {} MiB in {} layers; big blob {big_mib} MiB; manifest load 64 connections for {secs}s; link {link_mbps} MB/s",
         layers.iter().sum::<usize>(),
         layers.len()
     );
@@ -304,80 +387,91 @@ fn main() {
     let direct = rt.block_on(pull(&hub.base, "library/bench", &img, Some(&token)));
     let image_bytes: f64 = img.blobs.iter().map(|(_, n)| *n as f64).sum();
 
-    let up = format!(
-        "[[upstream]]\nname = \"docker.io\"\nurl = \"{}\"\ndefault = true\nmanifest_ttl = \"1h\"\n",
-        hub.base
-    );
-    let wharf_start =
-        |name: &str| start_wharf_with(&subdir(dir.path(), &format!("wharf-{name}")), None, &up);
-    let w = measure(&rt, &wharf_start, &hub, &img, &big_hex, &range_hex, secs);
-    let proxy = format!("proxy:\n  remoteurl: {}\n", hub.base);
-    let dist_start = |name: &str| {
+    let wharf_start = |name: &str, url: &str| {
+        let up = format!(
+            "[[upstream]]\nname = \"docker.io\"\nurl = \"{url}\"\ndefault = true\nmanifest_ttl = \"1h\"\n"
+        );
+        start_wharf_with(&subdir(dir.path(), &format!("wharf-{name}")), None, &up)
+    };
+    let dist_start = |name: &str, url: &str| {
+        let proxy = format!("proxy:\n  remoteurl: {url}\n");
         start_distribution_with(&subdir(dir.path(), &format!("dist-{name}")), None, &proxy)
             .expect("docker-registry is installed")
     };
     let have_dist = start_distribution(&subdir(dir.path(), "probe"), None).is_some();
-    let d = have_dist.then(|| measure(&rt, &dist_start, &hub, &img, &big_hex, &range_hex, secs));
+    let (big_hex, range_hex) = (big_hex.as_str(), range_hex.as_str());
+    let run =
+        |start: Start<'_>| measure(&rt, start, &hub, &img, big_hex, big_bytes, range_hex, secs);
+    let w = run(&wharf_start);
+    let d = have_dist.then(|| run(&dist_start));
 
-    println!(
-        "\ndirect pull from the upstream: {:.2}s",
-        direct.as_secs_f64()
-    );
-    println!(
-        "{:<44} {:>14} {:>14} {:>8}",
-        "measure", "wharf", "distribution", "ratio"
-    );
-    let row = |name: &str, w: f64, d: Option<f64>| match d {
-        Some(d) => println!("{name:<44} {w:>14.2} {d:>14.2} {:>7.2}x", w / d),
-        None => println!("{name:<44} {w:>14.2}"),
-    };
+    let link =
+        common::link::start_link(&rt, hub.base.trim_start_matches("http://"), link_mbps * 1e6);
+    let direct_link = rt.block_on(pull(&link.base, "library/bench", &img, Some(&token)));
+    let wl = measure_link(&rt, &wharf_start, &link.base, &hub, &img, big_hex);
+    let dl = have_dist.then(|| measure_link(&rt, &dist_start, &link.base, &hub, &img, big_hex));
+
     let dd = d.as_ref();
-    row(
-        "cold pull / direct pull",
-        w.cold.as_secs_f64() / direct.as_secs_f64(),
-        dd.map(|d| d.cold.as_secs_f64() / direct.as_secs_f64()),
-    );
-    row(
-        "cold pull: upstream bytes / image bytes",
-        w.cold_upstream_bytes / image_bytes,
-        dd.map(|d| d.cold_upstream_bytes / image_bytes),
-    );
-    row(
-        "8 concurrent cold pulls: wall time (s)",
-        w.concurrent8.as_secs_f64(),
-        dd.map(|d| d.concurrent8.as_secs_f64()),
-    );
-    row(
+    header(&format!(
+        "loopback (CPU-bound: upstream, mirror and client share this machine's {} cores); direct pull {:.2}s",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        direct.as_secs_f64()
+    ));
+    row_of("cold pull / direct pull", &w, dd, |m| {
+        m.cold.as_secs_f64() / direct.as_secs_f64()
+    });
+    row_of("cold pull: upstream bytes / image bytes", &w, dd, |m| {
+        m.cold_upstream_bytes / image_bytes
+    });
+    row_of("8 concurrent cold pulls: wall time (s)", &w, dd, |m| {
+        m.concurrent8.as_secs_f64()
+    });
+    row_of(
         "8 concurrent cold pulls: upstream/image bytes",
-        w.concurrent8_upstream_bytes / image_bytes,
-        dd.map(|d| d.concurrent8_upstream_bytes / image_bytes),
+        &w,
+        dd,
+        |m| m.concurrent8_upstream_bytes / image_bytes,
     );
-    row(
-        "warm pull / direct pull",
-        w.warm.as_secs_f64() / direct.as_secs_f64(),
-        dd.map(|d| d.warm.as_secs_f64() / direct.as_secs_f64()),
-    );
-    row(
-        "manifest GET, cached tag (req/s, 64 conns)",
-        w.rps,
-        dd.map(|d| d.rps),
-    );
+    row_of("warm pull / direct pull", &w, dd, |m| {
+        m.warm.as_secs_f64() / direct.as_secs_f64()
+    });
+    row_of("manifest GET, cached tag (req/s, 64 conns)", &w, dd, |m| {
+        m.rps
+    });
     row("manifest GET p99 (ms)", w.p99, dd.map(|d| d.p99));
-    row(
-        "upstream manifest GETs during that load",
-        w.manifest_upstream_gets,
-        dd.map(|d| d.manifest_upstream_gets),
-    );
-    row(
-        "cold 1 GiB blob (MB/s)",
-        w.cold_big / 1e6,
-        dd.map(|d| d.cold_big / 1e6),
-    );
+    row_of("upstream manifest GETs during that load", &w, dd, |m| {
+        m.manifest_upstream_gets
+    });
+    row_of("cold big blob (MB/s)", &w, dd, |m| m.cold_big / 1e6);
+    row_of("  mirror CPU seconds per GiB", &w, dd, |m| m.cold_big_cpu.0);
+    row_of("  upstream CPU seconds per GiB", &w, dd, |m| {
+        m.cold_big_cpu.1
+    });
+    row_of("warm big blob (MB/s)", &w, dd, |m| m.warm_big / 1e6);
     row("peak RSS (MiB)", w.rss_mib, dd.map(|d| d.rss_mib));
     println!(
-        "{:<44} {:>14} {:>14}",
+        "{:<48} {:>12} {:>14}",
         "Range on a cold blob: status, bytes",
         w.range,
         dd.map(|d| d.range.clone()).unwrap_or_default()
     );
+
+    let dl = dl.as_ref();
+    header(&format!(
+        "upstream behind a {link_mbps} MB/s link shared by all upstream connections; direct pull {:.2}s",
+        direct_link.as_secs_f64()
+    ));
+    row_of("cold pull / direct pull", &wl, dl, |m| {
+        m.cold.as_secs_f64() / direct_link.as_secs_f64()
+    });
+    row_of("8 concurrent cold pulls: wall time (s)", &wl, dl, |m| {
+        m.concurrent8.as_secs_f64()
+    });
+    row_of(
+        "8 concurrent cold pulls: upstream/image bytes",
+        &wl,
+        dl,
+        |m| m.concurrent8_upstream_bytes / image_bytes,
+    );
+    row_of("cold big blob (MB/s)", &wl, dl, |m| m.cold_big / 1e6);
 }

@@ -1,11 +1,13 @@
 //! One download per digest, whoever asks. The first request starts a download
 //! task that is not tied to its connection; it writes `tmp/` while hashing and
-//! publishes how much is durably in the file. Every requester, first or later,
-//! streams from that file as it grows. The last byte is released only after the
-//! digest verified; on a mismatch every reader gets an error, so no client ever
-//! receives a complete response with wrong bytes.
+//! publishes how many bytes have arrived. Every requester, first or later,
+//! streams them as they arrive: from a window of the newest chunks kept in
+//! memory (the same buffers the network delivered, shared, not copied), or from
+//! the file once a reader has fallen behind that window. The last byte is
+//! released only after the digest verified; on a mismatch every reader gets an
+//! error, so no client ever receives a complete response with wrong bytes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -34,12 +36,12 @@ pub enum DownloadError {
 pub enum DlState {
     /// Asking the upstream.
     Connecting,
-    /// Bytes arriving; `durable` of them are in the file.
+    /// Bytes arriving.
     Streaming {
         /// Total size, when the source announced it.
         size: Option<u64>,
-        /// Bytes readable from the file.
-        durable: u64,
+        /// Bytes arrived: readable from the window or, before it, the file.
+        received: u64,
         /// Whether a LAN peer is the source.
         peer: bool,
     },
@@ -65,6 +67,7 @@ pub struct Download {
     pub digest: Digest,
     state: watch::Receiver<DlState>,
     file: OnceLock<Arc<File>>,
+    window: Mutex<Window>,
 }
 
 impl Download {
@@ -76,6 +79,89 @@ impl Download {
     /// Called by the download task once the temp file exists.
     pub fn set_file(&self, f: File) {
         let _ = self.file.set(Arc::new(f));
+    }
+
+    /// Called by the download task with each chunk as it arrives, before it
+    /// announces the new length.
+    pub fn arrived(&self, chunk: Bytes) {
+        if let Ok(mut w) = self.window.lock() {
+            w.push(chunk);
+        }
+    }
+
+    /// Called by the download task when the file holds the first `written`
+    /// bytes: chunks before that may leave memory.
+    pub fn written(&self, written: u64) {
+        if let Ok(mut w) = self.window.lock() {
+            w.evict(written);
+        }
+    }
+
+    fn in_memory(&self, pos: u64, upto: u64) -> Option<Bytes> {
+        self.window.lock().ok()?.slice(pos, upto)
+    }
+
+    fn new(digest: &Digest, state: watch::Receiver<DlState>) -> Arc<Download> {
+        Arc::new(Download {
+            digest: digest.clone(),
+            state,
+            file: OnceLock::new(),
+            window: Mutex::new(Window::default()),
+        })
+    }
+}
+
+/// Bytes of written chunks kept in memory for readers that keep up: enough to
+/// cover a reader a few network reads behind, small enough for many downloads.
+const WINDOW_KEEP: usize = 1 << 20;
+
+/// The newest chunks of a download, contiguous, in arrival order. Only chunks
+/// the file already holds are dropped, so whatever is before the window can be
+/// read from the file.
+#[derive(Default)]
+struct Window {
+    /// Offset of the first chunk kept.
+    start: u64,
+    chunks: VecDeque<Bytes>,
+    /// Bytes in `chunks`.
+    len: usize,
+}
+
+impl Window {
+    fn push(&mut self, chunk: Bytes) {
+        self.len += chunk.len();
+        self.chunks.push_back(chunk);
+    }
+
+    fn evict(&mut self, written: u64) {
+        while let Some(front) = self.chunks.front() {
+            // Keep at least WINDOW_KEEP bytes, and everything not yet written.
+            if self.len - front.len() < WINDOW_KEEP || self.start + front.len() as u64 > written {
+                break;
+            }
+            self.start += front.len() as u64;
+            self.len -= front.len();
+            self.chunks.pop_front();
+        }
+    }
+
+    /// The bytes from `pos` up to `upto` or the end of the chunk holding
+    /// `pos`, whichever is first; None when `pos` is not in memory.
+    fn slice(&self, pos: u64, upto: u64) -> Option<Bytes> {
+        if pos < self.start {
+            return None;
+        }
+        let mut off = self.start;
+        for c in &self.chunks {
+            let end = off + c.len() as u64;
+            if pos < end {
+                let from = (pos - off) as usize;
+                let to = (upto.min(end) - off) as usize;
+                return (to > from).then(|| c.slice(from..to));
+            }
+            off = end;
+        }
+        None
     }
 }
 
@@ -98,23 +184,14 @@ impl Inflight {
         let Ok(mut map) = self.map.lock() else {
             // A poisoned map: run an unshared download rather than fail.
             let (tx, rx) = watch::channel(DlState::Connecting);
-            let d = Arc::new(Download {
-                digest: digest.clone(),
-                state: rx,
-                file: OnceLock::new(),
-            });
-            return (d, Some(tx));
+            return (Download::new(digest, rx), Some(tx));
         };
         let key = (repo.to_owned(), digest.clone());
         if let Some(d) = map.get(&key) {
             return (d.clone(), None);
         }
         let (tx, rx) = watch::channel(DlState::Connecting);
-        let d = Arc::new(Download {
-            digest: digest.clone(),
-            state: rx,
-            file: OnceLock::new(),
-        });
+        let d = Download::new(digest, rx);
         map.insert(key, d.clone());
         (d, Some(tx))
     }
@@ -137,11 +214,12 @@ impl Inflight {
     }
 }
 
-/// Bytes read per step by a reader.
+/// Bytes read per step by a reader behind the window.
 const READ_CHUNK: u64 = 256 * 1024;
 
 /// Streams bytes `start..end` of a download to a channel as they become
-/// readable. The task ends when the receiver (the client) goes away.
+/// readable: from memory while the reader keeps up, else from the file. The
+/// task ends when the receiver (the client) goes away.
 pub fn reader(dl: Arc<Download>, start: u64, end: u64) -> mpsc::Receiver<std::io::Result<Bytes>> {
     let (tx, rx) = mpsc::channel(2);
     tokio::spawn(async move {
@@ -154,9 +232,9 @@ pub fn reader(dl: Arc<Download>, start: u64, end: u64) -> mpsc::Receiver<std::io
                 // Hold the last byte back until the digest has verified.
                 DlState::Streaming {
                     size: Some(s),
-                    durable,
+                    received,
                     ..
-                } => (*durable).min(s.saturating_sub(1)),
+                } => (*received).min(s.saturating_sub(1)),
                 DlState::Streaming { size: None, .. } => 0,
                 DlState::Verified { size, .. } | DlState::Done { size } => *size,
                 DlState::Failed(e) => {
@@ -166,6 +244,13 @@ pub fn reader(dl: Arc<Download>, start: u64, end: u64) -> mpsc::Receiver<std::io
             };
             let upto = readable.min(end);
             if upto > pos {
+                if let Some(chunk) = dl.in_memory(pos, upto) {
+                    pos += chunk.len() as u64;
+                    if tx.send(Ok(chunk)).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
                 let Some(file) = dl.file.get().cloned() else {
                     let _ = tx
                         .send(Err(std::io::Error::other("download file missing")))
@@ -206,4 +291,48 @@ pub fn reader(dl: Arc<Download>, start: u64, end: u64) -> mpsc::Receiver<std::io
         }
     });
     rx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window(chunks: &[&'static [u8]]) -> Window {
+        let mut w = Window::default();
+        for c in chunks {
+            w.push(Bytes::from_static(c));
+        }
+        w
+    }
+
+    #[test]
+    fn slices_stop_at_chunk_ends_and_at_the_limit() {
+        let w = window(&[b"abc", b"defg", b"h"]);
+        assert_eq!(w.slice(0, 8).as_deref(), Some(&b"abc"[..]));
+        assert_eq!(w.slice(4, 8).as_deref(), Some(&b"efg"[..]));
+        assert_eq!(w.slice(4, 6).as_deref(), Some(&b"ef"[..]));
+        assert_eq!(w.slice(7, 8).as_deref(), Some(&b"h"[..]));
+        assert_eq!(w.slice(8, 9), None, "past the end");
+        assert_eq!(w.slice(3, 3), None, "empty range");
+    }
+
+    #[test]
+    fn only_written_chunks_leave_and_the_newest_stay() {
+        let big: &'static [u8] = &[7u8; WINDOW_KEEP];
+        let mut w = window(&[b"0123", big, b"tail"]);
+        w.evict(0);
+        assert_eq!(w.start, 0, "nothing written: everything stays");
+        w.evict(4 + WINDOW_KEEP as u64 + 4);
+        assert_eq!(
+            w.start, 4,
+            "the oldest chunk left, the window is back under its size"
+        );
+        assert_eq!(w.slice(0, 4), None, "evicted bytes come from the file");
+        assert_eq!(w.slice(4, 5).as_deref(), Some(&[7u8][..]));
+        assert_eq!(
+            w.slice(4 + WINDOW_KEEP as u64, 100 + WINDOW_KEEP as u64)
+                .as_deref(),
+            Some(&b"tail"[..])
+        );
+    }
 }

@@ -89,9 +89,6 @@ pub struct Proxy {
     manifest_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
-/// Download writes step at this size so readers see bytes soon.
-const DOWNLOAD_FLUSH: usize = 512 * 1024;
-
 fn not_found_manifest(reference: &Reference) -> ProxyError {
     ProxyError::Store(StoreError::ManifestUnknown(reference.to_string()))
 }
@@ -475,7 +472,6 @@ impl DownloadTask {
     ) -> Result<u64, DownloadError> {
         let size = resp.content_length();
         let mut writer = self.store.new_writer().await?;
-        writer.set_flush_at(DOWNLOAD_FLUSH);
         let path = writer.path().to_owned();
         let file = tokio::task::spawn_blocking(move || std::fs::File::open(path))
             .await
@@ -484,7 +480,7 @@ impl DownloadTask {
         self.download.set_file(file);
         tx.send_replace(DlState::Streaming {
             size,
-            durable: 0,
+            received: 0,
             peer,
         });
         let mut uncounted = 0u64;
@@ -498,17 +494,19 @@ impl DownloadTask {
             if uncounted >= 1 << 20 {
                 self.count_bytes(peer, std::mem::take(&mut uncounted));
             }
+            self.download.arrived(chunk.clone());
             writer.write(chunk).await?;
+            self.download.written(writer.flushed());
             if size.is_some_and(|s| writer.len() > s) {
                 return Err(DownloadError::Corrupt(format!(
                     "upstream sent more than the {} bytes it announced",
                     size.unwrap_or(0)
                 )));
             }
-            let durable = writer.flushed();
+            let received = writer.len();
             tx.send_if_modified(|s| match s {
-                DlState::Streaming { durable: d, .. } if *d != durable => {
-                    *d = durable;
+                DlState::Streaming { received: r, .. } if *r != received => {
+                    *r = received;
                     true
                 }
                 _ => false,

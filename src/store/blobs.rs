@@ -58,17 +58,13 @@ impl BlobFiles {
         Ok(BlobWriter {
             files: self.clone(),
             path,
-            sink: Arc::new(Mutex::new(Sink {
-                file,
-                hasher: DigestHasher::new(),
-                failed: None,
-            })),
+            sink: Arc::new(Mutex::new(Sink { file, failed: None })),
+            hasher: Arc::new(Mutex::new(DigestHasher::new())),
             pending: Vec::new(),
             pending_len: 0,
             accepted: 0,
             inflight: None,
             committed: false,
-            flush_at: FLUSH_AT,
             inflight_len: 0,
         })
     }
@@ -110,24 +106,24 @@ impl BlobFiles {
 
 struct Sink {
     file: File,
-    hasher: DigestHasher,
     failed: Option<Arc<std::io::Error>>,
 }
 
-/// An in-progress content file. Bytes are written and hashed on blocking threads
-/// in 1 MiB steps; a request future cancelled mid-step leaves the writer
-/// consistent (the step finishes and the next call waits for it). Dropped without
-/// `commit`, the temp file is removed.
+/// An in-progress content file. Bytes are written and hashed in 1 MiB steps on
+/// two blocking threads at once (hashing costs as much CPU as the write, and
+/// the two need not wait for each other); a request future cancelled mid-step
+/// leaves the writer consistent (the step finishes and the next call waits for
+/// it). Dropped without `commit`, the temp file is removed.
 pub struct BlobWriter {
     files: BlobFiles,
     path: PathBuf,
     sink: Arc<Mutex<Sink>>,
+    hasher: Arc<Mutex<DigestHasher>>,
     pending: Vec<Bytes>,
     pending_len: usize,
     accepted: u64,
-    inflight: Option<JoinHandle<()>>,
+    inflight: Option<[JoinHandle<()>; 2]>,
     committed: bool,
-    flush_at: usize,
     inflight_len: u64,
 }
 
@@ -151,11 +147,6 @@ impl BlobWriter {
         &self.path
     }
 
-    /// Writes in smaller steps (downloads: readers see bytes sooner).
-    pub fn set_flush_at(&mut self, bytes: usize) {
-        self.flush_at = bytes.max(1);
-    }
-
     /// True before any byte arrived.
     pub fn is_empty(&self) -> bool {
         self.accepted == 0
@@ -169,18 +160,18 @@ impl BlobWriter {
         self.accepted += chunk.len() as u64;
         self.pending_len += chunk.len();
         self.pending.push(chunk);
-        if self.pending_len >= self.flush_at {
+        if self.pending_len >= FLUSH_AT {
             self.start_flush().await?;
         }
         Ok(())
     }
 
     async fn settle(&mut self) -> Result<(), StoreError> {
-        if let Some(h) = self.inflight.as_mut() {
-            let r = h.await;
-            self.inflight = None;
+        if let Some([write, hash]) = self.inflight.take() {
             self.inflight_len = 0;
-            r?;
+            let (w, h) = tokio::join!(write, hash);
+            w?;
+            h?;
         }
         let failed = self
             .sink
@@ -212,19 +203,26 @@ impl BlobWriter {
         self.inflight_len = self.pending_len as u64;
         self.pending_len = 0;
         let sink = self.sink.clone();
-        self.inflight = Some(tokio::task::spawn_blocking(move || {
+        let hash_bufs = bufs.clone();
+        let write = tokio::task::spawn_blocking(move || {
             let Ok(mut s) = sink.lock() else { return };
             if s.failed.is_some() {
                 return;
             }
-            for b in bufs {
-                if let Err(e) = s.file.write_all(&b) {
-                    s.failed = Some(Arc::new(e));
-                    return;
-                }
-                s.hasher.update(&b);
+            if let Err(e) = write_all_vectored(&mut s.file, &bufs) {
+                s.failed = Some(Arc::new(e));
             }
-        }));
+        });
+        let hasher = self.hasher.clone();
+        let hash = tokio::task::spawn_blocking(move || {
+            // A poisoned hasher is reported by verify/commit.
+            if let Ok(mut h) = hasher.lock() {
+                for b in &hash_bufs {
+                    h.update(b);
+                }
+            }
+        });
+        self.inflight = Some([write, hash]);
         Ok(())
     }
 
@@ -238,11 +236,11 @@ impl BlobWriter {
     /// them durable afterwards).
     pub async fn verify(&mut self, expected: &Digest) -> Result<(), StoreError> {
         self.flush().await?;
-        let sink = self.sink.clone();
+        let hasher = self.hasher.clone();
         let expected = expected.clone();
         tokio::task::spawn_blocking(move || {
-            let s = sink.lock().map_err(|_| StoreError::Poisoned)?;
-            let actual = s.hasher.clone().finish();
+            let h = hasher.lock().map_err(|_| StoreError::Poisoned)?;
+            let actual = h.clone().finish();
             if actual == expected {
                 Ok(())
             } else {
@@ -257,13 +255,18 @@ impl BlobWriter {
     pub async fn commit(mut self, expected: Option<&Digest>) -> Result<(Digest, u64), StoreError> {
         self.flush().await?;
         let sink = self.sink.clone();
+        let hasher = self.hasher.clone();
         let files = self.files.clone();
         let tmp = self.path.clone();
         let expected = expected.cloned();
         let size = self.accepted;
         let digest = tokio::task::spawn_blocking(move || -> Result<Digest, StoreError> {
             let s = sink.lock().map_err(|_| StoreError::Poisoned)?;
-            let digest = s.hasher.clone().finish();
+            let digest = hasher
+                .lock()
+                .map_err(|_| StoreError::Poisoned)?
+                .clone()
+                .finish();
             if let Some(exp) = &expected {
                 if *exp != digest {
                     return Err(StoreError::DigestMismatch {
@@ -289,6 +292,22 @@ impl BlobWriter {
         self.committed = true;
         Ok((digest, size))
     }
+}
+
+/// Writes every buffer in order with as few syscalls as the kernel allows.
+fn write_all_vectored(file: &mut File, bufs: &[Bytes]) -> std::io::Result<()> {
+    let mut slices: Vec<std::io::IoSlice<'_>> =
+        bufs.iter().map(|b| std::io::IoSlice::new(b)).collect();
+    let mut rest = &mut slices[..];
+    while !rest.is_empty() {
+        match file.write_vectored(rest) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => std::io::IoSlice::advance_slices(&mut rest, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 impl Drop for BlobWriter {

@@ -525,3 +525,67 @@ async fn tag_lists_come_from_the_upstream_and_survive_an_outage() {
     assert_eq!(v["tags"], serde_json::json!(["v2"]));
     m.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_head_of_an_uncached_blob_asks_the_upstream_without_downloading() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub(dir.path()).await;
+    let layer = bytes(2 << 20, 9);
+    let img = Image::new(vec![tar_with_file("a", &layer)]);
+    publish(&hub, "library/headme", "1", &img).await;
+    let m = mirror(dir.path(), &hub, "1h").await;
+    let (d, b) = img.blobs()[0].clone();
+    let path = format!("/v2/library/headme/blobs/{d}");
+    let heads_before = metric(
+        &hub,
+        "wharf_http_requests_total{method=\"HEAD\",route=\"blob\"",
+    )
+    .await;
+
+    let r = http().head(m.url(&path)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-cache"], "MISS");
+    assert_eq!(r.headers()["content-length"], b.len().to_string().as_str());
+    assert_eq!(r.headers()["docker-content-digest"], d.as_str());
+    assert_eq!(
+        metric(
+            &hub,
+            "wharf_http_requests_total{method=\"HEAD\",route=\"blob\""
+        )
+        .await
+            - heads_before,
+        1.0,
+        "the upstream saw one HEAD"
+    );
+    assert_eq!(hub_blob_bytes(&hub).await, 0.0, "no blob bytes crossed");
+    let r = http().head(m.url(&path)).send().await.unwrap();
+    assert_eq!(r.headers()["x-cache"], "MISS", "a HEAD caches nothing");
+
+    // Unknown upstream: 404 on HEAD too.
+    let r = http()
+        .head(m.url(&format!("/v2/library/headme/blobs/{}", digest(b"absent"))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+
+    // Once fetched, a HEAD is a hit without asking the upstream.
+    assert_eq!(get(&m, &path).await.bytes().await.unwrap().as_ref(), b);
+    let heads = metric(
+        &hub,
+        "wharf_http_requests_total{method=\"HEAD\",route=\"blob\"",
+    )
+    .await;
+    let r = http().head(m.url(&path)).send().await.unwrap();
+    assert_eq!(r.headers()["x-cache"], "HIT");
+    assert_eq!(
+        metric(
+            &hub,
+            "wharf_http_requests_total{method=\"HEAD\",route=\"blob\""
+        )
+        .await,
+        heads
+    );
+    m.stop().await;
+    hub.stop().await;
+}

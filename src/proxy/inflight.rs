@@ -196,6 +196,12 @@ impl Inflight {
         (d, Some(tx))
     }
 
+    /// The download of `digest` for `repo`, if one is running.
+    pub fn get(&self, repo: &str, digest: &Digest) -> Option<Arc<Download>> {
+        let map = self.map.lock().ok()?;
+        map.get(&(repo.to_owned(), digest.clone())).cloned()
+    }
+
     /// Forgets a finished download (new requests then find the blob stored).
     pub fn finish(&self, repo: &str, digest: &Digest) {
         if let Ok(mut map) = self.map.lock() {

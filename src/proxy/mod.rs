@@ -347,6 +347,54 @@ impl Proxy {
             }
         }
     }
+
+    /// The size of a blob of a mirrored repository for a HEAD: from the cache,
+    /// from a download in flight, or from a HEAD to the upstream. A HEAD never
+    /// starts a download (a client that only checks for a blob must not cost
+    /// the upstream its bytes).
+    pub async fn blob_head(
+        &self,
+        upstream: usize,
+        local: &RepoName,
+        remote: &RepoName,
+        digest: &Digest,
+    ) -> Result<(u64, CacheResult), ProxyError> {
+        if let Some(size) = self.store.blob_size(local, digest).await? {
+            self.metrics.observe_cache("blob", "HIT");
+            return Ok((size, CacheResult::Hit));
+        }
+        if let Some(dl) = self.inflight.get(local.as_str(), digest) {
+            let (size, source) = wait_for_size(&dl).await?;
+            let cache = match source {
+                Source::Settled => CacheResult::Hit,
+                Source::Peer => CacheResult::Peer,
+                Source::Upstream => CacheResult::Miss,
+            };
+            let size = match size {
+                Some(s) => s,
+                None => self
+                    .store
+                    .blob_size(local, digest)
+                    .await?
+                    .ok_or_else(|| StoreError::BlobUnknown(digest.clone()))?,
+            };
+            self.metrics.observe_cache("blob", cache.as_str());
+            return Ok((size, cache));
+        }
+        let size = match self
+            .upstream(upstream)?
+            .blob_size(remote.as_str(), digest)
+            .await
+        {
+            Ok(size) => size,
+            Err(UpstreamError::NotFound(_)) => {
+                return Err(StoreError::BlobUnknown(digest.clone()).into());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        self.metrics.observe_cache("blob", "MISS");
+        Ok((size, CacheResult::Miss))
+    }
 }
 
 /// Where a download's bytes stand when a request attaches to it.

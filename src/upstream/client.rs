@@ -257,6 +257,24 @@ impl Upstream {
         .await
     }
 
+    /// The size of a blob, from a HEAD: what a client's HEAD of a blob that is
+    /// not cached needs, without downloading it.
+    pub async fn blob_size(&self, repo: &str, digest: &Digest) -> Result<u64, UpstreamError> {
+        let resp = self
+            .request(
+                Method::HEAD,
+                &format!("/v2/{repo}/blobs/{digest}"),
+                None,
+                repo,
+            )
+            .await?;
+        resp.headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| UpstreamError::Invalid("blob HEAD without a Content-Length".into()))
+    }
+
     /// The upstream's tag list of `repo`, with the query (`n`, `last`) passed
     /// through: the tags and the upstream's `Link` to the next page.
     pub async fn tags(

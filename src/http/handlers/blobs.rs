@@ -52,7 +52,8 @@ pub fn parse_range(value: Option<&str>, size: u64) -> Result<ByteRange, ApiError
 }
 
 /// `GET` or `HEAD` a blob: from the store, or for a mirrored name through the
-/// proxy (a miss streams while it downloads; ranges work on it too).
+/// proxy (a miss streams while it downloads; ranges work on it too; a HEAD
+/// asks the upstream without downloading).
 pub async fn get(
     state: &State,
     ctx: &Ctx,
@@ -62,6 +63,13 @@ pub async fn get(
 ) -> Result<Response<Body>, ApiError> {
     let head = ctx.method == http::Method::HEAD;
     let (size, source, cache) = match &ctx.proxy {
+        Some(p) if head => {
+            let (size, cache) = state
+                .proxy
+                .blob_head(p.upstream, name, &p.remote, digest)
+                .await?;
+            (size, None, Some(cache))
+        }
         Some(p) => {
             let b = state
                 .proxy

@@ -589,3 +589,78 @@ async fn a_head_of_an_uncached_blob_asks_the_upstream_without_downloading() {
     m.stop().await;
     hub.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn referrers_come_from_the_upstream_and_from_the_cache_when_it_is_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub(dir.path()).await;
+    let img = Image::new(vec![tar_with_file("s", b"signed")]);
+    publish(&hub, "library/signed", "v1", &img).await;
+    let subject = digest(&img.manifest);
+    let pusher = common::As::user(&hub, "pusher", "pusher-pw");
+    let empty = b"{}".to_vec();
+    assert_eq!(pusher.push_blob("library/signed", &empty).await, 201);
+    let mut artifacts = Vec::new();
+    for (i, at) in [
+        "application/vnd.example.sig",
+        "application/vnd.example.sbom+json",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let layer = format!("artifact {i}").into_bytes();
+        assert_eq!(pusher.push_blob("library/signed", &layer).await, 201);
+        let m = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": at,
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": digest(&empty), "size": 2},
+            "layers": [{"mediaType": "application/octet-stream", "digest": digest(&layer), "size": layer.len()}],
+            "subject": {"mediaType": OCI_MANIFEST, "digest": subject, "size": img.manifest.len()}
+        }))
+        .unwrap();
+        let d = digest(&m);
+        common::upstreams::put_manifest(&hub, "library/signed", &d, OCI_MANIFEST, &m).await;
+        artifacts.push(d);
+    }
+    let m = mirror(dir.path(), &hub, "1h").await;
+    let referrers = |query: &'static str| {
+        let url = m.url(&format!("/v2/library/signed/referrers/{subject}{query}"));
+        async move { http().get(url).send().await.unwrap() }
+    };
+    let listed = |v: &serde_json::Value| -> Vec<String> {
+        let mut d: Vec<String> = v["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["digest"].as_str().unwrap().to_owned())
+            .collect();
+        d.sort();
+        d
+    };
+
+    // Nothing is cached, yet both referrers are listed: they live upstream.
+    let r = referrers("").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-cache"], "MISS");
+    let mut all = artifacts.clone();
+    all.sort();
+    assert_eq!(listed(&r.json().await.unwrap()), all);
+    // The artifactType filter travels (percent-encoded) and is reported.
+    let r = referrers("?artifactType=application%2Fvnd.example.sbom%2Bjson").await;
+    assert_eq!(r.headers()["oci-filters-applied"], "artifactType");
+    assert_eq!(listed(&r.json().await.unwrap()), vec![artifacts[1].clone()]);
+
+    // Pull the signature through the mirror, then lose the upstream: the
+    // cached referrer is still listed, marked STALE.
+    let r = get(
+        &m,
+        &format!("/v2/library/signed/manifests/{}", artifacts[0]),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    hub.stop().await;
+    let r = referrers("").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-cache"], "STALE");
+    assert_eq!(listed(&r.json().await.unwrap()), vec![artifacts[0].clone()]);
+    m.stop().await;
+}

@@ -69,6 +69,15 @@ async fn mirror_in_front_of_distribution_with_basic_auth() {
         assert_eq!(r.status(), 200);
         assert_eq!(r.bytes().await.unwrap().as_ref(), b);
     }
+    // Distribution 2.8.2 has no referrers API: the mirror answers 404 as it
+    // does, so clients fall back to the tag schema instead of trusting an
+    // empty list.
+    let r = get(format!(
+        "/v2/distro/referrers/{}",
+        common::digest(&img.manifest)
+    ))
+    .await;
+    assert_eq!(r.status(), 404);
     // A wrong upstream password is the upstream denying access, said plainly.
     std::fs::write(&secret, "wrong").unwrap();
     let m2 = Wharf::start_config(common::config(&dir.path().join("mirror2"), &extra)).await;

@@ -285,6 +285,20 @@ impl Proxy {
             .await?)
     }
 
+    /// The upstream's referrers of `digest` in a mirrored repository.
+    pub async fn referrers(
+        &self,
+        upstream: usize,
+        remote: &RepoName,
+        digest: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<crate::oci::manifest::Descriptor>, ProxyError> {
+        Ok(self
+            .upstream(upstream)?
+            .referrers(remote.as_str(), digest, artifact_type)
+            .await?)
+    }
+
     /// A blob of a mirrored repository: from the cache, or through the one
     /// download of its digest (started if none is running).
     pub async fn blob(

@@ -17,7 +17,7 @@ use super::breaker::Breaker;
 use super::token::{Challenge, TokenCache};
 use crate::oci::Digest;
 use crate::oci::Reference;
-use crate::oci::manifest::{MAX_MANIFEST_BYTES, OCI_INDEX, OCI_MANIFEST};
+use crate::oci::manifest::{Descriptor, MAX_MANIFEST_BYTES, OCI_INDEX, OCI_MANIFEST};
 
 /// Why an upstream call failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -200,19 +200,7 @@ impl Upstream {
                 body: None,
             });
         }
-        if resp
-            .content_length()
-            .is_some_and(|n| n > MAX_MANIFEST_BYTES as u64)
-        {
-            return Err(UpstreamError::Invalid("manifest larger than 4 MiB".into()));
-        }
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| UpstreamError::Unavailable(e.to_string()))?;
-        if body.len() > MAX_MANIFEST_BYTES {
-            return Err(UpstreamError::Invalid("manifest larger than 4 MiB".into()));
-        }
+        let body = read_capped(resp, MAX_MANIFEST_BYTES as u64, "manifest").await?;
         let digest = Digest::of_bytes(&body);
         if let Some(a) = announced {
             if a != digest {
@@ -295,13 +283,7 @@ impl Upstream {
             .get(header::LINK)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        if resp
-            .content_length()
-            .is_some_and(|n| n > MAX_TAG_LIST_BYTES)
-        {
-            return Err(UpstreamError::Invalid("tag list larger than 16 MiB".into()));
-        }
-        let body = resp.bytes().await.map_err(transport)?;
+        let body = read_capped(resp, MAX_TAG_LIST_BYTES, "tag list").await?;
         #[derive(serde::Deserialize)]
         struct TagList {
             tags: Option<Vec<String>>,
@@ -309,6 +291,41 @@ impl Upstream {
         let list: TagList = serde_json::from_slice(&body)
             .map_err(|e| UpstreamError::Invalid(format!("tag list: {e}")))?;
         Ok((list.tags.unwrap_or_default(), link))
+    }
+
+    /// The upstream's referrers of `digest` (OCI 1.1), filtered by
+    /// `artifact_type` here when the upstream did not filter them itself. An
+    /// upstream without the referrers API answers 404 (`NotFound`), which
+    /// clients take as "use the tag schema".
+    pub async fn referrers(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Descriptor>, UpstreamError> {
+        let q = artifact_type
+            .map(|t| format!("?artifactType={}", percent_encode(t)))
+            .unwrap_or_default();
+        let resp = self
+            .request(
+                Method::GET,
+                &format!("/v2/{repo}/referrers/{digest}{q}"),
+                Some(OCI_INDEX),
+                repo,
+            )
+            .await?;
+        let body = read_capped(resp, MAX_MANIFEST_BYTES as u64, "referrers index").await?;
+        #[derive(serde::Deserialize)]
+        struct Index {
+            manifests: Vec<Descriptor>,
+        }
+        let index: Index = serde_json::from_slice(&body)
+            .map_err(|e| UpstreamError::Invalid(format!("referrers index: {e}")))?;
+        Ok(index
+            .manifests
+            .into_iter()
+            .filter(|d| artifact_type.is_none_or(|t| d.artifact_type.as_deref() == Some(t)))
+            .collect())
     }
 
     async fn request(
@@ -515,10 +532,53 @@ fn sniff_media_type(body: &[u8]) -> Option<String> {
     })
 }
 
+/// Reads a small response body (manifest, tag list, index), refusing one
+/// larger than `max` whether or not it announced its length: a broken or
+/// hostile upstream cannot make wharf buffer without bound.
+async fn read_capped(
+    mut resp: reqwest::Response,
+    max: u64,
+    what: &str,
+) -> Result<Bytes, UpstreamError> {
+    let too_big = || UpstreamError::Invalid(format!("{what} larger than {} MiB", max >> 20));
+    if resp.content_length().is_some_and(|n| n > max) {
+        return Err(too_big());
+    }
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = resp.chunk().await.map_err(transport)? {
+        if (body.len() + chunk.len()) as u64 > max {
+            return Err(too_big());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
+/// Percent-encodes a query value (media types carry `+` and `/`).
+fn percent_encode(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::oci::manifest::{DOCKER_MANIFEST, DOCKER_MANIFEST_LIST};
+
+    #[test]
+    fn query_values_are_percent_encoded() {
+        assert_eq!(
+            percent_encode("application/vnd.example.sbom+json"),
+            "application%2Fvnd.example.sbom%2Bjson"
+        );
+        assert_eq!(percent_encode("a b&c=d"), "a%20b%26c%3Dd");
+    }
 
     #[test]
     fn accept_names_every_manifest_type() {

@@ -7,6 +7,7 @@ use hyper::body::Incoming;
 use super::respond;
 use crate::http::body::{Body, full};
 use crate::http::query::Query;
+use crate::http::router::RouteError;
 use crate::http::{ApiError, Ctx, State};
 use crate::oci::manifest::OCI_INDEX;
 use crate::oci::{Digest, ErrorCode, RepoName};
@@ -153,8 +154,13 @@ pub async fn tags(
 
 /// `GET /v2/<name>/referrers/<digest>?artifactType=`: an OCI index of the
 /// manifests whose subject is `digest` (empty, not 404, when there are none).
+/// For a mirrored name the upstream's answer (signatures and attestations
+/// live there, not in the cache), falling back to the cached referrers
+/// (`X-Cache: STALE`) when it is down; an upstream without the API makes this
+/// a 404 too, so clients fall back to the tag schema as they would there.
 pub async fn referrers(
     state: &State,
+    ctx: &Ctx,
     name: &RepoName,
     digest: &Digest,
     req: &Request<Incoming>,
@@ -171,10 +177,39 @@ pub async fn referrers(
         )],
         None => vec![],
     };
+    let index = |manifests: Vec<crate::oci::manifest::Descriptor>,
+                 mut extra: Vec<_>,
+                 cache: Option<&str>| {
+        if let Some(c) = cache {
+            extra.push((header::HeaderName::from_static("x-cache"), c.to_owned()));
+        }
+        json(
+            &serde_json::json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests }),
+            OCI_INDEX,
+            extra,
+        )
+    };
+    if let Some(p) = &ctx.proxy {
+        match state
+            .proxy
+            .referrers(p.upstream, &p.remote, digest, filter.as_deref())
+            .await
+        {
+            Ok(manifests) => return Ok(index(manifests, extra, Some("MISS"))),
+            Err(crate::proxy::ProxyError::Upstream(crate::upstream::UpstreamError::NotFound(
+                _,
+            ))) => return Err(RouteError::NotFound.into()),
+            Err(e) => {
+                tracing::warn!(repo = %name, error = %e, "upstream referrers failed; answering from the cache");
+                let manifests = state
+                    .store
+                    .referrers(name, digest, filter)
+                    .await
+                    .map_err(|_| ApiError::from(e))?;
+                return Ok(index(manifests, extra, Some("STALE")));
+            }
+        }
+    }
     let manifests = state.store.referrers(name, digest, filter).await?;
-    Ok(json(
-        &serde_json::json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests }),
-        OCI_INDEX,
-        extra,
-    ))
+    Ok(index(manifests, extra, None))
 }

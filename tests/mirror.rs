@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 
 use common::image::{Image, OCI_MANIFEST, tar_with_file};
-use common::upstreams::{hub, mirror_config, publish};
+use common::upstreams::{hub, mirror_config, publish, restart_hub};
 use common::{Wharf, bytes, digest, http};
 
 /// A mirror with `hub` as the default docker.io upstream.
@@ -411,6 +411,52 @@ async fn upstream_down_serves_the_cache_and_fails_misses_fast() {
     assert_eq!(metric(&m, skipped).await, 1.0);
     assert_eq!(metric(&m, "wharf_downloads_in_flight").await, 0.0);
     m.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_that_comes_back_serves_fresh_tags_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub(dir.path()).await;
+    let old = Image::new(vec![tar_with_file("o", b"before the outage")]);
+    publish(&hub, "library/back", "v1", &old).await;
+    let m = mirror(dir.path(), &hub, "0s").await;
+    let tag = "/v2/library/back/manifests/v1";
+    let r = get(&m, tag).await;
+    assert_eq!(
+        r.headers()["docker-content-digest"],
+        digest(&old.manifest).as_str()
+    );
+
+    let addr = hub.addr;
+    hub.stop().await;
+    let r = get(&m, tag).await;
+    assert_eq!(r.headers()["x-cache"], "STALE");
+    assert_eq!(
+        r.headers()["docker-content-digest"],
+        digest(&old.manifest).as_str()
+    );
+
+    // Back on the same address, with a new process (its old tokens are void)
+    // and the tag moved while the mirror could not see it.
+    let hub = restart_hub(dir.path(), addr).await;
+    let new = Image::new(vec![tar_with_file("n", b"after the outage")]);
+    publish(&hub, "library/back", "v1", &new).await;
+    let r = get(&m, tag).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-cache"], "MISS");
+    assert_eq!(
+        r.headers()["docker-content-digest"],
+        digest(&new.manifest).as_str()
+    );
+    assert_eq!(r.bytes().await.unwrap().as_ref(), new.manifest.as_slice());
+    for (d, b) in new.blobs() {
+        let r = get(&m, &format!("/v2/library/back/blobs/{d}")).await;
+        assert_eq!(r.bytes().await.unwrap().as_ref(), b);
+    }
+    let r = get(&m, tag).await;
+    assert_eq!(r.headers()["x-cache"], "HIT", "revalidated, unchanged");
+    m.stop().await;
+    hub.stop().await;
 }
 
 /// A mirror of `hub` that asks `peers` first.

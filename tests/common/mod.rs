@@ -100,7 +100,18 @@ impl Wharf {
 
     /// Starts with a full configuration; `/v2/` may demand credentials.
     pub async fn start_config_unchecked(cfg: Config) -> Wharf {
-        let w = Wharf::launch(cfg).await;
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        Wharf::start_on(cfg, listener).await
+    }
+
+    /// Starts again where a stopped wharf listened (an upstream coming back).
+    pub async fn restart_at(cfg: Config, addr: SocketAddr) -> Wharf {
+        let listener = TcpListener::bind(addr).await.expect("bind the old address");
+        Wharf::start_on(cfg, listener).await
+    }
+
+    async fn start_on(cfg: Config, listener: TcpListener) -> Wharf {
+        let w = Wharf::launch_on(cfg, listener);
         // The listener is bound before run() starts, so requests queue until the
         // store is open; one request proves it serves.
         let r = http()
@@ -115,6 +126,10 @@ impl Wharf {
     /// Starts without any check (HTTPS servers need a client that trusts them).
     pub async fn launch(cfg: Config) -> Wharf {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        Wharf::launch_on(cfg, listener)
+    }
+
+    fn launch_on(cfg: Config, listener: TcpListener) -> Wharf {
         let addr = listener.local_addr().expect("addr");
         let root = cfg.storage.root.clone();
         let scheme = if cfg.server.tls_cert.is_some() {

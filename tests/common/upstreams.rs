@@ -11,13 +11,22 @@ use super::{As, Wharf, http};
 
 /// A Docker-Hub-like upstream: token auth, anonymous pulls, user `pusher`.
 pub async fn hub(dir: &Path) -> Wharf {
+    Wharf::start_config_unchecked(hub_config(dir)).await
+}
+
+/// The hub of `dir` back on `addr` after a stop, with the content it had.
+pub async fn restart_hub(dir: &Path, addr: std::net::SocketAddr) -> Wharf {
+    Wharf::restart_at(hub_config(dir), addr).await
+}
+
+fn hub_config(dir: &Path) -> wharf::config::Config {
     let pw = dir.join("hub-htpasswd");
     super::htpasswd(&pw, &[("pusher", "pusher-pw")]);
     let extra = format!(
         "[auth]\nhtpasswd = {:?}\nscheme = \"token\"\nanonymous_pull = true\n",
         pw.display().to_string()
     );
-    Wharf::start_config_unchecked(super::config(&dir.join("hub"), &extra)).await
+    super::config(&dir.join("hub"), &extra)
 }
 
 /// Pushes `img`'s blobs to `repo` on the hub.

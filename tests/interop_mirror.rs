@@ -5,7 +5,9 @@ mod common;
 
 use common::dockerd::Dockerd;
 use common::image::{Image, OCI_INDEX, OCI_MANIFEST, tar_with_file};
-use common::upstreams::{hub, mirror_config, publish_blobs, publish_index, put_manifest};
+use common::upstreams::{
+    hub, hub_blob_bytes, mirror_config, publish_blobs, publish_index, put_manifest,
+};
 use common::{Wharf, bytes, digest, have_tool, http};
 
 async fn mirror(dir: &std::path::Path, hub: &Wharf) -> Wharf {
@@ -206,4 +208,88 @@ async fn pulling_one_platform_fetches_only_that_platform() {
         .unwrap();
     assert_eq!(r.status(), 503, "arm64 was never fetched");
     m.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn containerd_fetches_one_platform_through_the_mirror_by_ns() {
+    if !have_tool("containerd") || !have_tool("ctr") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub(dir.path()).await;
+    let amd = Image::for_platform(vec![tar_with_file("x", &bytes(1 << 20, 16))], "amd64");
+    let arm = Image::for_platform(vec![tar_with_file("x", &bytes(1 << 20, 17))], "arm64");
+    let idx = publish_index(
+        &hub,
+        "team/multi",
+        "v1",
+        &[(&amd, "amd64"), (&arm, "arm64")],
+    )
+    .await;
+    // The hub is a second, non-default upstream: only containerd's `ns=` query
+    // can route `team/multi` to it (without it the name would be hosted here).
+    let extra = format!(
+        "[[upstream]]\nname = \"docker.io\"\nurl = \"http://127.0.0.1:9\"\ndefault = false\n[[upstream]]\nname = \"registry.example\"\nurl = \"{}\"\n",
+        hub.base
+    );
+    let m = Wharf::start_config(common::config(&dir.path().join("mirror"), &extra)).await;
+    let hosts = dir.path().join("hosts");
+    std::fs::create_dir_all(hosts.join("registry.example")).unwrap();
+    std::fs::write(
+        hosts.join("registry.example/hosts.toml"),
+        format!(
+            "server = \"https://registry.example\"\n[host.\"{}\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
+            m.base
+        ),
+    )
+    .unwrap();
+    let cdir = dir.path().join("containerd");
+    std::fs::create_dir_all(&cdir).unwrap();
+    let before = hub_blob_bytes(&hub).await;
+    let hosts_dir = hosts.display().to_string();
+    let listed = tokio::task::spawn_blocking(move || {
+        let c = common::containerd::Containerd::start(&cdir);
+        c.ok(&[
+            "content",
+            "fetch",
+            "--hosts-dir",
+            &hosts_dir,
+            "--platform",
+            "linux/arm64",
+            "registry.example/team/multi:v1",
+        ]);
+        c.ok(&["content", "ls", "-q"])
+    })
+    .await
+    .unwrap();
+    // containerd holds the index, the arm64 manifest and its blobs, verified
+    // by containerd itself against their digests.
+    let listed: Vec<&str> = listed.lines().map(str::trim).collect();
+    assert!(listed.contains(&digest(&idx).as_str()), "{listed:?}");
+    assert!(
+        listed.contains(&digest(&arm.manifest).as_str()),
+        "{listed:?}"
+    );
+    for (d, _) in arm.blobs() {
+        assert!(listed.contains(&d.as_str()), "{d} in {listed:?}");
+    }
+    for (d, _) in amd.blobs() {
+        assert!(!listed.contains(&d.as_str()), "amd64 blob {d} fetched");
+    }
+    // Only that platform crossed the upstream link.
+    let arm_bytes: usize = arm.blobs().iter().map(|(_, b)| b.len()).sum();
+    assert_eq!((hub_blob_bytes(&hub).await - before) as usize, arm_bytes);
+    // And it is cached under the upstream's name.
+    let r = http()
+        .get(m.url(&format!(
+            "/v2/registry.example/team/multi/manifests/{}",
+            digest(&arm.manifest)
+        )))
+        .header("accept", OCI_MANIFEST)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-cache"], "HIT");
+    m.stop().await;
+    hub.stop().await;
 }

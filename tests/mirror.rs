@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 
 use common::image::{Image, OCI_MANIFEST, tar_with_file};
-use common::upstreams::{hub, mirror_config, publish, restart_hub};
+use common::upstreams::{hub, hub_blob_bytes, metric, mirror_config, publish, restart_hub};
 use common::{Wharf, bytes, digest, http};
 
 /// A mirror with `hub` as the default docker.io upstream.
@@ -18,27 +18,6 @@ async fn mirror(dir: &std::path::Path, hub: &Wharf, ttl: &str) -> Wharf {
         "[hosted]\nprefixes = [\"team/\"]\n",
     );
     Wharf::start_config(common::config(&dir.join("mirror"), &extra)).await
-}
-
-/// A counter or gauge from a wharf's /metrics (0 when absent).
-async fn metric(w: &Wharf, series: &str) -> f64 {
-    let text = http()
-        .get(w.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|l| l.starts_with(series))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-/// Blob bytes the hub has sent, whatever the status.
-async fn hub_blob_bytes(hub: &Wharf) -> f64 {
-    metric(hub, "wharf_http_response_bytes_total{route=\"blob\"}").await
 }
 
 async fn get(w: &Wharf, path: &str) -> reqwest::Response {

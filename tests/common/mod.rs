@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod containerd;
 pub mod dockerd;
 pub mod image;
 pub mod nginx;

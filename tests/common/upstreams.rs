@@ -178,3 +178,24 @@ pub fn mirror_config(url: &str, upstream_keys: &str, extra: &str) -> String {
         "[[upstream]]\nname = \"docker.io\"\nurl = \"{url}\"\ndefault = true\n{upstream_keys}{extra}"
     )
 }
+
+/// A counter or gauge from a wharf's /metrics (0 when absent).
+pub async fn metric(w: &Wharf, series: &str) -> f64 {
+    let text = super::http()
+        .get(w.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(series))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Blob bytes the hub has sent, whatever the status.
+pub async fn hub_blob_bytes(hub: &Wharf) -> f64 {
+    metric(hub, "wharf_http_response_bytes_total{route=\"blob\"}").await
+}

@@ -17,6 +17,7 @@ use crate::http::State;
 pub const WATCH_EVERY: Duration = Duration::from_secs(2);
 
 /// Where a reload reads from.
+#[derive(Clone)]
 pub struct ReloadSource {
     /// The config file the daemon started with, if any.
     pub config_path: Option<PathBuf>,
@@ -70,7 +71,11 @@ pub async fn on_sighup(
         tokio::select! {
             _ = hup.recv() => {
                 tracing::info!("SIGHUP received");
-                apply(&source, &state);
+                // Reading files and hashing the dummy password are blocking work.
+                let (source, state) = (source.clone(), state.clone());
+                if let Err(e) = tokio::task::spawn_blocking(move || apply(&source, &state)).await {
+                    tracing::error!(error = %e, "reload failed");
+                }
             }
             _ = until_shutdown(&mut shutdown) => return,
         }
@@ -83,11 +88,15 @@ pub async fn watch_files(state: Arc<State>, mut shutdown: watch::Receiver<bool>)
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = tick.tick() => match state.auth.reload_users_if_changed() {
-                Ok(true) => tracing::info!("htpasswd file changed; users reloaded"),
-                Ok(false) => {}
-                Err(e) => tracing::error!(error = %e, "htpasswd file changed but is invalid; keeping the running users"),
-            },
+            _ = tick.tick() => {
+                let st = state.clone();
+                match tokio::task::spawn_blocking(move || st.auth.reload_users_if_changed()).await {
+                    Ok(Ok(true)) => tracing::info!("htpasswd file changed; users reloaded"),
+                    Ok(Ok(false)) => {}
+                    Ok(Err(e)) => tracing::error!(error = %e, "htpasswd file changed but is invalid; keeping the running users"),
+                    Err(e) => tracing::error!(error = %e, "htpasswd check failed"),
+                }
+            }
             _ = until_shutdown(&mut shutdown) => return,
         }
     }

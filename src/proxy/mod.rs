@@ -339,9 +339,7 @@ impl Proxy {
         let cache = match (started_here, source) {
             (true, Source::Peer) => CacheResult::Peer,
             (true, _) => CacheResult::Miss,
-            (false, Source::Settled) => CacheResult::Hit,
-            (false, Source::Peer) => CacheResult::Peer,
-            (false, Source::Upstream) => CacheResult::Miss,
+            (false, s) => s.for_joiner(),
         };
         self.metrics.observe_cache("blob", cache.as_str());
         match size {
@@ -379,11 +377,7 @@ impl Proxy {
         }
         if let Some(dl) = self.inflight.get(local.as_str(), digest) {
             let (size, source) = wait_for_size(&dl).await?;
-            let cache = match source {
-                Source::Settled => CacheResult::Hit,
-                Source::Peer => CacheResult::Peer,
-                Source::Upstream => CacheResult::Miss,
-            };
+            let cache = source.for_joiner();
             let size = match size {
                 Some(s) => s,
                 None => self
@@ -420,6 +414,17 @@ enum Source {
     Peer,
     /// Verified or stored already.
     Settled,
+}
+
+impl Source {
+    /// What a request that joined a download it did not start was served.
+    fn for_joiner(self) -> CacheResult {
+        match self {
+            Source::Upstream => CacheResult::Miss,
+            Source::Peer => CacheResult::Peer,
+            Source::Settled => CacheResult::Hit,
+        }
+    }
 }
 
 /// Waits until a download knows its size (Some), finished without announcing one
@@ -546,6 +551,7 @@ impl DownloadTask {
             peer,
         });
         let mut uncounted = 0u64;
+        let mut written = 0u64;
         loop {
             let chunk = resp
                 .chunk()
@@ -558,7 +564,10 @@ impl DownloadTask {
             }
             self.download.arrived(chunk.clone());
             writer.write(chunk).await?;
-            self.download.written(writer.flushed());
+            if writer.flushed() != written {
+                written = writer.flushed();
+                self.download.written(written);
+            }
             if size.is_some_and(|s| writer.len() > s) {
                 return Err(DownloadError::Corrupt(format!(
                     "upstream sent more than the {} bytes it announced",

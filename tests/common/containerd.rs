@@ -36,15 +36,9 @@ impl Containerd {
             .expect("start containerd");
         let c = Containerd { child, sock };
         // containerd's readiness signal is its API: ask it until it answers.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while !c.ctr(&["version"]).status.success() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "containerd did not come up; see {}",
-                dir.join("containerd.log").display()
-            );
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
+        super::await_daemon(30, &dir.join("containerd.log"), || {
+            c.ctr(&["version"]).status.success()
+        });
         c
     }
 
@@ -72,9 +66,6 @@ impl Containerd {
 
 impl Drop for Containerd {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
+        super::terminate(&mut self.child);
     }
 }

@@ -44,15 +44,9 @@ impl Dockerd {
             cli_config,
         };
         // dockerd has no readiness signal but its API: ask it until it answers.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while !d.docker(&["version"]).status.success() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "dockerd did not come up; see {}",
-                dir.join("dockerd.log").display()
-            );
-            std::thread::sleep(std::time::Duration::from_millis(200));
-        }
+        super::await_daemon(60, &dir.join("dockerd.log"), || {
+            d.docker(&["version"]).status.success()
+        });
         d
     }
 
@@ -82,10 +76,7 @@ impl Dockerd {
 
 impl Drop for Dockerd {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
+        super::terminate(&mut self.child);
     }
 }
 

@@ -493,3 +493,24 @@ impl<'a> As<'a> {
             .as_u16()
     }
 }
+
+/// Polls a daemon's API until `answers`, failing after `secs` with its log's path.
+pub fn await_daemon(secs: u64, log: &Path, mut answers: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !answers() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "daemon did not come up; see {}",
+            log.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Stops a daemon the way systemd would (SIGTERM) and reaps it.
+pub fn terminate(child: &mut std::process::Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}

@@ -103,10 +103,7 @@ pub async fn get(
             (header::CACHE_CONTROL, "max-age=31536000".to_owned()),
         ];
         if let Some(c) = cache {
-            h.push((
-                header::HeaderName::from_static("x-cache"),
-                c.as_str().to_owned(),
-            ));
+            h.push(super::x_cache(c));
         }
         h
     };

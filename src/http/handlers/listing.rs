@@ -4,13 +4,14 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
-use super::respond;
+use super::{respond, x_cache};
 use crate::http::body::{Body, full};
 use crate::http::query::Query;
 use crate::http::router::RouteError;
 use crate::http::{ApiError, Ctx, State};
 use crate::oci::manifest::OCI_INDEX;
 use crate::oci::{Digest, ErrorCode, RepoName};
+use crate::proxy::CacheResult;
 use crate::store::Page;
 
 /// Catalog pages default to this many names (distribution's default).
@@ -100,10 +101,7 @@ pub async fn tags(
             .join("&");
         match state.proxy.tags(p.upstream, &p.remote, &q).await {
             Ok((tags, link)) => {
-                let mut extra = vec![(
-                    header::HeaderName::from_static("x-cache"),
-                    "MISS".to_owned(),
-                )];
+                let mut extra = vec![x_cache(CacheResult::Miss)];
                 if let Some(l) = link {
                     let ours = l.replace(
                         &format!("/v2/{}/", p.remote),
@@ -132,10 +130,7 @@ pub async fn tags(
                 return Ok(json(
                     &serde_json::json!({ "name": p.requested.as_str(), "tags": page.items }),
                     "application/json",
-                    vec![(
-                        header::HeaderName::from_static("x-cache"),
-                        "STALE".to_owned(),
-                    )],
+                    vec![x_cache(CacheResult::Stale)],
                 ));
             }
         }
@@ -179,10 +174,8 @@ pub async fn referrers(
     };
     let index = |manifests: Vec<crate::oci::manifest::Descriptor>,
                  mut extra: Vec<_>,
-                 cache: Option<&str>| {
-        if let Some(c) = cache {
-            extra.push((header::HeaderName::from_static("x-cache"), c.to_owned()));
-        }
+                 cache: Option<CacheResult>| {
+        extra.extend(cache.map(x_cache));
         json(
             &serde_json::json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests }),
             OCI_INDEX,
@@ -195,7 +188,7 @@ pub async fn referrers(
             .referrers(p.upstream, &p.remote, digest, filter.as_deref())
             .await
         {
-            Ok(manifests) => return Ok(index(manifests, extra, Some("MISS"))),
+            Ok(manifests) => return Ok(index(manifests, extra, Some(CacheResult::Miss))),
             Err(crate::proxy::ProxyError::Upstream(crate::upstream::UpstreamError::NotFound(
                 _,
             ))) => return Err(RouteError::NotFound.into()),
@@ -206,7 +199,7 @@ pub async fn referrers(
                     .referrers(name, digest, filter)
                     .await
                     .map_err(|_| ApiError::from(e))?;
-                return Ok(index(manifests, extra, Some("STALE")));
+                return Ok(index(manifests, extra, Some(CacheResult::Stale)));
             }
         }
     }

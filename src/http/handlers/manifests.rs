@@ -72,10 +72,7 @@ pub async fn get(
         (header::ETAG, format!("\"{}\"", info.digest)),
     ];
     if let Some(c) = cache {
-        headers.push((
-            header::HeaderName::from_static("x-cache"),
-            c.as_str().to_owned(),
-        ));
+        headers.push(super::x_cache(c));
     }
     if ctx.method == http::Method::HEAD {
         return Ok(respond(StatusCode::OK, headers, empty()));

@@ -79,6 +79,14 @@ fn respond(
 }
 
 /// `201 Created` pointing at a blob, the answer to every completed blob upload.
+/// The `X-Cache` header saying where a mirrored response came from.
+fn x_cache(cache: crate::proxy::CacheResult) -> (header::HeaderName, String) {
+    (
+        header::HeaderName::from_static("x-cache"),
+        cache.as_str().to_owned(),
+    )
+}
+
 fn blob_created(state: &State, name: &crate::oci::RepoName, digest: &Digest) -> Response<Body> {
     respond(
         StatusCode::CREATED,

@@ -18,6 +18,15 @@ async fn mirror(dir: &std::path::Path, hub: &Wharf) -> Wharf {
     .await
 }
 
+/// An amd64 and an arm64 image of one layer of `size` bytes each, published
+/// on the hub as `repo:v1` under a multi-arch index (returned last).
+async fn two_platforms(hub: &Wharf, repo: &str, size: usize, seed: u64) -> (Image, Image, Vec<u8>) {
+    let amd = Image::for_platform(vec![tar_with_file("x", &bytes(size, seed))], "amd64");
+    let arm = Image::for_platform(vec![tar_with_file("x", &bytes(size, seed + 1))], "arm64");
+    let idx = publish_index(hub, repo, "v1", &[(&amd, "amd64"), (&arm, "arm64")]).await;
+    (amd, arm, idx)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn dockerd_pulls_unqualified_names_through_the_mirror() {
     if !have_tool("dockerd") || !have_tool("docker") {
@@ -80,15 +89,7 @@ async fn skopeo_copies_a_multi_arch_image_through_the_mirror() {
     }
     let dir = tempfile::tempdir().unwrap();
     let hub = hub(dir.path()).await;
-    let amd = Image::for_platform(vec![tar_with_file("x", &bytes(1 << 20, 12))], "amd64");
-    let arm = Image::for_platform(vec![tar_with_file("x", &bytes(1 << 20, 13))], "arm64");
-    let idx = publish_index(
-        &hub,
-        "library/multi",
-        "v1",
-        &[(&amd, "amd64"), (&arm, "arm64")],
-    )
-    .await;
+    let (amd, arm, idx) = two_platforms(&hub, "library/multi", 1 << 20, 12).await;
     let m = mirror(dir.path(), &hub).await;
     let out = dir.path().join("out");
     let status = tokio::process::Command::new("skopeo")
@@ -124,15 +125,7 @@ async fn skopeo_copies_a_multi_arch_image_through_the_mirror() {
 async fn pulling_one_platform_fetches_only_that_platform() {
     let dir = tempfile::tempdir().unwrap();
     let hub = hub(dir.path()).await;
-    let amd = Image::for_platform(vec![tar_with_file("x", &bytes(3 << 20, 14))], "amd64");
-    let arm = Image::for_platform(vec![tar_with_file("x", &bytes(3 << 20, 15))], "arm64");
-    let idx = publish_index(
-        &hub,
-        "library/plat",
-        "v1",
-        &[(&amd, "amd64"), (&arm, "arm64")],
-    )
-    .await;
+    let (amd, arm, idx) = two_platforms(&hub, "library/plat", 3 << 20, 14).await;
     let m = mirror(dir.path(), &hub).await;
     let c = http();
     let accept = format!("{OCI_INDEX}, {OCI_MANIFEST}");
@@ -217,15 +210,7 @@ async fn containerd_fetches_one_platform_through_the_mirror_by_ns() {
     }
     let dir = tempfile::tempdir().unwrap();
     let hub = hub(dir.path()).await;
-    let amd = Image::for_platform(vec![tar_with_file("x", &bytes(1 << 20, 16))], "amd64");
-    let arm = Image::for_platform(vec![tar_with_file("x", &bytes(1 << 20, 17))], "arm64");
-    let idx = publish_index(
-        &hub,
-        "team/multi",
-        "v1",
-        &[(&amd, "amd64"), (&arm, "arm64")],
-    )
-    .await;
+    let (amd, arm, idx) = two_platforms(&hub, "team/multi", 1 << 20, 16).await;
     // The hub is a second, non-default upstream: only containerd's `ns=` query
     // can route `team/multi` to it (without it the name would be hosted here).
     let extra = format!(

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use common::image::{Image, OCI_MANIFEST, tar_with_file};
 use common::upstreams::{hub, hub_blob_bytes, metric, mirror_config, publish, restart_hub};
-use common::{Wharf, bytes, digest, http};
+use common::{Wharf, bytes, digest, get_oci as get, http};
 
 /// A mirror with `hub` as the default docker.io upstream.
 async fn mirror(dir: &std::path::Path, hub: &Wharf, ttl: &str) -> Wharf {
@@ -18,15 +18,6 @@ async fn mirror(dir: &std::path::Path, hub: &Wharf, ttl: &str) -> Wharf {
         "[hosted]\nprefixes = [\"team/\"]\n",
     );
     Wharf::start_config(common::config(&dir.join("mirror"), &extra)).await
-}
-
-async fn get(w: &Wharf, path: &str) -> reqwest::Response {
-    http()
-        .get(w.url(path))
-        .header("accept", OCI_MANIFEST)
-        .send()
-        .await
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::image::{Image, OCI_MANIFEST, tar_with_file};
+use common::image::{Image, tar_with_file};
 use common::upstreams::{mirror_config, push_to_distribution, start_distribution};
 use common::{Wharf, bytes, have_tool, http};
 
@@ -46,36 +46,25 @@ async fn mirror_in_front_of_distribution_with_basic_auth() {
     );
     let extra = mirror_config(&base, &keys, "");
     let m = Wharf::start_config(common::config(&dir.path().join("mirror"), &extra)).await;
-    let get = |p: String| {
-        let c = http();
-        let url = m.url(&p);
-        async move {
-            c.get(url)
-                .header("accept", OCI_MANIFEST)
-                .send()
-                .await
-                .unwrap()
-        }
-    };
-    let r = get("/v2/distro/manifests/v1".into()).await;
+    let r = common::get_oci(&m, "/v2/distro/manifests/v1").await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-cache"], "MISS");
     assert_eq!(r.bytes().await.unwrap().as_ref(), img.manifest.as_slice());
     // TTL 0: revalidated by HEAD against Distribution, unchanged, served from cache.
-    let r = get("/v2/distro/manifests/v1".into()).await;
+    let r = common::get_oci(&m, "/v2/distro/manifests/v1").await;
     assert_eq!(r.headers()["x-cache"], "HIT");
     for (d, b) in img.blobs() {
-        let r = get(format!("/v2/distro/blobs/{d}")).await;
+        let r = common::get_oci(&m, &format!("/v2/distro/blobs/{d}")).await;
         assert_eq!(r.status(), 200);
         assert_eq!(r.bytes().await.unwrap().as_ref(), b);
     }
     // Distribution 2.8.2 has no referrers API: the mirror answers 404 as it
     // does, so clients fall back to the tag schema instead of trusting an
     // empty list.
-    let r = get(format!(
-        "/v2/distro/referrers/{}",
-        common::digest(&img.manifest)
-    ))
+    let r = common::get_oci(
+        &m,
+        &format!("/v2/distro/referrers/{}", common::digest(&img.manifest)),
+    )
     .await;
     assert_eq!(r.status(), 404);
     // A wrong upstream password is the upstream denying access, said plainly.

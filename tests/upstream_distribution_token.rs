@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use base64::Engine as _;
-use common::image::{Image, OCI_MANIFEST, tar_with_file};
+use common::image::{Image, tar_with_file};
 use common::upstreams::{mirror_config, push_to_distribution, start_distribution};
 use common::{Wharf, bytes, have_tool, http};
 use http_body_util::Full;
@@ -175,27 +175,16 @@ async fn mirror_in_front_of_distribution_with_token_auth() {
 
     let extra = mirror_config(&base, "manifest_ttl = \"0s\"\n", "");
     let m = Wharf::start_config(common::config(&dir.path().join("mirror"), &extra)).await;
-    let get = |p: String| {
-        let c = http();
-        let url = m.url(&p);
-        async move {
-            c.get(url)
-                .header("accept", OCI_MANIFEST)
-                .send()
-                .await
-                .unwrap()
-        }
-    };
-    let r = get("/v2/tokened/manifests/v1".into()).await;
+    let r = common::get_oci(&m, "/v2/tokened/manifests/v1").await;
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
-    let r = get("/v2/tokened/manifests/v1".into()).await;
+    let r = common::get_oci(&m, "/v2/tokened/manifests/v1").await;
     assert_eq!(
         r.headers()["x-cache"],
         "HIT",
         "revalidated against Distribution by HEAD"
     );
     for (d, b) in img.blobs() {
-        let r = get(format!("/v2/tokened/blobs/{d}")).await;
+        let r = common::get_oci(&m, &format!("/v2/tokened/blobs/{d}")).await;
         assert_eq!(r.status(), 200);
         assert_eq!(r.bytes().await.unwrap().as_ref(), b);
     }

@@ -514,3 +514,13 @@ pub fn terminate(child: &mut std::process::Child) {
         .status();
     let _ = child.wait();
 }
+
+/// GET `path` the way a pulling client does, accepting an OCI manifest.
+pub async fn get_oci(w: &Wharf, path: &str) -> reqwest::Response {
+    http()
+        .get(w.url(path))
+        .header("accept", image::OCI_MANIFEST)
+        .send()
+        .await
+        .unwrap()
+}

@@ -110,6 +110,9 @@ pub struct Upstream {
 /// Largest tag list accepted from an upstream.
 const MAX_TAG_LIST_BYTES: u64 = 16 << 20;
 
+/// A token response is a JWT or two in JSON; anything near this is not one.
+const MAX_TOKEN_RESPONSE_BYTES: u64 = 1 << 20;
+
 /// Connect timeout for upstream calls.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest silence while reading an upstream response.
@@ -484,7 +487,7 @@ impl Upstream {
             access_token: Option<String>,
             expires_in: Option<u64>,
         }
-        let body = resp.bytes().await.map_err(transport)?;
+        let body = read_capped(resp, MAX_TOKEN_RESPONSE_BYTES, "token response").await?;
         let t: TokenResponse = serde_json::from_slice(&body)
             .map_err(|e| UpstreamError::Invalid(format!("token response: {e}")))?;
         let token = t

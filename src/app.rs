@@ -88,7 +88,7 @@ pub async fn run_with(
     }
     match state.auth.users() {
         Some(u) => {
-            tracing::info!(users = u.len(), scheme = ?config.auth.scheme, "authentication enabled")
+            tracing::info!(users = u.len(), scheme = ?state.auth.scheme(), "authentication enabled")
         }
         None => tracing::info!("no users configured: {}", crate::auth::NO_USERS_HINT),
     }

@@ -55,7 +55,7 @@ pub enum UserCommand {
         #[arg(long)]
         password_stdin: bool,
         /// bcrypt cost (4-31); each step doubles the work of a login.
-        #[arg(long, default_value_t = 10)]
+        #[arg(long, default_value_t = crate::auth::htpasswd::DEFAULT_COST)]
         cost: u32,
     },
 }

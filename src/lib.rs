@@ -12,7 +12,8 @@
 //! - [`server`]: the accept loop, hyper-util connections and the graceful drain.
 //! - [`workers`]: background tasks (upload expiry, and later sync, replicate, evict, gc).
 //! - [`app`]: builds the shared state, runs everything, shuts down in order.
-//! - [`config`]: the TOML schema; [`metrics`]: Prometheus counters.
+//! - [`config`]: the TOML schema; [`metrics`]: Prometheus counters; [`net`]:
+//!   client addresses and trusted-proxy ranges, which config and http share.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -25,6 +26,7 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod metrics;
+pub mod net;
 pub mod oci;
 pub mod proxy;
 pub mod reload;

@@ -12,12 +12,29 @@ use prometheus_client::registry::Registry;
 /// Labels of per-request series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    /// HTTP method.
-    pub method: String,
+    /// HTTP method: one of the methods the API uses, or `other` (a label never
+    /// takes a value the client chose).
+    pub method: &'static str,
     /// Route name (`manifest`, `blob`, ...).
     pub route: &'static str,
     /// HTTP status code.
     pub status: u16,
+}
+
+/// The metric label of a request method: the methods the API serves by name,
+/// everything else (extension methods of any length) as `other`.
+pub fn method_label(m: &http::Method) -> &'static str {
+    use http::Method;
+    match *m {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
 }
 
 /// Labels of per-route series.
@@ -66,6 +83,8 @@ pub struct Metrics {
     pub auth_refusals: Family<RefusalLabels, Counter>,
     /// Tokens issued by `/token`.
     pub tokens_issued: Counter,
+    /// bcrypt password verifications run (what logins cost).
+    pub password_checks: Counter,
     /// Blob downloads in flight.
     pub downloads_in_flight: Gauge,
     upstream_skipped: Family<UpstreamLabels, Gauge>,
@@ -135,6 +154,12 @@ impl Metrics {
             "Bearer tokens issued by /token",
             tokens_issued.clone(),
         );
+        let password_checks = Counter::default();
+        registry.register(
+            "password_checks",
+            "bcrypt password verifications run (failed and successful logins not served from the credential cache)",
+            password_checks.clone(),
+        );
         let downloads_in_flight = Gauge::default();
         registry.register(
             "downloads_in_flight",
@@ -188,6 +213,7 @@ impl Metrics {
             uploads_expired,
             auth_refusals,
             tokens_issued,
+            password_checks,
             downloads_in_flight,
             upstream_skipped,
             cache,
@@ -200,7 +226,7 @@ impl Metrics {
     /// Records one finished request.
     pub fn observe_request(
         &self,
-        method: &str,
+        method: &http::Method,
         route: &'static str,
         status: u16,
         bytes: u64,
@@ -208,7 +234,7 @@ impl Metrics {
     ) {
         self.requests
             .get_or_create(&RequestLabels {
-                method: method.to_owned(),
+                method: method_label(method),
                 route,
                 status,
             })

@@ -136,7 +136,10 @@ async fn basic_auth_rules_on_every_route_family() {
         list(&alice).await,
         serde_json::json!(["public/tool", "secret/x", "team/app"])
     );
-    assert_eq!(list(&anon).await, serde_json::json!([]));
+    // Anonymous callers are challenged, so clients learn to log in to see their list.
+    let r = anon.req(Method::GET, "/v2/_catalog").send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(r.headers()["www-authenticate"], "Basic realm=\"wharf\"");
 
     // Mount needs pull on the source: ci cannot lift a blob out of secret/x.
     let secret_layer = common::image::tar_with_file("f", b"secret");
@@ -189,7 +192,8 @@ async fn basic_auth_rules_on_every_route_family() {
 #[tokio::test(flavor = "multi_thread")]
 async fn anonymous_pull_with_users() {
     let dir = tempfile::tempdir().unwrap();
-    let w = start(dir.path(), "basic", "true").await;
+    // The default scheme ("auto") is token mode here: users and anonymous pulls.
+    let w = start(dir.path(), "auto", "true").await;
     let alice = As::user(&w, "alice", "alice-pw");
     assert_eq!(alice.push_image("team/app", "v1", b"x").await, 201);
     let anon = As::anon(&w);

@@ -65,13 +65,15 @@ async fn pulls_through_once_and_then_serves_from_cache() {
         total,
         "each blob crossed the upstream link once"
     );
-    // Mirrored names are read-only.
+    // A mirrored name that holds content cannot be claimed by a push.
     let r = http()
         .post(m.url("/v2/busybox/blobs/uploads/"))
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 405);
+    assert_eq!(r.status(), 403);
+    let msg = common::error_code(r).await;
+    assert_eq!(msg, "DENIED");
     // Unknown upstream content is a clean 404.
     let r = get(&m, "/v2/library/nothing/manifests/latest").await;
     assert_eq!(r.status(), 404);

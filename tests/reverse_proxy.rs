@@ -1,5 +1,8 @@
 //! wharf behind nginx terminating TLS, the setup where `registry:2` users hit
 //! "unknown blob": uploads work because wharf's Location headers are relative.
+//! Behind the proxy every client arrives from loopback: a forwarded request
+//! gets no loopback privileges, and with `trusted_proxies` limits key on the
+//! real client.
 
 mod common;
 
@@ -26,6 +29,7 @@ fn start_nginx(dir: &Path, upstream: &str, cert: &Path, key: &Path, ca: &str) ->
       proxy_pass http://{upstream};
       proxy_set_header Host $http_host;
       proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
       proxy_http_version 1.1;
       proxy_request_buffering off;
       proxy_buffering off;
@@ -53,6 +57,7 @@ async fn push_and_pull_through_nginx_terminating_tls() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
+    // First without users: loopback clients may push, but nginx is loopback too.
     let w = Wharf::start(dir.path()).await;
     let pki = common::certs::pki("proxy CA");
     let (cert, key) = pki.write(dir.path());
@@ -67,10 +72,53 @@ async fn push_and_pull_through_nginx_terminating_tls() {
             .unwrap();
     let proxy = format!("127.0.0.1:{port}");
 
-    // A chunked push by hand: every Location must be usable through the proxy.
     let c = pki.client();
     let r = c
         .post(format!("https://{proxy}/v2/behind/proxy/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "a forwarded request is never loopback");
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        v["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("wharf user add")
+    );
+    let r = c
+        .get(format!("https://{proxy}/_wharf/du"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        403,
+        "nor is the admin API open through the proxy"
+    );
+    let addr = w.addr;
+    w.stop().await;
+
+    // Now with a user, nginx trusted as the proxy.
+    let pw = dir.path().join("htpasswd");
+    common::htpasswd(&pw, &[("pusher", "pusher-pw")]);
+    let extra = format!(
+        "[server]\ntrusted_proxies = [\"127.0.0.1/32\"]\n[auth]\nhtpasswd = {:?}\n",
+        pw.display().to_string()
+    );
+    let w = Wharf::restart_at(common::config(&dir.path().join("data"), &extra), addr).await;
+    let c = pki.client();
+    let r = c
+        .post(format!("https://{proxy}/v2/behind/proxy/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    // A chunked push by hand: every Location must be usable through the proxy.
+    let r = c
+        .post(format!("https://{proxy}/v2/behind/proxy/blobs/uploads/"))
+        .basic_auth("pusher", Some("pusher-pw"))
         .send()
         .await
         .unwrap();
@@ -83,6 +131,7 @@ async fn push_and_pull_through_nginx_terminating_tls() {
     let data = bytes(3 << 20, 5);
     let r = c
         .patch(format!("https://{proxy}{loc}"))
+        .basic_auth("pusher", Some("pusher-pw"))
         .body(data.clone())
         .send()
         .await
@@ -91,6 +140,7 @@ async fn push_and_pull_through_nginx_terminating_tls() {
     let loc = r.headers()["location"].to_str().unwrap().to_owned();
     let r = c
         .put(format!("https://{proxy}{loc}?digest={}", digest(&data)))
+        .basic_auth("pusher", Some("pusher-pw"))
         .send()
         .await
         .unwrap();
@@ -124,6 +174,7 @@ async fn push_and_pull_through_nginx_terminating_tls() {
     run(vec![
         "copy".into(),
         "--preserve-digests".into(),
+        "--dest-creds=pusher:pusher-pw".into(),
         format!("--dest-cert-dir={certs}"),
         format!("oci:{}:v1", src.display()),
         format!("docker://{proxy}/behind/proxy:v1"),

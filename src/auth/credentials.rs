@@ -1,9 +1,12 @@
 //! Verifying user passwords. bcrypt is slow on purpose, so a verified credential
 //! is remembered for a short, bounded time, keyed by a salted hash of the user
-//! and password (never the password), and compared in constant time.
+//! and password (never the password), and compared in constant time. Requests
+//! that present the same credential at once share one bcrypt run, and an unknown
+//! user costs the same bcrypt work as a known one.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -30,7 +33,38 @@ pub struct Users {
     salt: [u8; 32],
     /// A bcrypt hash of random bytes at the file's cost: unknown users are checked
     /// against it so their answer takes as long as a known user's.
-    dummy: String,
+    dummy: RwLock<Arc<str>>,
+    /// Verifications in flight by credential key: the same credential presented
+    /// by many requests at once is checked once.
+    verifying: Mutex<HashMap<[u8; 32], Arc<tokio::sync::Mutex<()>>>>,
+    /// bcrypt verifications run (a metric: what login attempts cost).
+    bcrypt_runs: AtomicU64,
+}
+
+/// The cost of the dummy hash: the cost most users' hashes have (so an unknown
+/// user takes as long as a typical known one), or, for an empty file, the cost
+/// `wharf user add` writes.
+fn dummy_cost(entries: &HashMap<String, String>) -> u32 {
+    let mut counts: HashMap<u32, usize> = HashMap::new();
+    for h in entries.values() {
+        if let Some(c) = h.get(4..6).and_then(|c| c.parse::<u32>().ok()) {
+            *counts.entry(c).or_default() += 1;
+        }
+    }
+    counts
+        .into_iter()
+        .max_by_key(|(cost, n)| (*n, *cost))
+        .map(|(c, _)| c)
+        .unwrap_or(htpasswd::DEFAULT_COST)
+}
+
+/// A bcrypt hash of `salt` at `cost` (never empty: a failed hash falls back to
+/// the default cost, which cannot fail).
+fn dummy_hash(salt: [u8; 32], cost: u32) -> Arc<str> {
+    bcrypt::hash(salt, cost)
+        .or_else(|_| bcrypt::hash(salt, htpasswd::DEFAULT_COST))
+        .unwrap_or_default()
+        .into()
 }
 
 /// Equal-length byte comparison whose time does not depend on where they differ.
@@ -49,20 +83,16 @@ impl Users {
         let mut salt = [0u8; 32];
         // Without randomness the salt is zero: the cache key is still a hash.
         let _ = getrandom::fill(&mut salt);
-        let cost = entries
-            .values()
-            .next()
-            .and_then(|h| h.get(4..6))
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(bcrypt::DEFAULT_COST);
-        let dummy = bcrypt::hash(salt, cost).unwrap_or_default();
+        let dummy = dummy_hash(salt, dummy_cost(&entries));
         Ok(Users {
             path: path.to_owned(),
             entries: RwLock::new(Arc::new(entries)),
             mtime: Mutex::new(mtime(path)),
             cache: Mutex::new(HashMap::new()),
             salt,
-            dummy,
+            dummy: RwLock::new(dummy),
+            verifying: Mutex::new(HashMap::new()),
+            bcrypt_runs: AtomicU64::new(0),
         })
     }
 
@@ -76,10 +106,29 @@ impl Users {
         self.len() == 0
     }
 
+    /// bcrypt verifications run since start.
+    pub fn bcrypt_runs(&self) -> u64 {
+        self.bcrypt_runs.load(Ordering::Relaxed)
+    }
+
+    /// The cost of the hash unknown users are checked against.
+    pub fn dummy_cost(&self) -> Option<u32> {
+        let d = self.dummy.read().ok()?.clone();
+        d.get(4..6)?.parse().ok()
+    }
+
     /// Re-reads the file. On error the old users stay and the error is returned.
+    /// Runs bcrypt when the users' cost changed: call it off the runtime threads.
     pub fn reload(&self) -> Result<usize, HtpasswdError> {
         let entries = htpasswd::load(&self.path)?;
         let n = entries.len();
+        let cost = dummy_cost(&entries);
+        if self.dummy_cost() != Some(cost) {
+            let dummy = dummy_hash(self.salt, cost);
+            if let Ok(mut d) = self.dummy.write() {
+                *d = dummy;
+            }
+        }
         if let Ok(mut e) = self.entries.write() {
             *e = Arc::new(entries);
         }
@@ -122,15 +171,42 @@ impl Users {
             .is_some_and(|c| c.until > Instant::now() && constant_time_eq(&c.key, &key))
     }
 
+    /// Waits until no other request is verifying the same credential, so that
+    /// many requests presenting it at once cost one bcrypt run: after the wait,
+    /// [`Users::cached`] answers for a credential that verified. The map holds
+    /// only credentials being verified right now.
+    pub async fn one_at_a_time(&self, user: &str, password: &str) -> CredentialTurn<'_> {
+        let key = self.cache_key(user, password);
+        let lock = match self.verifying.lock() {
+            Ok(mut map) => map.entry(key).or_default().clone(),
+            Err(_) => Arc::new(tokio::sync::Mutex::new(())),
+        };
+        let guard = lock.clone().lock_owned().await;
+        CredentialTurn {
+            users: self,
+            key,
+            lock,
+            _guard: guard,
+        }
+    }
+
     /// Checks a password with bcrypt on a blocking thread, remembering successes.
+    /// An unknown user is checked against a dummy hash of the same cost.
     pub async fn verify(self: &Arc<Self>, user: &str, password: &str) -> bool {
         if self.cached(user, password) {
             return true;
         }
-        let hash = self.entries.read().ok().and_then(|e| e.get(user).cloned());
+        let hash: Option<Arc<str>> = self
+            .entries
+            .read()
+            .ok()
+            .and_then(|e| e.get(user).map(|h| Arc::from(h.as_str())));
         let known = hash.is_some();
-        let hash = hash.unwrap_or_else(|| self.dummy.clone());
+        let Some(hash) = hash.or_else(|| self.dummy.read().ok().map(|d| d.clone())) else {
+            return false;
+        };
         let pw = password.to_owned();
+        self.bcrypt_runs.fetch_add(1, Ordering::Relaxed);
         let ok = tokio::task::spawn_blocking(move || bcrypt::verify(pw, &hash).unwrap_or(false))
             .await
             .unwrap_or(false)
@@ -158,6 +234,27 @@ impl Users {
     }
 }
 
+/// The right to verify one credential; the next request presenting it waits
+/// until this drops.
+pub struct CredentialTurn<'a> {
+    users: &'a Users,
+    key: [u8; 32],
+    lock: Arc<tokio::sync::Mutex<()>>,
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl Drop for CredentialTurn<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut map) = self.users.verifying.lock() {
+            // The map's, ours and our guard's make three: forget the entry only
+            // when no other request holds it.
+            if Arc::strong_count(&self.lock) <= 3 {
+                map.remove(&self.key);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,21 +275,65 @@ mod tests {
             .format_for_version(bcrypt::Version::TwoY);
         std::fs::write(&path, format!("alice:{hash}\n")).unwrap();
         let users = Arc::new(Users::load(&path).unwrap());
-        assert!(super::super::htpasswd::is_bcrypt(&users.dummy));
-        assert!(
-            users.dummy.starts_with("$2b$04$"),
-            "dummy at the file's cost: {}",
-            users.dummy
-        );
+        assert_eq!(users.dummy_cost(), Some(4), "dummy at the file's cost");
         assert!(!users.cached("alice", "s3cret"));
         assert!(users.verify("alice", "s3cret").await);
         assert!(users.cached("alice", "s3cret"));
         assert!(!users.cached("alice", "wrong"));
         assert!(!users.verify("alice", "wrong").await);
         assert!(!users.verify("nobody", "s3cret").await);
-        // Removing the user and reloading forgets the cached credential.
+        // Removing the user and reloading forgets the cached credential, and
+        // the dummy follows the cost `wharf user add` writes.
         std::fs::write(&path, "").unwrap();
         users.reload().unwrap();
         assert!(!users.verify("alice", "s3cret").await);
+        assert_eq!(users.dummy_cost(), Some(htpasswd::DEFAULT_COST));
+    }
+
+    #[test]
+    fn unknown_users_cost_what_known_users_cost() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("htpasswd");
+        // An empty file at start: the dummy has the cost `wharf user add` uses,
+        // not bcrypt's library default (12), which made unknown users 4x slower.
+        std::fs::write(&path, "").unwrap();
+        let users = Users::load(&path).unwrap();
+        assert_eq!(users.dummy_cost(), Some(htpasswd::DEFAULT_COST));
+        assert_ne!(htpasswd::DEFAULT_COST, bcrypt::DEFAULT_COST);
+        // Users appear at another cost: the reload follows the majority.
+        let h = |c| {
+            bcrypt::hash_with_result("pw", c)
+                .unwrap()
+                .format_for_version(bcrypt::Version::TwoY)
+        };
+        std::fs::write(&path, format!("a:{}\nb:{}\nc:{}\n", h(5), h(5), h(4))).unwrap();
+        users.reload().unwrap();
+        assert_eq!(users.dummy_cost(), Some(5));
+        let loaded = Users::load(&path).unwrap();
+        assert_eq!(loaded.dummy_cost(), Some(5));
+    }
+
+    #[tokio::test]
+    async fn one_credential_verified_at_a_time_and_the_map_empties() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("htpasswd");
+        let hash = bcrypt::hash_with_result("pw", 4)
+            .unwrap()
+            .format_for_version(bcrypt::Version::TwoY);
+        std::fs::write(&path, format!("alice:{hash}\n")).unwrap();
+        let users = Arc::new(Users::load(&path).unwrap());
+        let mut tasks = Vec::new();
+        for _ in 0..20 {
+            let u = users.clone();
+            tasks.push(tokio::spawn(async move {
+                let _turn = u.one_at_a_time("alice", "pw").await;
+                u.verify("alice", "pw").await
+            }));
+        }
+        for t in tasks {
+            assert!(t.await.unwrap());
+        }
+        assert_eq!(users.bcrypt_runs(), 1, "one bcrypt for 20 identical logins");
+        assert!(users.verifying.lock().unwrap().is_empty());
     }
 }

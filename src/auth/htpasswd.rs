@@ -28,6 +28,10 @@ pub enum HtpasswdError {
     },
 }
 
+/// The bcrypt cost `wharf user add` writes by default (and the cost of the
+/// dummy hash unknown users are checked against while the file is empty).
+pub const DEFAULT_COST: u32 = 10;
+
 /// True for the bcrypt prefixes `htpasswd -B` and other tools write.
 pub fn is_bcrypt(hash: &str) -> bool {
     ["$2y$", "$2a$", "$2b$"].iter().any(|p| hash.starts_with(p)) && hash.len() == 60

@@ -1,41 +1,40 @@
 //! Who may do what. Identity comes from `Authorization` (Basic against htpasswd,
-//! or a Bearer token from `/token`); the decision comes from the typed route and
-//! the policy, never from a handler.
+//! or a Bearer token from `/token`); the decision comes from the [`Access`] a
+//! request needs (computed from its route and the local name routing chose) and
+//! the policy, never from a handler or an HTTP type.
 //!
 //! Without an htpasswd file wharf has no users: pulls follow `anonymous_pull`, and
 //! pushes, deletes and the admin API are accepted only from loopback clients, so a
 //! fresh install on a LAN host is not an open write target.
 
+pub mod access;
 pub mod credentials;
 pub mod htpasswd;
+pub mod login_guard;
 pub mod rules;
 pub mod token;
 
-use std::net::{IpAddr, SocketAddr};
-use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::net::IpAddr;
+use std::sync::{Arc, RwLock};
 
 use base64::Engine as _;
-use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use http::{HeaderMap, Method, header};
+use http::{HeaderMap, header};
 
 use crate::config::{Action, AuthConfig, AuthScheme, Config};
-use crate::http::Route;
+use crate::net::ClientAddr;
+pub use access::Access;
 use credentials::Users;
 use htpasswd::HtpasswdError;
+use login_guard::LoginGuard;
 use rules::Policy;
-use token::{Access, Claims, TokenSigner};
+use token::{Claims, Grant, TokenSigner};
 
 /// The message a non-loopback writer sees while no users exist.
 pub const NO_USERS_HINT: &str = "pushes and deletes are accepted only from this host until users exist: \
 create one with `wharf user add NAME --htpasswd /etc/wharf/htpasswd` and set [auth] htpasswd";
 
-/// Failed logins allowed per client address before it must wait.
-const FAILED_LOGIN_BURST: u32 = 10;
-/// Sustained failed logins per minute per client address.
-const FAILED_LOGINS_PER_MINUTE: u32 = 20;
+/// The scope a Bearer challenge for the catalog asks for.
+pub const CATALOG_SCOPE: &str = "registry:catalog:*";
 
 /// Who is calling.
 #[derive(Debug, Clone)]
@@ -53,8 +52,11 @@ pub enum Identity {
 pub struct Caller {
     /// Who.
     pub identity: Identity,
-    /// Whether the connection comes from the host itself.
+    /// Whether the connection comes from the host itself, directly (never
+    /// through a proxy).
     pub loopback: bool,
+    /// The client address limits key on.
+    pub ip: IpAddr,
 }
 
 impl Caller {
@@ -86,7 +88,7 @@ pub enum Denial {
     },
     /// Authenticated, but the policy says no: 403.
     Forbidden(String),
-    /// Too many failed logins from this address: 429.
+    /// Too many logins from this address: 429.
     RateLimited {
         /// Seconds until the next attempt is considered.
         retry_after: u64,
@@ -97,10 +99,10 @@ pub enum Denial {
 pub struct Authorizer {
     policy: RwLock<Arc<Policy>>,
     users: RwLock<Option<Arc<Users>>>,
-    scheme: AuthScheme,
     tokens: TokenSigner,
-    failures: DefaultKeyedRateLimiter<IpAddr>,
-    blocked: Mutex<std::collections::HashMap<IpAddr, Instant>>,
+    guard: LoginGuard,
+    /// bcrypt runs, shared with `/metrics`.
+    password_checks: prometheus_client::metrics::counter::Counter,
     /// Upstream names, for the "mirrored" anonymous grant (fixed until restart).
     upstreams: Vec<String>,
 }
@@ -112,30 +114,31 @@ fn load_users(auth: &AuthConfig) -> Result<Option<Arc<Users>>, HtpasswdError> {
         .transpose()
 }
 
-/// The scope string a route needs for `action`.
-pub fn scope_for(repo: &str, method: &Method) -> String {
-    let actions = match *method {
-        Method::GET | Method::HEAD => "pull",
-        Method::DELETE => "delete",
-        _ => "pull,push",
+/// The scope string a repository request needs: `pull` for reads, `delete` for
+/// deletions, `pull,push` for pushes (clients ask for both when pushing).
+pub fn scope_for(repo: &str, action: Action) -> String {
+    let actions = match action {
+        Action::Pull => "pull",
+        Action::Delete => "delete",
+        Action::Push => "pull,push",
     };
     format!("repository:{repo}:{actions}")
 }
 
 impl Authorizer {
     /// Builds from `[auth]`; a bad htpasswd file is an error naming its line.
-    pub fn new(config: &Config) -> Result<Authorizer, HtpasswdError> {
-        let quota =
-            Quota::per_minute(NonZeroU32::new(FAILED_LOGINS_PER_MINUTE).unwrap_or(NonZeroU32::MIN))
-                .allow_burst(NonZeroU32::new(FAILED_LOGIN_BURST).unwrap_or(NonZeroU32::MIN));
+    /// `password_checks` counts bcrypt runs (the `/metrics` series).
+    pub fn new(
+        config: &Config,
+        password_checks: prometheus_client::metrics::counter::Counter,
+    ) -> Result<Authorizer, HtpasswdError> {
         let upstreams: Vec<String> = config.upstream.iter().map(|u| u.name.clone()).collect();
         Ok(Authorizer {
             policy: RwLock::new(Arc::new(Policy::from_config(&config.auth, &upstreams))),
             users: RwLock::new(load_users(&config.auth)?),
-            scheme: config.auth.scheme,
             tokens: TokenSigner::new(),
-            failures: RateLimiter::keyed(quota),
-            blocked: Mutex::new(Default::default()),
+            guard: LoginGuard::new(),
+            password_checks,
             upstreams,
         })
     }
@@ -175,12 +178,15 @@ impl Authorizer {
             .unwrap_or_else(|p| p.into_inner().clone())
     }
 
-    /// basic or token.
+    /// basic or token (`auto` resolved against the current users and policy).
     pub fn scheme(&self) -> AuthScheme {
-        self.scheme
+        self.policy().scheme
     }
 
-    /// Checks a user's password, slowing down addresses that keep failing.
+    /// Checks a user's password. Before any bcrypt run the client's logins in
+    /// flight are bounded, a request presenting a credential that another
+    /// request is verifying waits for that verification, and the run is charged
+    /// to the client's budget; runs share a small thread pool.
     pub async fn login(&self, user: &str, password: &str, ip: IpAddr) -> Result<bool, Denial> {
         let Some(users) = self.users() else {
             return Ok(false);
@@ -188,30 +194,24 @@ impl Authorizer {
         if users.cached(user, password) {
             return Ok(true);
         }
-        let now = Instant::now();
-        if let Ok(mut blocked) = self.blocked.lock() {
-            if let Some(until) = blocked.get(&ip).copied() {
-                if until > now {
-                    return Err(Denial::RateLimited {
-                        retry_after: (until - now).as_secs().max(1),
-                    });
-                }
-                blocked.remove(&ip);
-            }
+        let limited = |t: login_guard::TryLater| Denial::RateLimited {
+            retry_after: t.retry_after,
+        };
+        let _admitted = self.guard.admit(ip).map_err(limited)?;
+        let _turn = users.one_at_a_time(user, password).await;
+        if users.cached(user, password) {
+            return Ok(true);
         }
+        self.guard.charge(ip).map_err(|t| {
+            tracing::info!(%ip, user, "login refused: too many attempts from this address");
+            limited(t)
+        })?;
+        let _slot = self.guard.pool_slot().await.map_err(limited)?;
+        self.password_checks.inc();
         if users.verify(user, password).await {
             return Ok(true);
         }
         tracing::info!(%ip, user, "failed login");
-        if let Err(not_until) = self.failures.check_key(&ip) {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            if let Ok(mut blocked) = self.blocked.lock() {
-                if blocked.len() > 100_000 {
-                    blocked.retain(|_, t| *t > now);
-                }
-                blocked.insert(ip, now + wait.max(Duration::from_secs(1)));
-            }
-        }
         Ok(false)
     }
 
@@ -219,18 +219,18 @@ impl Authorizer {
     pub async fn identify(
         &self,
         headers: &HeaderMap,
-        remote: SocketAddr,
+        client: ClientAddr,
     ) -> Result<Caller, Denial> {
-        let loopback = remote.ip().to_canonical().is_loopback();
-        let anonymous = Caller {
-            identity: Identity::Anonymous,
-            loopback,
+        let caller = |identity| Caller {
+            identity,
+            loopback: client.loopback,
+            ip: client.ip,
         };
         let Some(value) = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
         else {
-            return Ok(anonymous);
+            return Ok(caller(Identity::Anonymous));
         };
         let bad = |message: &str| Denial::Unauthenticated {
             scope: None,
@@ -242,18 +242,18 @@ impl Authorizer {
         {
             if self.users().is_none() {
                 // No users to check against: the credentials mean nothing here.
-                return Ok(anonymous);
+                return Ok(caller(Identity::Anonymous));
             }
             let (user, password) =
                 decode_basic(b64).ok_or_else(|| bad("malformed Basic credentials"))?;
-            return match self
-                .login(&user, &password, remote.ip().to_canonical())
-                .await?
-            {
-                true => Ok(Caller {
-                    identity: Identity::User(user),
-                    loopback,
-                }),
+            if user.is_empty() && password.is_empty() {
+                // containers/image answers a challenge it has no credentials for
+                // with `Basic Og==` (":"): that is an anonymous client, not a
+                // failed login.
+                return Ok(caller(Identity::Anonymous));
+            }
+            return match self.login(&user, &password, client.ip).await? {
+                true => Ok(caller(Identity::User(user))),
                 false => Err(bad("invalid username or password")),
             };
         }
@@ -265,20 +265,19 @@ impl Authorizer {
                 .tokens
                 .verify(t.trim(), crate::store::unix_now())
                 .map_err(|e| bad(&e.to_string()))?;
-            return Ok(Caller {
-                identity: Identity::Token(claims),
-                loopback,
-            });
+            return Ok(caller(Identity::Token(claims)));
         }
         Err(bad("unsupported authorization scheme"))
     }
 
-    /// Whether `caller` may do `action` on `repo`.
-    pub fn allows(&self, caller: &Caller, repo: &str, action: Action) -> bool {
+    /// Whether `caller` may do `action` on the repository stored as `local`.
+    pub fn allows(&self, caller: &Caller, local: &str, action: Action) -> bool {
         match &caller.identity {
-            Identity::Token(c) => c.grants(repo, action),
-            Identity::User(u) => self.policy().allows(Some(u), repo, action, caller.loopback),
-            Identity::Anonymous => self.policy().allows(None, repo, action, caller.loopback),
+            Identity::Token(c) => c.grants(local, action),
+            Identity::User(u) => self
+                .policy()
+                .allows(Some(u), local, action, caller.loopback),
+            Identity::Anonymous => self.policy().allows(None, local, action, caller.loopback),
         }
     }
 
@@ -304,33 +303,34 @@ impl Authorizer {
         }
     }
 
-    /// The decision for one request. `route` carries the local repository name;
-    /// `requested` is the name the client used, which is what tokens grant.
-    pub fn authorize(
-        &self,
-        route: &Route,
-        method: &Method,
-        caller: &Caller,
-        requested: Option<&crate::oci::RepoName>,
-    ) -> Result<(), Denial> {
-        match route {
-            Route::Token | Route::Health | Route::Ready | Route::Metrics | Route::Catalog => Ok(()),
-            Route::Base => {
-                let needs_login =
-                    self.policy().has_users && matches!(caller.identity, Identity::Anonymous);
-                if needs_login {
-                    Err(Denial::Unauthenticated {
-                        scope: None,
-                        message: "authentication required".into(),
-                    })
-                } else {
+    /// The decision for one request.
+    pub fn authorize(&self, access: &Access, caller: &Caller) -> Result<(), Denial> {
+        let policy = self.policy();
+        let anonymous = matches!(caller.identity, Identity::Anonymous);
+        match access {
+            Access::Open => Ok(()),
+            Access::ApiRoot if policy.has_users && anonymous => Err(Denial::Unauthenticated {
+                scope: None,
+                message: "authentication required".into(),
+            }),
+            Access::ApiRoot => Ok(()),
+            Access::Catalog => match &caller.identity {
+                // The catalog is filtered by what the caller may pull, so the
+                // challenge is what tells a client to log in (or, with tokens,
+                // fetch a `registry:catalog:*` token) to see its own list.
+                Identity::Anonymous if policy.has_users => Err(Denial::Unauthenticated {
+                    scope: Some(CATALOG_SCOPE.into()),
+                    message: "authentication required to list repositories".into(),
+                }),
+                Identity::Token(c) if !c.grants_catalog() => Err(Denial::InsufficientScope {
+                    scope: CATALOG_SCOPE.into(),
+                }),
+                _ => Ok(()),
+            },
+            Access::Admin => {
+                if policy.is_admin(caller.user(), caller.loopback) {
                     Ok(())
-                }
-            }
-            Route::Admin { .. } => {
-                if self.policy().is_admin(caller.user(), caller.loopback) {
-                    Ok(())
-                } else if caller.user().is_none() && self.policy().has_users {
+                } else if caller.user().is_none() && policy.has_users {
                     Err(Denial::Unauthenticated {
                         scope: None,
                         message: "the admin API needs an admin user".into(),
@@ -341,72 +341,71 @@ impl Authorizer {
                     ))
                 }
             }
-            _ => {
-                let (Some(repo), Some(action)) = (route.repo(), route.action(method)) else {
-                    return Ok(());
-                };
-                let asked = requested.unwrap_or(repo);
-                let name = match caller.identity {
-                    Identity::Token(_) => asked,
-                    _ => repo,
-                };
-                if self.allows(caller, name.as_str(), action) {
+            Access::Repo {
+                local,
+                action,
+                scope,
+            } => {
+                if self.allows(caller, local, *action) {
                     Ok(())
                 } else {
-                    Err(self.refuse(
-                        caller,
-                        scope_for(asked.as_str(), method),
-                        format!("{action} {asked}"),
-                    ))
+                    Err(self.refuse(caller, scope.clone(), format!("{action} {local}")))
                 }
             }
         }
     }
 
-    /// Issues a token for `user` (None = anonymous) granting the requested scopes
-    /// as far as the policy allows for the local name `local` maps each to.
-    /// Returns the token and its lifetime.
+    /// Issues a token for `user` (None = anonymous). Each requested repository
+    /// scope is granted, action by action, on every local name `locals` maps
+    /// the requested name to (routing's answer for a read and for a push: a
+    /// name not yet pushed reads from its mirror but is claimed by a push) as
+    /// far as the policy allows; `registry:catalog:*` is granted to anyone
+    /// (the listing is filtered). Returns the token and its lifetime.
     pub fn issue_token(
         &self,
         user: Option<&str>,
         loopback: bool,
-        requested: &[Access],
-        local: impl Fn(&crate::oci::RepoName) -> String,
+        requested: &[Grant],
+        locals: impl Fn(&crate::oci::RepoName) -> Vec<String>,
     ) -> (String, u64) {
         let policy = self.policy();
-        let mut granted: Vec<Access> = Vec::new();
-        for req in requested.iter().filter(|a| a.kind == "repository") {
+        let mut granted: Vec<Grant> = Vec::new();
+        let mut grant = |kind: &str, name: &str, action: &str| match granted
+            .iter_mut()
+            .find(|g| g.kind == kind && g.name == name)
+        {
+            Some(g) if !g.actions.iter().any(|a| a == action) => g.actions.push(action.into()),
+            Some(_) => {}
+            None => granted.push(Grant {
+                kind: kind.into(),
+                name: name.into(),
+                actions: vec![action.into()],
+            }),
+        };
+        for req in requested {
+            if req.kind == "registry" && req.name == "catalog" {
+                grant("registry", "catalog", "*");
+                continue;
+            }
+            if req.kind != "repository" {
+                continue;
+            }
             let Ok(name) = req.name.parse::<crate::oci::RepoName>() else {
                 continue;
             };
-            let local_name = local(&name);
-            let actions: Vec<String> = req
-                .actions
-                .iter()
-                .filter(|a| {
-                    let act = match a.as_str() {
-                        "pull" => Action::Pull,
-                        "push" => Action::Push,
-                        "delete" => Action::Delete,
-                        _ => return false,
-                    };
-                    policy.allows(user, &local_name, act, loopback)
-                })
-                .cloned()
-                .collect();
-            match granted.iter_mut().find(|g| g.name == req.name) {
-                Some(g) => {
-                    for a in actions {
-                        if !g.actions.contains(&a) {
-                            g.actions.push(a);
-                        }
+            let candidates = locals(&name);
+            for a in &req.actions {
+                let (act, label) = match a.as_str() {
+                    "pull" => (Action::Pull, "pull"),
+                    "push" => (Action::Push, "push"),
+                    "delete" => (Action::Delete, "delete"),
+                    _ => continue,
+                };
+                for local in &candidates {
+                    if policy.allows(user, local, act, loopback) {
+                        grant("repository", local, label);
                     }
                 }
-                None => granted.push(Access {
-                    kind: "repository".into(),
-                    name: req.name.clone(),
-                    actions,
-                }),
             }
         }
         let now = crate::store::unix_now();
@@ -414,7 +413,7 @@ impl Authorizer {
             sub: user.unwrap_or_default().to_owned(),
             aud: token::SERVICE.into(),
             iat: now,
-            exp: now + token::TOKEN_TTL_SECS,
+            exp: now.saturating_add(token::TOKEN_TTL_SECS),
             access: granted,
         };
         (self.tokens.issue(&claims), token::TOKEN_TTL_SECS)
@@ -436,59 +435,83 @@ mod tests {
     use super::*;
     use crate::config::AnonymousPull;
 
-    fn route(path: &str, m: &Method) -> Route {
-        Route::parse(m, path).unwrap()
+    fn repo(local: &str, action: Action) -> Access {
+        Access::Repo {
+            local: local.into(),
+            action,
+            scope: scope_for(local, action),
+        }
     }
 
     fn caller(addr: &str) -> Caller {
-        let a: SocketAddr = addr.parse().unwrap();
+        let a: std::net::SocketAddr = addr.parse().unwrap();
+        let ip = a.ip().to_canonical();
         Caller {
             identity: Identity::Anonymous,
-            loopback: a.ip().to_canonical().is_loopback(),
+            loopback: ip.is_loopback(),
+            ip,
         }
     }
 
     #[test]
     fn without_users_only_loopback_writes() {
-        let auth = Authorizer::new(&Config::default()).unwrap();
-        let put = route("/v2/a/manifests/latest", &Method::PUT);
-        let del = route("/v2/a/manifests/latest", &Method::DELETE);
-        let post = route("/v2/a/blobs/uploads/", &Method::POST);
-        let get = route("/v2/a/manifests/latest", &Method::GET);
-        for (r, m) in [
-            (&put, Method::PUT),
-            (&del, Method::DELETE),
-            (&post, Method::POST),
-        ] {
-            match auth.authorize(r, &m, &caller("192.168.1.20:40000"), None) {
+        let auth = Authorizer::new(&Config::default(), Default::default()).unwrap();
+        for action in [Action::Push, Action::Delete] {
+            match auth.authorize(&repo("a", action), &caller("192.168.1.20:40000")) {
                 Err(Denial::Forbidden(msg)) => assert!(msg.contains("wharf user add"), "{msg}"),
-                other => panic!("LAN {m} allowed: {other:?}"),
+                other => panic!("LAN {action} allowed: {other:?}"),
             }
             for ok in ["127.0.0.1:1", "[::ffff:127.0.0.1]:1", "[::1]:1"] {
-                assert!(auth.authorize(r, &m, &caller(ok), None).is_ok(), "{ok} {m}");
+                assert!(auth.authorize(&repo("a", action), &caller(ok)).is_ok());
             }
         }
         assert!(
-            auth.authorize(&get, &Method::GET, &caller("192.168.1.20:1"), None)
-                .is_ok()
-        );
-        let admin = route("/_wharf/du", &Method::GET);
-        assert!(
-            auth.authorize(&admin, &Method::GET, &caller("127.0.0.1:1"), None)
+            auth.authorize(&repo("a", Action::Pull), &caller("192.168.1.20:1"))
                 .is_ok()
         );
         assert!(
-            auth.authorize(&admin, &Method::GET, &caller("10.0.0.1:1"), None)
+            auth.authorize(&Access::Admin, &caller("127.0.0.1:1"))
+                .is_ok()
+        );
+        assert!(
+            auth.authorize(&Access::Admin, &caller("10.0.0.1:1"))
                 .is_err()
         );
         let mut cfg = Config::default();
         cfg.auth.anonymous_pull = AnonymousPull::None;
-        let closed = Authorizer::new(&cfg).unwrap();
+        let closed = Authorizer::new(&cfg, Default::default()).unwrap();
         assert!(
             closed
-                .authorize(&get, &Method::GET, &caller("192.168.1.20:1"), None)
+                .authorize(&repo("a", Action::Pull), &caller("192.168.1.20:1"))
                 .is_err()
         );
+    }
+
+    #[test]
+    fn tokens_grant_local_names_and_the_catalog() {
+        let auth = Authorizer::new(&Config::default(), Default::default()).unwrap();
+        let requested = vec![
+            Grant::parse("repository:bun:pull,push").unwrap(),
+            Grant::parse("registry:catalog:*").unwrap(),
+        ];
+        let (t, _) = auth.issue_token(None, true, &requested, |n| {
+            vec![format!("docker.io/library/{n}"), n.to_string()]
+        });
+        let claims = auth.tokens.verify(&t, crate::store::unix_now()).unwrap();
+        assert!(claims.grants("docker.io/library/bun", Action::Pull));
+        assert!(claims.grants("bun", Action::Push));
+        assert!(!claims.grants("bun2", Action::Pull));
+        assert!(claims.grants_catalog());
+        let with = Caller {
+            identity: Identity::Token(claims),
+            ..caller("127.0.0.1:1")
+        };
+        assert!(auth.authorize(&Access::Catalog, &with).is_ok());
+        assert!(auth.authorize(&repo("bun", Action::Push), &with).is_ok());
+        assert!(matches!(
+            auth.authorize(&repo("ghcr.io/bun", Action::Pull), &with),
+            Err(Denial::InsufficientScope { .. })
+        ));
     }
 
     #[test]
@@ -499,5 +522,6 @@ mod tests {
         );
         assert_eq!(decode_basic("!!!"), None);
         assert_eq!(decode_basic("bm9jb2xvbg=="), None);
+        assert_eq!(decode_basic("Og=="), Some((String::new(), String::new())));
     }
 }

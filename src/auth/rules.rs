@@ -2,7 +2,7 @@
 //! match wins), and who is an admin. Pure decisions, no I/O, so every combination
 //! is unit-tested.
 
-use crate::config::{Action, AnonymousPull, AuthConfig, AuthRule};
+use crate::config::{Action, AnonymousPull, AuthConfig, AuthRule, AuthScheme};
 
 /// A snapshot of `[auth]`, replaced whole on SIGHUP.
 #[derive(Debug, Clone)]
@@ -17,6 +17,8 @@ pub struct Policy {
     pub has_users: bool,
     /// Upstream names: a local name under one of them is mirrored content.
     pub upstreams: Vec<String>,
+    /// The scheme in force (`auto` resolved).
+    pub scheme: AuthScheme,
 }
 
 /// `*` matches any run of characters (including `/`), `?` one character.
@@ -54,6 +56,7 @@ impl Policy {
             admins: auth.admins.clone(),
             has_users: auth.htpasswd.is_some(),
             upstreams: upstreams.to_vec(),
+            scheme: AuthScheme::effective(auth),
         }
     }
 
@@ -140,6 +143,7 @@ mod tests {
             admins: vec!["root".into()],
             has_users: true,
             upstreams: vec![],
+            scheme: AuthScheme::Basic,
         };
         assert!(p.allows(Some("ci"), "team/app", Push, false));
         assert!(!p.allows(Some("ci"), "team/app", Delete, false));
@@ -172,6 +176,7 @@ mod tests {
             admins: vec![],
             has_users: true,
             upstreams: vec!["docker.io".into()],
+            scheme: AuthScheme::Token,
         };
         assert!(p.allows(Some("anyone"), "x/y", Delete, false));
         assert!(p.allows(None, "x/y", Pull, false));
@@ -197,6 +202,7 @@ mod tests {
             admins: vec![],
             has_users: false,
             upstreams: vec![],
+            scheme: AuthScheme::Basic,
         };
         assert!(p.allows(None, "a", Push, true));
         assert!(p.allows(None, "a", Pull, true));

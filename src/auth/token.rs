@@ -16,9 +16,11 @@ pub const TOKEN_TTL_SECS: u64 = 300;
 /// The `service` of challenges and tokens.
 pub const SERVICE: &str = "wharf";
 
-/// One granted (or requested) scope: `repository:NAME:pull,push`.
+/// One granted (or requested) scope: `repository:NAME:pull,push`. In an issued
+/// token, repository names are local names (what routing maps the requested
+/// name to), so a token cannot be replayed under another spelling (`?ns=`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Access {
+pub struct Grant {
     /// `repository` or `registry`.
     #[serde(rename = "type")]
     pub kind: String,
@@ -28,15 +30,15 @@ pub struct Access {
     pub actions: Vec<String>,
 }
 
-impl Access {
+impl Grant {
     /// Parses one scope string; names may not contain `:`, so the split is exact.
-    pub fn parse(scope: &str) -> Option<Access> {
+    pub fn parse(scope: &str) -> Option<Grant> {
         let (kind, rest) = scope.split_once(':')?;
         let (name, actions) = rest.rsplit_once(':')?;
         if kind.is_empty() || name.is_empty() {
             return None;
         }
-        Some(Access {
+        Some(Grant {
             kind: kind.to_owned(),
             name: name.to_owned(),
             actions: actions
@@ -65,7 +67,7 @@ pub struct Claims {
     /// Unix seconds.
     pub exp: u64,
     /// What it grants.
-    pub access: Vec<Access>,
+    pub access: Vec<Grant>,
 }
 
 impl Claims {
@@ -76,6 +78,13 @@ impl Claims {
             a.kind == "repository"
                 && a.name == repo
                 && a.actions.iter().any(|x| *x == want || x == "*")
+        })
+    }
+
+    /// Whether the token grants listing the catalog (`registry:catalog:*`).
+    pub fn grants_catalog(&self) -> bool {
+        self.access.iter().any(|a| {
+            a.kind == "registry" && a.name == "catalog" && a.actions.iter().any(|x| x == "*")
         })
     }
 
@@ -159,23 +168,23 @@ mod tests {
             aud: SERVICE.into(),
             iat: 0,
             exp,
-            access: vec![Access::parse("repository:team/app:pull,push").unwrap()],
+            access: vec![Grant::parse("repository:team/app:pull,push").unwrap()],
         }
     }
 
     #[test]
     fn scopes_parse() {
-        let a = Access::parse("repository:ghcr.io/org/app:pull").unwrap();
+        let a = Grant::parse("repository:ghcr.io/org/app:pull").unwrap();
         assert_eq!(
             (a.kind.as_str(), a.name.as_str()),
             ("repository", "ghcr.io/org/app")
         );
         assert_eq!(a.actions, vec!["pull"]);
         assert_eq!(
-            Access::parse("registry:catalog:*").unwrap().actions,
+            Grant::parse("registry:catalog:*").unwrap().actions,
             vec!["*"]
         );
-        assert!(Access::parse("nonsense").is_none());
+        assert!(Grant::parse("nonsense").is_none());
         assert_eq!(a.scope(), "repository:ghcr.io/org/app:pull");
     }
 

@@ -21,9 +21,6 @@ pub enum ApiError {
     /// A digest in a query parameter did not parse.
     #[error("invalid digest: {0}")]
     DigestParam(String),
-    /// The operation is not possible on this name (a push to a mirrored name).
-    #[error("{0}")]
-    Unsupported(String),
     /// The upstream failed and nothing cached could answer.
     #[error(transparent)]
     Upstream(#[from] crate::upstream::UpstreamError),
@@ -153,7 +150,6 @@ impl ApiError {
             }
             ApiError::UpstreamCorrupt(_) => (S::BAD_GATEWAY, C::Unknown),
             ApiError::Invalid(code, _) => (S::BAD_REQUEST, *code),
-            ApiError::Unsupported(_) => (S::METHOD_NOT_ALLOWED, C::Unsupported),
             ApiError::Denied(_) => (S::FORBIDDEN, C::Denied),
             ApiError::Unauthorized { .. } => (S::UNAUTHORIZED, C::Unauthorized),
             ApiError::TooManyRequests { .. } => (S::TOO_MANY_REQUESTS, C::TooManyRequests),

@@ -3,6 +3,7 @@
 //! one place.
 
 pub mod body;
+pub mod client_addr;
 pub mod error;
 pub mod handlers;
 pub mod limits;
@@ -16,11 +17,12 @@ use std::time::Instant;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, header};
 use hyper::body::Incoming;
 
-use crate::auth::{Authorizer, Caller, Denial};
-use crate::config::{AuthScheme, Config};
+use crate::auth::{Access, Authorizer, Caller, Denial, Identity};
+use crate::config::{Action, AuthScheme, Config};
 use crate::metrics::Metrics;
+use crate::net::{Cidr, ClientAddr};
 use crate::oci::RepoName;
-use crate::oci::routing::Target;
+use crate::oci::routing::{Intent, Target};
 use crate::store::Store;
 
 pub use body::Body;
@@ -47,6 +49,8 @@ pub struct State {
     pub routes: crate::oci::routing::RouteRules,
     /// The pull-through engine for proxied names.
     pub proxy: crate::proxy::Proxy,
+    /// Peers whose forwarding headers name the client (`[server] trusted_proxies`).
+    pub trusted_proxies: Vec<Cidr>,
 }
 
 impl State {
@@ -61,7 +65,7 @@ impl State {
     ) -> Result<State, crate::auth::htpasswd::HtpasswdError> {
         Ok(State {
             store: store.clone(),
-            auth: Authorizer::new(config)?,
+            auth: Authorizer::new(config, metrics.password_checks.clone())?,
             metrics: metrics.clone(),
             public_url: config
                 .server
@@ -73,21 +77,41 @@ impl State {
             upload_slots: limits::UploadSlots::new(config.server.uploads_per_client),
             routes: config.route_rules(),
             proxy: crate::proxy::Proxy::new(store.clone(), upstreams, peers, metrics.clone()),
+            trusted_proxies: config.server.trusted_proxies.clone(),
         })
     }
 
-    /// Routes a requested name: hosted, or proxied under its canonical local name.
-    pub fn resolve(&self, name: &RepoName, ns: Option<&str>) -> Target {
-        self.routes
-            .route(name, ns, self.store.is_pushed_repo(name.as_str()))
+    /// Routes a requested name for `intent` (DESIGN's rules; one function for
+    /// requests and token grants alike).
+    pub fn resolve(
+        &self,
+        name: &RepoName,
+        ns: Option<&str>,
+        intent: Intent,
+    ) -> Result<Target, crate::oci::NameError> {
+        self.routes.route(name, ns, intent, self.store.as_ref())
     }
 
-    /// The local name a requested name is stored under.
-    pub fn local_name(&self, name: &RepoName) -> RepoName {
-        match self.resolve(name, None) {
-            Target::Proxied { local, .. } => local,
-            Target::Hosted => name.clone(),
+    /// The local name a requested name is read from (no `ns`), if it has one.
+    pub fn local_name(&self, name: &RepoName) -> Option<RepoName> {
+        self.resolve(name, None, Intent::Read)
+            .ok()
+            .map(|t| t.local(name).clone())
+    }
+
+    /// Every local name a token for `name` may need: where reads go, and where
+    /// a push goes (a name not pushed yet reads from its mirror; a push claims it).
+    pub fn token_locals(&self, name: &RepoName) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for intent in [Intent::Read, Intent::Push] {
+            if let Ok(t) = self.resolve(name, None, intent) {
+                let local = t.local(name).to_string();
+                if !out.contains(&local) {
+                    out.push(local);
+                }
+            }
         }
+        out
     }
 
     /// A `Location` value: relative (works behind any reverse proxy), or on
@@ -123,7 +147,7 @@ impl State {
     /// The `WWW-Authenticate` value for a refusal.
     fn challenge(&self, headers: &HeaderMap, scope: Option<&str>, insufficient: bool) -> String {
         match self.auth.scheme() {
-            AuthScheme::Basic => "Basic realm=\"wharf\"".to_owned(),
+            AuthScheme::Basic | AuthScheme::Auto => "Basic realm=\"wharf\"".to_owned(),
             AuthScheme::Token => {
                 let mut c = format!(
                     "Bearer realm=\"{}/token\",service=\"{}\"",
@@ -184,7 +208,7 @@ impl State {
             Denial::Forbidden(m) => ApiError::Denied(m),
             Denial::RateLimited { retry_after } => ApiError::TooManyRequests {
                 retry_after,
-                message: "too many failed logins from this address; wait and retry".into(),
+                message: "too many logins from this address; wait and retry".into(),
             },
         }
     }
@@ -197,8 +221,8 @@ pub fn range_header(len: u64) -> String {
 
 /// Facts about one request that handlers need besides the route.
 pub struct Ctx {
-    /// The connecting client.
-    pub remote: SocketAddr,
+    /// The client (the TCP peer, or who a trusted proxy forwards for).
+    pub client: ClientAddr,
     /// Request method.
     pub method: Method,
     /// Who is calling.
@@ -218,61 +242,183 @@ pub struct Proxied {
     pub requested: RepoName,
 }
 
+/// What a request does to its repository, for routing.
+fn intent(route: &Route, method: &Method) -> Intent {
+    match route.action(method) {
+        Some(Action::Push) => Intent::Push,
+        Some(Action::Delete) => Intent::Delete,
+        _ => Intent::Read,
+    }
+}
+
+/// The permission a request without a repository needs.
+fn access_without_repo(route: &Route) -> Access {
+    match route {
+        Route::Base => Access::ApiRoot,
+        Route::Catalog => Access::Catalog,
+        Route::Admin { .. } => Access::Admin,
+        _ => Access::Open,
+    }
+}
+
+/// A request's route after name routing, with what it needs.
+struct Resolved {
+    route: Route,
+    proxy: Option<Proxied>,
+    access: Access,
+    /// This push makes the name hosted (rule 4): logged with the user.
+    claim: bool,
+    /// A push or delete on a mirrored name: refused with this message.
+    refusal: Option<String>,
+}
+
+/// Applies name routing to a parsed route: picks the local name, the upstream
+/// for mirrored names, and the permission to check, all from one call to the
+/// routing function.
+fn resolve_route(
+    state: &State,
+    parsed: Route,
+    method: &Method,
+    ns: Option<&str>,
+    caller: &Caller,
+    from_peer: bool,
+) -> Result<Resolved, ApiError> {
+    let Some(requested) = parsed.repo().cloned() else {
+        return Ok(Resolved {
+            access: access_without_repo(&parsed),
+            route: parsed,
+            proxy: None,
+            claim: false,
+            refusal: None,
+        });
+    };
+    let intent = intent(&parsed, method);
+    let action = parsed.action(method).unwrap_or(Action::Pull);
+    let target = state
+        .resolve(&requested, ns, intent)
+        .map_err(|e| ApiError::Route(router::RouteError::Name(e)))?;
+    let repo_access = |local: &RepoName, action: Action, scope_name: &RepoName| Access::Repo {
+        local: local.to_string(),
+        action,
+        scope: crate::auth::scope_for(scope_name.as_str(), action),
+    };
+    match target {
+        Target::Hosted { claim } => Ok(Resolved {
+            access: repo_access(&requested, action, &requested),
+            route: parsed,
+            proxy: None,
+            claim,
+            refusal: None,
+        }),
+        Target::Proxied(m) => {
+            // A blob HEAD on a name a push would claim, from a caller allowed to
+            // push there: skopeo, podman and buildah check every blob that way
+            // before they upload, so it is answered from the local store and a
+            // push never depends on the upstream.
+            let pusher_check = m.claimable
+                && *method == Method::HEAD
+                && matches!(parsed, Route::Blob { .. })
+                && state.auth.allows(caller, requested.as_str(), Action::Push);
+            if pusher_check {
+                return Ok(Resolved {
+                    access: repo_access(&requested, Action::Push, &requested),
+                    route: parsed,
+                    proxy: None,
+                    claim: false,
+                    refusal: None,
+                });
+            }
+            let refusal = (intent != Intent::Read)
+                .then(|| state.routes.write_refusal(&requested, &m, intent));
+            // A challenge asks for a scope the client can request: its own name
+            // when that reaches the same local name without `ns`, else the
+            // local name itself (which routes to itself).
+            let same = state
+                .resolve(&requested, None, intent)
+                .is_ok_and(|t| t.local(&requested) == &m.local);
+            let scope_name = if same { &requested } else { &m.local };
+            let access = repo_access(&m.local, action, scope_name);
+            let proxy = (!from_peer).then(|| Proxied {
+                upstream: m.upstream,
+                remote: m.remote.clone(),
+                requested: requested.clone(),
+            });
+            Ok(Resolved {
+                route: parsed.with_repo(m.local),
+                proxy,
+                access,
+                claim: false,
+                refusal,
+            })
+        }
+    }
+}
+
 async fn route_and_run(
     state: &Arc<State>,
     parsed: Route,
     req: Request<Incoming>,
-    remote: SocketAddr,
+    client: ClientAddr,
     user: &mut Option<String>,
 ) -> Result<Response<Body>, ApiError> {
     let method = req.method().clone();
-    let requested = parsed.repo().cloned();
-    let ns = query::Query::parse(req.uri().query());
+    let query = query::Query::parse(req.uri().query());
     // A peer asks for what is in our store only: never through our own upstream.
     let from_peer = req
         .headers()
         .contains_key(crate::upstream::peers::PEER_HEADER);
-    let (route, proxy) = match requested.as_ref().map(|n| state.resolve(n, ns.get("ns"))) {
-        Some(Target::Proxied {
-            upstream,
-            remote,
-            local,
-        }) => {
-            if !matches!(method, Method::GET | Method::HEAD) {
-                return Err(ApiError::Unsupported(format!(
-                    "{} is mirrored from an upstream and is read-only; {}",
-                    requested.as_ref().map(|r| r.as_str()).unwrap_or_default(),
-                    state.routes.push_hint()
-                )));
-            }
-            let proxy = (!from_peer).then(|| Proxied {
-                upstream,
-                remote,
-                requested: requested.clone().unwrap_or_else(|| local.clone()),
-            });
-            (parsed.with_repo(local), proxy)
-        }
-        _ => (parsed, None),
-    };
-    let refuse = |d| state.refusal(req.headers(), Some(&route), req.uri().query(), d);
-    let caller = match state.auth.identify(req.headers(), remote).await {
+    let for_refusal = parsed.clone();
+    let refuse = |d| state.refusal(req.headers(), Some(&for_refusal), req.uri().query(), d);
+    let caller = match state.auth.identify(req.headers(), client).await {
         Ok(c) => c,
         Err(d) => return Err(refuse(d)),
     };
     *user = caller.user().map(str::to_owned);
-    if let Err(d) = state
-        .auth
-        .authorize(&route, &method, &caller, requested.as_ref())
-    {
+    let resolved = resolve_route(state, parsed, &method, query.get("ns"), &caller, from_peer)?;
+    if let Some(message) = resolved.refusal {
+        // Anonymous callers are challenged first, so clients log in and then
+        // see why the name cannot take a push.
+        let challenge_first =
+            matches!(caller.identity, Identity::Anonymous) && state.auth.policy().has_users;
+        if !challenge_first {
+            return Err(ApiError::Denied(message));
+        }
+    }
+    if let Err(d) = state.auth.authorize(&resolved.access, &caller) {
         return Err(refuse(d));
     }
+    if resolved.claim
+        && matches!(
+            resolved.route,
+            Route::UploadStart { .. } | Route::Manifest { .. }
+        )
+    {
+        if let Some(repo) = resolved.route.repo() {
+            tracing::info!(%repo, user = caller.user().unwrap_or("-"), client = %client.ip, "push claims the name as a hosted repository");
+        }
+    }
     let ctx = Ctx {
-        remote,
+        client,
         method,
         caller,
-        proxy,
+        proxy: resolved.proxy,
     };
-    handlers::dispatch(state, &ctx, route, req).await
+    handlers::dispatch(state, &ctx, resolved.route, req).await
+}
+
+/// HTTP/1.1 requires exactly one `Host` header (RFC 9112 §3.2); a request
+/// without one, or with two, is answered 400 before anything else.
+fn check_host(req: &Request<Incoming>) -> Result<(), ApiError> {
+    if req.version() != http::Version::HTTP_11 {
+        return Ok(());
+    }
+    match req.headers().get_all(header::HOST).iter().count() {
+        1 => Ok(()),
+        n => Err(ApiError::Invalid(
+            crate::oci::ErrorCode::Unsupported,
+            format!("an HTTP/1.1 request needs exactly one Host header, not {n}"),
+        )),
+    }
 }
 
 /// Serves one request. Never fails: errors become spec JSON responses.
@@ -283,6 +429,7 @@ pub async fn handle(
 ) -> Response<Body> {
     let started = Instant::now();
     let method = req.method().clone();
+    let client = client_addr::client_addr(remote, req.headers(), &state.trusted_proxies);
     let parsed = Route::parse(&method, req.uri().path());
     let route_name = parsed.as_ref().map(Route::name).unwrap_or("unmatched");
     let repo = parsed
@@ -292,9 +439,10 @@ pub async fn handle(
         .map(|r| r.to_string())
         .unwrap_or_default();
     let mut user = None;
-    let result = match parsed {
-        Ok(route) => route_and_run(&state, route, req, remote, &mut user).await,
-        Err(e) => Err(e.into()),
+    let result = match (check_host(&req), parsed) {
+        (Err(e), _) => Err(e),
+        (Ok(()), Ok(route)) => route_and_run(&state, route, req, client, &mut user).await,
+        (Ok(()), Err(e)) => Err(e.into()),
     };
     let mut resp = result.unwrap_or_else(ApiError::into_response);
     resp.headers_mut().insert(
@@ -312,7 +460,7 @@ pub async fn handle(
     let elapsed = started.elapsed();
     state
         .metrics
-        .observe_request(method.as_str(), route_name, status.as_u16(), bytes, elapsed);
+        .observe_request(&method, route_name, status.as_u16(), bytes, elapsed);
     let cache = resp
         .headers()
         .get("x-cache")
@@ -322,9 +470,9 @@ pub async fn handle(
     let ms = elapsed.as_secs_f64() * 1000.0;
     let user = user.unwrap_or_else(|| "-".to_owned());
     if status.is_server_error() {
-        tracing::warn!(target: "wharf::access", %method, route = route_name, repo, status = status.as_u16(), bytes, ms, cache, user, client = %remote.ip(), "request");
+        tracing::warn!(target: "wharf::access", %method, route = route_name, repo, status = status.as_u16(), bytes, ms, cache, user, client = %client.ip, "request");
     } else {
-        tracing::info!(target: "wharf::access", %method, route = route_name, repo, status = status.as_u16(), bytes, ms, cache, user, client = %remote.ip(), "request");
+        tracing::info!(target: "wharf::access", %method, route = route_name, repo, status = status.as_u16(), bytes, ms, cache, user, client = %client.ip, "request");
     }
     resp
 }

@@ -234,8 +234,9 @@ impl Store {
                 link(txn, &r, &d, origin)
             })
             .await?;
-        if origin == Origin::Pushed {
-            self.mark_pushed(repo);
+        match origin {
+            Origin::Pushed => self.mark_pushed(repo),
+            Origin::Cached => self.mark_mirrored(repo),
         }
         Ok(())
     }

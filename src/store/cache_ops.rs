@@ -119,6 +119,8 @@ impl Store {
         writer.write(body).await?;
         writer.commit(Some(digest)).await?;
         let rows = ManifestRows::new(repo, digest, size, &view, tag, Some(upstream))?;
-        self.meta.write(move |txn| rows.insert(txn)).await
+        self.meta.write(move |txn| rows.insert(txn)).await?;
+        self.mark_mirrored(repo);
+        Ok(())
     }
 }

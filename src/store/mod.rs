@@ -129,6 +129,22 @@ pub struct Store {
     /// Names holding pushed content, kept in memory because routing asks on
     /// every request (DESIGN's "has been pushed here" rule).
     pushed: std::sync::RwLock<std::collections::HashSet<String>>,
+    /// Canonical mirrored names holding cached content: a push may not claim
+    /// a name whose mirror already holds content (routing rule 4).
+    mirrored: std::sync::RwLock<std::collections::HashSet<String>>,
+}
+
+impl crate::oci::routing::NameFacts for Store {
+    fn is_hosted(&self, name: &str) -> bool {
+        self.is_pushed_repo(name)
+    }
+
+    fn is_mirrored(&self, local: &str) -> bool {
+        self.mirrored
+            .read()
+            .map(|m| m.contains(local))
+            .unwrap_or(false)
+    }
 }
 
 /// 32 random hex characters: unguessable names for temp files and upload ids.
@@ -167,24 +183,30 @@ impl Store {
             uploads: UploadTable::default(),
             root,
             pushed: Default::default(),
+            mirrored: Default::default(),
         };
         store.reconcile().await?;
-        let pushed = store
+        let (pushed, mirrored) = store
             .meta
             .read(|txn| {
                 use redb::ReadableTable;
-                let mut out = std::collections::HashSet::new();
+                let mut pushed = std::collections::HashSet::new();
+                let mut mirrored = std::collections::HashSet::new();
                 for item in txn.open_table(tables::REPOS)?.iter()? {
                     let (k, v) = item?;
-                    if meta::decode::<meta::RepoRecord>(v.value())?.origin == Origin::Pushed {
-                        out.insert(k.value().to_owned());
-                    }
+                    match meta::decode::<meta::RepoRecord>(v.value())?.origin {
+                        Origin::Pushed => pushed.insert(k.value().to_owned()),
+                        Origin::Cached => mirrored.insert(k.value().to_owned()),
+                    };
                 }
-                Ok(out)
+                Ok((pushed, mirrored))
             })
             .await?;
         if let Ok(mut p) = store.pushed.write() {
             *p = pushed;
+        }
+        if let Ok(mut m) = store.mirrored.write() {
+            *m = mirrored;
         }
         Ok(store)
     }
@@ -225,6 +247,15 @@ impl Store {
         if let Ok(mut p) = self.pushed.write() {
             if !p.contains(repo.as_str()) {
                 p.insert(repo.to_string());
+            }
+        }
+    }
+
+    /// Remembers that the mirrored name `repo` now holds cached content.
+    pub(crate) fn mark_mirrored(&self, repo: &RepoName) {
+        if let Ok(mut m) = self.mirrored.write() {
+            if !m.contains(repo.as_str()) {
+                m.insert(repo.to_string());
             }
         }
     }

@@ -16,23 +16,47 @@ use crate::store::Page;
 
 /// Catalog pages default to this many names (distribution's default).
 const CATALOG_DEFAULT: usize = 100;
-/// No page is longer than this.
+/// No page is longer than this, whatever `n` asks for; a tag list without `n`
+/// is one page of this many (with a `Link` when more follow).
 const PAGE_MAX: usize = 10_000;
 
-fn page_params(req: &Request<Incoming>) -> Result<(Option<usize>, Option<String>), ApiError> {
+/// The paging parameters of a listing: `n` (None when absent; capped at
+/// [`PAGE_MAX`]) and `last`.
+struct Paging {
+    n: Option<usize>,
+    last: Option<String>,
+    /// containerd's `ns=`, carried into `Link` so the next page routes alike.
+    ns: Option<String>,
+}
+
+fn page_params(req: &Request<Incoming>) -> Result<Paging, ApiError> {
     let q = Query::parse(req.uri().query());
     let n = match q.get("n") {
         None | Some("") => None,
         Some(v) => Some(
-            v.parse::<usize>()
+            v.parse::<u64>()
                 .map_err(|_| {
                     ApiError::Invalid(ErrorCode::Unsupported, format!("n={v:?} is not a number"))
                 })?
-                .min(PAGE_MAX),
+                .min(PAGE_MAX as u64) as usize,
         ),
     };
     let last = q.get("last").filter(|s| !s.is_empty()).map(str::to_owned);
-    Ok((n, last))
+    let ns = q.get("ns").filter(|s| !s.is_empty()).map(str::to_owned);
+    Ok(Paging { n, last, ns })
+}
+
+/// Percent-encodes a query value (tags and names are safe, but `last` and
+/// `ns` come from the client).
+fn query_value(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 fn json(
@@ -49,11 +73,24 @@ fn json(
     respond(StatusCode::OK, headers, full(Bytes::from(body)))
 }
 
-fn link(state: &State, path: &str, page: &Page, n: usize) -> Vec<(header::HeaderName, String)> {
+fn link(
+    state: &State,
+    path: &str,
+    page: &Page,
+    n: usize,
+    ns: Option<&str>,
+) -> Vec<(header::HeaderName, String)> {
+    let ns = ns
+        .map(|ns| format!("&ns={}", query_value(ns)))
+        .unwrap_or_default();
     match (page.more, page.items.last()) {
         (true, Some(last)) => vec![(
             header::LINK,
-            format!("<{}?n={n}&last={last}>; rel=\"next\"", state.location(path)),
+            format!(
+                "<{}?n={n}&last={}{ns}>; rel=\"next\"",
+                state.location(path),
+                query_value(last)
+            ),
         )],
         _ => vec![],
     }
@@ -65,7 +102,7 @@ pub async fn catalog(
     ctx: &Ctx,
     req: &Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    let (n, last) = page_params(req)?;
+    let Paging { n, last, .. } = page_params(req)?;
     let n = n.unwrap_or(CATALOG_DEFAULT);
     let policy = state.auth.policy();
     let user = ctx.caller.user().map(str::to_owned);
@@ -74,7 +111,7 @@ pub async fn catalog(
         policy.allows(user.as_deref(), repo, crate::config::Action::Pull, loopback)
     };
     let page = state.store.catalog(n, last, visible).await?;
-    let extra = link(state, "/v2/_catalog", &page, n);
+    let extra = link(state, "/v2/_catalog", &page, n, None);
     Ok(json(
         &serde_json::json!({ "repositories": page.items }),
         "application/json",
@@ -90,23 +127,29 @@ pub async fn tags(
     name: &RepoName,
     req: &Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    let (n, last) = page_params(req)?;
+    let Paging { n, last, ns } = page_params(req)?;
     if let Some(p) = &ctx.proxy {
-        let query = req.uri().query().unwrap_or("");
-        // Only the paging parameters travel upstream.
-        let q: String = query
-            .split('&')
-            .filter(|kv| kv.starts_with("n=") || kv.starts_with("last="))
-            .collect::<Vec<_>>()
-            .join("&");
+        // Only the paging parameters travel upstream, `n` capped like ours.
+        let mut q = Vec::new();
+        if let Some(n) = n {
+            q.push(format!("n={n}"));
+        }
+        if let Some(l) = &last {
+            q.push(format!("last={}", query_value(l)));
+        }
+        let q = q.join("&");
         match state.proxy.tags(p.upstream, &p.remote, &q).await {
             Ok((tags, link)) => {
                 let mut extra = vec![x_cache(CacheResult::Miss)];
                 if let Some(l) = link {
-                    let ours = l.replace(
+                    let mut ours = l.replace(
                         &format!("/v2/{}/", p.remote),
                         &format!("/v2/{}/", p.requested),
                     );
+                    if let (Some(ns), Some(end)) = (&ns, ours.find('>')) {
+                        let sep = if ours[..end].contains('?') { '&' } else { '?' };
+                        ours.insert_str(end, &format!("{sep}ns={}", query_value(ns)));
+                    }
                     extra.push((header::LINK, ours));
                 }
                 return Ok(json(
@@ -124,7 +167,7 @@ pub async fn tags(
                 tracing::warn!(repo = %name, error = %e, "upstream tag list failed; answering from the cache");
                 let page = state
                     .store
-                    .tags(name, n, last)
+                    .tags(name, Some(n.unwrap_or(PAGE_MAX)), last)
                     .await
                     .map_err(|_| ApiError::from(e))?;
                 return Ok(json(
@@ -135,11 +178,15 @@ pub async fn tags(
             }
         }
     }
-    let page = state.store.tags(name, n, last).await?;
-    let extra = match n {
-        Some(n) => link(state, &format!("/v2/{name}/tags/list"), &page, n),
-        None => vec![],
-    };
+    let n = n.unwrap_or(PAGE_MAX);
+    let page = state.store.tags(name, Some(n), last).await?;
+    let extra = link(
+        state,
+        &format!("/v2/{name}/tags/list"),
+        &page,
+        n,
+        ns.as_deref(),
+    );
     Ok(json(
         &serde_json::json!({ "name": name.as_str(), "tags": page.items }),
         "application/json",

@@ -161,7 +161,7 @@ async fn next_frame(
 fn upload_slot<'a>(state: &'a State, ctx: &Ctx) -> Result<super::limits::SlotGuard<'a>, ApiError> {
     state
         .upload_slots
-        .acquire(ctx.remote.ip().to_canonical())
+        .acquire(ctx.client.ip)
         .ok_or_else(|| ApiError::TooManyRequests {
             retry_after: 1,
             message: "too many concurrent uploads from this address".into(),

@@ -9,7 +9,7 @@ use hyper::body::Incoming;
 
 use super::{read_small, respond};
 use crate::auth::Denial;
-use crate::auth::token::Access;
+use crate::auth::token::Grant;
 use crate::config::AuthScheme;
 use crate::http::body::{Body, full};
 use crate::http::query::Query;
@@ -18,6 +18,8 @@ use crate::oci::ErrorCode;
 
 /// Largest form body accepted.
 const MAX_FORM: usize = 64 * 1024;
+/// Most scopes one token request may carry.
+const MAX_SCOPES: usize = 64;
 
 /// Issues a token.
 pub async fn issue(
@@ -56,11 +58,7 @@ pub async fn issue(
     };
     // The caller was identified from Authorization already; a form login is checked here.
     let user = match form_user {
-        Some((u, p)) => match state
-            .auth
-            .login(&u, &p, ctx.remote.ip().to_canonical())
-            .await
-        {
+        Some((u, p)) => match state.auth.login(&u, &p, ctx.client.ip).await {
             Ok(true) => Some(u),
             Ok(false) => {
                 return Err(state.refusal(
@@ -77,16 +75,18 @@ pub async fn issue(
         },
         None => ctx.caller.user().map(str::to_owned),
     };
-    let requested: Vec<Access> = query
+    // A handful of scopes is what any client asks for; more is not a client.
+    let requested: Vec<Grant> = query
         .all("scope")
         .flat_map(|s| s.split(' '))
-        .filter_map(Access::parse)
+        .filter_map(Grant::parse)
+        .take(MAX_SCOPES)
         .collect();
     let (token, ttl) =
         state
             .auth
             .issue_token(user.as_deref(), ctx.caller.loopback, &requested, |n| {
-                state.local_name(n).to_string()
+                state.token_locals(n)
             });
     state.metrics.tokens_issued.inc();
     let body = serde_json::to_vec(&serde_json::json!({

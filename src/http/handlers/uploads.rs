@@ -42,18 +42,16 @@ pub async fn start(
         let digest = digest_param(Some(mount))?;
         // A `from` that is not a valid name, or that the caller may not pull from,
         // cannot lend the blob: fall back to an ordinary upload (no leak, no error).
-        // Tokens grant the names clients asked for; the store knows local names.
-        let from = from.parse::<RepoName>().ok().and_then(|asked| {
-            let local = state.local_name(&asked);
-            let checked = match ctx.caller.identity {
-                crate::auth::Identity::Token(_) => &asked,
-                _ => &local,
-            };
-            state
-                .auth
-                .allows(&ctx.caller, checked.as_str(), crate::config::Action::Pull)
-                .then_some(local)
-        });
+        // Rules and tokens are both checked against the local name.
+        let from = from
+            .parse::<RepoName>()
+            .ok()
+            .and_then(|asked| state.local_name(&asked))
+            .filter(|local| {
+                state
+                    .auth
+                    .allows(&ctx.caller, local.as_str(), crate::config::Action::Pull)
+            });
         if let Some(from) = from {
             if state.store.mount_blob(name, &from, &digest).await? {
                 return Ok(blob_created(state, name, &digest));
@@ -79,32 +77,45 @@ pub async fn start(
     ))
 }
 
-/// Parses `Content-Range` of a chunk: `start-end`, also with `bytes ` or `bytes=`.
+/// Parses a chunk's `Content-Range` value: `start-end`, as the spec writes it,
+/// also with the `bytes ` / `bytes=` unit some clients put first and a `/total`
+/// or `/*` after. Nothing else: no spaces inside, digits only.
+pub fn parse_content_range(v: &str) -> Option<(u64, u64)> {
+    let s = v
+        .strip_prefix("bytes=")
+        .or_else(|| v.strip_prefix("bytes "))
+        .unwrap_or(v);
+    let (range, total) = match s.split_once('/') {
+        Some((r, t)) => (r, Some(t)),
+        None => (s, None),
+    };
+    let digits = |x: &str| !x.is_empty() && x.len() <= 20 && x.bytes().all(|b| b.is_ascii_digit());
+    if total.is_some_and(|t| t != "*" && !digits(t)) {
+        return None;
+    }
+    let (a, b) = range.split_once('-')?;
+    if !digits(a) || !digits(b) {
+        return None;
+    }
+    let (a, b) = (a.parse::<u64>().ok()?, b.parse::<u64>().ok()?);
+    (a <= b).then_some((a, b))
+}
+
+/// The `Content-Range` of a chunk, if it has one; a malformed one is refused.
 fn chunk_range(req: &Request<Incoming>) -> Result<Option<(u64, u64)>, ApiError> {
     let Some(v) = req.headers().get(header::CONTENT_RANGE) else {
         return Ok(None);
     };
-    let bad = || {
-        ApiError::Invalid(
-            crate::oci::ErrorCode::BlobUploadInvalid,
-            "malformed Content-Range".into(),
-        )
-    };
-    let s = v.to_str().map_err(|_| bad())?.trim();
-    let s = s
-        .strip_prefix("bytes=")
-        .or_else(|| s.strip_prefix("bytes "))
-        .unwrap_or(s);
-    let s = s.split('/').next().unwrap_or(s);
-    let (a, b) = s.split_once('-').ok_or_else(bad)?;
-    let (a, b) = (
-        a.trim().parse::<u64>().map_err(|_| bad())?,
-        b.trim().parse::<u64>().map_err(|_| bad())?,
-    );
-    if b < a {
-        return Err(bad());
-    }
-    Ok(Some((a, b)))
+    v.to_str()
+        .ok()
+        .and_then(parse_content_range)
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::Invalid(
+                crate::oci::ErrorCode::BlobUploadInvalid,
+                "malformed Content-Range: expected \"start-end\" in bytes".into(),
+            )
+        })
 }
 
 fn content_length(req: &Request<Incoming>) -> Option<u64> {
@@ -204,4 +215,23 @@ pub async fn status(state: &State, name: &RepoName, id: &str) -> Result<Response
 pub async fn cancel(state: &State, name: &RepoName, id: &str) -> Result<Response<Body>, ApiError> {
     state.store.cancel_upload(name, id).await?;
     Ok(respond(StatusCode::NO_CONTENT, vec![], empty()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_content_range as p;
+
+    #[test]
+    fn content_ranges() {
+        assert_eq!(p("0-65535"), Some((0, 65535)));
+        assert_eq!(p("bytes=10-19"), Some((10, 19)));
+        assert_eq!(p("bytes 10-19/100"), Some((10, 19)));
+        assert_eq!(p("10-19/*"), Some((10, 19)));
+        for bad in [
+            "0 - 9", " 0-9", "0-9 ", "-9", "0-", "9-0", "a-b", "0-9/x", "0-9/", "", "-", "+1-2",
+            "0x1-2", "1-2-3",
+        ] {
+            assert_eq!(p(bad), None, "{bad:?}");
+        }
+    }
 }

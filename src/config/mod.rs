@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+mod not_built;
+
 /// Why a configuration cannot be used; the message names the key and, where it can,
 /// the line.
 #[derive(Debug, thiserror::Error)]
@@ -139,6 +141,8 @@ pub struct Config {
     pub replicate: Vec<ReplicateConfig>,
     /// `[gc]`
     pub gc: GcConfig,
+    /// `[ui]`
+    pub ui: UiConfig,
     /// `[log]`
     pub log: LogConfig,
 }
@@ -163,6 +167,14 @@ pub struct ServerConfig {
     pub body_timeout: HumanDuration,
     /// Most uploads one client address may stream at the same time.
     pub uploads_per_client: usize,
+    /// Most blob downloads (cache fills from an upstream or peer) one client
+    /// address may have started that are still running; they go on after the
+    /// client leaves, so each costs until it ends.
+    pub downloads_per_client: usize,
+    /// Most blob downloads running at once, whoever started them.
+    pub max_downloads: usize,
+    /// Reverse proxies whose `X-Forwarded-For`/`Forwarded` headers are believed.
+    pub trusted_proxies: Vec<crate::net::Cidr>,
 }
 
 impl Default for ServerConfig {
@@ -176,6 +188,9 @@ impl Default for ServerConfig {
             header_timeout: HumanDuration(Duration::from_secs(30)),
             body_timeout: HumanDuration(Duration::from_secs(60)),
             uploads_per_client: 32,
+            downloads_per_client: 32,
+            max_downloads: 256,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -190,6 +205,10 @@ pub struct StorageConfig {
     pub max_cache_size: ByteSize,
     /// Eviction goes down to this fraction of `max_cache_size`.
     pub low_watermark: f64,
+    /// Where blob content lives: `fs` (only `fs` is built yet).
+    pub backend: String,
+    /// `[storage.s3]`: refused until the S3 backend exists.
+    pub s3: Option<toml::Table>,
 }
 
 impl Default for StorageConfig {
@@ -198,6 +217,8 @@ impl Default for StorageConfig {
             root: PathBuf::from("./wharf-data"),
             max_cache_size: ByteSize(0),
             low_watermark: 0.9,
+            backend: "fs".into(),
+            s3: None,
         }
     }
 }
@@ -240,6 +261,25 @@ pub enum AuthScheme {
     Basic,
     /// Bearer tokens from `/token`, the Docker Hub flow.
     Token,
+    /// Token when users exist and anonymous pulls are allowed (the only scheme
+    /// under which dockerd, containerd and containers/image pull anonymously
+    /// from a registry that also takes logins), Basic otherwise.
+    Auto,
+}
+
+impl AuthScheme {
+    /// The scheme in force for `auth`: `auto` resolved.
+    pub fn effective(auth: &AuthConfig) -> AuthScheme {
+        match auth.scheme {
+            AuthScheme::Auto
+                if auth.htpasswd.is_some() && auth.anonymous_pull != AnonymousPull::None =>
+            {
+                AuthScheme::Token
+            }
+            AuthScheme::Auto => AuthScheme::Basic,
+            s => s,
+        }
+    }
 }
 
 /// `[auth]`
@@ -250,7 +290,7 @@ pub struct AuthConfig {
     pub htpasswd: Option<PathBuf>,
     /// What anonymous clients may pull.
     pub anonymous_pull: AnonymousPull,
-    /// basic or token.
+    /// basic, token or auto.
     pub scheme: AuthScheme,
     /// Users allowed to use the `/_wharf/` admin API.
     pub admins: Vec<String>,
@@ -263,7 +303,7 @@ impl Default for AuthConfig {
         AuthConfig {
             htpasswd: None,
             anonymous_pull: AnonymousPull::All,
-            scheme: AuthScheme::Basic,
+            scheme: AuthScheme::Auto,
             admins: Vec::new(),
             rule: Vec::new(),
         }
@@ -333,6 +373,8 @@ impl Config {
                 .map(|u| (u.name.clone(), u.default))
                 .collect(),
             hosted_prefixes: self.hosted.prefixes.clone(),
+            claim_on_push: self.hosted.claim_on_push,
+            hosted_only: self.hosted.only,
         }
     }
 }
@@ -353,12 +395,35 @@ impl UpstreamConfig {
 }
 
 /// `[hosted]`
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HostedConfig {
     /// Name prefixes reserved for pushes, never proxied.
     pub prefixes: Vec<String>,
+    /// A push to a name no upstream claims explicitly makes it hosted.
+    pub claim_on_push: bool,
+    /// A plain private registry: every name hosted, no upstream contacted.
+    pub only: bool,
 }
+
+impl Default for HostedConfig {
+    fn default() -> Self {
+        HostedConfig {
+            prefixes: Vec::new(),
+            claim_on_push: true,
+            only: false,
+        }
+    }
+}
+
+/// `[ui]`
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct UiConfig {
+    /// The web page at `/ui/`; refused when set to true until it exists.
+    pub enabled: bool,
+}
+
 
 /// One `[[peer]]` wharf on the LAN.
 #[derive(Debug, Clone, Deserialize)]
@@ -379,6 +444,9 @@ pub struct SyncConfig {
     /// How often.
     #[serde(default = "default_sync_every")]
     pub every: HumanDuration,
+    /// Platforms of an index to keep (default: all).
+    #[serde(default)]
+    pub platforms: Vec<String>,
 }
 
 fn default_sync_every() -> HumanDuration {
@@ -393,6 +461,18 @@ pub struct ReplicateConfig {
     pub repos: Vec<String>,
     /// Peer base URL.
     pub to: String,
+    /// Credentials for the target.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// File holding the target's password.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Reconcile period.
+    #[serde(default)]
+    pub every: Option<HumanDuration>,
+    /// Whether deletions follow.
+    #[serde(default)]
+    pub delete: Option<bool>,
 }
 
 /// `[gc]`
@@ -476,7 +556,7 @@ impl Config {
             path: path.to_owned(),
             message,
         })?;
-        if cfg.upstream.is_empty() {
+        if cfg.upstream.is_empty() && !cfg.hosted.only {
             cfg.upstream.push(UpstreamConfig::docker_hub());
         }
         Ok(cfg)
@@ -511,6 +591,43 @@ impl Config {
                     "{}server.public_url must start with http:// or https://",
                     at("public_url")
                 ));
+            }
+        }
+        if let Some((key, message)) = not_built::refusal(self, text) {
+            return Err(format!("{}{message}", at(key)));
+        }
+        if self.auth.scheme == AuthScheme::Basic
+            && self.auth.htpasswd.is_some()
+            && self.auth.anonymous_pull != AnonymousPull::None
+        {
+            return Err(format!(
+                "{}auth.scheme = \"basic\" with users and anonymous pulls cannot work: dockerd, \
+                 containerd and podman/skopeo meet a Basic challenge on /v2/ and give up (or \
+                 send empty credentials) instead of pulling anonymously; use scheme = \"auto\" \
+                 (the default) or \"token\", or set anonymous_pull = false",
+                at("scheme")
+            ));
+        }
+        if self.hosted.only && !self.upstream.is_empty() {
+            return Err(format!(
+                "{}hosted.only = true makes wharf a plain private registry that contacts no \
+                 upstream; remove the [[upstream]] sections (or set only = false)",
+                at("[[upstream]]")
+            ));
+        }
+        if self.hosted.only && !self.peer.is_empty() {
+            return Err(format!(
+                "{}hosted.only = true contacts no upstream and mirrors nothing, so [[peer]] \
+                 would never be asked; remove the [[peer]] sections",
+                at("[[peer]]")
+            ));
+        }
+        for (key, n) in [
+            ("downloads_per_client", self.server.downloads_per_client),
+            ("max_downloads", self.server.max_downloads),
+        ] {
+            if n == 0 {
+                return Err(format!("{}server.{key} must be at least 1", at(key)));
             }
         }
         if self.server.uploads_per_client == 0 {

@@ -25,6 +25,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod limits;
 pub mod metrics;
 pub mod net;
 pub mod oci;

@@ -6,7 +6,6 @@ pub mod body;
 pub mod client_addr;
 pub mod error;
 pub mod handlers;
-pub mod limits;
 pub mod query;
 pub mod router;
 
@@ -44,7 +43,7 @@ pub struct State {
     /// How long a request body may stall between reads.
     pub body_timeout: std::time::Duration,
     /// Concurrent uploads per client address.
-    pub upload_slots: limits::UploadSlots,
+    pub upload_slots: Arc<crate::limits::ClientSlots>,
     /// Which names are hosted and which proxied.
     pub routes: crate::oci::routing::RouteRules,
     /// The pull-through engine for proxied names.
@@ -74,7 +73,10 @@ impl State {
                 .map(|u| u.trim_end_matches('/').to_owned()),
             tls,
             body_timeout: config.server.body_timeout.0,
-            upload_slots: limits::UploadSlots::new(config.server.uploads_per_client),
+            upload_slots: crate::limits::ClientSlots::new(
+                config.server.uploads_per_client,
+                usize::MAX,
+            ),
             routes: config.route_rules(),
             proxy: crate::proxy::Proxy::new(store.clone(), upstreams, peers, metrics.clone()),
             trusted_proxies: config.server.trusted_proxies.clone(),
@@ -468,6 +470,8 @@ pub async fn handle(
         .unwrap_or("-")
         .to_owned();
     let ms = elapsed.as_secs_f64() * 1000.0;
+    // An extension method may be kilobytes long: the log line keeps a prefix.
+    let method: String = method.as_str().chars().take(32).collect();
     let user = user.unwrap_or_else(|| "-".to_owned());
     if status.is_server_error() {
         tracing::warn!(target: "wharf::access", %method, route = route_name, repo, status = status.as_u16(), bytes, ms, cache, user, client = %client.ip, "request");

@@ -165,11 +165,13 @@ impl Route {
     }
 
     /// What the request does to its repository: GET/HEAD pull, POST/PUT/PATCH
-    /// push (upload status reads count as push: they belong to a push), DELETE delete.
+    /// push, DELETE delete. Every request on an upload session (its status, and
+    /// cancelling it) counts as push: it belongs to a push and removes no content.
     pub fn action(&self, m: &Method) -> Option<Action> {
         self.repo()?;
         Some(match *m {
-            Method::GET | Method::HEAD if !matches!(self, Route::Upload { .. }) => Action::Pull,
+            _ if matches!(self, Route::Upload { .. }) => Action::Push,
+            Method::GET | Method::HEAD => Action::Pull,
             Method::DELETE => Action::Delete,
             _ => Action::Push,
         })
@@ -328,5 +330,6 @@ mod tests {
         assert_eq!(get("/v2/").unwrap().action(&Method::GET), None);
         let u = Route::parse(&Method::GET, "/v2/a/blobs/uploads/x").unwrap();
         assert_eq!(u.action(&Method::GET), Some(Action::Push));
+        assert_eq!(u.action(&Method::DELETE), Some(Action::Push));
     }
 }

@@ -15,6 +15,9 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
+pub use blobs::{ByteRange, parse_range};
+pub use uploads::parse_content_range;
+
 use super::body::{Body, empty};
 use super::{ApiError, Ctx, Route, State};
 use crate::oci::Digest;
@@ -158,11 +161,11 @@ async fn next_frame(
 }
 
 /// Takes an upload slot for the client, or refuses with 429.
-fn upload_slot<'a>(state: &'a State, ctx: &Ctx) -> Result<super::limits::SlotGuard<'a>, ApiError> {
+fn upload_slot(state: &State, ctx: &Ctx) -> Result<crate::limits::SlotGuard, ApiError> {
     state
         .upload_slots
         .acquire(ctx.client.ip)
-        .ok_or_else(|| ApiError::TooManyRequests {
+        .map_err(|_| ApiError::TooManyRequests {
             retry_after: 1,
             message: "too many concurrent uploads from this address".into(),
         })

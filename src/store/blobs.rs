@@ -282,9 +282,24 @@ impl BlobWriter {
                 // Same digest, same bytes: the existing file stays.
                 let _ = std::fs::remove_file(&tmp);
             } else {
-                std::fs::create_dir_all(&dir)?;
+                // Only the fan-out level is created here: if `blobs/sha256`
+                // itself is gone (an unmounted volume), the commit fails rather
+                // than filling a fresh directory the volume will hide.
+                let fan_created = match std::fs::create_dir(&dir) {
+                    Ok(()) => true,
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+                    Err(e) => return Err(e.into()),
+                };
                 std::fs::rename(&tmp, &dest)?;
                 File::open(&dir)?.sync_all()?;
+                if fan_created {
+                    // A new fan-out directory is itself an entry of its parent:
+                    // without this fsync a crash could lose the directory and
+                    // with it the file the index is about to name.
+                    if let Some(parent) = dir.parent() {
+                        File::open(parent)?.sync_all()?;
+                    }
+                }
             }
             Ok(digest)
         })

@@ -201,7 +201,12 @@ impl Store {
 
     /// Storage is writable and the index answers: what `/readyz` reports.
     pub async fn ready(&self) -> Result<(), StoreError> {
-        let tmp = self.files.tmp_dir().join(".ready");
+        // A name of its own per probe: concurrent probes must not remove each
+        // other's file.
+        let tmp = self
+            .files
+            .tmp_dir()
+            .join(format!(".ready-{}", random_hex()?));
         self.meta
             .read(move |txn| {
                 txn.open_table(tables::REPOS)?;

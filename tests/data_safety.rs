@@ -1,9 +1,75 @@
-//! Data safety of the store across real start-ups and requests: readiness
-//! probes do not trip over each other.
+//! Data safety of the store across real start-ups and requests: hosted content
+//! is labelled pushed whatever route brought it, and readiness probes do not
+//! trip over each other.
 
 mod common;
 
-use common::{Wharf, http};
+use common::image::{Image, OCI_MANIFEST, tar_with_file};
+use common::upstreams::{hub, mirror_config, publish};
+use common::{Wharf, bytes, get_json, get_oci, http};
+
+/// `/_wharf/du` once `ready` holds (each poll is a request; fails after 10 s).
+async fn du_once(w: &Wharf, ready: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let du = get_json(w, "/_wharf/du").await;
+        if ready(&du) {
+            return du;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "du never settled: {du}"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hosted_content_is_pushed_whatever_route_brought_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub(dir.path()).await;
+    let img = Image::new(vec![
+        tar_with_file("a", &bytes(300_000, 4)),
+        tar_with_file("b", b"small layer"),
+    ]);
+    publish(&hub, "library/base", "1", &img).await;
+    let extra = mirror_config(&hub.base, "", "[hosted]\nprefixes = [\"team/\"]\n");
+    let m = Wharf::start_config(common::config(&dir.path().join("mirror"), &extra)).await;
+
+    // A mirror pull: everything cached.
+    let r = get_oci(&m, "/v2/library/base/manifests/1").await;
+    assert_eq!(r.status(), 200);
+    r.bytes().await.unwrap();
+    for (d, b) in img.blobs() {
+        let r = get_oci(&m, &format!("/v2/library/base/blobs/{d}")).await;
+        assert_eq!(r.bytes().await.unwrap().as_ref(), b);
+    }
+    let blob_bytes: u64 = img.blobs().iter().map(|(_, b)| b.len() as u64).sum();
+    let total = blob_bytes + img.manifest.len() as u64;
+    // A blob is indexed just after its last bytes went out: wait for the rows.
+    let du = du_once(&m, |du| du["cached_bytes"] == total).await;
+    assert_eq!(du["pushed_bytes"], 0, "{du}");
+
+    // What skopeo does when pushing a pulled image: mount every blob from the
+    // mirrored repository, then push the identical manifest.
+    for (d, _) in img.blobs() {
+        let r = http()
+            .post(m.url(&format!(
+                "/v2/team/app/blobs/uploads/?mount={d}&from=library/base"
+            )))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "mount {d}");
+    }
+    let r = common::put_manifest(&m, "team/app", "1", OCI_MANIFEST, &img.manifest).await;
+    assert_eq!(r.status(), 201);
+    let du = get_json(&m, "/_wharf/du").await;
+    assert_eq!(du["pushed_bytes"], total, "{du}");
+    assert_eq!(du["cached_bytes"], 0, "{du}");
+    m.stop().await;
+    hub.stop().await;
+}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn fifty_concurrent_readiness_probes_all_succeed() {

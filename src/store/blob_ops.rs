@@ -9,7 +9,8 @@ use super::{SessionHandle, Store, StoreError, tables, unix_now};
 use crate::oci::{Digest, RepoName};
 
 /// Links `digest` into `repo` and makes sure the repository row exists; used by
-/// uploads and mounts inside their write transaction.
+/// uploads and mounts inside their write transaction. Content linked into a
+/// hosted repository is labelled pushed, however it got there.
 pub(super) fn link(
     txn: &redb::WriteTransaction,
     repo: &str,
@@ -18,7 +19,8 @@ pub(super) fn link(
 ) -> Result<(), StoreError> {
     txn.open_table(tables::REPO_BLOBS)?
         .insert((repo, digest), ())?;
-    ensure_repo(txn, repo, origin)
+    ensure_repo(txn, repo, origin)?;
+    super::labels::label_linked(txn, repo, digest)
 }
 
 /// Creates the repository row if missing.

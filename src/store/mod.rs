@@ -13,6 +13,7 @@ pub mod uploads;
 mod admin_ops;
 mod blob_ops;
 mod cache_ops;
+mod labels;
 mod manifest_ops;
 mod manifest_rows;
 mod reconcile;

@@ -66,7 +66,8 @@ fn drop_rows(txn: &redb::WriteTransaction, gone: &HashSet<String>) -> Result<(),
 impl Store {
     /// Files without rows are removed (nothing references them); rows without
     /// files are removed with everything that points at them; upload rows go
-    /// because `tmp/` was emptied.
+    /// because `tmp/` was emptied; content linked into hosted repositories is
+    /// labelled pushed (indexes written before every route did so).
     pub(super) async fn reconcile(&self) -> Result<(), StoreError> {
         let files = self.files.clone();
         let on_disk: HashSet<String> = tokio::task::spawn_blocking(move || files.list())
@@ -96,7 +97,8 @@ impl Store {
                 "index rows whose files are missing removed"
             );
         }
-        self.meta
+        let relabelled = self
+            .meta
             .write(move |txn| {
                 drop_rows(txn, &gone)?;
                 let mut uploads = txn.open_table(tables::UPLOADS)?;
@@ -108,9 +110,16 @@ impl Store {
                 for id in ids {
                     uploads.remove(id.as_str())?;
                 }
-                Ok(())
+                drop(uploads);
+                super::labels::relabel_hosted(txn)
             })
             .await?;
+        if relabelled > 0 {
+            tracing::info!(
+                count = relabelled,
+                "content linked into hosted repositories relabelled as pushed"
+            );
+        }
         if !orphans.is_empty() {
             tracing::info!(
                 count = orphans.len(),

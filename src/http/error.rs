@@ -126,6 +126,7 @@ impl ApiError {
                 StoreError::UploadUnknown => (S::NOT_FOUND, C::BlobUploadUnknown),
                 StoreError::UploadRange { .. } => (S::RANGE_NOT_SATISFIABLE, C::BlobUploadInvalid),
                 StoreError::SizeInvalid(_) => (S::BAD_REQUEST, C::SizeInvalid),
+                StoreError::TooManyUploads { .. } => (S::TOO_MANY_REQUESTS, C::TooManyRequests),
             },
             ApiError::Route(RouteError::NotFound) => (S::NOT_FOUND, C::Unsupported),
             ApiError::Route(RouteError::MethodNotAllowed) => {
@@ -209,6 +210,7 @@ impl ApiError {
                 }
             }
             ApiError::TooManyRequests { retry_after, .. }
+            | ApiError::Store(StoreError::TooManyUploads { retry_after, .. })
             | ApiError::Upstream(crate::upstream::UpstreamError::TooManyRequests {
                 retry_after: Some(retry_after),
             })

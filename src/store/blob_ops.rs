@@ -147,23 +147,34 @@ impl Store {
         Ok(present)
     }
 
-    /// Opens an upload session in `repo` and returns its id.
-    pub async fn begin_upload(&self, repo: &RepoName) -> Result<String, StoreError> {
-        let files = self.files.clone();
-        let writer = tokio::task::spawn_blocking(move || files.writer()).await??;
-        let id = self.uploads.insert(repo.clone(), writer)?;
+    /// Opens an upload session in `repo` for `client` (the address its caps
+    /// count against) and returns its id. The temp file is created only when
+    /// the first byte arrives. Refused with [`StoreError::TooManyUploads`] when
+    /// the client or the daemon holds too many sessions.
+    pub async fn begin_upload(
+        &self,
+        repo: &RepoName,
+        client: std::net::IpAddr,
+    ) -> Result<String, StoreError> {
+        let writer = self.files.lazy_writer()?;
+        let id = self.uploads.insert(repo.clone(), client, writer)?;
         let rec = encode(&UploadRecord {
             repo: repo.to_string(),
             started: unix_now(),
         })?;
         let key = id.clone();
-        self.meta
+        let recorded = self
+            .meta
             .write(move |txn| {
                 txn.open_table(tables::UPLOADS)?
                     .insert(key.as_str(), rec.as_slice())?;
                 Ok(())
             })
-            .await?;
+            .await;
+        if let Err(e) = recorded {
+            self.uploads.remove(&id)?;
+            return Err(e);
+        }
         Ok(id)
     }
 
@@ -260,12 +271,26 @@ impl Store {
             .await
     }
 
-    /// Cancels sessions idle for `expiry`; returns how many.
-    pub async fn expire_uploads(&self, expiry: Duration) -> Result<usize, StoreError> {
-        let ids = self.uploads.idle(expiry)?;
+    /// Cancels sessions idle for `expiry`, and those that never received a
+    /// byte idle for `unwritten`; returns how many. Idle sessions still holding
+    /// an open file (their last request was cut off) are parked on the way.
+    pub async fn expire_uploads(
+        &self,
+        expiry: Duration,
+        unwritten: Duration,
+    ) -> Result<usize, StoreError> {
+        let ids = self.uploads.idle(expiry, unwritten)?;
         for id in &ids {
             self.uploads.discard(id).await?;
             self.forget_upload(id).await?;
+        }
+        for handle in self.uploads.unparked()? {
+            // A session a request has just picked up is left to that request.
+            if let Ok(mut session) = handle.try_lock() {
+                if let Err(e) = session.park().await {
+                    tracing::warn!(error = %e, "idle upload could not close its file");
+                }
+            }
         }
         Ok(ids.len())
     }

@@ -48,17 +48,36 @@ impl BlobFiles {
         &self.tmp
     }
 
-    /// Starts a new temp file.
+    /// Starts a new temp file, created now: a download's readers open it by path
+    /// before the first byte arrives.
     pub fn writer(&self) -> Result<BlobWriter, StoreError> {
         let path = self.tmp.join(super::random_hex()?);
         let file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&path)?;
-        Ok(BlobWriter {
+        Ok(self.writer_at(path, Some(file)))
+    }
+
+    /// Starts a new temp file that is created only when the first byte arrives
+    /// (an upload session that never receives one costs no file and no
+    /// descriptor). Does no I/O.
+    pub fn lazy_writer(&self) -> Result<BlobWriter, StoreError> {
+        let path = self.tmp.join(super::random_hex()?);
+        Ok(self.writer_at(path, None))
+    }
+
+    fn writer_at(&self, path: PathBuf, file: Option<File>) -> BlobWriter {
+        let open = file.is_some();
+        BlobWriter {
             files: self.clone(),
-            path,
-            sink: Arc::new(Mutex::new(Sink { file, failed: None })),
+            path: path.clone(),
+            sink: Arc::new(Mutex::new(Sink {
+                created: open,
+                file,
+                path,
+                failed: None,
+            })),
             hasher: Arc::new(Mutex::new(DigestHasher::new())),
             pending: Vec::new(),
             pending_len: 0,
@@ -66,7 +85,8 @@ impl BlobFiles {
             inflight: None,
             committed: false,
             inflight_len: 0,
-        })
+            open,
+        }
     }
 
     /// Every digest with a file under `blobs/`, for start-up reconciliation.
@@ -105,15 +125,41 @@ impl BlobFiles {
 }
 
 struct Sink {
-    file: File,
+    /// Open while bytes are being written; closed by [`BlobWriter::park`] and
+    /// before the first byte of a lazy writer.
+    file: Option<File>,
+    /// Whether the temp file exists yet.
+    created: bool,
+    path: PathBuf,
     failed: Option<Arc<std::io::Error>>,
+}
+
+impl Sink {
+    /// The open file: created at the first write, reopened for append after a park.
+    fn file(&mut self) -> std::io::Result<&mut File> {
+        let file = match self.file.take() {
+            Some(f) => f,
+            None if self.created => std::fs::OpenOptions::new().append(true).open(&self.path)?,
+            None => {
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&self.path)?;
+                self.created = true;
+                f
+            }
+        };
+        Ok(self.file.insert(file))
+    }
 }
 
 /// An in-progress content file. Bytes are written and hashed in 1 MiB steps on
 /// two blocking threads at once (hashing costs as much CPU as the write, and
 /// the two need not wait for each other); a request future cancelled mid-step
 /// leaves the writer consistent (the step finishes and the next call waits for
-/// it). Dropped without `commit`, the temp file is removed.
+/// it). Dropped without `commit`, the temp file is removed. Between requests an
+/// upload [parks](BlobWriter::park) its writer: the file is closed, the running
+/// hash stays in memory.
 pub struct BlobWriter {
     files: BlobFiles,
     path: PathBuf,
@@ -125,6 +171,8 @@ pub struct BlobWriter {
     inflight: Option<[JoinHandle<()>; 2]>,
     committed: bool,
     inflight_len: u64,
+    /// Whether the file may be open (false before the first byte and after a park).
+    open: bool,
 }
 
 impl BlobWriter {
@@ -150,6 +198,33 @@ impl BlobWriter {
     /// True before any byte arrived.
     pub fn is_empty(&self) -> bool {
         self.accepted == 0
+    }
+
+    /// Whether the writer holds neither an open file nor unwritten bytes (what
+    /// [`BlobWriter::park`] leaves).
+    pub fn is_parked(&self) -> bool {
+        !self.open && self.pending.is_empty() && self.inflight.is_none()
+    }
+
+    /// Writes out everything accepted so far and closes the file, so an idle
+    /// upload session holds no file descriptor between requests; the running
+    /// hash stays in memory and the next write reopens the file for append.
+    /// The file is closed even when the last write failed (the failure is
+    /// returned, and again by the next write).
+    pub async fn park(&mut self) -> Result<(), StoreError> {
+        if self.is_parked() {
+            return Ok(());
+        }
+        let flushed = self.flush().await;
+        let sink = self.sink.clone();
+        let closed = tokio::task::spawn_blocking(move || {
+            sink.lock().map_err(|_| StoreError::Poisoned)?.file = None;
+            Ok::<(), StoreError>(())
+        })
+        .await;
+        closed??;
+        self.open = false;
+        flushed
     }
 
     /// Appends a chunk.
@@ -204,12 +279,13 @@ impl BlobWriter {
         self.pending_len = 0;
         let sink = self.sink.clone();
         let hash_bufs = bufs.clone();
+        self.open = true;
         let write = tokio::task::spawn_blocking(move || {
             let Ok(mut s) = sink.lock() else { return };
             if s.failed.is_some() {
                 return;
             }
-            if let Err(e) = write_all_vectored(&mut s.file, &bufs) {
+            if let Err(e) = s.file().and_then(|f| write_all_vectored(f, &bufs)) {
                 s.failed = Some(Arc::new(e));
             }
         });
@@ -261,7 +337,7 @@ impl BlobWriter {
         let expected = expected.cloned();
         let size = self.accepted;
         let digest = tokio::task::spawn_blocking(move || -> Result<Digest, StoreError> {
-            let s = sink.lock().map_err(|_| StoreError::Poisoned)?;
+            let mut s = sink.lock().map_err(|_| StoreError::Poisoned)?;
             let digest = hasher
                 .lock()
                 .map_err(|_| StoreError::Poisoned)?
@@ -275,7 +351,10 @@ impl BlobWriter {
                     });
                 }
             }
-            s.file.sync_all()?;
+            // A lazy writer that never received a byte (the empty blob) creates
+            // its file here.
+            s.file()?.sync_all()?;
+            s.file = None;
             let dest = files.path(&digest);
             let dir = dest.parent().map(Path::to_path_buf).unwrap_or_default();
             if dest.exists() {

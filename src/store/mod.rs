@@ -28,7 +28,10 @@ pub use blobs::{BlobFiles, BlobWriter};
 pub use cache_ops::CachedTag;
 pub use manifest_ops::{ManifestInfo, Page, PutManifest};
 pub use meta::{Meta, Origin};
-pub use uploads::{SessionHandle, UploadSession, UploadTable};
+pub use uploads::{
+    MAX_UPLOADS, MAX_UPLOADS_PER_CLIENT, SessionHandle, UNWRITTEN_UPLOAD_EXPIRY, UploadSession,
+    UploadTable,
+};
 
 /// Everything that can go wrong below the HTTP layer. `http/error.rs` maps each
 /// variant to an OCI code in one place.
@@ -84,6 +87,20 @@ pub enum StoreError {
     /// Declared and actual sizes disagree.
     #[error("{0}")]
     SizeInvalid(String),
+    /// Too many upload sessions are open, from one client address or in total
+    /// (each holds memory and, while a request runs, a file).
+    #[error(
+        "too many open upload sessions {scope} (limit {limit}); finish or cancel some, \
+         or wait for abandoned ones to expire"
+    )]
+    TooManyUploads {
+        /// "from this client address" or "on this registry".
+        scope: &'static str,
+        /// The cap that was hit.
+        limit: usize,
+        /// Seconds a client should wait before trying again.
+        retry_after: u64,
+    },
 }
 
 impl From<std::io::Error> for StoreError {

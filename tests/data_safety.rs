@@ -1,12 +1,31 @@
 //! Data safety of the store across real start-ups and requests: hosted content
-//! is labelled pushed whatever route brought it, and readiness probes do not
-//! trip over each other.
+//! is labelled pushed whatever route brought it, rejected manifests leave no
+//! files, and readiness probes do not trip over each other.
 
 mod common;
 
+use std::path::{Path, PathBuf};
+
 use common::image::{Image, OCI_MANIFEST, tar_with_file};
 use common::upstreams::{hub, mirror_config, publish};
-use common::{Wharf, bytes, get_json, get_oci, http};
+use common::{Wharf, bytes, digest, get_json, get_oci, http, push_blob};
+
+/// Every regular file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.map(Result::unwrap) {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
 
 /// `/_wharf/du` once `ready` holds (each poll is a request; fails after 10 s).
 async fn du_once(w: &Wharf, ready: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
@@ -69,6 +88,34 @@ async fn hosted_content_is_pushed_whatever_route_brought_it() {
     assert_eq!(du["cached_bytes"], 0, "{du}");
     m.stop().await;
     hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rejected_manifest_pushes_leave_no_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = Wharf::start(dir.path()).await;
+    push_blob(&w, "team/app", b"something stored").await;
+    let count = || files_under(&w.root.join("blobs")).len();
+    let before = count();
+    for i in 0..20u64 {
+        let m = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": digest(format!("config {i}").as_bytes()),
+                "size": 8
+            },
+            "layers": [],
+            "annotations": { "filler": "x".repeat(1 << 20), "n": i.to_string() }
+        });
+        let body = serde_json::to_vec(&m).unwrap();
+        let r = common::put_manifest(&w, "team/app", "rejected", OCI_MANIFEST, &body).await;
+        assert_eq!(r.status(), 400);
+        assert_eq!(common::error_code(r).await, "MANIFEST_BLOB_UNKNOWN");
+    }
+    assert_eq!(count(), before, "no file left by a rejected manifest");
+    w.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -192,19 +192,32 @@ impl Store {
         digest: &Digest,
     ) -> Result<u64, StoreError> {
         let writer = session.writer.take().ok_or(StoreError::UploadUnknown)?;
+        let hold = self.commits.hold(digest).await?;
         let committed = writer.commit(Some(digest)).await;
         let forget = self.forget_upload(id).await;
         let (digest, size) = committed?;
         forget?;
-        self.record_blob(&session.repo, &digest, size, Origin::Pushed)
-            .await?;
+        let recorded = self
+            .record_blob(&session.repo, &digest, size, Origin::Pushed)
+            .await;
+        if let Err(e) = recorded {
+            hold.discard(self.meta.clone(), self.files.clone()).await;
+            return Err(e);
+        }
         Ok(size)
     }
 
-    /// A fresh temp-file writer, for bodies streamed by the caller.
+    /// A fresh temp-file writer, for bodies streamed by the caller; the file
+    /// exists when this returns (readers of a download open it by path).
     pub async fn new_writer(&self) -> Result<super::BlobWriter, StoreError> {
         let files = self.files.clone();
         tokio::task::spawn_blocking(move || files.writer()).await?
+    }
+
+    /// A writer whose temp file is created with its first bytes (no blocking
+    /// hop up front), for bodies nobody reads while they are written.
+    pub(super) fn lazy_writer(&self) -> Result<super::BlobWriter, StoreError> {
+        self.files.lazy_writer()
     }
 
     /// Records a committed file and links it into `repo`.

@@ -13,6 +13,7 @@ pub mod uploads;
 mod admin_ops;
 mod blob_ops;
 mod cache_ops;
+mod commits;
 mod labels;
 mod manifest_ops;
 mod manifest_rows;
@@ -143,6 +144,9 @@ pub struct Store {
     meta: Meta,
     files: BlobFiles,
     uploads: UploadTable,
+    /// Digests between "file committed" and "rows written", so a failed push
+    /// removes its file only when no other push of the same bytes needs it.
+    commits: Arc<commits::Commits>,
     root: PathBuf,
     /// Names holding pushed content, kept in memory because routing asks on
     /// every request (DESIGN's "has been pushed here" rule).
@@ -183,6 +187,7 @@ impl Store {
             meta,
             files,
             uploads: UploadTable::default(),
+            commits: Default::default(),
             root,
             pushed: Default::default(),
         };

@@ -24,17 +24,35 @@ pub struct BlobFiles {
 }
 
 impl BlobFiles {
-    /// Creates `blobs/sha256` and an emptied `tmp/` (nothing in `tmp/` survives a
-    /// restart: uploads and downloads in flight then are gone by design).
-    pub fn open(root: &Path) -> Result<BlobFiles, StoreError> {
-        let blobs = root.join("blobs").join("sha256");
-        let tmp = root.join("tmp");
-        std::fs::create_dir_all(&blobs)?;
-        if tmp.exists() {
-            std::fs::remove_dir_all(&tmp)?;
+    /// The content directories of `root`; nothing is touched on disk (start-up
+    /// decides with the index whether `blobs/` may be created, see
+    /// [`BlobFiles::prepare`]).
+    pub fn new(root: &Path) -> BlobFiles {
+        BlobFiles {
+            blobs: root.join("blobs").join("sha256"),
+            tmp: root.join("tmp"),
         }
-        std::fs::create_dir_all(&tmp)?;
-        Ok(BlobFiles { blobs, tmp })
+    }
+
+    /// Empties `tmp/` (nothing in it survives a restart: uploads and downloads
+    /// in flight then are gone by design) and, when `create_blobs`, creates
+    /// `blobs/sha256`. Returns whether `blobs/sha256` is there: it must not be
+    /// created when the index names content, because a missing directory then
+    /// means an unmounted volume or a wrong symlink, not an empty store.
+    pub fn prepare(&self, create_blobs: bool) -> Result<bool, StoreError> {
+        if self.tmp.exists() {
+            std::fs::remove_dir_all(&self.tmp)?;
+        }
+        std::fs::create_dir_all(&self.tmp)?;
+        if create_blobs {
+            std::fs::create_dir_all(&self.blobs)?;
+        }
+        Ok(self.blobs.is_dir())
+    }
+
+    /// `blobs/sha256`, the root of the content files.
+    pub fn blobs_dir(&self) -> &Path {
+        &self.blobs
     }
 
     /// Where the file of `digest` lives. Safe: a `Digest` is 64 hex characters.
@@ -89,26 +107,33 @@ impl BlobFiles {
         }
     }
 
-    /// Every digest with a file under `blobs/`, for start-up reconciliation.
-    pub fn list(&self) -> Result<Vec<Digest>, StoreError> {
-        let mut out = Vec::new();
+    /// Every file under `blobs/sha256`, sorted into content files (a digest
+    /// name in its fan-out directory) and strays (anything else), for start-up
+    /// reconciliation. Nothing is moved or removed here.
+    pub fn scan(&self) -> Result<Scan, StoreError> {
+        let mut out = Scan::default();
         for fan in std::fs::read_dir(&self.blobs)? {
             let fan = fan?;
-            if !fan.file_type()?.is_dir() {
+            let fan_name = fan.file_name();
+            let fan_ok = fan.file_type()?.is_dir()
+                && fan_name
+                    .to_str()
+                    .is_some_and(|n| n.len() == 2 && n.bytes().all(|b| b.is_ascii_hexdigit()));
+            if !fan_ok {
+                out.strays.push(fan.path());
                 continue;
             }
             for f in std::fs::read_dir(fan.path())? {
                 let f = f?;
                 let name = f.file_name();
-                match name
+                let digest = name
                     .to_str()
+                    .filter(|n| n.get(..2) == fan_name.to_str())
                     .and_then(|n| format!("sha256:{n}").parse::<Digest>().ok())
-                {
-                    Some(d) => out.push(d),
-                    None => {
-                        tracing::warn!(path = %f.path().display(), "stray file in blobs/ removed");
-                        let _ = std::fs::remove_file(f.path());
-                    }
+                    .filter(|_| f.path().is_file());
+                match digest {
+                    Some(d) => out.content.push(d),
+                    None => out.strays.push(f.path()),
                 }
             }
         }
@@ -122,6 +147,15 @@ impl BlobFiles {
             _ => Ok(()),
         }
     }
+}
+
+/// What [`BlobFiles::scan`] found under `blobs/sha256`.
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// Files named by their digest, where [`BlobFiles::path`] looks for them.
+    pub content: Vec<Digest>,
+    /// Everything else (wrong names, misplaced files, unexpected directories).
+    pub strays: Vec<PathBuf>,
 }
 
 struct Sink {

@@ -119,7 +119,8 @@ mod tests {
 
     async fn setup(dir: &std::path::Path) -> (Meta, BlobFiles, Digest) {
         let meta = Meta::open(&dir.join("index.redb")).unwrap();
-        let files = BlobFiles::open(dir).unwrap();
+        let files = BlobFiles::new(dir);
+        files.prepare(true).unwrap();
         let mut w = files.writer().unwrap();
         w.write(Bytes::from_static(b"manifest bytes"))
             .await

@@ -15,6 +15,7 @@ mod blob_ops;
 mod cache_ops;
 mod commits;
 mod labels;
+mod lost_found;
 mod manifest_ops;
 mod manifest_rows;
 mod reconcile;
@@ -25,7 +26,7 @@ use std::sync::Arc;
 use crate::oci::{Digest, RepoName};
 
 pub use admin_ops::{RepoSummary, Usage};
-pub use blobs::{BlobFiles, BlobWriter};
+pub use blobs::{BlobFiles, BlobWriter, Scan};
 pub use cache_ops::CachedTag;
 pub use manifest_ops::{ManifestInfo, Page, PutManifest};
 pub use meta::{Meta, Origin};
@@ -102,6 +103,20 @@ pub enum StoreError {
         /// Seconds a client should wait before trying again.
         retry_after: u64,
     },
+    /// Start-up found the index naming content that is not on disk in bulk: an
+    /// unmounted volume, a wrong symlink or a restored index, never something to
+    /// "repair" by dropping the rows. Start-up stops; nothing was changed.
+    #[error("{}", reconcile::content_missing_message(.blobs, .index, *.missing, *.indexed))]
+    ContentMissing {
+        /// The `blobs/sha256` directory.
+        blobs: PathBuf,
+        /// The index file.
+        index: PathBuf,
+        /// Indexed blobs without a file; `None` when `blobs` itself is missing.
+        missing: Option<usize>,
+        /// Indexed blobs in total.
+        indexed: usize,
+    },
 }
 
 impl From<std::io::Error> for StoreError {
@@ -172,17 +187,24 @@ pub fn unix_now() -> u64 {
 impl Store {
     /// Opens `root`: creates the layout, empties `tmp/`, opens the index and
     /// reconciles it with the files (a crash between rename and index write leaves
-    /// an orphan file; a lost file leaves rows that must go).
+    /// an orphan file, moved to `lost+found/`). Content missing in bulk (an
+    /// unmounted volume, a restored index) stops start-up with
+    /// [`StoreError::ContentMissing`] and changes nothing.
     pub async fn open(root: &Path) -> Result<Store, StoreError> {
         let root = root.to_path_buf();
         let r = root.clone();
-        let (meta, files) = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
+        let meta = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
             std::fs::create_dir_all(&r)?;
-            let files = BlobFiles::open(&r)?;
-            let meta = Meta::open(&r.join("index.redb"))?;
-            Ok((meta, files))
+            Meta::open(&r.join("index.redb"))
         })
         .await??;
+        let files = BlobFiles::new(&root);
+        if let Err(e) = reconcile::reconcile(&meta, &files, &root).await {
+            // Close the index before reporting, so the operator (or a test) can
+            // fix the cause and open it again in the same process.
+            tokio::task::spawn_blocking(move || meta.close()).await?;
+            return Err(e);
+        }
         let store = Store {
             meta,
             files,
@@ -191,7 +213,6 @@ impl Store {
             root,
             pushed: Default::default(),
         };
-        store.reconcile().await?;
         let pushed = store
             .meta
             .read(|txn| {

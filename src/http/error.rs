@@ -123,6 +123,8 @@ impl ApiError {
                 StoreError::UploadUnknown => (S::NOT_FOUND, C::BlobUploadUnknown),
                 StoreError::UploadRange { .. } => (S::RANGE_NOT_SATISFIABLE, C::BlobUploadInvalid),
                 StoreError::SizeInvalid(_) => (S::BAD_REQUEST, C::SizeInvalid),
+                StoreError::TooManyUploads { .. } => (S::TOO_MANY_REQUESTS, C::TooManyRequests),
+                StoreError::ContentMissing { .. } => (S::INTERNAL_SERVER_ERROR, C::Unknown),
             },
             ApiError::Route(RouteError::NotFound) => (S::NOT_FOUND, C::Unsupported),
             ApiError::Route(RouteError::MethodNotAllowed) => {
@@ -205,6 +207,7 @@ impl ApiError {
                 }
             }
             ApiError::TooManyRequests { retry_after, .. }
+            | ApiError::Store(StoreError::TooManyUploads { retry_after, .. })
             | ApiError::Upstream(crate::upstream::UpstreamError::TooManyRequests {
                 retry_after: Some(retry_after),
             })

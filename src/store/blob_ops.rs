@@ -9,7 +9,8 @@ use super::{SessionHandle, Store, StoreError, tables, unix_now};
 use crate::oci::{Digest, RepoName};
 
 /// Links `digest` into `repo` and makes sure the repository row exists; used by
-/// uploads and mounts inside their write transaction.
+/// uploads and mounts inside their write transaction. Content linked into a
+/// hosted repository is labelled pushed, however it got there.
 pub(super) fn link(
     txn: &redb::WriteTransaction,
     repo: &str,
@@ -18,7 +19,8 @@ pub(super) fn link(
 ) -> Result<(), StoreError> {
     txn.open_table(tables::REPO_BLOBS)?
         .insert((repo, digest), ())?;
-    ensure_repo(txn, repo, origin)
+    ensure_repo(txn, repo, origin)?;
+    super::labels::label_linked(txn, repo, digest)
 }
 
 /// Creates the repository row if missing.
@@ -145,23 +147,34 @@ impl Store {
         Ok(present)
     }
 
-    /// Opens an upload session in `repo` and returns its id.
-    pub async fn begin_upload(&self, repo: &RepoName) -> Result<String, StoreError> {
-        let files = self.files.clone();
-        let writer = tokio::task::spawn_blocking(move || files.writer()).await??;
-        let id = self.uploads.insert(repo.clone(), writer)?;
+    /// Opens an upload session in `repo` for `client` (the address its caps
+    /// count against) and returns its id. The temp file is created only when
+    /// the first byte arrives. Refused with [`StoreError::TooManyUploads`] when
+    /// the client or the daemon holds too many sessions.
+    pub async fn begin_upload(
+        &self,
+        repo: &RepoName,
+        client: std::net::IpAddr,
+    ) -> Result<String, StoreError> {
+        let writer = self.files.lazy_writer()?;
+        let id = self.uploads.insert(repo.clone(), client, writer)?;
         let rec = encode(&UploadRecord {
             repo: repo.to_string(),
             started: unix_now(),
         })?;
         let key = id.clone();
-        self.meta
+        let recorded = self
+            .meta
             .write(move |txn| {
                 txn.open_table(tables::UPLOADS)?
                     .insert(key.as_str(), rec.as_slice())?;
                 Ok(())
             })
-            .await?;
+            .await;
+        if let Err(e) = recorded {
+            self.uploads.remove(&id)?;
+            return Err(e);
+        }
         Ok(id)
     }
 
@@ -179,19 +192,32 @@ impl Store {
         digest: &Digest,
     ) -> Result<u64, StoreError> {
         let writer = session.writer.take().ok_or(StoreError::UploadUnknown)?;
+        let hold = self.commits.hold(digest).await?;
         let committed = writer.commit(Some(digest)).await;
         let forget = self.forget_upload(id).await;
         let (digest, size) = committed?;
         forget?;
-        self.record_blob(&session.repo, &digest, size, Origin::Pushed)
-            .await?;
+        let recorded = self
+            .record_blob(&session.repo, &digest, size, Origin::Pushed)
+            .await;
+        if let Err(e) = recorded {
+            hold.discard(self.meta.clone(), self.files.clone()).await;
+            return Err(e);
+        }
         Ok(size)
     }
 
-    /// A fresh temp-file writer, for bodies streamed by the caller.
+    /// A fresh temp-file writer, for bodies streamed by the caller; the file
+    /// exists when this returns (readers of a download open it by path).
     pub async fn new_writer(&self) -> Result<super::BlobWriter, StoreError> {
         let files = self.files.clone();
         tokio::task::spawn_blocking(move || files.writer()).await?
+    }
+
+    /// A writer whose temp file is created with its first bytes (no blocking
+    /// hop up front), for bodies nobody reads while they are written.
+    pub(super) fn lazy_writer(&self) -> Result<super::BlobWriter, StoreError> {
+        self.files.lazy_writer()
     }
 
     /// Records a committed file and links it into `repo`.
@@ -259,12 +285,26 @@ impl Store {
             .await
     }
 
-    /// Cancels sessions idle for `expiry`; returns how many.
-    pub async fn expire_uploads(&self, expiry: Duration) -> Result<usize, StoreError> {
-        let ids = self.uploads.idle(expiry)?;
+    /// Cancels sessions idle for `expiry`, and those that never received a
+    /// byte idle for `unwritten`; returns how many. Idle sessions still holding
+    /// an open file (their last request was cut off) are parked on the way.
+    pub async fn expire_uploads(
+        &self,
+        expiry: Duration,
+        unwritten: Duration,
+    ) -> Result<usize, StoreError> {
+        let ids = self.uploads.idle(expiry, unwritten)?;
         for id in &ids {
             self.uploads.discard(id).await?;
             self.forget_upload(id).await?;
+        }
+        for handle in self.uploads.unparked()? {
+            // A session a request has just picked up is left to that request.
+            if let Ok(mut session) = handle.try_lock() {
+                if let Err(e) = session.park().await {
+                    tracing::warn!(error = %e, "idle upload could not close its file");
+                }
+            }
         }
         Ok(ids.len())
     }

@@ -24,17 +24,35 @@ pub struct BlobFiles {
 }
 
 impl BlobFiles {
-    /// Creates `blobs/sha256` and an emptied `tmp/` (nothing in `tmp/` survives a
-    /// restart: uploads and downloads in flight then are gone by design).
-    pub fn open(root: &Path) -> Result<BlobFiles, StoreError> {
-        let blobs = root.join("blobs").join("sha256");
-        let tmp = root.join("tmp");
-        std::fs::create_dir_all(&blobs)?;
-        if tmp.exists() {
-            std::fs::remove_dir_all(&tmp)?;
+    /// The content directories of `root`; nothing is touched on disk (start-up
+    /// decides with the index whether `blobs/` may be created, see
+    /// [`BlobFiles::prepare`]).
+    pub fn new(root: &Path) -> BlobFiles {
+        BlobFiles {
+            blobs: root.join("blobs").join("sha256"),
+            tmp: root.join("tmp"),
         }
-        std::fs::create_dir_all(&tmp)?;
-        Ok(BlobFiles { blobs, tmp })
+    }
+
+    /// Empties `tmp/` (nothing in it survives a restart: uploads and downloads
+    /// in flight then are gone by design) and, when `create_blobs`, creates
+    /// `blobs/sha256`. Returns whether `blobs/sha256` is there: it must not be
+    /// created when the index names content, because a missing directory then
+    /// means an unmounted volume or a wrong symlink, not an empty store.
+    pub fn prepare(&self, create_blobs: bool) -> Result<bool, StoreError> {
+        if self.tmp.exists() {
+            std::fs::remove_dir_all(&self.tmp)?;
+        }
+        std::fs::create_dir_all(&self.tmp)?;
+        if create_blobs {
+            std::fs::create_dir_all(&self.blobs)?;
+        }
+        Ok(self.blobs.is_dir())
+    }
+
+    /// `blobs/sha256`, the root of the content files.
+    pub fn blobs_dir(&self) -> &Path {
+        &self.blobs
     }
 
     /// Where the file of `digest` lives. Safe: a `Digest` is 64 hex characters.
@@ -48,17 +66,36 @@ impl BlobFiles {
         &self.tmp
     }
 
-    /// Starts a new temp file.
+    /// Starts a new temp file, created now: a download's readers open it by path
+    /// before the first byte arrives.
     pub fn writer(&self) -> Result<BlobWriter, StoreError> {
         let path = self.tmp.join(super::random_hex()?);
         let file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&path)?;
-        Ok(BlobWriter {
+        Ok(self.writer_at(path, Some(file)))
+    }
+
+    /// Starts a new temp file that is created only when the first byte arrives
+    /// (an upload session that never receives one costs no file and no
+    /// descriptor). Does no I/O.
+    pub fn lazy_writer(&self) -> Result<BlobWriter, StoreError> {
+        let path = self.tmp.join(super::random_hex()?);
+        Ok(self.writer_at(path, None))
+    }
+
+    fn writer_at(&self, path: PathBuf, file: Option<File>) -> BlobWriter {
+        let open = file.is_some();
+        BlobWriter {
             files: self.clone(),
-            path,
-            sink: Arc::new(Mutex::new(Sink { file, failed: None })),
+            path: path.clone(),
+            sink: Arc::new(Mutex::new(Sink {
+                created: open,
+                file,
+                path,
+                failed: None,
+            })),
             hasher: Arc::new(Mutex::new(DigestHasher::new())),
             pending: Vec::new(),
             pending_len: 0,
@@ -66,29 +103,37 @@ impl BlobFiles {
             inflight: None,
             committed: false,
             inflight_len: 0,
-        })
+            open,
+        }
     }
 
-    /// Every digest with a file under `blobs/`, for start-up reconciliation.
-    pub fn list(&self) -> Result<Vec<Digest>, StoreError> {
-        let mut out = Vec::new();
+    /// Every file under `blobs/sha256`, sorted into content files (a digest
+    /// name in its fan-out directory) and strays (anything else), for start-up
+    /// reconciliation. Nothing is moved or removed here.
+    pub fn scan(&self) -> Result<Scan, StoreError> {
+        let mut out = Scan::default();
         for fan in std::fs::read_dir(&self.blobs)? {
             let fan = fan?;
-            if !fan.file_type()?.is_dir() {
+            let fan_name = fan.file_name();
+            let fan_ok = fan.file_type()?.is_dir()
+                && fan_name
+                    .to_str()
+                    .is_some_and(|n| n.len() == 2 && n.bytes().all(|b| b.is_ascii_hexdigit()));
+            if !fan_ok {
+                out.strays.push(fan.path());
                 continue;
             }
             for f in std::fs::read_dir(fan.path())? {
                 let f = f?;
                 let name = f.file_name();
-                match name
+                let digest = name
                     .to_str()
+                    .filter(|n| n.get(..2) == fan_name.to_str())
                     .and_then(|n| format!("sha256:{n}").parse::<Digest>().ok())
-                {
-                    Some(d) => out.push(d),
-                    None => {
-                        tracing::warn!(path = %f.path().display(), "stray file in blobs/ removed");
-                        let _ = std::fs::remove_file(f.path());
-                    }
+                    .filter(|_| f.path().is_file());
+                match digest {
+                    Some(d) => out.content.push(d),
+                    None => out.strays.push(f.path()),
                 }
             }
         }
@@ -104,16 +149,51 @@ impl BlobFiles {
     }
 }
 
+/// What [`BlobFiles::scan`] found under `blobs/sha256`.
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// Files named by their digest, where [`BlobFiles::path`] looks for them.
+    pub content: Vec<Digest>,
+    /// Everything else (wrong names, misplaced files, unexpected directories).
+    pub strays: Vec<PathBuf>,
+}
+
 struct Sink {
-    file: File,
+    /// Open while bytes are being written; closed by [`BlobWriter::park`] and
+    /// before the first byte of a lazy writer.
+    file: Option<File>,
+    /// Whether the temp file exists yet.
+    created: bool,
+    path: PathBuf,
     failed: Option<Arc<std::io::Error>>,
+}
+
+impl Sink {
+    /// The open file: created at the first write, reopened for append after a park.
+    fn file(&mut self) -> std::io::Result<&mut File> {
+        let file = match self.file.take() {
+            Some(f) => f,
+            None if self.created => std::fs::OpenOptions::new().append(true).open(&self.path)?,
+            None => {
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&self.path)?;
+                self.created = true;
+                f
+            }
+        };
+        Ok(self.file.insert(file))
+    }
 }
 
 /// An in-progress content file. Bytes are written and hashed in 1 MiB steps on
 /// two blocking threads at once (hashing costs as much CPU as the write, and
 /// the two need not wait for each other); a request future cancelled mid-step
 /// leaves the writer consistent (the step finishes and the next call waits for
-/// it). Dropped without `commit`, the temp file is removed.
+/// it). Dropped without `commit`, the temp file is removed. Between requests an
+/// upload [parks](BlobWriter::park) its writer: the file is closed, the running
+/// hash stays in memory.
 pub struct BlobWriter {
     files: BlobFiles,
     path: PathBuf,
@@ -125,6 +205,8 @@ pub struct BlobWriter {
     inflight: Option<[JoinHandle<()>; 2]>,
     committed: bool,
     inflight_len: u64,
+    /// Whether the file may be open (false before the first byte and after a park).
+    open: bool,
 }
 
 impl BlobWriter {
@@ -150,6 +232,33 @@ impl BlobWriter {
     /// True before any byte arrived.
     pub fn is_empty(&self) -> bool {
         self.accepted == 0
+    }
+
+    /// Whether the writer holds neither an open file nor unwritten bytes (what
+    /// [`BlobWriter::park`] leaves).
+    pub fn is_parked(&self) -> bool {
+        !self.open && self.pending.is_empty() && self.inflight.is_none()
+    }
+
+    /// Writes out everything accepted so far and closes the file, so an idle
+    /// upload session holds no file descriptor between requests; the running
+    /// hash stays in memory and the next write reopens the file for append.
+    /// The file is closed even when the last write failed (the failure is
+    /// returned, and again by the next write).
+    pub async fn park(&mut self) -> Result<(), StoreError> {
+        if self.is_parked() {
+            return Ok(());
+        }
+        let flushed = self.flush().await;
+        let sink = self.sink.clone();
+        let closed = tokio::task::spawn_blocking(move || {
+            sink.lock().map_err(|_| StoreError::Poisoned)?.file = None;
+            Ok::<(), StoreError>(())
+        })
+        .await;
+        closed??;
+        self.open = false;
+        flushed
     }
 
     /// Appends a chunk.
@@ -204,12 +313,13 @@ impl BlobWriter {
         self.pending_len = 0;
         let sink = self.sink.clone();
         let hash_bufs = bufs.clone();
+        self.open = true;
         let write = tokio::task::spawn_blocking(move || {
             let Ok(mut s) = sink.lock() else { return };
             if s.failed.is_some() {
                 return;
             }
-            if let Err(e) = write_all_vectored(&mut s.file, &bufs) {
+            if let Err(e) = s.file().and_then(|f| write_all_vectored(f, &bufs)) {
                 s.failed = Some(Arc::new(e));
             }
         });
@@ -261,7 +371,7 @@ impl BlobWriter {
         let expected = expected.cloned();
         let size = self.accepted;
         let digest = tokio::task::spawn_blocking(move || -> Result<Digest, StoreError> {
-            let s = sink.lock().map_err(|_| StoreError::Poisoned)?;
+            let mut s = sink.lock().map_err(|_| StoreError::Poisoned)?;
             let digest = hasher
                 .lock()
                 .map_err(|_| StoreError::Poisoned)?
@@ -275,16 +385,34 @@ impl BlobWriter {
                     });
                 }
             }
-            s.file.sync_all()?;
+            // A lazy writer that never received a byte (the empty blob) creates
+            // its file here.
+            s.file()?.sync_all()?;
+            s.file = None;
             let dest = files.path(&digest);
             let dir = dest.parent().map(Path::to_path_buf).unwrap_or_default();
             if dest.exists() {
                 // Same digest, same bytes: the existing file stays.
                 let _ = std::fs::remove_file(&tmp);
             } else {
-                std::fs::create_dir_all(&dir)?;
+                // Only the fan-out level is created here: if `blobs/sha256`
+                // itself is gone (an unmounted volume), the commit fails rather
+                // than filling a fresh directory the volume will hide.
+                let fan_created = match std::fs::create_dir(&dir) {
+                    Ok(()) => true,
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+                    Err(e) => return Err(e.into()),
+                };
                 std::fs::rename(&tmp, &dest)?;
                 File::open(&dir)?.sync_all()?;
+                if fan_created {
+                    // A new fan-out directory is itself an entry of its parent:
+                    // without this fsync a crash could lose the directory and
+                    // with it the file the index is about to name.
+                    if let Some(parent) = dir.parent() {
+                        File::open(parent)?.sync_all()?;
+                    }
+                }
             }
             Ok(digest)
         })

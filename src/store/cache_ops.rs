@@ -115,11 +115,16 @@ impl Store {
             .await?
             .map_err(|e| StoreError::ManifestInvalid(format!("upstream manifest: {e}")))?;
         let size = body.len() as u64;
-        let mut writer = self.new_writer().await?;
+        let rows = ManifestRows::new(repo, digest, size, &view, tag, Some(upstream))?;
+        let hold = self.commits.hold(digest).await?;
+        let mut writer = self.lazy_writer()?;
         writer.write(body).await?;
         writer.commit(Some(digest)).await?;
-        let rows = ManifestRows::new(repo, digest, size, &view, tag, Some(upstream))?;
-        self.meta.write(move |txn| rows.insert(txn)).await?;
+        let recorded = self.meta.write(move |txn| rows.insert(txn)).await;
+        if recorded.is_err() {
+            hold.discard(self.meta.clone(), self.files.clone()).await;
+        }
+        recorded?;
         self.mark_mirrored(repo);
         Ok(())
     }

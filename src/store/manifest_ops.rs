@@ -41,14 +41,17 @@ pub struct Page {
     pub more: bool,
 }
 
+/// Every blob and child manifest `view` names must be readable in `repo` with
+/// the size its descriptor says. Generic over the table kind so a push checks
+/// once in a read transaction before writing its file, and again inside the
+/// write transaction that records it.
 fn check_references(
-    txn: &redb::WriteTransaction,
+    links: &impl ReadableTable<(&'static str, &'static str), ()>,
+    manifests: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
+    blobs: &impl ReadableTable<&'static str, &'static [u8]>,
     repo: &str,
     view: &ManifestView,
 ) -> Result<(), StoreError> {
-    let links = txn.open_table(tables::REPO_BLOBS)?;
-    let manifests = txn.open_table(tables::MANIFESTS)?;
-    let blobs = txn.open_table(tables::BLOBS)?;
     let size_of = |d: &str| -> Result<Option<u64>, StoreError> {
         blobs
             .get(d)?
@@ -71,6 +74,36 @@ fn check_references(
         check_size(desc, size)?;
     }
     Ok(())
+}
+
+/// [`check_references`] in a read transaction (before any file is written).
+fn check_references_read(
+    txn: &redb::ReadTransaction,
+    repo: &str,
+    view: &ManifestView,
+) -> Result<(), StoreError> {
+    check_references(
+        &txn.open_table(tables::REPO_BLOBS)?,
+        &txn.open_table(tables::MANIFESTS)?,
+        &txn.open_table(tables::BLOBS)?,
+        repo,
+        view,
+    )
+}
+
+/// [`check_references`] inside the write transaction that records the manifest.
+fn check_references_write(
+    txn: &redb::WriteTransaction,
+    repo: &str,
+    view: &ManifestView,
+) -> Result<(), StoreError> {
+    check_references(
+        &txn.open_table(tables::REPO_BLOBS)?,
+        &txn.open_table(tables::MANIFESTS)?,
+        &txn.open_table(tables::BLOBS)?,
+        repo,
+        view,
+    )
 }
 
 fn check_size(desc: &Descriptor, stored: Option<u64>) -> Result<(), StoreError> {
@@ -130,9 +163,12 @@ impl Store {
             }
         }
         let size = body.len() as u64;
-        let mut writer = self.new_writer().await?;
-        writer.write(body).await?;
-        writer.commit(Some(&digest)).await?;
+        // A manifest naming content the repository lacks is refused before its
+        // file is written: rejected pushes leave nothing on disk.
+        let (r, v) = (repo.to_string(), view.clone());
+        self.meta
+            .read(move |txn| check_references_read(txn, &r, &v))
+            .await?;
 
         let subject = view.subject.as_ref().map(|s| s.digest.clone());
         let tag = match reference {
@@ -140,14 +176,25 @@ impl Store {
             Reference::Digest(_) => None,
         };
         let rows = ManifestRows::new(repo, &digest, size, &view, tag, None)?;
+        let hold = self.commits.hold(&digest).await?;
+        let mut writer = self.lazy_writer()?;
+        writer.write(body).await?;
+        writer.commit(Some(&digest)).await?;
         let r = repo.to_string();
         let v = view.clone();
-        self.meta
+        // Checked again where it counts: a blob may have been unlinked since.
+        let recorded = self
+            .meta
             .write(move |txn| {
-                check_references(txn, &r, &v)?;
+                check_references_write(txn, &r, &v)?;
                 rows.insert(txn)
             })
-            .await?;
+            .await;
+        if let Err(e) = recorded {
+            hold.discard(self.meta.clone(), self.files.clone()).await;
+            return Err(e);
+        }
+        drop(hold);
         self.mark_pushed(repo);
         Ok(PutManifest { digest, subject })
     }

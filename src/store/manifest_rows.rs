@@ -68,7 +68,8 @@ impl ManifestRows {
         })
     }
 
-    /// Inserts the rows (an existing content row keeps its origin and age).
+    /// Inserts the rows (an existing content row keeps its age, and its origin
+    /// unless the repository is hosted: then the content is pushed).
     pub(super) fn insert(&self, txn: &redb::WriteTransaction) -> Result<(), StoreError> {
         let (r, d) = (self.repo.as_str(), self.digest.as_str());
         let now = unix_now();
@@ -108,6 +109,7 @@ impl ManifestRows {
             })?;
             repos.insert(r, rec.as_slice())?;
         }
-        Ok(())
+        drop(repos);
+        super::labels::label_linked(txn, r, d)
     }
 }

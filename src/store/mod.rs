@@ -13,6 +13,9 @@ pub mod uploads;
 mod admin_ops;
 mod blob_ops;
 mod cache_ops;
+mod commits;
+mod labels;
+mod lost_found;
 mod manifest_ops;
 mod manifest_rows;
 mod reconcile;
@@ -23,11 +26,14 @@ use std::sync::Arc;
 use crate::oci::{Digest, RepoName};
 
 pub use admin_ops::{RepoSummary, Usage};
-pub use blobs::{BlobFiles, BlobWriter};
+pub use blobs::{BlobFiles, BlobWriter, Scan};
 pub use cache_ops::CachedTag;
 pub use manifest_ops::{ManifestInfo, Page, PutManifest};
 pub use meta::{Meta, Origin};
-pub use uploads::{SessionHandle, UploadSession, UploadTable};
+pub use uploads::{
+    MAX_UPLOADS, MAX_UPLOADS_PER_CLIENT, SessionHandle, UNWRITTEN_UPLOAD_EXPIRY, UploadSession,
+    UploadTable,
+};
 
 /// Everything that can go wrong below the HTTP layer. `http/error.rs` maps each
 /// variant to an OCI code in one place.
@@ -83,6 +89,34 @@ pub enum StoreError {
     /// Declared and actual sizes disagree.
     #[error("{0}")]
     SizeInvalid(String),
+    /// Too many upload sessions are open, from one client address or in total
+    /// (each holds memory and, while a request runs, a file).
+    #[error(
+        "too many open upload sessions {scope} (limit {limit}); finish or cancel some, \
+         or wait for abandoned ones to expire"
+    )]
+    TooManyUploads {
+        /// "from this client address" or "on this registry".
+        scope: &'static str,
+        /// The cap that was hit.
+        limit: usize,
+        /// Seconds a client should wait before trying again.
+        retry_after: u64,
+    },
+    /// Start-up found the index naming content that is not on disk in bulk: an
+    /// unmounted volume, a wrong symlink or a restored index, never something to
+    /// "repair" by dropping the rows. Start-up stops; nothing was changed.
+    #[error("{}", reconcile::content_missing_message(.blobs, .index, *.missing, *.indexed))]
+    ContentMissing {
+        /// The `blobs/sha256` directory.
+        blobs: PathBuf,
+        /// The index file.
+        index: PathBuf,
+        /// Indexed blobs without a file; `None` when `blobs` itself is missing.
+        missing: Option<usize>,
+        /// Indexed blobs in total.
+        indexed: usize,
+    },
 }
 
 impl From<std::io::Error> for StoreError {
@@ -125,6 +159,9 @@ pub struct Store {
     meta: Meta,
     files: BlobFiles,
     uploads: UploadTable,
+    /// Digests between "file committed" and "rows written", so a failed push
+    /// removes its file only when no other push of the same bytes needs it.
+    commits: Arc<commits::Commits>,
     root: PathBuf,
     /// Names holding pushed content, kept in memory because routing asks on
     /// every request (DESIGN's "has been pushed here" rule).
@@ -166,26 +203,33 @@ pub fn unix_now() -> u64 {
 impl Store {
     /// Opens `root`: creates the layout, empties `tmp/`, opens the index and
     /// reconciles it with the files (a crash between rename and index write leaves
-    /// an orphan file; a lost file leaves rows that must go).
+    /// an orphan file, moved to `lost+found/`). Content missing in bulk (an
+    /// unmounted volume, a restored index) stops start-up with
+    /// [`StoreError::ContentMissing`] and changes nothing.
     pub async fn open(root: &Path) -> Result<Store, StoreError> {
         let root = root.to_path_buf();
         let r = root.clone();
-        let (meta, files) = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
+        let meta = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
             std::fs::create_dir_all(&r)?;
-            let files = BlobFiles::open(&r)?;
-            let meta = Meta::open(&r.join("index.redb"))?;
-            Ok((meta, files))
+            Meta::open(&r.join("index.redb"))
         })
         .await??;
+        let files = BlobFiles::new(&root);
+        if let Err(e) = reconcile::reconcile(&meta, &files, &root).await {
+            // Close the index before reporting, so the operator (or a test) can
+            // fix the cause and open it again in the same process.
+            tokio::task::spawn_blocking(move || meta.close()).await?;
+            return Err(e);
+        }
         let store = Store {
             meta,
             files,
             uploads: UploadTable::default(),
+            commits: Default::default(),
             root,
             pushed: Default::default(),
             mirrored: Default::default(),
         };
-        store.reconcile().await?;
         let (pushed, mirrored) = store
             .meta
             .read(|txn| {
@@ -223,7 +267,12 @@ impl Store {
 
     /// Storage is writable and the index answers: what `/readyz` reports.
     pub async fn ready(&self) -> Result<(), StoreError> {
-        let tmp = self.files.tmp_dir().join(".ready");
+        // A name of its own per probe: concurrent probes must not remove each
+        // other's file.
+        let tmp = self
+            .files
+            .tmp_dir()
+            .join(format!(".ready-{}", random_hex()?));
         self.meta
             .read(move |txn| {
                 txn.open_table(tables::REPOS)?;

@@ -1,13 +1,65 @@
 //! Start-up repair: after a crash the index and the files may disagree in two
-//! ways, both fixed here before the first request is served.
+//! ways, both settled here before the first request is served.
+//!
+//! A crash between a file's rename and its index write leaves a file without a
+//! row (an orphan); it is moved to `lost+found/`, never deleted. A row without
+//! a file cannot come from a crash (a file is in place before its row is
+//! written, and a row goes before its file): a few such rows are dropped and
+//! logged, but content missing in bulk means
+//! the files are somewhere else (an unmounted volume, a wrong symlink, an index
+//! restored from elsewhere), and start-up stops without changing anything. No
+//! single decision here destroys both a row and a file.
 
 use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 
 use redb::ReadableTable;
 
 use super::meta::{ManifestRecord, TagRecord, decode};
-use super::{Store, StoreError, tables};
+use super::{BlobFiles, Meta, StoreError, lost_found, tables};
 use crate::oci::Digest;
+
+/// Missing files tolerated (their rows dropped) however small the store is.
+const MISSING_FLOOR: usize = 10;
+
+/// Whether `missing` of `indexed` blobs without files is a mass mismatch that
+/// must stop start-up: all of them, or more than max(10, 10 %).
+pub(super) fn is_mass_loss(missing: usize, indexed: usize) -> bool {
+    missing > 0 && (missing == indexed || missing > MISSING_FLOOR.max(indexed / 10))
+}
+
+/// The text of [`StoreError::ContentMissing`]: what is missing, how much, where,
+/// what to check and what to do if the content really is gone.
+pub(super) fn content_missing_message(
+    blobs: &Path,
+    index: &Path,
+    missing: Option<usize>,
+    indexed: usize,
+) -> String {
+    let what = if let Some(missing) = missing {
+        format!(
+            "{missing} of the {indexed} blobs named by the index {} have no file under {}",
+            index.display(),
+            blobs.display()
+        )
+    } else {
+        format!(
+            "the index {} names {indexed} blobs but {} does not exist",
+            index.display(),
+            blobs.display()
+        )
+    };
+    let root = index.parent().unwrap_or(Path::new("."));
+    format!(
+        "{what}. Refusing to start, and nothing was changed. Check that the storage \
+         volume is mounted, that any symlink on that path points where it should, and \
+         that index.redb belongs to this data directory (not one restored from another \
+         machine or an older backup). If the content really is lost, move index.redb \
+         aside and start again: wharf then starts with an empty index and moves the \
+         files still under blobs/ to {} (pushed images must be pushed again).",
+        lost_found::dir(root).display()
+    )
+}
 
 /// Removes every row that names `gone` digests (their files are lost).
 fn drop_rows(txn: &redb::WriteTransaction, gone: &HashSet<String>) -> Result<(), StoreError> {
@@ -63,68 +115,145 @@ fn drop_rows(txn: &redb::WriteTransaction, gone: &HashSet<String>) -> Result<(),
     Ok(())
 }
 
-impl Store {
-    /// Files without rows are removed (nothing references them); rows without
-    /// files are removed with everything that points at them; upload rows go
-    /// because `tmp/` was emptied.
-    pub(super) async fn reconcile(&self) -> Result<(), StoreError> {
-        let files = self.files.clone();
-        let on_disk: HashSet<String> = tokio::task::spawn_blocking(move || files.list())
-            .await??
-            .iter()
-            .map(Digest::to_string)
-            .collect();
-        let indexed: HashSet<String> = self
-            .meta
-            .read(|txn| {
-                let t = txn.open_table(tables::BLOBS)?;
-                let mut out = HashSet::new();
-                for item in t.iter()? {
-                    out.insert(item?.0.value().to_owned());
+/// Settles the index against the files; see the module doc. Upload rows go
+/// because `tmp/` was emptied.
+pub(super) async fn reconcile(
+    meta: &Meta,
+    files: &BlobFiles,
+    root: &Path,
+) -> Result<(), StoreError> {
+    let indexed: HashSet<String> = meta
+        .read(|txn| {
+            let t = txn.open_table(tables::BLOBS)?;
+            let mut out = HashSet::new();
+            for item in t.iter()? {
+                out.insert(item?.0.value().to_owned());
+            }
+            Ok(out)
+        })
+        .await?;
+    let content_missing = |missing: Option<usize>| StoreError::ContentMissing {
+        blobs: files.blobs_dir().to_path_buf(),
+        index: root.join("index.redb"),
+        missing,
+        indexed: indexed.len(),
+    };
+    let f = files.clone();
+    let create_blobs = indexed.is_empty();
+    let present = tokio::task::spawn_blocking(move || f.prepare(create_blobs)).await??;
+    if !present {
+        return Err(content_missing(None));
+    }
+    let f = files.clone();
+    let scan = tokio::task::spawn_blocking(move || f.scan()).await??;
+    let on_disk: HashSet<String> = scan.content.iter().map(Digest::to_string).collect();
+    let gone: HashSet<String> = indexed.difference(&on_disk).cloned().collect();
+    if is_mass_loss(gone.len(), indexed.len()) {
+        return Err(content_missing(Some(gone.len())));
+    }
+    let orphans: Vec<Digest> = scan
+        .content
+        .iter()
+        .filter(|d| !indexed.contains(&d.to_string()))
+        .cloned()
+        .collect();
+    set_aside(files, root, orphans, scan.strays).await?;
+    for d in &gone {
+        tracing::warn!(digest = %d, "index row dropped: its content file is missing");
+    }
+    let relabelled = meta
+        .write(move |txn| {
+            drop_rows(txn, &gone)?;
+            let mut uploads = txn.open_table(tables::UPLOADS)?;
+            let ids: Vec<String> = uploads
+                .iter()?
+                .filter_map(|i| i.ok())
+                .map(|(k, _)| k.value().to_owned())
+                .collect();
+            for id in ids {
+                uploads.remove(id.as_str())?;
+            }
+            drop(uploads);
+            super::labels::relabel_hosted(txn)
+        })
+        .await?;
+    if relabelled > 0 {
+        tracing::info!(
+            count = relabelled,
+            "content linked into hosted repositories relabelled as pushed"
+        );
+    }
+    Ok(())
+}
+
+/// Moves orphan content files and strays to `lost+found/`, logging how many
+/// went where. A file that cannot be moved stays where it is (logged).
+async fn set_aside(
+    files: &BlobFiles,
+    root: &Path,
+    orphans: Vec<Digest>,
+    strays: Vec<PathBuf>,
+) -> Result<(), StoreError> {
+    if orphans.is_empty() && strays.is_empty() {
+        return Ok(());
+    }
+    let files = files.clone();
+    let root = root.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let dir = lost_found::dir(&root);
+        let blobs = files.blobs_dir().to_path_buf();
+        let mut moved = (0usize, 0usize);
+        for d in &orphans {
+            let name = format!("sha256-{}", d.hex());
+            match lost_found::move_in(&root, &files.path(d), &name) {
+                Ok(_) => moved.0 += 1,
+                Err(e) => {
+                    tracing::warn!(digest = %d, error = %e, "orphan content file could not be moved; left in place")
                 }
-                Ok(out)
-            })
-            .await?;
-        let orphans: Vec<Digest> = on_disk
-            .difference(&indexed)
-            .filter_map(|d| d.parse().ok())
-            .collect();
-        let gone: HashSet<String> = indexed.difference(&on_disk).cloned().collect();
-        if !gone.is_empty() {
+            }
+        }
+        for p in &strays {
+            let rel = p.strip_prefix(&blobs).unwrap_or(p);
+            let name = format!("stray-{}", rel.to_string_lossy().replace('/', "-"));
+            match lost_found::move_in(&root, p, &name) {
+                Ok(_) => moved.1 += 1,
+                Err(e) => {
+                    tracing::warn!(path = %p.display(), error = %e, "stray file under blobs/ could not be moved; left in place")
+                }
+            }
+        }
+        if moved.0 > 0 {
             tracing::warn!(
-                count = gone.len(),
-                "index rows whose files are missing removed"
+                count = moved.0,
+                dir = %dir.display(),
+                "content files without index rows moved to lost+found"
             );
         }
-        self.meta
-            .write(move |txn| {
-                drop_rows(txn, &gone)?;
-                let mut uploads = txn.open_table(tables::UPLOADS)?;
-                let ids: Vec<String> = uploads
-                    .iter()?
-                    .filter_map(|i| i.ok())
-                    .map(|(k, _)| k.value().to_owned())
-                    .collect();
-                for id in ids {
-                    uploads.remove(id.as_str())?;
-                }
-                Ok(())
-            })
-            .await?;
-        if !orphans.is_empty() {
-            tracing::info!(
-                count = orphans.len(),
-                "content files without index rows removed"
+        if moved.1 > 0 {
+            tracing::warn!(
+                count = moved.1,
+                dir = %dir.display(),
+                "stray files under blobs/ moved to lost+found"
             );
-            let files = self.files.clone();
-            tokio::task::spawn_blocking(move || {
-                for d in &orphans {
-                    files.remove(d)?;
-                }
-                Ok::<(), StoreError>(())
-            })
-            .await??;
         }
-        Ok(())
+    })
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_mass_loss;
+
+    #[test]
+    fn mass_loss_rule() {
+        assert!(!is_mass_loss(0, 0));
+        assert!(!is_mass_loss(0, 1000));
+        assert!(is_mass_loss(1, 1), "all of them");
+        assert!(is_mass_loss(3, 3), "all of them");
+        assert!(!is_mass_loss(10, 50), "a few");
+        assert!(is_mass_loss(11, 50));
+        assert!(!is_mass_loss(100, 1000), "10 % exactly");
+        assert!(is_mass_loss(101, 1000));
     }
 }

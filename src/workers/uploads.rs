@@ -1,4 +1,6 @@
-//! Expires abandoned uploads (`[gc] upload_expiry`), removing their temp files.
+//! Expires abandoned uploads (`[gc] upload_expiry`), removing their temp files;
+//! sessions that never received a byte go much sooner (see
+//! [`UNWRITTEN_UPLOAD_EXPIRY`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -6,28 +8,42 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::metrics::Metrics;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, UNWRITTEN_UPLOAD_EXPIRY};
 
 /// The upload-expiry worker.
 pub struct UploadExpiry {
     store: Arc<Store>,
     metrics: Arc<Metrics>,
     expiry: Duration,
+    unwritten: Duration,
 }
 
 impl UploadExpiry {
-    /// A worker for sessions idle longer than `expiry`.
+    /// A worker for sessions idle longer than `expiry`, and for sessions that
+    /// never received a byte idle longer than [`UNWRITTEN_UPLOAD_EXPIRY`] (or
+    /// `expiry`, if shorter).
     pub fn new(store: Arc<Store>, metrics: Arc<Metrics>, expiry: Duration) -> Self {
         UploadExpiry {
             store,
             metrics,
             expiry,
+            unwritten: UNWRITTEN_UPLOAD_EXPIRY.min(expiry),
         }
+    }
+
+    /// Sets how long a session that never received a byte may stay idle
+    /// (capped at the general expiry); tests use it to drive one pass.
+    pub fn with_unwritten_expiry(mut self, unwritten: Duration) -> Self {
+        self.unwritten = unwritten.min(self.expiry);
+        self
     }
 
     /// One pass; public so tests can drive it without waiting.
     pub async fn run_once(&self) -> Result<usize, StoreError> {
-        let n = self.store.expire_uploads(self.expiry).await?;
+        let n = self
+            .store
+            .expire_uploads(self.expiry, self.unwritten)
+            .await?;
         if n > 0 {
             tracing::info!(count = n, "abandoned uploads expired");
             self.metrics.uploads_expired.inc_by(n as u64);
@@ -35,10 +51,11 @@ impl UploadExpiry {
         Ok(n)
     }
 
-    /// Runs passes every quarter of the expiry (at least every second, at most
-    /// hourly) until shutdown.
+    /// Runs passes every quarter of the shorter expiry (at least every second,
+    /// at most hourly) until shutdown.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let every = (self.expiry / 4).clamp(Duration::from_secs(1), Duration::from_secs(3600));
+        let every = (self.unwritten.min(self.expiry) / 4)
+            .clamp(Duration::from_secs(1), Duration::from_secs(3600));
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

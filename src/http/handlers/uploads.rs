@@ -69,7 +69,7 @@ pub async fn start(
             .await?;
         return Ok(blob_created(state, name, &digest));
     }
-    let id = state.store.begin_upload(name).await?;
+    let id = state.store.begin_upload(name, ctx.client.ip).await?;
     Ok(respond(
         StatusCode::ACCEPTED,
         session_headers(state, name, &id, 0),
@@ -169,7 +169,11 @@ pub async fn patch(
     let _slot = upload_slot(state, ctx)?;
     let handle = state.store.upload(name, id)?;
     let mut session = handle.lock().await;
-    let len = append(state, name, id, &mut session, req).await?;
+    let appended = append(state, name, id, &mut session, req).await;
+    // Between requests a session holds no open file (its hash stays in memory).
+    let parked = session.park().await;
+    let len = appended?;
+    parked?;
     Ok(respond(
         StatusCode::ACCEPTED,
         session_headers(state, name, id, len),
@@ -190,7 +194,12 @@ pub async fn finish(
     let digest = digest_param(q.get("digest"))?;
     let handle = state.store.upload(name, id)?;
     let mut session = handle.lock().await;
-    append(state, name, id, &mut session, req).await?;
+    if let Err(e) = append(state, name, id, &mut session, req).await {
+        // The session stays open for a retry, without an open file; a failed
+        // park is reported by the session's next write.
+        let _ = session.park().await;
+        return Err(e);
+    }
     state.store.finish_upload(id, &mut session, &digest).await?;
     Ok(blob_created(state, name, &digest))
 }

@@ -1,0 +1,176 @@
+//! Which digests are between "file committed" and "rows written" right now.
+//!
+//! A push writes its content file first and its index rows after (the file
+//! must exist before any row names it). When the rows then fail, the file would
+//! stay behind, unindexed, until the next start. Removing it is only safe when
+//! no other push of the same bytes is past its own file commit (it found the
+//! file there and will name it) and no row names it already. Every store path
+//! that commits a file and then records it holds a [`Hold`] for the digest
+//! across both steps; a failed one hands its hold to [`Hold::discard`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use super::{BlobFiles, Meta, StoreError, tables};
+use crate::oci::Digest;
+
+/// In-flight commits by digest.
+#[derive(Default)]
+pub(super) struct Commits {
+    counts: Mutex<HashMap<Digest, usize>>,
+    /// Taken shared to register a commit and exclusively by a discard's
+    /// check-then-remove, so no commit can start between the check and the
+    /// removal (it would find the file, skip writing its own, and lose it).
+    gate: Arc<tokio::sync::RwLock<()>>,
+}
+
+/// One commit of `digest` in flight; released on drop.
+pub(super) struct Hold {
+    commits: Arc<Commits>,
+    digest: Digest,
+}
+
+impl Commits {
+    /// Registers a commit of `digest`; hold it until the rows are written.
+    pub(super) async fn hold(self: &Arc<Self>, digest: &Digest) -> Result<Hold, StoreError> {
+        let _shared = self.gate.read().await;
+        *self
+            .counts
+            .lock()
+            .map_err(|_| StoreError::Poisoned)?
+            .entry(digest.clone())
+            .or_insert(0) += 1;
+        Ok(Hold {
+            commits: self.clone(),
+            digest: digest.clone(),
+        })
+    }
+
+    fn count(&self, digest: &Digest) -> usize {
+        self.counts
+            .lock()
+            .map(|c| c.get(digest).copied().unwrap_or(0))
+            // Poisoned: assume someone else needs the file.
+            .unwrap_or(usize::MAX)
+    }
+}
+
+impl Hold {
+    /// The rows of this commit were not written: removes the content file
+    /// unless another commit of the digest is in flight or the index names it.
+    /// Runs on its own task, so a caller that goes away cannot cut it between
+    /// the check and the removal; waits for it.
+    pub(super) async fn discard(self, meta: Meta, files: BlobFiles) {
+        let gate = self.commits.gate.clone();
+        let task = tokio::spawn(async move {
+            let _exclusive = gate.write_owned().await;
+            if self.commits.count(&self.digest) > 1 {
+                return;
+            }
+            let d = self.digest.to_string();
+            let named = meta
+                .read(move |txn| Ok(txn.open_table(tables::BLOBS)?.get(d.as_str())?.is_some()))
+                .await;
+            match named {
+                Ok(true) => {}
+                Ok(false) => {
+                    let digest = self.digest.clone();
+                    let removed = tokio::task::spawn_blocking(move || files.remove(&digest)).await;
+                    match removed {
+                        Ok(Ok(())) => {
+                            tracing::debug!(digest = %self.digest, "file of a failed push removed")
+                        }
+                        Ok(Err(e)) => {
+                            tracing::warn!(digest = %self.digest, error = %e, "file of a failed push not removed")
+                        }
+                        Err(e) => {
+                            tracing::warn!(digest = %self.digest, error = %e, "file of a failed push not removed")
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(digest = %self.digest, error = %e, "file of a failed push kept: index unreadable")
+                }
+            }
+            // The hold is released here, after the removal, still under the gate.
+            drop(self);
+        });
+        let _ = task.await;
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        if let Ok(mut counts) = self.commits.counts.lock() {
+            if let Some(n) = counts.get_mut(&self.digest) {
+                *n -= 1;
+                if *n == 0 {
+                    counts.remove(&self.digest);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    async fn setup(dir: &std::path::Path) -> (Meta, BlobFiles, Digest) {
+        let meta = Meta::open(&dir.join("index.redb")).unwrap();
+        let files = BlobFiles::new(dir);
+        files.prepare(true).unwrap();
+        let mut w = files.writer().unwrap();
+        w.write(Bytes::from_static(b"manifest bytes"))
+            .await
+            .unwrap();
+        let (digest, _) = w.commit(None).await.unwrap();
+        (meta, files, digest)
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_lone_failed_commit_removes_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (meta, files, digest) = setup(dir.path()).await;
+        let commits = Arc::new(Commits::default());
+        let hold = commits.hold(&digest).await.unwrap();
+        hold.discard(meta.clone(), files.clone()).await;
+        assert!(!files.path(&digest).exists());
+        assert_eq!(commits.count(&digest), 0);
+        meta.close();
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_concurrent_commit_of_the_same_bytes_keeps_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (meta, files, digest) = setup(dir.path()).await;
+        let commits = Arc::new(Commits::default());
+        let other = commits.hold(&digest).await.unwrap();
+        let failed = commits.hold(&digest).await.unwrap();
+        failed.discard(meta.clone(), files.clone()).await;
+        assert!(files.path(&digest).exists());
+        drop(other);
+        assert_eq!(commits.count(&digest), 0);
+        meta.close();
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_file_the_index_names_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let (meta, files, digest) = setup(dir.path()).await;
+        let d = digest.to_string();
+        meta.write(move |txn| {
+            txn.open_table(tables::BLOBS)?
+                .insert(d.as_str(), b"{}".as_slice())?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+        let commits = Arc::new(Commits::default());
+        let hold = commits.hold(&digest).await.unwrap();
+        hold.discard(meta.clone(), files.clone()).await;
+        assert!(files.path(&digest).exists());
+        meta.close();
+    }
+}

@@ -16,6 +16,21 @@ pub struct ClientAddr {
     pub loopback: bool,
 }
 
+impl ClientAddr {
+    /// The key per-client limits count under: the address, or for IPv6 its /64
+    /// (one host usually holds a whole /64 and could pick a fresh address for
+    /// every request).
+    pub fn limit_key(&self) -> IpAddr {
+        match self.ip {
+            IpAddr::V6(v6) => {
+                let bits = u128::from(v6) & (u128::MAX << 64);
+                IpAddr::V6(std::net::Ipv6Addr::from(bits))
+            }
+            v4 => v4,
+        }
+    }
+}
+
 /// An address range such as `10.0.0.0/8`, `127.0.0.1/32` or `fd00::/8`; a bare
 /// address is the range of that one address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +99,29 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn limits_key_ipv6_clients_by_their_64() {
+        let a = ClientAddr {
+            ip: ip("2001:db8:1:2:aaaa::1"),
+            loopback: false,
+        };
+        let b = ClientAddr {
+            ip: ip("2001:db8:1:2:bbbb::9"),
+            loopback: false,
+        };
+        let c = ClientAddr {
+            ip: ip("2001:db8:1:3::1"),
+            loopback: false,
+        };
+        assert_eq!(a.limit_key(), b.limit_key());
+        assert_ne!(a.limit_key(), c.limit_key());
+        let v4 = ClientAddr {
+            ip: ip("10.1.2.3"),
+            loopback: false,
+        };
+        assert_eq!(v4.limit_key(), ip("10.1.2.3"));
     }
 
     #[test]

@@ -55,7 +55,7 @@ pub struct Caller {
     /// Whether the connection comes from the host itself, directly (never
     /// through a proxy).
     pub loopback: bool,
-    /// The client address limits key on.
+    /// The client address (IPv6: its /64) that per-client limits key on.
     pub ip: IpAddr,
 }
 
@@ -224,7 +224,7 @@ impl Authorizer {
         let caller = |identity| Caller {
             identity,
             loopback: client.loopback,
-            ip: client.ip,
+            ip: client.limit_key(),
         };
         let Some(value) = headers
             .get(header::AUTHORIZATION)
@@ -252,7 +252,7 @@ impl Authorizer {
                 // failed login.
                 return Ok(caller(Identity::Anonymous));
             }
-            return match self.login(&user, &password, client.ip).await? {
+            return match self.login(&user, &password, client.limit_key()).await? {
                 true => Ok(caller(Identity::User(user))),
                 false => Err(bad("invalid username or password")),
             };

@@ -164,7 +164,7 @@ async fn next_frame(
 fn upload_slot(state: &State, ctx: &Ctx) -> Result<crate::limits::SlotGuard, ApiError> {
     state
         .upload_slots
-        .acquire(ctx.client.ip)
+        .acquire(ctx.client.limit_key())
         .map_err(|_| ApiError::TooManyRequests {
             retry_after: 1,
             message: "too many concurrent uploads from this address".into(),

@@ -58,7 +58,7 @@ pub async fn issue(
     };
     // The caller was identified from Authorization already; a form login is checked here.
     let user = match form_user {
-        Some((u, p)) => match state.auth.login(&u, &p, ctx.client.ip).await {
+        Some((u, p)) => match state.auth.login(&u, &p, ctx.client.limit_key()).await {
             Ok(true) => Some(u),
             Ok(false) => {
                 return Err(state.refusal(

@@ -424,7 +424,6 @@ pub struct UiConfig {
     pub enabled: bool,
 }
 
-
 /// One `[[peer]]` wharf on the LAN.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -4,9 +4,11 @@
 
 pub mod certs;
 pub mod containerd;
+pub mod containers;
 pub mod dockerd;
 pub mod image;
 pub mod nginx;
+pub mod oras;
 pub mod upstreams;
 
 use std::io::{BufRead, BufReader};

@@ -20,7 +20,7 @@ use crate::oci::{Digest, Reference, RepoName};
 use crate::store::{ManifestInfo, Origin, Store, StoreError};
 use crate::upstream::peers::Peers;
 use crate::upstream::{Upstream, UpstreamError, Upstreams};
-use inflight::{DlState, Download, DownloadError, Inflight};
+use inflight::{DlState, Download, DownloadError, Inflight, Publisher};
 
 /// Where a response came from, sent as `X-Cache`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -319,11 +319,10 @@ impl Proxy {
         let up = self.upstream(upstream)?.clone();
         let (dl, starter) = self.inflight.join_or_start(local.as_str(), digest);
         let started_here = starter.is_some();
-        if let Some(tx) = starter {
+        if let Some(publisher) = starter {
             let task = DownloadTask {
                 peers: self.peers.clone(),
                 store: self.store.clone(),
-                inflight: self.inflight.clone(),
                 metrics: self.metrics.clone(),
                 upstream: up,
                 local: local.clone(),
@@ -331,7 +330,7 @@ impl Proxy {
                 digest: digest.clone(),
                 download: dl.clone(),
             };
-            tokio::spawn(task.run(tx));
+            tokio::spawn(task.run(publisher));
         }
         let (size, source) = wait_for_size(&dl).await?;
         // The request that started a download is a miss (or peer) however fast
@@ -469,7 +468,6 @@ async fn wait_for_size(dl: &Download) -> Result<(Option<u64>, Source), ProxyErro
 struct DownloadTask {
     peers: Arc<Peers>,
     store: Arc<Store>,
-    inflight: Arc<Inflight>,
     metrics: Arc<Metrics>,
     upstream: Arc<Upstream>,
     local: RepoName,
@@ -479,19 +477,16 @@ struct DownloadTask {
 }
 
 impl DownloadTask {
-    async fn run(self, tx: tokio::sync::watch::Sender<DlState>) {
-        let result = self.fetch(&tx).await;
-        // Stored (or failed) first, then forgotten: a new request either joins
-        // this download or finds the blob in the store.
-        self.inflight.finish(self.local.as_str(), &self.digest);
-        match result {
-            Ok(size) => {
-                tx.send_replace(DlState::Done { size });
-            }
+    /// Runs the download to its end. `publisher` is held for the whole run:
+    /// whatever ends it (a panic too), the entry is forgotten and the readers
+    /// get a final state.
+    async fn run(self, publisher: Publisher) {
+        match self.fetch(publisher.state()).await {
+            Ok(size) => publisher.settle(DlState::Done { size }),
             Err(e) => {
                 tracing::warn!(digest = %self.digest, repo = %self.local, error = %e, "blob download failed; nothing kept");
                 self.metrics.observe_download_failure(&self.upstream.name);
-                tx.send_replace(DlState::Failed(e));
+                publisher.settle(DlState::Failed(e));
             }
         }
     }

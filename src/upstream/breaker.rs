@@ -72,7 +72,7 @@ impl Breaker {
             s.probing = false;
             return;
         }
-        s.failures += 1;
+        s.failures = s.failures.saturating_add(1);
         if s.probing {
             s.probing = false;
             s.pause = (s.pause * 2).min(MAX_PAUSE);

@@ -14,7 +14,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use http::{HeaderMap, Method, StatusCode, header};
 
 use super::breaker::Breaker;
-use super::token::{Challenge, TokenCache};
+use super::token::{self, Challenge, TokenCache};
 use crate::oci::Digest;
 use crate::oci::Reference;
 use crate::oci::manifest::{Descriptor, MAX_MANIFEST_BYTES, OCI_INDEX, OCI_MANIFEST};
@@ -485,7 +485,9 @@ impl Upstream {
         struct TokenResponse {
             token: Option<String>,
             access_token: Option<String>,
-            expires_in: Option<u64>,
+            // A float: any number is accepted (some services send a fraction,
+            // a broken one something absurd), then clamped.
+            expires_in: Option<f64>,
         }
         let body = read_capped(resp, MAX_TOKEN_RESPONSE_BYTES, "token response").await?;
         let t: TokenResponse = serde_json::from_slice(&body)
@@ -494,12 +496,8 @@ impl Upstream {
             .token
             .or(t.access_token)
             .ok_or_else(|| UpstreamError::Invalid("token response without a token".into()))?;
-        // The spec's default lifetime is 60 s when expires_in is missing.
-        self.tokens.put(
-            scope,
-            token.clone(),
-            Duration::from_secs(t.expires_in.unwrap_or(60).max(60)),
-        );
+        self.tokens
+            .put(scope, token.clone(), token::lifetime(t.expires_in));
         Ok(token)
     }
 }

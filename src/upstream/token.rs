@@ -79,6 +79,16 @@ impl Challenge {
     }
 }
 
+/// How long to trust a token whose response said `expires_in`: the spec's
+/// 60 s when missing (and at least that), at most [`MAX_TOKEN_TTL`].
+pub(super) fn lifetime(expires_in: Option<f64>) -> Duration {
+    let secs = expires_in
+        .filter(|s| s.is_finite())
+        .unwrap_or(60.0)
+        .clamp(60.0, MAX_TOKEN_TTL.as_secs_f64());
+    Duration::from_secs_f64(secs)
+}
+
 /// Tokens by scope.
 #[derive(Default)]
 pub struct TokenCache {
@@ -88,23 +98,34 @@ pub struct TokenCache {
 /// A token is renewed this long before it expires.
 const EARLY: Duration = Duration::from_secs(10);
 
+/// The longest a token is trusted, whatever lifetime the token service
+/// claims: an absurd `expires_in` must neither overflow the clock arithmetic
+/// nor keep a revoked token alive for years.
+pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
 impl TokenCache {
     /// A cached token for `scope` that is still good.
     pub fn get(&self, scope: &str) -> Option<String> {
         let map = self.tokens.lock().ok()?;
+        let now = Instant::now();
         map.get(scope)
-            .filter(|(_, until)| *until > Instant::now() + EARLY)
+            .filter(|(_, until)| until.saturating_duration_since(now) > EARLY)
             .map(|(t, _)| t.clone())
     }
 
-    /// Remembers a token for `ttl`.
+    /// Remembers a token for `ttl`, at most [`MAX_TOKEN_TTL`]. The expiry is
+    /// computed before the lock is taken: nothing that can fail runs while
+    /// the cache is locked.
     pub fn put(&self, scope: &str, token: String, ttl: Duration) {
+        let now = Instant::now();
+        let Some(until) = now.checked_add(ttl.min(MAX_TOKEN_TTL)) else {
+            return;
+        };
         if let Ok(mut map) = self.tokens.lock() {
             if map.len() > 10_000 {
-                let now = Instant::now();
                 map.retain(|_, (_, until)| *until > now);
             }
-            map.insert(scope.to_owned(), (token, Instant::now() + ttl));
+            map.insert(scope.to_owned(), (token, until));
         }
     }
 
@@ -153,5 +174,33 @@ mod tests {
         assert_eq!(c.get("b"), None, "too close to expiry");
         c.forget("a");
         assert_eq!(c.get("a"), None);
+    }
+
+    #[test]
+    fn announced_lifetimes_are_clamped() {
+        assert_eq!(lifetime(None), Duration::from_secs(60));
+        assert_eq!(lifetime(Some(-5.0)), Duration::from_secs(60));
+        assert_eq!(lifetime(Some(300.0)), Duration::from_secs(300));
+        assert_eq!(lifetime(Some(18446744073709551615.0)), MAX_TOKEN_TTL);
+        assert_eq!(lifetime(Some(f64::MAX)), MAX_TOKEN_TTL);
+        let t: serde_json::Value =
+            serde_json::from_str(r#"{"token":"x","expires_in":18446744073709551615}"#).unwrap();
+        assert_eq!(lifetime(t["expires_in"].as_f64()), MAX_TOKEN_TTL);
+    }
+
+    #[test]
+    fn absurd_lifetimes_are_clamped_not_overflowed() {
+        let c = TokenCache::default();
+        c.put("max", "t".into(), Duration::MAX);
+        c.put("secs", "u".into(), Duration::from_secs(u64::MAX));
+        assert_eq!(c.get("max").as_deref(), Some("t"));
+        assert_eq!(c.get("secs").as_deref(), Some("u"));
+        let map = c.tokens.lock().unwrap();
+        let until = map["max"].1;
+        assert!(until <= Instant::now() + MAX_TOKEN_TTL, "clamped to a day");
+        drop(map);
+        // The cache still works (a panic under the lock would have poisoned it).
+        c.put("later", "v".into(), Duration::from_secs(300));
+        assert_eq!(c.get("later").as_deref(), Some("v"));
     }
 }

@@ -7,6 +7,8 @@
 //!   revalidated with a HEAD (free against Docker Hub's pull limit) and fetched
 //!   with GET only if the digest changed.
 //! - Blobs come through one download per digest (`inflight`).
+//! - All the upstream calls one request makes share one [`Deadline`], so a
+//!   sick upstream costs a client a bounded wait, never an unbounded one.
 //! - Upstream down: cached content keeps being served; an expired tag is served
 //!   stale; only true misses fail.
 
@@ -19,7 +21,7 @@ use crate::metrics::Metrics;
 use crate::oci::{Digest, Reference, RepoName};
 use crate::store::{ManifestInfo, Origin, Store, StoreError};
 use crate::upstream::peers::Peers;
-use crate::upstream::{Upstream, UpstreamError, Upstreams};
+use crate::upstream::{Deadline, Upstream, UpstreamError, Upstreams};
 use inflight::{DlState, Download, DownloadError, Inflight, Publisher};
 
 /// Where a response came from, sent as `X-Cache`.
@@ -173,13 +175,16 @@ impl Proxy {
         if let Ok(info) = self.store.manifest_info(local, &reference).await {
             return Ok((info, CacheResult::Hit));
         }
+        // Started before the lock: waiting behind another request's call is
+        // part of what this client waits.
+        let deadline = Deadline::for_call();
         let lock = self.manifest_lock(format!("{local}@{digest}"));
         let _guard = lock.lock().await;
         if let Ok(info) = self.store.manifest_info(local, &reference).await {
             return Ok((info, CacheResult::Hit));
         }
         let m = match up
-            .manifest(remote.as_str(), &digest.to_string(), false)
+            .manifest(remote.as_str(), &digest.to_string(), false, deadline)
             .await
         {
             Err(UpstreamError::NotFound(_)) => return Err(not_found_manifest(&reference)),
@@ -216,6 +221,10 @@ impl Proxy {
                 CacheResult::Hit,
             ));
         }
+        // One budget for everything this request asks the upstream (HEAD,
+        // then maybe GET), started before the lock: waiting behind another
+        // request's call is part of what this client waits.
+        let deadline = Deadline::for_call();
         let lock = self.manifest_lock(format!("{local}:{tag}"));
         let _guard = lock.lock().await;
         let cached = self.store.cached_tag(local, tag).await?;
@@ -226,22 +235,24 @@ impl Proxy {
             ));
         }
         let stale = cached.as_ref().filter(|c| c.manifest_present);
-        let head = match up.manifest(remote.as_str(), tag.as_str(), true).await {
+        let serve_stale = async |e: UpstreamError| match stale {
+            Some(_) => {
+                tracing::warn!(repo = %local, %tag, error = %e, "upstream failed; serving the cached tag past its TTL");
+                self.metrics.observe_cache("manifest", "STALE");
+                Ok((
+                    self.store.manifest_info(local, &reference).await?,
+                    CacheResult::Stale,
+                ))
+            }
+            None => Err(e.into()),
+        };
+        let head = match up
+            .manifest(remote.as_str(), tag.as_str(), true, deadline)
+            .await
+        {
             Ok(h) => h,
             Err(UpstreamError::NotFound(_)) => return Err(not_found_manifest(&reference)),
-            Err(e) => {
-                return match stale {
-                    Some(_) => {
-                        tracing::warn!(repo = %local, %tag, error = %e, "upstream failed; serving the cached tag past its TTL");
-                        self.metrics.observe_cache("manifest", "STALE");
-                        Ok((
-                            self.store.manifest_info(local, &reference).await?,
-                            CacheResult::Stale,
-                        ))
-                    }
-                    None => Err(e.into()),
-                };
-            }
+            Err(e) => return serve_stale(e).await,
         };
         if self.store.has_manifest(local, &head.digest).await? {
             // Unchanged (or moved to content we already have): no GET needed.
@@ -258,9 +269,14 @@ impl Proxy {
             ));
         }
         // Fetch by digest, so a tag moving again in between cannot mix content.
-        let m = up
-            .manifest(remote.as_str(), &head.digest.to_string(), false)
-            .await?;
+        let m = match up
+            .manifest(remote.as_str(), &head.digest.to_string(), false, deadline)
+            .await
+        {
+            Ok(m) => m,
+            Err(UpstreamError::NotFound(_)) => return Err(not_found_manifest(&reference)),
+            Err(e) => return serve_stale(e).await,
+        };
         let body = m.body.unwrap_or_default();
         self.store
             .put_cached_manifest(local, Some(tag), &m.digest, &m.media_type, body, &up.name)
@@ -281,7 +297,7 @@ impl Proxy {
     ) -> Result<(Vec<String>, Option<String>), ProxyError> {
         Ok(self
             .upstream(upstream)?
-            .tags(remote.as_str(), query)
+            .tags(remote.as_str(), query, Deadline::for_call())
             .await?)
     }
 
@@ -295,7 +311,7 @@ impl Proxy {
     ) -> Result<Vec<crate::oci::manifest::Descriptor>, ProxyError> {
         Ok(self
             .upstream(upstream)?
-            .referrers(remote.as_str(), digest, artifact_type)
+            .referrers(remote.as_str(), digest, artifact_type, Deadline::for_call())
             .await?)
     }
 
@@ -390,7 +406,7 @@ impl Proxy {
         }
         let size = match self
             .upstream(upstream)?
-            .blob_size(remote.as_str(), digest)
+            .blob_size(remote.as_str(), digest, Deadline::for_call())
             .await
         {
             Ok(size) => size,
@@ -513,7 +529,7 @@ impl DownloadTask {
         }
         let resp = self
             .upstream
-            .blob(self.remote.as_str(), &self.digest)
+            .blob(self.remote.as_str(), &self.digest, Deadline::for_call())
             .await?;
         self.stream(resp, tx, false).await
     }

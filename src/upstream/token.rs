@@ -1,9 +1,14 @@
-//! The upstream side of registry auth: parse `WWW-Authenticate` challenges and
-//! cache Bearer tokens per scope until shortly before they expire.
+//! The upstream side of registry auth: parse `WWW-Authenticate` challenges,
+//! fetch Bearer tokens from the token service, and cache them per scope until
+//! shortly before they expire.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use http::StatusCode;
+
+use super::client::{UpstreamError, read_capped, retry_after, transport};
 
 /// A parsed `WWW-Authenticate` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,9 +84,65 @@ impl Challenge {
     }
 }
 
+/// A token response is a JWT or two in JSON; anything near this is not one.
+const MAX_TOKEN_RESPONSE_BYTES: u64 = 1 << 20;
+
+/// Asks the token service at `realm` for a token for `scope`, with
+/// `credentials` if configured: the token and how long to trust it.
+pub(super) async fn fetch(
+    http: &reqwest::Client,
+    realm: &str,
+    service: Option<&str>,
+    scope: &str,
+    credentials: Option<&(String, String)>,
+) -> Result<(String, Duration), UpstreamError> {
+    let mut q: Vec<(&str, &str)> = vec![("scope", scope)];
+    if let Some(s) = service {
+        q.push(("service", s));
+    }
+    let mut rb = http.get(realm).query(&q);
+    if let Some((u, p)) = credentials {
+        rb = rb.basic_auth(u, Some(p));
+    }
+    let resp = rb.send().await.map_err(transport)?;
+    match resp.status() {
+        s if s.is_success() => {}
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+            return Err(UpstreamError::Denied(
+                "the token service refused the credentials".into(),
+            ));
+        }
+        StatusCode::TOO_MANY_REQUESTS => {
+            return Err(UpstreamError::TooManyRequests {
+                retry_after: retry_after(resp.headers()),
+            });
+        }
+        s if s.is_server_error() => {
+            return Err(UpstreamError::Unavailable(format!("token service: {s}")));
+        }
+        s => return Err(UpstreamError::Invalid(format!("token service: {s}"))),
+    }
+    #[derive(serde::Deserialize)]
+    struct TokenResponse {
+        token: Option<String>,
+        access_token: Option<String>,
+        // A float: any number is accepted (some services send a fraction, a
+        // broken one something absurd), then clamped.
+        expires_in: Option<f64>,
+    }
+    let body = read_capped(resp, MAX_TOKEN_RESPONSE_BYTES, "token response").await?;
+    let t: TokenResponse = serde_json::from_slice(&body)
+        .map_err(|e| UpstreamError::Invalid(format!("token response: {e}")))?;
+    let token = t
+        .token
+        .or(t.access_token)
+        .ok_or_else(|| UpstreamError::Invalid("token response without a token".into()))?;
+    Ok((token, lifetime(t.expires_in)))
+}
+
 /// How long to trust a token whose response said `expires_in`: the spec's
 /// 60 s when missing (and at least that), at most [`MAX_TOKEN_TTL`].
-pub(super) fn lifetime(expires_in: Option<f64>) -> Duration {
+fn lifetime(expires_in: Option<f64>) -> Duration {
     let secs = expires_in
         .filter(|s| s.is_finite())
         .unwrap_or(60.0)

@@ -274,3 +274,31 @@ pub fn answer(
     }
     r.body(http_body_util::Full::new(body.into())).unwrap()
 }
+
+/// An upstream that accepts connections and never answers (a hung registry
+/// or a black-holing load balancer); it holds every connection open until
+/// dropped.
+pub struct Silent {
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Silent {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Starts a [`Silent`] upstream.
+pub async fn silent() -> Silent {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    Silent { url, task }
+}

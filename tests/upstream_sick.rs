@@ -1,12 +1,13 @@
 //! A sick upstream must never wedge the mirror or hold its clients: a token
 //! service claiming an endless token lifetime, a registry that answers every
-//! request with 429, and one that accepts connections and never answers. Each
-//! upstream is a small HTTP server (or a bare TCP listener) on 127.0.0.1:0 in
-//! front of a real wharf mirror.
+//! request with 429, one that accepts connections and never answers, and one
+//! that omits the (optional) `Docker-Content-Digest` on HEAD. Each upstream is
+//! a small HTTP server (or a bare TCP listener) on 127.0.0.1:0 in front of a
+//! real wharf mirror.
 
 mod common;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::image::{Image, OCI_MANIFEST, tar_with_file};
@@ -154,4 +155,98 @@ async fn a_silent_upstream_gets_503_in_time_and_then_is_skipped() {
         1.0
     );
     Arc::into_inner(m).unwrap().stop().await;
+}
+
+/// A registry whose manifests carry no `Docker-Content-Digest`, on HEAD or
+/// GET; `tag` names the manifest `v1` points at; `log` records each request.
+struct Headerless {
+    tag: Mutex<Vec<u8>>,
+    content: Vec<Vec<u8>>,
+    log: Mutex<Vec<String>>,
+}
+
+impl Headerless {
+    fn answer(
+        &self,
+        req: &http::request::Parts,
+    ) -> http::Response<http_body_util::Full<bytes::Bytes>> {
+        let path = req.uri.path();
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("{} {path}", req.method));
+        let found = if path.ends_with("/manifests/v1") {
+            Some(self.tag.lock().unwrap().clone())
+        } else {
+            let d = path.rsplit('/').next().unwrap_or("");
+            self.content.iter().find(|c| digest(c) == d).cloned()
+        };
+        let media = if path.contains("/manifests/") {
+            OCI_MANIFEST
+        } else {
+            "application/octet-stream"
+        };
+        match found {
+            Some(body) => answer(200, &[("content-type", media)], body),
+            None if path == "/v2/" => answer(200, &[], "{}"),
+            None => answer(404, &[], ""),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_without_digest_headers_serves_tags_and_revalidates() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Image::new(vec![tar_with_file("a", &bytes(64 << 10, 71))]);
+    let b = Image::new(vec![tar_with_file("b", &bytes(64 << 10, 72))]);
+    let mut content: Vec<Vec<u8>> = vec![a.manifest.clone(), b.manifest.clone()];
+    for img in [&a, &b] {
+        content.extend(img.blobs().into_iter().map(|(_, c)| c.to_vec()));
+    }
+    let state = Arc::new(Headerless {
+        tag: Mutex::new(a.manifest.clone()),
+        content,
+        log: Mutex::new(Vec::new()),
+    });
+    let s = state.clone();
+    let up = fake(move |req| s.answer(req)).await;
+    // TTL 0: every tag request revalidates.
+    let m = mirror(dir.path(), &up.url, "manifest_ttl = \"0s\"\n").await;
+
+    let pull = async |want: &Image| {
+        let r = get_oci(&m, "/v2/headerless/manifests/v1").await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(
+            r.headers()["docker-content-digest"],
+            digest(&want.manifest).as_str()
+        );
+        let cache = r.headers()["x-cache"].to_str().unwrap().to_owned();
+        assert_eq!(r.bytes().await.unwrap(), want.manifest);
+        cache
+    };
+    assert_eq!(pull(&a).await, "MISS", "a cold tag");
+    for (d, blob) in a.blobs() {
+        let r = http()
+            .get(m.url(&format!("/v2/headerless/blobs/{d}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.bytes().await.unwrap(), blob);
+    }
+    assert_eq!(pull(&a).await, "HIT", "revalidated, unchanged");
+    *state.tag.lock().unwrap() = b.manifest.clone();
+    assert_eq!(pull(&b).await, "MISS", "revalidated, moved");
+    assert_eq!(pull(&b).await, "HIT", "revalidated, unchanged again");
+
+    let log = state.log.lock().unwrap().clone();
+    let heads = log
+        .iter()
+        .filter(|l| l.starts_with("HEAD ") && l.ends_with("/manifests/v1"));
+    assert_eq!(heads.count(), 4, "{log:#?}");
+    assert!(
+        !log.iter().any(|l| l.contains("/manifests/sha256:")),
+        "the manifest fetched to hash it is the one kept, not fetched again: {log:#?}"
+    );
+    m.stop().await;
 }

@@ -5,7 +5,8 @@
 //! - Manifests by digest are immutable: served locally once fetched.
 //! - Manifests by tag are trusted for the upstream's `manifest_ttl`, then
 //!   revalidated with a HEAD (free against Docker Hub's pull limit) and fetched
-//!   with GET only if the digest changed.
+//!   with GET only if the digest changed. An upstream that sends no digest on
+//!   HEAD is asked with a GET instead, and those bytes are kept.
 //! - Blobs come through one download per digest (`inflight`).
 //! - All the upstream calls one request makes share one [`Deadline`], so a
 //!   sick upstream costs a client a bounded wait, never an unbounded one.
@@ -268,14 +269,20 @@ impl Proxy {
                 },
             ));
         }
-        // Fetch by digest, so a tag moving again in between cannot mix content.
-        let m = match up
-            .manifest(remote.as_str(), &head.digest.to_string(), false, deadline)
-            .await
-        {
-            Ok(m) => m,
-            Err(UpstreamError::NotFound(_)) => return Err(not_found_manifest(&reference)),
-            Err(e) => return serve_stale(e).await,
+        let m = if head.body.is_some() {
+            // The upstream sent no digest on HEAD, so the manifest was fetched
+            // and hashed already: those bytes are the ones to keep.
+            head
+        } else {
+            // Fetch by digest, so a tag moving again in between cannot mix content.
+            match up
+                .manifest(remote.as_str(), &head.digest.to_string(), false, deadline)
+                .await
+            {
+                Ok(m) => m,
+                Err(UpstreamError::NotFound(_)) => return Err(not_found_manifest(&reference)),
+                Err(e) => return serve_stale(e).await,
+            }
         };
         let body = m.body.unwrap_or_default();
         self.store

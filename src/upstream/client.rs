@@ -72,7 +72,8 @@ pub struct UpstreamManifest {
     pub digest: Digest,
     /// Content-Type.
     pub media_type: String,
-    /// Bytes (GET only).
+    /// Bytes: for a GET, and for a HEAD the upstream answered without a
+    /// `Docker-Content-Digest` (then the manifest was fetched to hash it).
     pub body: Option<Bytes>,
 }
 
@@ -190,7 +191,10 @@ impl Upstream {
         self.breaker.is_open()
     }
 
-    /// GET (with body) or HEAD a manifest, within `deadline`.
+    /// GET (with body) or HEAD a manifest, within `deadline`. A HEAD the
+    /// upstream answers without `Docker-Content-Digest` (the header is
+    /// optional) falls back to a GET whose bytes are hashed; the body then
+    /// comes back too, so the caller need not fetch it again.
     pub async fn manifest(
         &self,
         repo: &str,
@@ -206,14 +210,14 @@ impl Upstream {
                     deadline,
                 )
                 .await?;
-            let digest = announced_digest(resp.headers())?.ok_or_else(|| {
-                UpstreamError::Invalid("HEAD without Docker-Content-Digest".into())
-            })?;
-            return Ok(UpstreamManifest {
-                digest,
-                media_type: content_type(resp.headers()),
-                body: None,
-            });
+            if let Some(digest) = announced_digest(resp.headers())? {
+                return Ok(UpstreamManifest {
+                    digest,
+                    media_type: content_type(resp.headers()),
+                    body: None,
+                });
+            }
+            tracing::debug!(upstream = %self.name, repo, reference, "HEAD without Docker-Content-Digest; fetching the manifest to hash it");
         }
         let (headers, body) = self
             .small(

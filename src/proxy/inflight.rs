@@ -175,25 +175,29 @@ pub struct Inflight {
 
 impl Inflight {
     /// Joins the download of `digest`, or registers a new one and returns its
-    /// sender (the caller then spawns the task that feeds it).
+    /// [`Publisher`] (the caller then hands it to the task that feeds it).
     pub fn join_or_start(
-        &self,
+        self: &Arc<Self>,
         repo: &str,
         digest: &Digest,
-    ) -> (Arc<Download>, Option<watch::Sender<DlState>>) {
-        let Ok(mut map) = self.map.lock() else {
-            // A poisoned map: run an unshared download rather than fail.
-            let (tx, rx) = watch::channel(DlState::Connecting);
-            return (Download::new(digest, rx), Some(tx));
-        };
+    ) -> (Arc<Download>, Option<Publisher>) {
         let key = (repo.to_owned(), digest.clone());
-        if let Some(d) = map.get(&key) {
-            return (d.clone(), None);
-        }
         let (tx, rx) = watch::channel(DlState::Connecting);
         let d = Download::new(digest, rx);
-        map.insert(key, d.clone());
-        (d, Some(tx))
+        // A poisoned map: run an unshared download rather than fail.
+        if let Ok(mut map) = self.map.lock() {
+            if let Some(d) = map.get(&key) {
+                return (d.clone(), None);
+            }
+            map.insert(key.clone(), d.clone());
+        }
+        let publisher = Publisher {
+            inflight: self.clone(),
+            key,
+            download: d.clone(),
+            tx,
+        };
+        (d, Some(publisher))
     }
 
     /// The download of `digest` for `repo`, if one is running.
@@ -202,10 +206,13 @@ impl Inflight {
         map.get(&(repo.to_owned(), digest.clone())).cloned()
     }
 
-    /// Forgets a finished download (new requests then find the blob stored).
-    pub fn finish(&self, repo: &str, digest: &Digest) {
+    /// Forgets a finished download (new requests then find the blob stored),
+    /// unless the entry is already a newer download of the same digest.
+    fn finish(&self, key: &(String, Digest), download: &Arc<Download>) {
         if let Ok(mut map) = self.map.lock() {
-            map.remove(&(repo.to_owned(), digest.clone()));
+            if map.get(key).is_some_and(|d| Arc::ptr_eq(d, download)) {
+                map.remove(key);
+            }
         }
     }
 
@@ -217,6 +224,44 @@ impl Inflight {
     /// True when nothing is downloading.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// The download task's hold on its registered download: it publishes the
+/// states, and however the task ends, a panic included, dropping it forgets
+/// the entry and, if no final state was published, fails the readers. So a
+/// digest is never stuck behind a download that no task feeds.
+pub struct Publisher {
+    inflight: Arc<Inflight>,
+    key: (String, Digest),
+    download: Arc<Download>,
+    tx: watch::Sender<DlState>,
+}
+
+impl Publisher {
+    /// Where the task publishes intermediate states (`Streaming`, `Verified`).
+    pub fn state(&self) -> &watch::Sender<DlState> {
+        &self.tx
+    }
+
+    /// The end: forgets the entry, then publishes the final state (`Done` or
+    /// `Failed`). Stored (or failed) first, then forgotten: a new request
+    /// either joins this download or finds the blob in the store.
+    pub fn settle(self, last: DlState) {
+        self.inflight.finish(&self.key, &self.download);
+        self.tx.send_replace(last);
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.inflight.finish(&self.key, &self.download);
+        let settled = matches!(*self.tx.borrow(), DlState::Done { .. } | DlState::Failed(_));
+        if !settled {
+            self.tx.send_replace(DlState::Failed(DownloadError::Corrupt(
+                "the download ended without a result".into(),
+            )));
+        }
     }
 }
 
@@ -302,6 +347,59 @@ pub fn reader(dl: Arc<Download>, start: u64, end: u64) -> mpsc::Receiver<std::io
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn digest() -> Digest {
+        Digest::of_bytes(b"blob")
+    }
+
+    #[test]
+    fn a_settled_download_is_forgotten_and_keeps_its_result() {
+        let inflight = Arc::new(Inflight::default());
+        let (dl, publisher) = inflight.join_or_start("r", &digest());
+        let publisher = publisher.expect("first one starts");
+        let (joined, none) = inflight.join_or_start("r", &digest());
+        assert!(
+            none.is_none() && Arc::ptr_eq(&dl, &joined),
+            "second one joins"
+        );
+        publisher.settle(DlState::Done { size: 4 });
+        assert!(inflight.is_empty());
+        assert!(matches!(*dl.watch().borrow(), DlState::Done { size: 4 }));
+    }
+
+    #[test]
+    fn a_panicking_download_task_fails_its_readers_and_frees_the_digest() {
+        let inflight = Arc::new(Inflight::default());
+        let (dl, publisher) = inflight.join_or_start("r", &digest());
+        let publisher = publisher.expect("first one starts");
+        let task = std::thread::spawn(move || {
+            publisher.state().send_replace(DlState::Streaming {
+                size: Some(4),
+                received: 1,
+                peer: false,
+            });
+            panic!("a bug in the download task");
+        });
+        assert!(task.join().is_err());
+        assert!(inflight.is_empty(), "the entry went with the task");
+        assert!(matches!(*dl.watch().borrow(), DlState::Failed(_)));
+        let (_, again) = inflight.join_or_start("r", &digest());
+        assert!(again.is_some(), "the next request starts a new download");
+    }
+
+    #[test]
+    fn an_old_publisher_does_not_forget_a_newer_download() {
+        let inflight = Arc::new(Inflight::default());
+        let (_, old) = inflight.join_or_start("r", &digest());
+        let old = old.expect("starts");
+        // The entry is replaced (as after an earlier finish and a new start).
+        inflight.finish(&old.key, &old.download);
+        let (new_dl, new) = inflight.join_or_start("r", &digest());
+        assert!(new.is_some());
+        drop(old);
+        let still = inflight.get("r", &digest()).expect("the new one stays");
+        assert!(Arc::ptr_eq(&still, &new_dl));
+    }
 
     fn window(chunks: &[&'static [u8]]) -> Window {
         let mut w = Window::default();

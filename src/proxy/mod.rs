@@ -5,8 +5,11 @@
 //! - Manifests by digest are immutable: served locally once fetched.
 //! - Manifests by tag are trusted for the upstream's `manifest_ttl`, then
 //!   revalidated with a HEAD (free against Docker Hub's pull limit) and fetched
-//!   with GET only if the digest changed.
+//!   with GET only if the digest changed. An upstream that sends no digest on
+//!   HEAD is asked with a GET instead, and those bytes are kept.
 //! - Blobs come through one download per digest (`inflight`).
+//! - All the upstream calls one request makes share one [`Deadline`], so a
+//!   sick upstream costs a client a bounded wait, never an unbounded one.
 //! - Upstream down: cached content keeps being served; an expired tag is served
 //!   stale; only true misses fail.
 
@@ -19,8 +22,8 @@ use crate::metrics::Metrics;
 use crate::oci::{Digest, Reference, RepoName};
 use crate::store::{ManifestInfo, Origin, Store, StoreError};
 use crate::upstream::peers::Peers;
-use crate::upstream::{Upstream, UpstreamError, Upstreams};
-use inflight::{DlState, Download, DownloadError, Inflight};
+use crate::upstream::{Deadline, Upstream, UpstreamError, Upstreams};
+use inflight::{DlState, Download, DownloadError, Inflight, Publisher};
 
 /// Where a response came from, sent as `X-Cache`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,13 +176,16 @@ impl Proxy {
         if let Ok(info) = self.store.manifest_info(local, &reference).await {
             return Ok((info, CacheResult::Hit));
         }
+        // Started before the lock: waiting behind another request's call is
+        // part of what this client waits.
+        let deadline = Deadline::for_call();
         let lock = self.manifest_lock(format!("{local}@{digest}"));
         let _guard = lock.lock().await;
         if let Ok(info) = self.store.manifest_info(local, &reference).await {
             return Ok((info, CacheResult::Hit));
         }
         let m = match up
-            .manifest(remote.as_str(), &digest.to_string(), false)
+            .manifest(remote.as_str(), &digest.to_string(), false, deadline)
             .await
         {
             Err(UpstreamError::NotFound(_)) => return Err(not_found_manifest(&reference)),
@@ -216,6 +222,10 @@ impl Proxy {
                 CacheResult::Hit,
             ));
         }
+        // One budget for everything this request asks the upstream (HEAD,
+        // then maybe GET), started before the lock: waiting behind another
+        // request's call is part of what this client waits.
+        let deadline = Deadline::for_call();
         let lock = self.manifest_lock(format!("{local}:{tag}"));
         let _guard = lock.lock().await;
         let cached = self.store.cached_tag(local, tag).await?;
@@ -226,22 +236,24 @@ impl Proxy {
             ));
         }
         let stale = cached.as_ref().filter(|c| c.manifest_present);
-        let head = match up.manifest(remote.as_str(), tag.as_str(), true).await {
+        let serve_stale = async |e: UpstreamError| match stale {
+            Some(_) => {
+                tracing::warn!(repo = %local, %tag, error = %e, "upstream failed; serving the cached tag past its TTL");
+                self.metrics.observe_cache("manifest", "STALE");
+                Ok((
+                    self.store.manifest_info(local, &reference).await?,
+                    CacheResult::Stale,
+                ))
+            }
+            None => Err(e.into()),
+        };
+        let head = match up
+            .manifest(remote.as_str(), tag.as_str(), true, deadline)
+            .await
+        {
             Ok(h) => h,
             Err(UpstreamError::NotFound(_)) => return Err(not_found_manifest(&reference)),
-            Err(e) => {
-                return match stale {
-                    Some(_) => {
-                        tracing::warn!(repo = %local, %tag, error = %e, "upstream failed; serving the cached tag past its TTL");
-                        self.metrics.observe_cache("manifest", "STALE");
-                        Ok((
-                            self.store.manifest_info(local, &reference).await?,
-                            CacheResult::Stale,
-                        ))
-                    }
-                    None => Err(e.into()),
-                };
-            }
+            Err(e) => return serve_stale(e).await,
         };
         if self.store.has_manifest(local, &head.digest).await? {
             // Unchanged (or moved to content we already have): no GET needed.
@@ -257,10 +269,21 @@ impl Proxy {
                 },
             ));
         }
-        // Fetch by digest, so a tag moving again in between cannot mix content.
-        let m = up
-            .manifest(remote.as_str(), &head.digest.to_string(), false)
-            .await?;
+        let m = if head.body.is_some() {
+            // The upstream sent no digest on HEAD, so the manifest was fetched
+            // and hashed already: those bytes are the ones to keep.
+            head
+        } else {
+            // Fetch by digest, so a tag moving again in between cannot mix content.
+            match up
+                .manifest(remote.as_str(), &head.digest.to_string(), false, deadline)
+                .await
+            {
+                Ok(m) => m,
+                Err(UpstreamError::NotFound(_)) => return Err(not_found_manifest(&reference)),
+                Err(e) => return serve_stale(e).await,
+            }
+        };
         let body = m.body.unwrap_or_default();
         self.store
             .put_cached_manifest(local, Some(tag), &m.digest, &m.media_type, body, &up.name)
@@ -281,7 +304,7 @@ impl Proxy {
     ) -> Result<(Vec<String>, Option<String>), ProxyError> {
         Ok(self
             .upstream(upstream)?
-            .tags(remote.as_str(), query)
+            .tags(remote.as_str(), query, Deadline::for_call())
             .await?)
     }
 
@@ -295,7 +318,7 @@ impl Proxy {
     ) -> Result<Vec<crate::oci::manifest::Descriptor>, ProxyError> {
         Ok(self
             .upstream(upstream)?
-            .referrers(remote.as_str(), digest, artifact_type)
+            .referrers(remote.as_str(), digest, artifact_type, Deadline::for_call())
             .await?)
     }
 
@@ -319,11 +342,10 @@ impl Proxy {
         let up = self.upstream(upstream)?.clone();
         let (dl, starter) = self.inflight.join_or_start(local.as_str(), digest);
         let started_here = starter.is_some();
-        if let Some(tx) = starter {
+        if let Some(publisher) = starter {
             let task = DownloadTask {
                 peers: self.peers.clone(),
                 store: self.store.clone(),
-                inflight: self.inflight.clone(),
                 metrics: self.metrics.clone(),
                 upstream: up,
                 local: local.clone(),
@@ -331,7 +353,7 @@ impl Proxy {
                 digest: digest.clone(),
                 download: dl.clone(),
             };
-            tokio::spawn(task.run(tx));
+            tokio::spawn(task.run(publisher));
         }
         let (size, source) = wait_for_size(&dl).await?;
         // The request that started a download is a miss (or peer) however fast
@@ -391,7 +413,7 @@ impl Proxy {
         }
         let size = match self
             .upstream(upstream)?
-            .blob_size(remote.as_str(), digest)
+            .blob_size(remote.as_str(), digest, Deadline::for_call())
             .await
         {
             Ok(size) => size,
@@ -469,7 +491,6 @@ async fn wait_for_size(dl: &Download) -> Result<(Option<u64>, Source), ProxyErro
 struct DownloadTask {
     peers: Arc<Peers>,
     store: Arc<Store>,
-    inflight: Arc<Inflight>,
     metrics: Arc<Metrics>,
     upstream: Arc<Upstream>,
     local: RepoName,
@@ -479,19 +500,16 @@ struct DownloadTask {
 }
 
 impl DownloadTask {
-    async fn run(self, tx: tokio::sync::watch::Sender<DlState>) {
-        let result = self.fetch(&tx).await;
-        // Stored (or failed) first, then forgotten: a new request either joins
-        // this download or finds the blob in the store.
-        self.inflight.finish(self.local.as_str(), &self.digest);
-        match result {
-            Ok(size) => {
-                tx.send_replace(DlState::Done { size });
-            }
+    /// Runs the download to its end. `publisher` is held for the whole run:
+    /// whatever ends it (a panic too), the entry is forgotten and the readers
+    /// get a final state.
+    async fn run(self, publisher: Publisher) {
+        match self.fetch(publisher.state()).await {
+            Ok(size) => publisher.settle(DlState::Done { size }),
             Err(e) => {
                 tracing::warn!(digest = %self.digest, repo = %self.local, error = %e, "blob download failed; nothing kept");
                 self.metrics.observe_download_failure(&self.upstream.name);
-                tx.send_replace(DlState::Failed(e));
+                publisher.settle(DlState::Failed(e));
             }
         }
     }
@@ -518,7 +536,7 @@ impl DownloadTask {
         }
         let resp = self
             .upstream
-            .blob(self.remote.as_str(), &self.digest)
+            .blob(self.remote.as_str(), &self.digest, Deadline::for_call())
             .await?;
         self.stream(resp, tx, false).await
     }

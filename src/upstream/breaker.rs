@@ -41,13 +41,14 @@ impl Default for Breaker {
 }
 
 impl Breaker {
-    /// Ok to call the upstream, or how long until it is tried again.
-    pub fn admit(&self) -> Result<(), Duration> {
+    /// Ok to call the upstream (true when this call is the one probe after
+    /// a pause), or how long until it is tried again.
+    pub fn admit(&self) -> Result<bool, Duration> {
         let Ok(mut s) = self.state.lock() else {
-            return Ok(());
+            return Ok(false);
         };
         match s.open_until {
-            None => Ok(()),
+            None => Ok(false),
             Some(until) => {
                 let now = Instant::now();
                 if now < until {
@@ -56,7 +57,7 @@ impl Breaker {
                     Err(Duration::from_secs(1))
                 } else {
                     s.probing = true;
-                    Ok(())
+                    Ok(true)
                 }
             }
         }
@@ -72,13 +73,23 @@ impl Breaker {
             s.probing = false;
             return;
         }
-        s.failures += 1;
+        s.failures = s.failures.saturating_add(1);
         if s.probing {
             s.probing = false;
             s.pause = (s.pause * 2).min(MAX_PAUSE);
             s.open_until = Some(Instant::now() + s.pause);
         } else if s.failures >= THRESHOLD {
             s.open_until = Some(Instant::now() + s.pause);
+        }
+    }
+
+    /// The probe (an admitted call [`Breaker::admit`] called one) ended
+    /// without an outcome, because its caller went away: the counts stay as
+    /// they were, but the probe slot is released, or the breaker would wait
+    /// for that probe's verdict forever.
+    pub fn abandon(&self) {
+        if let Ok(mut s) = self.state.lock() {
+            s.probing = false;
         }
     }
 
@@ -136,5 +147,18 @@ mod tests {
         let s = b.state.lock().unwrap();
         assert_eq!(s.pause, MIN_PAUSE * 2);
         assert!(s.open_until.unwrap() > Instant::now() + MIN_PAUSE);
+    }
+
+    #[test]
+    fn an_abandoned_probe_frees_the_slot() {
+        let b = Breaker::default();
+        for _ in 0..THRESHOLD {
+            b.record(false);
+        }
+        b.state.lock().unwrap().open_until = Some(Instant::now());
+        assert_eq!(b.admit(), Ok(true), "the probe");
+        assert!(b.admit().is_err());
+        b.abandon();
+        assert_eq!(b.admit(), Ok(true), "another probe may go");
     }
 }

@@ -1,20 +1,22 @@
 //! Calls to one upstream registry: manifests (GET/HEAD) and blobs, following
 //! its auth challenge, within its rate limit, retried with backoff on connect
-//! errors, 5xx and 429 (honouring `Retry-After`), behind its circuit breaker.
+//! errors, 5xx and 429 (honouring `Retry-After`), behind its circuit breaker,
+//! and never past the caller's [`Deadline`] (see `deadline`).
 //! Credentials go only to the upstream host: reqwest drops `Authorization` on a
 //! redirect to another host (Docker Hub sends blobs to a CDN).
 
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
-use backon::{ExponentialBuilder, Retryable};
+use backon::Retryable;
 use bytes::Bytes;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use http::{HeaderMap, Method, StatusCode, header};
 
 use super::breaker::Breaker;
-use super::token::{Challenge, TokenCache};
+use super::deadline::{Deadline, MIN_ATTEMPT, exchange, guarded, next_wait};
+use super::token::{self, Challenge, TokenCache};
 use crate::oci::Digest;
 use crate::oci::Reference;
 use crate::oci::manifest::{Descriptor, MAX_MANIFEST_BYTES, OCI_INDEX, OCI_MANIFEST};
@@ -55,7 +57,7 @@ impl UpstreamError {
 
     /// Failures that count against the circuit breaker (the upstream is sick,
     /// not merely saying no).
-    fn is_outage(&self) -> bool {
+    pub(super) fn is_outage(&self) -> bool {
         matches!(
             self,
             UpstreamError::Unavailable(_) | UpstreamError::TooManyRequests { .. }
@@ -70,7 +72,8 @@ pub struct UpstreamManifest {
     pub digest: Digest,
     /// Content-Type.
     pub media_type: String,
-    /// Bytes (GET only).
+    /// Bytes: for a GET, and for a HEAD the upstream answered without a
+    /// `Docker-Content-Digest` (then the manifest was fetched to hash it).
     pub body: Option<Bytes>,
 }
 
@@ -110,15 +113,39 @@ pub struct Upstream {
 /// Largest tag list accepted from an upstream.
 const MAX_TAG_LIST_BYTES: u64 = 16 << 20;
 
-/// A token response is a JWT or two in JSON; anything near this is not one.
-const MAX_TOKEN_RESPONSE_BYTES: u64 = 1 << 20;
-
 /// Connect timeout for upstream calls.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest silence while reading an upstream response.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn retry_after(h: &HeaderMap) -> Option<u64> {
+/// One request to the upstream, as the retry loop repeats it.
+struct Req<'a> {
+    method: Method,
+    path: String,
+    accept: Option<&'a str>,
+    repo: &'a str,
+}
+
+impl<'a> Req<'a> {
+    fn get(path: String, accept: Option<&'a str>, repo: &'a str) -> Self {
+        Req {
+            method: Method::GET,
+            path,
+            accept,
+            repo,
+        }
+    }
+
+    fn head(path: String, accept: Option<&'a str>, repo: &'a str) -> Self {
+        Req {
+            method: Method::HEAD,
+            ..Req::get(path, accept, repo)
+        }
+    }
+}
+
+/// A 429's `Retry-After` in seconds (the HTTP-date form is ignored).
+pub(super) fn retry_after(h: &HeaderMap) -> Option<u64> {
     h.get(header::RETRY_AFTER)?
         .to_str()
         .ok()?
@@ -164,48 +191,44 @@ impl Upstream {
         self.breaker.is_open()
     }
 
-    /// GET (with body) or HEAD a manifest.
+    /// GET (with body) or HEAD a manifest, within `deadline`. A HEAD the
+    /// upstream answers without `Docker-Content-Digest` (the header is
+    /// optional) falls back to a GET whose bytes are hashed; the body then
+    /// comes back too, so the caller need not fetch it again.
     pub async fn manifest(
         &self,
         repo: &str,
         reference: &str,
         head: bool,
+        deadline: Deadline,
     ) -> Result<UpstreamManifest, UpstreamError> {
-        let method = if head { Method::HEAD } else { Method::GET };
-        let resp = self
-            .request(
-                method,
-                &format!("/v2/{repo}/manifests/{reference}"),
-                Some(MANIFEST_ACCEPT),
-                repo,
+        let path = format!("/v2/{repo}/manifests/{reference}");
+        if head {
+            let resp = self
+                .headers(
+                    Req::head(path.clone(), Some(MANIFEST_ACCEPT), repo),
+                    deadline,
+                )
+                .await?;
+            if let Some(digest) = announced_digest(resp.headers())? {
+                return Ok(UpstreamManifest {
+                    digest,
+                    media_type: content_type(resp.headers()),
+                    body: None,
+                });
+            }
+            tracing::debug!(upstream = %self.name, repo, reference, "HEAD without Docker-Content-Digest; fetching the manifest to hash it");
+        }
+        let (headers, body) = self
+            .small(
+                Req::get(path, Some(MANIFEST_ACCEPT), repo),
+                deadline,
+                MAX_MANIFEST_BYTES as u64,
+                "manifest",
             )
             .await?;
-        let media_type = resp
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(';').next().unwrap_or("").trim().to_owned())
-            .unwrap_or_default();
-        let announced = resp
-            .headers()
-            .get("docker-content-digest")
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.parse::<Digest>())
-            .transpose()
-            .map_err(|e| UpstreamError::Invalid(e.to_string()))?;
-        if head {
-            let digest = announced.ok_or_else(|| {
-                UpstreamError::Invalid("HEAD without Docker-Content-Digest".into())
-            })?;
-            return Ok(UpstreamManifest {
-                digest,
-                media_type,
-                body: None,
-            });
-        }
-        let body = read_capped(resp, MAX_MANIFEST_BYTES as u64, "manifest").await?;
         let digest = Digest::of_bytes(&body);
-        if let Some(a) = announced {
+        if let Some(a) = announced_digest(&headers)? {
             if a != digest {
                 return Err(UpstreamError::Invalid(format!(
                     "manifest bytes hash to {digest} but the upstream said {a}"
@@ -219,6 +242,7 @@ impl Upstream {
                 )));
             }
         }
+        let media_type = content_type(&headers);
         let media_type = if media_type.is_empty()
             || !crate::oci::manifest::is_manifest_media_type(&media_type)
         {
@@ -233,30 +257,34 @@ impl Upstream {
         })
     }
 
-    /// Starts a blob download; the caller streams and verifies the body.
+    /// Starts a blob download: the response headers arrive within
+    /// `deadline`; the caller streams and verifies the body (a big blob may
+    /// take minutes; each read has [`READ_TIMEOUT`]).
     pub async fn blob(
         &self,
         repo: &str,
         digest: &Digest,
+        deadline: Deadline,
     ) -> Result<reqwest::Response, UpstreamError> {
-        self.request(
-            Method::GET,
-            &format!("/v2/{repo}/blobs/{digest}"),
-            None,
-            repo,
+        self.headers(
+            Req::get(format!("/v2/{repo}/blobs/{digest}"), None, repo),
+            deadline,
         )
         .await
     }
 
     /// The size of a blob, from a HEAD: what a client's HEAD of a blob that is
     /// not cached needs, without downloading it.
-    pub async fn blob_size(&self, repo: &str, digest: &Digest) -> Result<u64, UpstreamError> {
+    pub async fn blob_size(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        deadline: Deadline,
+    ) -> Result<u64, UpstreamError> {
         let resp = self
-            .request(
-                Method::HEAD,
-                &format!("/v2/{repo}/blobs/{digest}"),
-                None,
-                repo,
+            .headers(
+                Req::head(format!("/v2/{repo}/blobs/{digest}"), None, repo),
+                deadline,
             )
             .await?;
         resp.headers()
@@ -272,21 +300,25 @@ impl Upstream {
         &self,
         repo: &str,
         query: &str,
+        deadline: Deadline,
     ) -> Result<(Vec<String>, Option<String>), UpstreamError> {
         let q = if query.is_empty() {
             String::new()
         } else {
             format!("?{query}")
         };
-        let resp = self
-            .request(Method::GET, &format!("/v2/{repo}/tags/list{q}"), None, repo)
+        let (headers, body) = self
+            .small(
+                Req::get(format!("/v2/{repo}/tags/list{q}"), None, repo),
+                deadline,
+                MAX_TAG_LIST_BYTES,
+                "tag list",
+            )
             .await?;
-        let link = resp
-            .headers()
+        let link = headers
             .get(header::LINK)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let body = read_capped(resp, MAX_TAG_LIST_BYTES, "tag list").await?;
         #[derive(serde::Deserialize)]
         struct TagList {
             tags: Option<Vec<String>>,
@@ -305,19 +337,23 @@ impl Upstream {
         repo: &str,
         digest: &Digest,
         artifact_type: Option<&str>,
+        deadline: Deadline,
     ) -> Result<Vec<Descriptor>, UpstreamError> {
         let q = artifact_type
             .map(|t| format!("?artifactType={}", percent_encode(t)))
             .unwrap_or_default();
-        let resp = self
-            .request(
-                Method::GET,
-                &format!("/v2/{repo}/referrers/{digest}{q}"),
-                Some(OCI_INDEX),
-                repo,
+        let (_, body) = self
+            .small(
+                Req::get(
+                    format!("/v2/{repo}/referrers/{digest}{q}"),
+                    Some(OCI_INDEX),
+                    repo,
+                ),
+                deadline,
+                MAX_MANIFEST_BYTES as u64,
+                "referrers index",
             )
             .await?;
-        let body = read_capped(resp, MAX_MANIFEST_BYTES as u64, "referrers index").await?;
         #[derive(serde::Deserialize)]
         struct Index {
             manifests: Vec<Descriptor>,
@@ -331,39 +367,51 @@ impl Upstream {
             .collect())
     }
 
-    async fn request(
+    /// A call answered once its headers are in (blobs, HEADs), behind the
+    /// breaker and within `deadline`.
+    async fn headers(
         &self,
-        method: Method,
-        path: &str,
-        accept: Option<&str>,
-        repo: &str,
+        req: Req<'_>,
+        deadline: Deadline,
     ) -> Result<reqwest::Response, UpstreamError> {
-        if let Err(wait) = self.breaker.admit() {
-            return Err(UpstreamError::CircuitOpen(wait.as_secs().max(1)));
-        }
-        let url = format!("{}{path}", self.base);
-        let backoff = ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(100))
-            .with_max_delay(Duration::from_secs(2))
-            .with_max_times(2)
-            .with_jitter();
-        let result = (|| self.attempt(method.clone(), &url, accept, repo))
-            .retry(backoff)
+        let throttled = AtomicBool::new(false);
+        let call = self.send(&req, deadline, &throttled);
+        guarded(&self.breaker, deadline, &throttled, call).await
+    }
+
+    /// A call with a small body (manifest, tag list, index), read whole and
+    /// capped at `max`: the body too must arrive within `deadline`.
+    async fn small(
+        &self,
+        req: Req<'_>,
+        deadline: Deadline,
+        max: u64,
+        what: &str,
+    ) -> Result<(HeaderMap, Bytes), UpstreamError> {
+        let throttled = AtomicBool::new(false);
+        let call = async {
+            let resp = self.send(&req, deadline, &throttled).await?;
+            let headers = resp.headers().clone();
+            Ok((headers, read_capped(resp, max, what).await?))
+        };
+        guarded(&self.breaker, deadline, &throttled, call).await
+    }
+
+    /// Attempts `req` until it has an answer worth returning: retried with
+    /// backoff (or a 429's `Retry-After`) while backon allows and the budget
+    /// leaves room for another attempt.
+    async fn send(
+        &self,
+        req: &Req<'_>,
+        deadline: Deadline,
+        throttled: &AtomicBool,
+    ) -> Result<reqwest::Response, UpstreamError> {
+        let url = format!("{}{}", self.base, req.path);
+        (|| self.attempt(req, &url, deadline, throttled))
+            .retry(Deadline::backoff())
             .when(UpstreamError::retryable)
-            .adjust(|e, dur| match e {
-                // Wait as asked when it is short; otherwise give up and pass it on.
-                UpstreamError::TooManyRequests {
-                    retry_after: Some(s),
-                } if *s > 10 => None,
-                UpstreamError::TooManyRequests {
-                    retry_after: Some(s),
-                } => Some(Duration::from_secs(*s)),
-                _ => dur,
-            })
-            .await;
-        self.breaker
-            .record(!matches!(&result, Err(e) if e.is_outage()));
-        result
+            .adjust(|e, dur| next_wait(e, dur, deadline.remaining()))
+            .await
     }
 
     fn scope(repo: &str) -> String {
@@ -372,18 +420,28 @@ impl Upstream {
 
     async fn attempt(
         &self,
-        method: Method,
+        req: &Req<'_>,
         url: &str,
-        accept: Option<&str>,
-        repo: &str,
+        deadline: Deadline,
+        throttled: &AtomicBool,
     ) -> Result<reqwest::Response, UpstreamError> {
         if let Some(l) = &self.limiter {
-            l.until_ready().await;
+            // Our own limit: wait for a slot while an attempt can still fit.
+            let by = deadline
+                .instant()
+                .checked_sub(MIN_ATTEMPT)
+                .unwrap_or_else(|| deadline.instant());
+            if tokio::time::timeout_at(by, l.until_ready()).await.is_err() {
+                throttled.store(true, Ordering::Relaxed);
+                return Err(UpstreamError::TooManyRequests {
+                    retry_after: Some(1),
+                });
+            }
         }
-        let scope = Self::scope(repo);
+        let scope = Self::scope(req.repo);
         let send = |auth: Option<Auth>| {
-            let mut rb = self.http.request(method.clone(), url);
-            if let Some(a) = accept {
+            let mut rb = self.http.request(req.method.clone(), url);
+            if let Some(a) = req.accept {
                 rb = rb.header(header::ACCEPT, a);
             }
             rb = match auth {
@@ -391,11 +449,11 @@ impl Upstream {
                 Some(Auth::Basic(u, p)) => rb.basic_auth(u, Some(p)),
                 None => rb,
             };
-            rb.send()
+            exchange(async move { rb.send().await.map_err(transport) })
         };
         let cached = self.tokens.get(&scope).map(Auth::Bearer);
         let had_token = cached.is_some();
-        let mut resp = send(cached).await.map_err(transport)?;
+        let mut resp = send(cached).await?;
         if resp.status() == StatusCode::UNAUTHORIZED {
             if had_token {
                 self.tokens.forget(&scope);
@@ -423,7 +481,7 @@ impl Upstream {
                     ));
                 }
             };
-            resp = send(auth).await.map_err(transport)?;
+            resp = send(auth).await?;
         }
         if let Some(rem) = resp
             .headers()
@@ -449,57 +507,24 @@ impl Upstream {
         }
     }
 
+    /// A token for `scope` from the token service at `realm`, cached for
+    /// as long as the service says (within reason); the whole exchange, body
+    /// included, is one attempt's time.
     async fn fetch_token(
         &self,
         realm: &str,
         service: Option<&str>,
         scope: &str,
     ) -> Result<String, UpstreamError> {
-        let mut q: Vec<(&str, &str)> = vec![("scope", scope)];
-        if let Some(s) = service {
-            q.push(("service", s));
-        }
-        let mut rb = self.http.get(realm).query(&q);
-        if let Some((u, p)) = &self.credentials {
-            rb = rb.basic_auth(u, Some(p));
-        }
-        let resp = rb.send().await.map_err(transport)?;
-        match resp.status() {
-            s if s.is_success() => {}
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                return Err(UpstreamError::Denied(
-                    "the token service refused the credentials".into(),
-                ));
-            }
-            StatusCode::TOO_MANY_REQUESTS => {
-                return Err(UpstreamError::TooManyRequests {
-                    retry_after: retry_after(resp.headers()),
-                });
-            }
-            s if s.is_server_error() => {
-                return Err(UpstreamError::Unavailable(format!("token service: {s}")));
-            }
-            s => return Err(UpstreamError::Invalid(format!("token service: {s}"))),
-        }
-        #[derive(serde::Deserialize)]
-        struct TokenResponse {
-            token: Option<String>,
-            access_token: Option<String>,
-            expires_in: Option<u64>,
-        }
-        let body = read_capped(resp, MAX_TOKEN_RESPONSE_BYTES, "token response").await?;
-        let t: TokenResponse = serde_json::from_slice(&body)
-            .map_err(|e| UpstreamError::Invalid(format!("token response: {e}")))?;
-        let token = t
-            .token
-            .or(t.access_token)
-            .ok_or_else(|| UpstreamError::Invalid("token response without a token".into()))?;
-        // The spec's default lifetime is 60 s when expires_in is missing.
-        self.tokens.put(
+        let (token, ttl) = exchange(token::fetch(
+            &self.http,
+            realm,
+            service,
             scope,
-            token.clone(),
-            Duration::from_secs(t.expires_in.unwrap_or(60).max(60)),
-        );
+            self.credentials.as_ref(),
+        ))
+        .await?;
+        self.tokens.put(scope, token.clone(), ttl);
         Ok(token)
     }
 }
@@ -509,8 +534,27 @@ enum Auth {
     Basic(String, String),
 }
 
-fn transport(e: reqwest::Error) -> UpstreamError {
+/// A failed exchange: the upstream is unavailable.
+pub(super) fn transport(e: reqwest::Error) -> UpstreamError {
     UpstreamError::Unavailable(e.to_string())
+}
+
+/// The media type of a response, without parameters.
+fn content_type(h: &HeaderMap) -> String {
+    h.get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// The `Docker-Content-Digest` a response announced, if any; a malformed one
+/// is an invalid response.
+fn announced_digest(h: &HeaderMap) -> Result<Option<Digest>, UpstreamError> {
+    h.get("docker-content-digest")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.parse::<Digest>())
+        .transpose()
+        .map_err(|e| UpstreamError::Invalid(e.to_string()))
 }
 
 /// The media type from a manifest's own `mediaType` field, for upstreams that
@@ -538,7 +582,7 @@ fn sniff_media_type(body: &[u8]) -> Option<String> {
 /// Reads a small response body (manifest, tag list, index), refusing one
 /// larger than `max` whether or not it announced its length: a broken or
 /// hostile upstream cannot make wharf buffer without bound.
-async fn read_capped(
+pub(super) async fn read_capped(
     mut resp: reqwest::Response,
     max: u64,
     what: &str,

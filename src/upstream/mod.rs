@@ -1,15 +1,17 @@
 //! Upstream registries: the HTTP client that fetches what is not cached yet.
-//! Depends only on `oci`; rate limits, retries, auth and the circuit breaker
-//! live here.
+//! Depends only on `oci`; rate limits, retries, deadlines, auth and the
+//! circuit breaker live here.
 
 pub mod breaker;
 pub mod client;
+pub mod deadline;
 pub mod peers;
 pub mod token;
 
 use std::sync::Arc;
 
 pub use client::{Upstream, UpstreamError, UpstreamManifest, UpstreamSettings};
+pub use deadline::Deadline;
 
 /// All configured upstreams, in configuration order (routing's indices).
 pub struct Upstreams(Vec<Arc<Upstream>>);

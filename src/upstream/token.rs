@@ -1,9 +1,14 @@
-//! The upstream side of registry auth: parse `WWW-Authenticate` challenges and
-//! cache Bearer tokens per scope until shortly before they expire.
+//! The upstream side of registry auth: parse `WWW-Authenticate` challenges,
+//! fetch Bearer tokens from the token service, and cache them per scope until
+//! shortly before they expire.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use http::StatusCode;
+
+use super::client::{UpstreamError, read_capped, retry_after, transport};
 
 /// A parsed `WWW-Authenticate` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +84,72 @@ impl Challenge {
     }
 }
 
+/// A token response is a JWT or two in JSON; anything near this is not one.
+const MAX_TOKEN_RESPONSE_BYTES: u64 = 1 << 20;
+
+/// Asks the token service at `realm` for a token for `scope`, with
+/// `credentials` if configured: the token and how long to trust it.
+pub(super) async fn fetch(
+    http: &reqwest::Client,
+    realm: &str,
+    service: Option<&str>,
+    scope: &str,
+    credentials: Option<&(String, String)>,
+) -> Result<(String, Duration), UpstreamError> {
+    let mut q: Vec<(&str, &str)> = vec![("scope", scope)];
+    if let Some(s) = service {
+        q.push(("service", s));
+    }
+    let mut rb = http.get(realm).query(&q);
+    if let Some((u, p)) = credentials {
+        rb = rb.basic_auth(u, Some(p));
+    }
+    let resp = rb.send().await.map_err(transport)?;
+    match resp.status() {
+        s if s.is_success() => {}
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+            return Err(UpstreamError::Denied(
+                "the token service refused the credentials".into(),
+            ));
+        }
+        StatusCode::TOO_MANY_REQUESTS => {
+            return Err(UpstreamError::TooManyRequests {
+                retry_after: retry_after(resp.headers()),
+            });
+        }
+        s if s.is_server_error() => {
+            return Err(UpstreamError::Unavailable(format!("token service: {s}")));
+        }
+        s => return Err(UpstreamError::Invalid(format!("token service: {s}"))),
+    }
+    #[derive(serde::Deserialize)]
+    struct TokenResponse {
+        token: Option<String>,
+        access_token: Option<String>,
+        // A float: any number is accepted (some services send a fraction, a
+        // broken one something absurd), then clamped.
+        expires_in: Option<f64>,
+    }
+    let body = read_capped(resp, MAX_TOKEN_RESPONSE_BYTES, "token response").await?;
+    let t: TokenResponse = serde_json::from_slice(&body)
+        .map_err(|e| UpstreamError::Invalid(format!("token response: {e}")))?;
+    let token = t
+        .token
+        .or(t.access_token)
+        .ok_or_else(|| UpstreamError::Invalid("token response without a token".into()))?;
+    Ok((token, lifetime(t.expires_in)))
+}
+
+/// How long to trust a token whose response said `expires_in`: the spec's
+/// 60 s when missing (and at least that), at most [`MAX_TOKEN_TTL`].
+fn lifetime(expires_in: Option<f64>) -> Duration {
+    let secs = expires_in
+        .filter(|s| s.is_finite())
+        .unwrap_or(60.0)
+        .clamp(60.0, MAX_TOKEN_TTL.as_secs_f64());
+    Duration::from_secs_f64(secs)
+}
+
 /// Tokens by scope.
 #[derive(Default)]
 pub struct TokenCache {
@@ -88,23 +159,34 @@ pub struct TokenCache {
 /// A token is renewed this long before it expires.
 const EARLY: Duration = Duration::from_secs(10);
 
+/// The longest a token is trusted, whatever lifetime the token service
+/// claims: an absurd `expires_in` must neither overflow the clock arithmetic
+/// nor keep a revoked token alive for years.
+pub const MAX_TOKEN_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
 impl TokenCache {
     /// A cached token for `scope` that is still good.
     pub fn get(&self, scope: &str) -> Option<String> {
         let map = self.tokens.lock().ok()?;
+        let now = Instant::now();
         map.get(scope)
-            .filter(|(_, until)| *until > Instant::now() + EARLY)
+            .filter(|(_, until)| until.saturating_duration_since(now) > EARLY)
             .map(|(t, _)| t.clone())
     }
 
-    /// Remembers a token for `ttl`.
+    /// Remembers a token for `ttl`, at most [`MAX_TOKEN_TTL`]. The expiry is
+    /// computed before the lock is taken: nothing that can fail runs while
+    /// the cache is locked.
     pub fn put(&self, scope: &str, token: String, ttl: Duration) {
+        let now = Instant::now();
+        let Some(until) = now.checked_add(ttl.min(MAX_TOKEN_TTL)) else {
+            return;
+        };
         if let Ok(mut map) = self.tokens.lock() {
             if map.len() > 10_000 {
-                let now = Instant::now();
                 map.retain(|_, (_, until)| *until > now);
             }
-            map.insert(scope.to_owned(), (token, Instant::now() + ttl));
+            map.insert(scope.to_owned(), (token, until));
         }
     }
 
@@ -153,5 +235,33 @@ mod tests {
         assert_eq!(c.get("b"), None, "too close to expiry");
         c.forget("a");
         assert_eq!(c.get("a"), None);
+    }
+
+    #[test]
+    fn announced_lifetimes_are_clamped() {
+        assert_eq!(lifetime(None), Duration::from_secs(60));
+        assert_eq!(lifetime(Some(-5.0)), Duration::from_secs(60));
+        assert_eq!(lifetime(Some(300.0)), Duration::from_secs(300));
+        assert_eq!(lifetime(Some(18446744073709551615.0)), MAX_TOKEN_TTL);
+        assert_eq!(lifetime(Some(f64::MAX)), MAX_TOKEN_TTL);
+        let t: serde_json::Value =
+            serde_json::from_str(r#"{"token":"x","expires_in":18446744073709551615}"#).unwrap();
+        assert_eq!(lifetime(t["expires_in"].as_f64()), MAX_TOKEN_TTL);
+    }
+
+    #[test]
+    fn absurd_lifetimes_are_clamped_not_overflowed() {
+        let c = TokenCache::default();
+        c.put("max", "t".into(), Duration::MAX);
+        c.put("secs", "u".into(), Duration::from_secs(u64::MAX));
+        assert_eq!(c.get("max").as_deref(), Some("t"));
+        assert_eq!(c.get("secs").as_deref(), Some("u"));
+        let map = c.tokens.lock().unwrap();
+        let until = map["max"].1;
+        assert!(until <= Instant::now() + MAX_TOKEN_TTL, "clamped to a day");
+        drop(map);
+        // The cache still works (a panic under the lock would have poisoned it).
+        c.put("later", "v".into(), Duration::from_secs(300));
+        assert_eq!(c.get("later").as_deref(), Some("v"));
     }
 }

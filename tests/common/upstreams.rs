@@ -199,3 +199,106 @@ pub async fn metric(w: &Wharf, series: &str) -> f64 {
 pub async fn hub_blob_bytes(hub: &Wharf) -> f64 {
     metric(hub, "wharf_http_response_bytes_total{route=\"blob\"}").await
 }
+
+/// A hand-made upstream on 127.0.0.1:0, for misbehaviour no real registry
+/// shows on demand: `answer` makes the response to every request (HEADs get
+/// the same headers without the body). Counts the requests; stops on drop.
+pub struct Fake {
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+    requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Fake {
+    /// Requests answered so far.
+    pub fn requests(&self) -> usize {
+        self.requests.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for Fake {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Starts a [`Fake`] upstream.
+pub async fn fake<F>(answer: F) -> Fake
+where
+    F: Fn(&http::request::Parts) -> http::Response<http_body_util::Full<bytes::Bytes>>
+        + Send
+        + Sync
+        + 'static,
+{
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let answer = Arc::new(answer);
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counted = requests.clone();
+    let task = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (answer, counted) = (answer.clone(), counted.clone());
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: http::Request<_>| {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    let _: &hyper::body::Incoming = req.body();
+                    let resp = answer(&req.into_parts().0);
+                    async move { Ok::<_, std::convert::Infallible>(resp) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    Fake {
+        url,
+        requests,
+        task,
+    }
+}
+
+/// A response of `status` with `headers` and `body`, for a [`Fake`].
+pub fn answer(
+    status: u16,
+    headers: &[(&str, &str)],
+    body: impl Into<bytes::Bytes>,
+) -> http::Response<http_body_util::Full<bytes::Bytes>> {
+    let mut r = http::Response::builder().status(status);
+    for (k, v) in headers {
+        r = r.header(*k, *v);
+    }
+    r.body(http_body_util::Full::new(body.into())).unwrap()
+}
+
+/// An upstream that accepts connections and never answers (a hung registry
+/// or a black-holing load balancer); it holds every connection open until
+/// dropped.
+pub struct Silent {
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Silent {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Starts a [`Silent`] upstream.
+pub async fn silent() -> Silent {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    Silent { url, task }
+}

@@ -260,12 +260,14 @@ async fn skopeo_pushes_on_the_defaults_and_every_blob_head_is_answered_locally()
         "skopeo HEADs each blob first"
     );
 
-    // With the upstream gone the refusals still hold, but skopeo never sees
-    // the advice: its blob HEAD on the refused name is sent to the upstream and
-    // answered 503 first (see the ignored test below).
+    // With the upstream gone the refusals still hold, and still explain
+    // themselves: a pusher's blob HEAD is "not here", not a 503.
     block_in_place(|| {
-        for name in ["library/x", "alpine"] {
-            ce.fails(
+        for (name, why) in [
+            ("library/x", "reserved namespace"),
+            ("alpine", "already holds content mirrored"),
+        ] {
+            let err = ce.fails(
                 "skopeo",
                 &[
                     "copy",
@@ -274,6 +276,7 @@ async fn skopeo_pushes_on_the_defaults_and_every_blob_head_is_answered_locally()
                     &format!("docker://{host}/{name}:latest"),
                 ],
             );
+            assert_refusal_explains(&err, name, why);
         }
     });
     for name in ["library/x", "alpine"] {
@@ -291,14 +294,11 @@ async fn skopeo_pushes_on_the_defaults_and_every_blob_head_is_answered_locally()
     w.stop().await;
 }
 
-/// What the test above cannot assert yet. skopeo (like podman and buildah)
-/// sends `HEAD /v2/library/x/blobs/<digest>` before it starts an upload; for a
-/// name a push cannot claim that HEAD is proxied, and with the upstream
-/// unreachable wharf answers 503, so skopeo stops with "503 (Service
-/// Unavailable)" and never reaches the `POST` whose DENIED message says what to
-/// do. With Docker Hub reachable the HEAD is a 404 and the advice arrives.
+/// skopeo (like podman and buildah) sends `HEAD /v2/library/x/blobs/<digest>`
+/// before it starts an upload; for a name a push cannot claim that HEAD is
+/// proxied. With the upstream unreachable, a caller who may push gets 404 (not
+/// 503), so skopeo goes on to the `POST` whose DENIED message says what to do.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "wharf bug: a refused push's blob HEAD is answered 503 when the upstream is down, hiding the DENIED advice"]
 async fn skopeo_refusal_explains_itself_with_docker_hub_unreachable() {
     if !have_tool("skopeo") {
         return;

@@ -81,9 +81,19 @@ async fn a_pusher_checks_blobs_of_a_new_name_locally() {
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
-    // A name that cannot be claimed still asks its upstream (down: 503).
+    // A name that cannot be claimed asks its upstream; when that is down, a
+    // caller who may push gets "not here" (404), so its upload goes on to be
+    // refused with advice instead of the push dying on a 503 ...
     let r = http()
         .head(w.url(&format!("/v2/library/newname/blobs/{d}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    // ... while a mirror reader still learns that the upstream is down.
+    let r = http()
+        .head(w.url(&format!("/v2/library/newname/blobs/{d}")))
+        .header("x-forwarded-for", "192.168.1.9")
         .send()
         .await
         .unwrap();

@@ -97,6 +97,10 @@ impl From<crate::proxy::ProxyError> for ApiError {
             P::Store(s) | P::Download(D::Store(s)) => ApiError::Store(s),
             P::Upstream(u) | P::Download(D::Upstream(u)) => ApiError::Upstream(u),
             P::Download(D::Corrupt(m)) => ApiError::UpstreamCorrupt(m),
+            P::TooManyDownloads(m) => ApiError::TooManyRequests {
+                retry_after: 5,
+                message: m.to_owned(),
+            },
         }
     }
 }

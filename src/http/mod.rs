@@ -78,7 +78,16 @@ impl State {
                 usize::MAX,
             ),
             routes: config.route_rules(),
-            proxy: crate::proxy::Proxy::new(store.clone(), upstreams, peers, metrics.clone()),
+            proxy: crate::proxy::Proxy::new(
+                store.clone(),
+                upstreams,
+                peers,
+                metrics.clone(),
+                crate::limits::ClientSlots::new(
+                    config.server.downloads_per_client,
+                    config.server.max_downloads,
+                ),
+            ),
             trusted_proxies: config.server.trusted_proxies.clone(),
         })
     }

@@ -16,8 +16,10 @@
 pub mod inflight;
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
+use crate::limits::{ClientSlots, Full, SlotGuard};
 use crate::metrics::Metrics;
 use crate::oci::{Digest, Reference, RepoName};
 use crate::store::{ManifestInfo, Origin, Store, StoreError};
@@ -62,6 +64,10 @@ pub enum ProxyError {
     /// A download failed.
     #[error(transparent)]
     Download(#[from] DownloadError),
+    /// Starting another download would pass `[server] downloads_per_client`
+    /// (or `max_downloads` in total): the client retries later.
+    #[error("{0}")]
+    TooManyDownloads(&'static str),
 }
 
 /// Where a proxied blob's bytes come from.
@@ -90,6 +96,7 @@ pub struct Proxy {
     inflight: Arc<Inflight>,
     metrics: Arc<Metrics>,
     manifest_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    downloads: Arc<ClientSlots>,
 }
 
 fn not_found_manifest(reference: &Reference) -> ProxyError {
@@ -103,6 +110,7 @@ impl Proxy {
         upstreams: Arc<Upstreams>,
         peers: Arc<Peers>,
         metrics: Arc<Metrics>,
+        downloads: Arc<ClientSlots>,
     ) -> Proxy {
         Proxy {
             store,
@@ -111,6 +119,7 @@ impl Proxy {
             inflight: Arc::new(Inflight::default()),
             metrics,
             manifest_locks: Mutex::new(HashMap::new()),
+            downloads,
         }
     }
 
@@ -323,13 +332,16 @@ impl Proxy {
     }
 
     /// A blob of a mirrored repository: from the cache, or through the one
-    /// download of its digest (started if none is running).
+    /// download of its digest (started if none is running). A download goes on
+    /// after its client leaves, so starting one takes one of `client`'s
+    /// download slots until it ends; joining a running one is free.
     pub async fn blob(
         &self,
         upstream: usize,
         local: &RepoName,
         remote: &RepoName,
         digest: &Digest,
+        client: IpAddr,
     ) -> Result<ProxiedBlob, ProxyError> {
         if let Ok((file, size)) = self.store.open_blob(local, digest).await {
             self.metrics.observe_cache("blob", "HIT");
@@ -340,10 +352,24 @@ impl Proxy {
             });
         }
         let up = self.upstream(upstream)?.clone();
+        let slot = match self.inflight.get(local.as_str(), digest) {
+            Some(_) => None,
+            None => Some(self.downloads.acquire(client).map_err(|full| {
+                ProxyError::TooManyDownloads(match full {
+                    Full::Client => {
+                        "this address has started too many downloads that are still running ([server] downloads_per_client); retry shortly"
+                    }
+                    Full::Total => {
+                        "too many downloads are running ([server] max_downloads); retry shortly"
+                    }
+                })
+            })?),
+        };
         let (dl, starter) = self.inflight.join_or_start(local.as_str(), digest);
         let started_here = starter.is_some();
         if let Some(publisher) = starter {
             let task = DownloadTask {
+                _slot: slot,
                 peers: self.peers.clone(),
                 store: self.store.clone(),
                 metrics: self.metrics.clone(),
@@ -489,6 +515,8 @@ async fn wait_for_size(dl: &Download) -> Result<(Option<u64>, Source), ProxyErro
 }
 
 struct DownloadTask {
+    /// The starting client's download slot, held until the download ends.
+    _slot: Option<SlotGuard>,
     peers: Arc<Peers>,
     store: Arc<Store>,
     metrics: Arc<Metrics>,

@@ -64,16 +64,27 @@ pub async fn get(
     let head = ctx.method == http::Method::HEAD;
     let (size, source, cache) = match &ctx.proxy {
         Some(p) if head => {
-            let (size, cache) = state
+            let (size, cache) = match state
                 .proxy
                 .blob_head(p.upstream, name, &p.remote, digest)
-                .await?;
+                .await
+            {
+                Ok(found) => found,
+                Err(e) if is_outage(&e) && may_push(state, ctx, name) => {
+                    // A pusher checks each blob before its upload, which this
+                    // name will refuse with advice (DENIED, naming [hosted]
+                    // prefixes). An upstream outage must not hide that advice
+                    // behind a 503: say "not here", and the upload says why.
+                    return Err(crate::store::StoreError::BlobUnknown(digest.clone()).into());
+                }
+                Err(e) => return Err(e.into()),
+            };
             (size, None, Some(cache))
         }
         Some(p) => {
             let b = state
                 .proxy
-                .blob(p.upstream, name, &p.remote, digest)
+                .blob(p.upstream, name, &p.remote, digest, ctx.client.limit_key())
                 .await?;
             (b.size, Some(b.body), Some(b.cache))
         }
@@ -130,6 +141,24 @@ pub async fn get(
         BlobBody::Streaming(dl) => ChannelBody::new(reader(dl, start, end), end - start).boxed(),
     };
     Ok(respond(status, h, body))
+}
+
+/// The upstream is down or refusing for now (not: it says the blob is absent).
+fn is_outage(e: &crate::proxy::ProxyError) -> bool {
+    use crate::upstream::UpstreamError as U;
+    matches!(
+        e,
+        crate::proxy::ProxyError::Upstream(
+            U::Unavailable(_) | U::CircuitOpen(_) | U::TooManyRequests { .. }
+        )
+    )
+}
+
+/// Whether the caller may push to the (local) name, as far as the rules go.
+fn may_push(state: &State, ctx: &Ctx, local: &RepoName) -> bool {
+    state
+        .auth
+        .allows(&ctx.caller, local.as_str(), crate::config::Action::Push)
 }
 
 /// `DELETE` a blob: unlinks it from the repository; the file goes through gc.

@@ -69,7 +69,10 @@ pub async fn start(
             .await?;
         return Ok(blob_created(state, name, &digest));
     }
-    let id = state.store.begin_upload(name, ctx.client.limit_key()).await?;
+    let id = state
+        .store
+        .begin_upload(name, ctx.client.limit_key())
+        .await?;
     Ok(respond(
         StatusCode::ACCEPTED,
         session_headers(state, name, &id, 0),

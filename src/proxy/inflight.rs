@@ -68,9 +68,24 @@ pub struct Download {
     state: watch::Receiver<DlState>,
     file: OnceLock<Arc<File>>,
     window: Mutex<Window>,
+    /// The task found the blob stored already (an earlier download recorded
+    /// it just after this request missed the store): nothing crossed the
+    /// network, so the request is a hit.
+    found_stored: std::sync::atomic::AtomicBool,
 }
 
 impl Download {
+    /// Called by the download task when the store had the blob after all.
+    pub fn set_found_stored(&self) {
+        self.found_stored
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether the task served the blob from the store without fetching it.
+    pub fn found_stored(&self) -> bool {
+        self.found_stored.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// The current state, and a receiver to wait for the next.
     pub fn watch(&self) -> watch::Receiver<DlState> {
         self.state.clone()
@@ -107,6 +122,7 @@ impl Download {
             state,
             file: OnceLock::new(),
             window: Mutex::new(Window::default()),
+            found_stored: std::sync::atomic::AtomicBool::new(false),
         })
     }
 }

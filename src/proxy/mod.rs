@@ -385,6 +385,7 @@ impl Proxy {
         // The request that started a download is a miss (or peer) however fast
         // the download went; one that joined a verified download is a hit.
         let cache = match (started_here, source) {
+            (_, _) if dl.found_stored() => CacheResult::Hit,
             (true, Source::Peer) => CacheResult::Peer,
             (true, _) => CacheResult::Miss,
             (false, s) => s.for_joiner(),
@@ -550,6 +551,7 @@ impl DownloadTask {
         // stored rather than download it again.
         if let Ok((file, size)) = self.store.open_blob(&self.local, &self.digest).await {
             self.download.set_file(file);
+            self.download.set_found_stored();
             return Ok(size);
         }
         if !self.peers.is_empty() {
@@ -647,9 +649,9 @@ impl DownloadTask {
         // Verified: readers may have the last bytes now; making the file durable
         // and indexing it need not hold them up.
         tx.send_replace(DlState::Verified { size: total, peer });
-        let (digest, n) = writer.commit(Some(&self.digest)).await?;
-        self.store
-            .record_blob(&self.local, &digest, n, Origin::Cached)
+        let (_, n) = self
+            .store
+            .store_blob(writer, &self.local, &self.digest, Origin::Cached)
             .await?;
         Ok(n)
     }

@@ -207,6 +207,25 @@ impl Store {
         Ok(size)
     }
 
+    /// Finishes a writer the caller filled (a single-request push, a download):
+    /// verifies `expected`, moves the file into place and records it in `repo`,
+    /// as one commit that a failed manifest push's cleanup never races.
+    pub async fn store_blob(
+        &self,
+        writer: super::BlobWriter,
+        repo: &RepoName,
+        expected: &Digest,
+        origin: Origin,
+    ) -> Result<(Digest, u64), StoreError> {
+        let hold = self.commits.hold(expected).await?;
+        let (digest, size) = writer.commit(Some(expected)).await?;
+        if let Err(e) = self.record_blob(repo, &digest, size, origin).await {
+            hold.discard(self.meta.clone(), self.files.clone()).await;
+            return Err(e);
+        }
+        Ok((digest, size))
+    }
+
     /// A fresh temp-file writer, for bodies streamed by the caller; the file
     /// exists when this returns (readers of a download open it by path).
     pub async fn new_writer(&self) -> Result<super::BlobWriter, StoreError> {

@@ -62,10 +62,9 @@ pub async fn start(
         let _slot = upload_slot(state, ctx)?;
         let mut writer = state.store.new_writer().await?;
         stream_into(state, req.into_body(), &mut writer).await?;
-        let (digest, size) = writer.commit(Some(&digest)).await?;
-        state
+        let (digest, _) = state
             .store
-            .record_blob(name, &digest, size, crate::store::Origin::Pushed)
+            .store_blob(writer, name, &digest, crate::store::Origin::Pushed)
             .await?;
         return Ok(blob_created(state, name, &digest));
     }

@@ -87,6 +87,9 @@ pub struct TokenCache {
 
 /// A token is renewed this long before it expires.
 const EARLY: Duration = Duration::from_secs(10);
+/// Longest a token is cached, whatever `expires_in` says: the value is the upstream's
+/// u64, and `Instant + Duration` panics past the clock's range.
+const MAX_TTL: Duration = Duration::from_secs(86_400);
 
 impl TokenCache {
     /// A cached token for `scope` that is still good.
@@ -97,8 +100,9 @@ impl TokenCache {
             .map(|(t, _)| t.clone())
     }
 
-    /// Remembers a token for `ttl`.
+    /// Remembers a token for `ttl` (at most a day).
     pub fn put(&self, scope: &str, token: String, ttl: Duration) {
+        let ttl = ttl.min(MAX_TTL);
         if let Ok(mut map) = self.tokens.lock() {
             if map.len() > 10_000 {
                 let now = Instant::now();
@@ -153,5 +157,13 @@ mod tests {
         assert_eq!(c.get("b"), None, "too close to expiry");
         c.forget("a");
         assert_eq!(c.get("a"), None);
+    }
+
+    #[test]
+    fn cache_takes_any_ttl_an_upstream_sends() {
+        // `expires_in` comes from the token service's JSON: a u64 of any size.
+        let c = TokenCache::default();
+        c.put("a", "t".into(), Duration::from_secs(u64::MAX));
+        assert_eq!(c.get("a").as_deref(), Some("t"));
     }
 }

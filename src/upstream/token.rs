@@ -122,6 +122,14 @@ pub(super) async fn fetch(
         }
         s => return Err(UpstreamError::Invalid(format!("token service: {s}"))),
     }
+    let body = read_capped(resp, MAX_TOKEN_RESPONSE_BYTES, "token response").await?;
+    parse_token_response(&body)
+}
+
+/// A token service's JSON answer: the token (`token`, or OAuth's
+/// `access_token`) and how long to trust it. Upstream bytes: any input gives
+/// an answer or an error, never a panic (fuzzed).
+pub fn parse_token_response(body: &[u8]) -> Result<(String, Duration), UpstreamError> {
     #[derive(serde::Deserialize)]
     struct TokenResponse {
         token: Option<String>,
@@ -130,8 +138,7 @@ pub(super) async fn fetch(
         // broken one something absurd), then clamped.
         expires_in: Option<f64>,
     }
-    let body = read_capped(resp, MAX_TOKEN_RESPONSE_BYTES, "token response").await?;
-    let t: TokenResponse = serde_json::from_slice(&body)
+    let t: TokenResponse = serde_json::from_slice(body)
         .map_err(|e| UpstreamError::Invalid(format!("token response: {e}")))?;
     let token = t
         .token

@@ -176,6 +176,61 @@ async fn forwarded_clients_have_their_own_login_budget() {
     w.stop().await;
 }
 
+/// A trusted proxy appends to one forwarding header and passes the other on
+/// from the client untouched (nginx's `X-Forwarded-For` block passes a
+/// client's `Forwarded` through): a request carrying both must not let the
+/// client name a fresh address for each guess.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_cannot_pick_its_address_with_the_other_forwarding_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "[server]\ntrusted_proxies = [\"127.0.0.1/32\"]\n{}",
+        auth_section(dir.path(), "anonymous_pull = false\n")
+    );
+    let w = Wharf::start_config_unchecked(common::config(&dir.path().join("d"), &extra)).await;
+    let mut statuses = Vec::new();
+    for i in 0..30 {
+        let r = http()
+            .get(w.url("/v2/"))
+            .basic_auth("dev", Some("wrong"))
+            // What nginx appends (the real client), and what the client sent.
+            .header("x-forwarded-for", "192.168.1.66")
+            .header("forwarded", format!("for=10.1.0.{i}"))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+    }
+    assert!(statuses.contains(&429), "never limited: {statuses:?}");
+    // The same the other way round (a proxy that writes `Forwarded`, a client
+    // that adds `X-Forwarded-For`), on a fresh budget.
+    let w2 = Wharf::start_config_unchecked(common::config(&dir.path().join("d2"), &extra)).await;
+    let mut statuses = Vec::new();
+    for i in 0..30 {
+        let r = http()
+            .get(w2.url("/v2/"))
+            .basic_auth("dev", Some("wrong"))
+            .header("x-forwarded-for", format!("10.2.0.{i}"))
+            .header("forwarded", "for=192.168.1.67")
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+    }
+    assert!(statuses.contains(&429), "never limited: {statuses:?}");
+    // A client behind the proxy that sends neither still logs in.
+    let r = http()
+        .get(w.url("/v2/"))
+        .basic_auth("dev", Some("dev-pw"))
+        .header("x-forwarded-for", "192.168.1.70")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    w2.stop().await;
+    w.stop().await;
+}
+
 /// 200 wrong passwords at once from one client run at most the burst of bcrypt
 /// checks, and a login from another client is not starved meanwhile.
 #[tokio::test(flavor = "multi_thread")]

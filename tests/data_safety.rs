@@ -147,6 +147,79 @@ async fn unaccounted_files_move_to_lost_and_found_with_their_bytes() {
     w.stop().await;
 }
 
+/// An operator moves a fan-out directory to another disk and leaves a symlink:
+/// its content is still there and still served, nothing goes to lost+found,
+/// and a symlink whose disk is not mounted stops start-up instead of dropping
+/// the rows of the content behind it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_symlinked_fan_out_directory_is_content_not_a_stray() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = Wharf::start(dir.path()).await;
+    let layers = vec![bytes(20_000, 7), bytes(3_000, 8)];
+    let (_, md) = push_image(&w, "team/app", "1", &layers).await;
+    let mut others = Vec::new();
+    for i in 0..30 {
+        others.push(push_blob(&w, "team/many", &bytes(500, 100 + i)).await);
+    }
+    let root = w.root.clone();
+    w.stop().await;
+
+    let img = Image::new(layers);
+    let moved = img.blobs()[0].0.clone();
+    let fan = blob_path(&root, &moved).parent().unwrap().to_path_buf();
+    let elsewhere = dir.path().join("other-disk").join("fan");
+    std::fs::create_dir_all(elsewhere.parent().unwrap()).unwrap();
+    std::fs::rename(&fan, &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &fan).unwrap();
+
+    let w = Wharf::start_config(common::config(&root, "")).await;
+    assert!(files_under(&root.join("lost+found")).is_empty());
+    let r = get_oci(&w, "/v2/team/app/manifests/1").await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["docker-content-digest"], md.as_str());
+    for (d, b) in img.blobs() {
+        let r = http()
+            .get(w.url(&format!("/v2/team/app/blobs/{d}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{d}");
+        assert_eq!(r.bytes().await.unwrap().as_ref(), b);
+    }
+    w.stop().await;
+
+    // The other disk is not mounted: start-up refuses and changes nothing.
+    let unmounted = dir.path().join("other-disk.unmounted");
+    std::fs::rename(elsewhere.parent().unwrap(), &unmounted).unwrap();
+    let err = wharf::store::Store::open(&root)
+        .await
+        .err()
+        .expect("start-up refuses");
+    assert!(
+        err.to_string().contains(&fan.display().to_string()),
+        "{err}"
+    );
+    assert!(std::fs::symlink_metadata(&fan).unwrap().is_symlink());
+    assert!(files_under(&root.join("lost+found")).is_empty());
+    std::fs::rename(&unmounted, elsewhere.parent().unwrap()).unwrap();
+    let w = Wharf::start_config(common::config(&root, "")).await;
+    let r = http()
+        .get(w.url(&format!("/v2/team/app/blobs/{moved}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    for d in &others {
+        let r = http()
+            .head(w.url(&format!("/v2/team/many/blobs/{d}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{d}");
+    }
+    w.stop().await;
+}
+
 /// `/_wharf/du` once `ready` holds (each poll is a request; fails after 10 s).
 async fn du_once(w: &Wharf, ready: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);

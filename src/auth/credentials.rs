@@ -41,6 +41,10 @@ pub struct Users {
     bcrypt_runs: AtomicU64,
 }
 
+/// Credentials in the verifying map beyond which entries nobody holds are
+/// swept (the map normally holds only credentials being verified right now).
+const VERIFYING_SWEEP: usize = 1024;
+
 /// The cost of the dummy hash: the cost most users' hashes have (so an unknown
 /// user takes as long as a typical known one), or, for an empty file, the cost
 /// `wharf user add` writes.
@@ -174,11 +178,19 @@ impl Users {
     /// Waits until no other request is verifying the same credential, so that
     /// many requests presenting it at once cost one bcrypt run: after the wait,
     /// [`Users::cached`] answers for a credential that verified. The map holds
-    /// only credentials being verified right now.
+    /// credentials being verified right now, and at most `VERIFYING_SWEEP`
+    /// left by waits abandoned mid-way.
     pub async fn one_at_a_time(&self, user: &str, password: &str) -> CredentialTurn<'_> {
         let key = self.cache_key(user, password);
         let lock = match self.verifying.lock() {
-            Ok(mut map) => map.entry(key).or_default().clone(),
+            Ok(mut map) => {
+                // A wait abandoned right after the turn before it ended (the
+                // client left) leaves an entry nobody holds: swept here.
+                if map.len() >= VERIFYING_SWEEP {
+                    map.retain(|_, l| Arc::strong_count(l) > 1);
+                }
+                map.entry(key).or_default().clone()
+            }
             Err(_) => Arc::new(tokio::sync::Mutex::new(())),
         };
         let guard = lock.clone().lock_owned().await;
@@ -335,5 +347,30 @@ mod tests {
         }
         assert_eq!(users.bcrypt_runs(), 1, "one bcrypt for 20 identical logins");
         assert!(users.verifying.lock().unwrap().is_empty());
+    }
+
+    /// A request waiting its turn whose client leaves (its future dropped)
+    /// right after the turn before it ended held the last reference but one:
+    /// every such credential stayed in the map for good. Abandoned entries are
+    /// swept, so the map stays bounded whatever clients do.
+    #[tokio::test]
+    async fn abandoned_waits_do_not_grow_the_map() {
+        use std::future::Future;
+        use std::task::{Context, Waker};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("htpasswd");
+        std::fs::write(&path, "").unwrap();
+        let users = Users::load(&path).unwrap();
+        for i in 0..(3 * VERIFYING_SWEEP) {
+            let pw = format!("guess-{i}");
+            let holder = users.one_at_a_time("alice", &pw).await;
+            let mut waiter = Box::pin(users.one_at_a_time("alice", &pw));
+            let mut cx = Context::from_waker(Waker::noop());
+            assert!(waiter.as_mut().poll(&mut cx).is_pending());
+            drop(holder);
+            drop(waiter);
+        }
+        let left = users.verifying.lock().unwrap().len();
+        assert!(left <= VERIFYING_SWEEP, "{left} credentials remembered");
     }
 }

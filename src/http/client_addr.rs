@@ -19,15 +19,27 @@ fn parse_hop(s: &str) -> Option<IpAddr> {
     }
     // `[v6]:port`, `[v6]` or `v4:port`.
     if let Some(rest) = s.strip_prefix('[') {
-        return rest.split(']').next()?.parse::<IpAddr>().ok();
+        return rest
+            .split(']')
+            .next()?
+            .parse::<IpAddr>()
+            .ok()
+            .map(|ip| ip.to_canonical());
     }
     let (host, _port) = s.rsplit_once(':')?;
     host.parse::<IpAddr>().ok().map(|ip| ip.to_canonical())
 }
 
-/// The client hops a request claims, oldest first: `Forwarded` (RFC 7239) when
-/// present, else `X-Forwarded-For`; all header lines, in order.
+/// The client hops a request claims, oldest first: `Forwarded` (RFC 7239) or
+/// `X-Forwarded-For`; all header lines, in order. None when there are none, or
+/// when both headers are present: a proxy appends to one of them and passes
+/// the other on from the client untouched (nginx with the README's
+/// `X-Forwarded-For` line passes a client's `Forwarded`), and which one it
+/// wrote cannot be told, so neither is believed and the client is the proxy.
 fn claimed_hops(headers: &HeaderMap) -> Option<Vec<Option<IpAddr>>> {
+    if headers.contains_key("forwarded") && headers.contains_key("x-forwarded-for") {
+        return None;
+    }
     let forwarded: Vec<&str> = headers
         .get_all("forwarded")
         .iter()
@@ -193,5 +205,27 @@ mod tests {
             client_addr(peer("127.0.0.1:1"), &h, &t).ip,
             "192.0.2.60".parse::<IpAddr>().unwrap()
         );
+        // A bracketed IPv4-mapped hop is its IPv4 address (one limit key each).
+        let h = headers(&[("forwarded", "for=\"[::ffff:192.0.2.61]:1\"")]);
+        assert_eq!(
+            client_addr(peer("127.0.0.1:1"), &h, &t).ip,
+            "192.0.2.61".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn both_headers_mean_neither_is_believed() {
+        let t = cidrs(&["127.0.0.0/8"]);
+        // The proxy appended to one; the client wrote the other. Either way
+        // round, the client cannot pick its address.
+        for (xff, fwd) in [
+            ("192.168.1.20", "for=10.9.9.9"),
+            ("10.9.9.9", "for=192.168.1.20"),
+        ] {
+            let h = headers(&[("x-forwarded-for", xff), ("forwarded", fwd)]);
+            let c = client_addr(peer("127.0.0.1:1"), &h, &t);
+            assert_eq!(c.ip, "127.0.0.1".parse::<IpAddr>().unwrap());
+            assert!(!c.loopback);
+        }
     }
 }

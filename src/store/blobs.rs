@@ -109,16 +109,30 @@ impl BlobFiles {
 
     /// Every file under `blobs/sha256`, sorted into content files (a digest
     /// name in its fan-out directory) and strays (anything else), for start-up
-    /// reconciliation. Nothing is moved or removed here.
+    /// reconciliation. Nothing is moved or removed here. A fan-out directory
+    /// may be a symlink (to another disk), as `blobs/` itself may; one that
+    /// leads nowhere is content out of reach, which stops start-up rather than
+    /// being set aside as a stray (its blobs' rows would be dropped).
     pub fn scan(&self) -> Result<Scan, StoreError> {
         let mut out = Scan::default();
         for fan in std::fs::read_dir(&self.blobs)? {
             let fan = fan?;
             let fan_name = fan.file_name();
-            let fan_ok = fan.file_type()?.is_dir()
-                && fan_name
-                    .to_str()
-                    .is_some_and(|n| n.len() == 2 && n.bytes().all(|b| b.is_ascii_hexdigit()));
+            let fan_named = fan_name
+                .to_str()
+                .is_some_and(|n| n.len() == 2 && n.bytes().all(|b| b.is_ascii_hexdigit()));
+            let fan_ok = fan_named && fan.path().is_dir();
+            if fan_named && !fan_ok && fan.file_type()?.is_symlink() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!(
+                        "{} is a symlink that does not lead to a directory: check that \
+                         the volume it points to is mounted",
+                        fan.path().display()
+                    ),
+                )
+                .into());
+            }
             if !fan_ok {
                 out.strays.push(fan.path());
                 continue;

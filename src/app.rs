@@ -93,6 +93,11 @@ pub async fn run_with(
         None => tracing::info!("no users configured: {}", crate::auth::NO_USERS_HINT),
     }
 
+    for c in &config.server.trusted_proxies {
+        if c.is_wide() {
+            tracing::warn!(range = %c, "server.trusted_proxies holds a wide range: every client in it can pick its own address with X-Forwarded-For and escape per-client limits; list only your proxies");
+        }
+    }
     let expiry = UploadExpiry::new(store.clone(), metrics.clone(), config.gc.upload_expiry.0);
     let mut workers = vec![
         tokio::spawn(expiry.run(shutdown.clone())),

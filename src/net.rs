@@ -60,6 +60,16 @@ impl Cidr {
     }
 }
 
+impl Cidr {
+    /// Wider than a /8 (IPv4) or a /32 (IPv6): more than proxies live there.
+    pub fn is_wide(&self) -> bool {
+        match self.addr {
+            IpAddr::V4(_) => self.prefix < 8,
+            IpAddr::V6(_) => self.prefix < 32,
+        }
+    }
+}
+
 impl FromStr for Cidr {
     type Err = String;
 

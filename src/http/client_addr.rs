@@ -87,8 +87,10 @@ fn is_forwarded(headers: &HeaderMap) -> bool {
 pub fn client_addr(peer: SocketAddr, headers: &HeaderMap, trusted: &[Cidr]) -> ClientAddr {
     let peer_ip = peer.ip().to_canonical();
     let forwarded = is_forwarded(headers);
-    let loopback = peer_ip.is_loopback() && !forwarded;
     let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
+    // A declared proxy speaks for others even when it forgets to say so (a
+    // bare `proxy_pass` adds no forwarding header): it is never loopback.
+    let loopback = peer_ip.is_loopback() && !forwarded && !is_trusted(peer_ip);
     if !is_trusted(peer_ip) {
         return ClientAddr {
             ip: peer_ip,
@@ -187,6 +189,15 @@ mod tests {
             client_addr(peer("127.0.0.1:1"), &h, &t).ip,
             "127.0.0.1".parse::<IpAddr>().unwrap()
         );
+    }
+
+    #[test]
+    fn a_trusted_proxy_is_never_loopback_even_without_headers() {
+        let t = cidrs(&["127.0.0.1/32"]);
+        let c = client_addr(peer("127.0.0.1:1"), &HeaderMap::new(), &t);
+        assert!(!c.loopback);
+        let c = client_addr(peer("[::1]:1"), &HeaderMap::new(), &t);
+        assert!(c.loopback, "another loopback address that is not the proxy");
     }
 
     #[test]

@@ -190,11 +190,6 @@ pub async fn serve(
     run_with(config, listener, rx, Some(reload)).await
 }
 
-/// Resolves once `shutdown` is true (or its sender is gone).
-pub async fn until_shutdown(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|s| *s).await.map(|_| ());
-}
-
 async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     match (

@@ -11,7 +11,8 @@
 //! - [`http`]: the typed router, the one error table, and one handler file per resource.
 //! - [`server`]: the accept loop, hyper-util connections and the graceful drain.
 //! - [`workers`]: background tasks (upload expiry, and later sync, replicate, evict, gc).
-//! - [`app`]: builds the shared state, runs everything, shuts down in order.
+//! - [`app`]: builds the shared state, runs everything, shuts down in order;
+//!   [`shutdown`]: the one shutdown signal the server and workers wait on.
 //! - [`config`]: the TOML schema; [`metrics`]: Prometheus counters; [`net`]:
 //!   client addresses and trusted-proxy ranges, which config and http share.
 
@@ -32,6 +33,7 @@ pub mod oci;
 pub mod proxy;
 pub mod reload;
 pub mod server;
+pub mod shutdown;
 pub mod store;
 pub mod tls;
 pub mod upstream;

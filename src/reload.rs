@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::app::until_shutdown;
 use crate::config::Config;
 use crate::http::State;
+use crate::shutdown::until_shutdown;
 
 /// How often the htpasswd file's modification time is checked.
 pub const WATCH_EVERY: Duration = Duration::from_secs(2);

@@ -91,7 +91,7 @@ pub async fn serve(
                     }
                 }
             }
-            _ = crate::app::until_shutdown(&mut shutdown) => break,
+            _ = crate::shutdown::until_shutdown(&mut shutdown) => break,
         }
     }
     drop(listener);

@@ -31,23 +31,9 @@ fn auth_section(dir: &std::path::Path, extra: &str) -> String {
     format!("[auth]\nhtpasswd = {:?}\n{extra}", pw.display().to_string())
 }
 
-async fn metrics(w: &Wharf) -> String {
-    http()
-        .get(w.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
-fn metric(text: &str, series: &str) -> u64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series).map(str::trim))
-        .and_then(|v| v.parse::<f64>().ok())
-        .map(|v| v as u64)
-        .unwrap_or(0)
+/// A counter from /metrics as a whole number.
+async fn metric(w: &Wharf, series: &str) -> u64 {
+    common::upstreams::metric(w, series).await as u64
 }
 
 /// `dev` may pull only docker.io content. A token for `myorg/base` (which maps
@@ -111,14 +97,13 @@ async fn ns_query_cannot_walk_around_token_rules() {
         401
     );
     // The upstream was never asked for it.
-    let hub_metrics = metrics(&ghcr).await;
     assert_eq!(
         metric(
-            &hub_metrics,
+            &ghcr,
             "wharf_http_requests_total{method=\"GET\",route=\"manifest\",status=\"200\"}"
-        ),
-        0,
-        "{hub_metrics}"
+        )
+        .await,
+        0
     );
     m.stop().await;
     ghcr.stop().await;
@@ -269,8 +254,7 @@ async fn parallel_wrong_passwords_cost_bounded_bcrypt() {
         *counts.entry(t.await.unwrap()).or_insert(0) += 1;
     }
     assert!(counts.get(&429).copied().unwrap_or(0) >= 150, "{counts:?}");
-    let m = metrics(&w).await;
-    let runs = metric(&m, "wharf_password_checks_total");
+    let runs = metric(&w, "wharf_password_checks_total").await;
     assert!(
         (1..=12).contains(&runs),
         "bcrypt ran {runs} times for 200 parallel guesses and one login"
@@ -294,7 +278,7 @@ async fn parallel_wrong_passwords_cost_bounded_bcrypt() {
     for t in tasks {
         assert_eq!(t.await.unwrap(), 200);
     }
-    let after = metric(&metrics(&w).await, "wharf_password_checks_total");
+    let after = metric(&w, "wharf_password_checks_total").await;
     assert_eq!(after, runs + 1, "identical credentials share one check");
     w.stop().await;
 }
@@ -322,7 +306,7 @@ async fn empty_basic_credentials_are_anonymous() {
             .unwrap();
         assert_eq!(r.status(), 200);
     }
-    assert_eq!(metric(&metrics(&w).await, "wharf_password_checks_total"), 1);
+    assert_eq!(metric(&w, "wharf_password_checks_total").await, 1);
     w.stop().await;
 }
 
@@ -424,7 +408,7 @@ async fn metric_labels_never_take_client_values() {
     let long = Method::from_bytes("M".repeat(2000).as_bytes()).unwrap();
     let r = http().request(long, w.url("/v2/")).send().await.unwrap();
     assert!(r.status().is_client_error());
-    let text = metrics(&w).await;
+    let text = common::metrics_text(&w).await;
     let methods: std::collections::HashSet<&str> = text
         .lines()
         .filter(|l| l.starts_with("wharf_http_requests_total{"))

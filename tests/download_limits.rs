@@ -79,15 +79,10 @@ async fn downloads_started_are_capped_per_client_and_in_total() {
     assert_eq!(r.status(), 429);
     let msg = error_code(r).await;
     assert_eq!(msg, "TOOMANYREQUESTS");
-    let m = http()
-        .get(w.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(m.contains("wharf_downloads_in_flight 3"), "{m}");
+    assert_eq!(
+        common::upstreams::metric(&w, "wharf_downloads_in_flight").await,
+        3.0
+    );
     upstream.abort();
     drop(b1);
     w.stop().await;

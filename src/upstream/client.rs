@@ -16,54 +16,12 @@ use http::{HeaderMap, Method, StatusCode, header};
 
 use super::breaker::Breaker;
 use super::deadline::{Deadline, MIN_ATTEMPT, exchange, guarded, next_wait};
+pub use super::error::UpstreamError;
+use super::response::{read_capped, retry_after, transport};
 use super::token::{self, Challenge, TokenCache};
 use crate::oci::Digest;
 use crate::oci::Reference;
 use crate::oci::manifest::{Descriptor, MAX_MANIFEST_BYTES, OCI_INDEX, OCI_MANIFEST};
-
-/// Why an upstream call failed.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum UpstreamError {
-    /// The upstream does not have it (404).
-    #[error("{0} is not known upstream")]
-    NotFound(String),
-    /// The upstream refused our credentials or scope.
-    #[error("the upstream registry denied access: {0}")]
-    Denied(String),
-    /// The upstream's rate limit (429).
-    #[error("the upstream registry's rate limit is reached")]
-    TooManyRequests {
-        /// Seconds it asked to wait.
-        retry_after: Option<u64>,
-    },
-    /// Connect error, timeout or 5xx.
-    #[error("the upstream registry is unavailable: {0}")]
-    Unavailable(String),
-    /// Skipped: too many recent failures.
-    #[error("the upstream registry failed repeatedly; next try in {0}s")]
-    CircuitOpen(u64),
-    /// A response that makes no sense (bad digest header, oversized manifest).
-    #[error("the upstream registry sent an invalid response: {0}")]
-    Invalid(String),
-}
-
-impl UpstreamError {
-    fn retryable(&self) -> bool {
-        matches!(
-            self,
-            UpstreamError::Unavailable(_) | UpstreamError::TooManyRequests { .. }
-        )
-    }
-
-    /// Failures that count against the circuit breaker (the upstream is sick,
-    /// not merely saying no).
-    pub(super) fn is_outage(&self) -> bool {
-        matches!(
-            self,
-            UpstreamError::Unavailable(_) | UpstreamError::TooManyRequests { .. }
-        )
-    }
-}
 
 /// A manifest as the upstream describes it (and its bytes, for a GET).
 #[derive(Debug, Clone)]
@@ -142,16 +100,6 @@ impl<'a> Req<'a> {
             ..Req::get(path, accept, repo)
         }
     }
-}
-
-/// A 429's `Retry-After` in seconds (the HTTP-date form is ignored).
-pub(super) fn retry_after(h: &HeaderMap) -> Option<u64> {
-    h.get(header::RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
 }
 
 impl Upstream {
@@ -534,11 +482,6 @@ enum Auth {
     Basic(String, String),
 }
 
-/// A failed exchange: the upstream is unavailable.
-pub(super) fn transport(e: reqwest::Error) -> UpstreamError {
-    UpstreamError::Unavailable(e.to_string())
-}
-
 /// The media type of a response, without parameters.
 fn content_type(h: &HeaderMap) -> String {
     h.get(header::CONTENT_TYPE)
@@ -577,28 +520,6 @@ fn sniff_media_type(body: &[u8]) -> Option<String> {
             .to_owned(),
         )
     })
-}
-
-/// Reads a small response body (manifest, tag list, index), refusing one
-/// larger than `max` whether or not it announced its length: a broken or
-/// hostile upstream cannot make wharf buffer without bound.
-pub(super) async fn read_capped(
-    mut resp: reqwest::Response,
-    max: u64,
-    what: &str,
-) -> Result<Bytes, UpstreamError> {
-    let too_big = || UpstreamError::Invalid(format!("{what} larger than {} MiB", max >> 20));
-    if resp.content_length().is_some_and(|n| n > max) {
-        return Err(too_big());
-    }
-    let mut body = bytes::BytesMut::new();
-    while let Some(chunk) = resp.chunk().await.map_err(transport)? {
-        if (body.len() + chunk.len()) as u64 > max {
-            return Err(too_big());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body.freeze())
 }
 
 /// Percent-encodes a query value (media types carry `+` and `/`).

@@ -18,7 +18,7 @@ use backon::ExponentialBuilder;
 use tokio::time::Instant;
 
 use super::breaker::Breaker;
-use super::client::UpstreamError;
+use super::error::UpstreamError;
 
 /// The budget of one client request's upstream calls: a client on a cold
 /// miss has its answer (the content, the upstream's 429, or a 503) within

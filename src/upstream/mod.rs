@@ -5,7 +5,9 @@
 pub mod breaker;
 pub mod client;
 pub mod deadline;
+pub mod error;
 pub mod peers;
+pub mod response;
 pub mod token;
 
 use std::sync::Arc;

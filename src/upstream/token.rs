@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use http::StatusCode;
 
-use super::client::{UpstreamError, read_capped, retry_after, transport};
+use super::error::UpstreamError;
+use super::response::{read_capped, retry_after, transport};
 
 /// A parsed `WWW-Authenticate` header.
 #[derive(Debug, Clone, PartialEq, Eq)]

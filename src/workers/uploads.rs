@@ -65,7 +65,7 @@ impl UploadExpiry {
                         tracing::warn!(error = %e, "upload expiry pass failed");
                     }
                 }
-                _ = crate::app::until_shutdown(&mut shutdown) => return,
+                _ = crate::shutdown::until_shutdown(&mut shutdown) => return,
             }
         }
     }

@@ -172,6 +172,18 @@ pub fn http() -> reqwest::Client {
         .expect("client")
 }
 
+/// A wharf's whole `/metrics` text.
+pub async fn metrics_text(w: &Wharf) -> String {
+    http()
+        .get(w.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// The first error code of a spec error body.
 pub async fn error_code(r: reqwest::Response) -> String {
     let v: serde_json::Value = r.json().await.expect("error body is JSON");

@@ -181,14 +181,7 @@ pub fn mirror_config(url: &str, upstream_keys: &str, extra: &str) -> String {
 
 /// A counter or gauge from a wharf's /metrics (0 when absent).
 pub async fn metric(w: &Wharf, series: &str) -> f64 {
-    let text = super::http()
-        .get(w.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = super::metrics_text(w).await;
     text.lines()
         .filter(|l| l.starts_with(series))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())

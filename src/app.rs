@@ -86,6 +86,7 @@ pub async fn run_with(
         let scheme = if state.tls.is_some() { "https" } else { "http" };
         tracing::info!(%addr, scheme, root = %config.storage.root.display(), "wharf serving");
     }
+    warn_shadowed_pushes(&state);
     match state.auth.users() {
         Some(u) => {
             tracing::info!(users = u.len(), scheme = ?state.auth.scheme(), "authentication enabled")
@@ -132,6 +133,23 @@ pub async fn run_with(
     }
     tracing::info!("wharf stopped");
     Ok(())
+}
+
+/// Pushed repositories whose names now route to an upstream (rule 1, after
+/// `[hosted] only` was turned off or an upstream was added) are served as that
+/// upstream's content until their tags revalidate: say so at start.
+fn warn_shadowed_pushes(state: &State) {
+    use crate::oci::routing::{Intent, NoFacts, Target};
+    for name in state.store.pushed_repos() {
+        let Ok(parsed) = name.parse::<crate::oci::RepoName>() else {
+            continue;
+        };
+        if let Ok(Target::Proxied(m)) = state.routes.route(&parsed, None, Intent::Read, &NoFacts) {
+            if m.local == parsed {
+                tracing::warn!(repo = %name, "a repository holding pushed content is named like mirrored content of an upstream, so clients reach it as that upstream's; move it (or the upstream) if that is not meant");
+            }
+        }
+    }
 }
 
 /// One client per `[[upstream]]`; a password is read from its file here, once.

@@ -192,3 +192,26 @@ async fn names_too_long_to_mirror_are_invalid_not_pushable() {
     }
     w.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pushes_named_like_mirrored_content_are_warned_about_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data");
+    let text = format!(
+        "[hosted]\nonly = true\n[storage]\nroot = {:?}\n",
+        root.display().to_string()
+    );
+    let cfg = wharf::config::Config::parse(&text, std::path::Path::new("t.toml")).unwrap();
+    let w = Wharf::start_config(cfg).await;
+    push_blob(&w, "docker.io/library/nginx", b"pushed, not docker hub's").await;
+    w.stop().await;
+    // `only` turned off, Docker Hub the default again: that name is now a
+    // mirrored spelling, and the operator is told at start.
+    let p = common::WharfProcess::spawn(
+        dir.path(),
+        &root,
+        "[[upstream]]\nname = \"docker.io\"\nurl = \"http://127.0.0.1:9\"\ndefault = true\n",
+    );
+    let line = tokio::task::block_in_place(|| p.wait_log("named like mirrored content"));
+    assert!(line.contains("docker.io/library/nginx"), "{line}");
+}

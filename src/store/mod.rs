@@ -291,6 +291,14 @@ impl Store {
             .unwrap_or(false)
     }
 
+    /// Every repository holding pushed content (for start-up checks).
+    pub fn pushed_repos(&self) -> Vec<String> {
+        self.pushed
+            .read()
+            .map(|p| p.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// Remembers that `repo` now holds pushed content.
     pub(crate) fn mark_pushed(&self, repo: &RepoName) {
         if let Ok(mut p) = self.pushed.write() {

@@ -163,6 +163,31 @@ fn sigterm_drains_in_flight_requests_and_exits_zero() {
     )
     .unwrap();
     s.write_all(&body[..1 << 20]).unwrap();
+    // The request must be in flight (its headers parsed, bytes arriving) before
+    // the signal: a connection whose request was not read yet is idle, and a
+    // drain closes idle connections at once. Under load that takes a moment.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let m = client()
+            .get(w.url("/metrics"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        let received = m
+            .lines()
+            .find_map(|l| l.strip_prefix("wharf_upload_bytes_total "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if received > 0.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the PATCH never started"
+        );
+        std::thread::yield_now();
+    }
 
     let pid = w.child.id().to_string();
     assert!(

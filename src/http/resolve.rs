@@ -103,9 +103,11 @@ pub(super) fn resolve_route(
             // A challenge asks for a scope the client can request: its own name
             // when that reaches the same local name without `ns`, else the
             // local name itself (which routes to itself).
-            let same = state
-                .resolve(&requested, None, intent)
-                .is_ok_and(|t| t.local(&requested) == &m.local);
+            // Without `ns` the route just computed is that very answer.
+            let same = ns.is_none()
+                || state
+                    .resolve(&requested, None, intent)
+                    .is_ok_and(|t| t.local(&requested) == &m.local);
             let scope_name = if same { &requested } else { &m.local };
             let access = repo_access(&m.local, action, scope_name);
             let proxy = (!from_peer).then(|| Proxied {

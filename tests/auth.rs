@@ -211,25 +211,6 @@ async fn anonymous_pull_with_users() {
     w.stop().await;
 }
 
-async fn token(w: &Wharf, creds: Option<(&str, &str)>, scopes: &[&str]) -> reqwest::Response {
-    let mut q: Vec<(&str, &str)> = vec![("service", "wharf")];
-    q.extend(scopes.iter().map(|s| ("scope", *s)));
-    let mut r = http().get(w.url("/token")).query(&q);
-    if let Some((u, p)) = creds {
-        r = r.basic_auth(u, Some(p));
-    }
-    r.send().await.unwrap()
-}
-
-async fn token_str(w: &Wharf, creds: Option<(&str, &str)>, scopes: &[&str]) -> String {
-    let r = token(w, creds, scopes).await;
-    assert_eq!(r.status(), 200);
-    let v: serde_json::Value = r.json().await.unwrap();
-    assert_eq!(v["expires_in"], 300);
-    assert_eq!(v["token"], v["access_token"]);
-    v["token"].as_str().unwrap().to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn token_flow_grants_only_what_rules_allow() {
     let dir = tempfile::tempdir().unwrap();
@@ -269,7 +250,7 @@ async fn token_flow_grants_only_what_rules_allow() {
             .contains("scope=\"repository:team/app:pull,push\"")
     );
 
-    let t = token_str(
+    let t = common::token(
         &w,
         Some(("ci", "ci-pw")),
         &["repository:team/app:pull,push"],
@@ -301,7 +282,7 @@ async fn token_flow_grants_only_what_rules_allow() {
     );
 
     // Asking for more than the rules allow yields a token without it.
-    let t = token_str(
+    let t = common::token(
         &w,
         Some(("bob", "bob-pw")),
         &["repository:team/app:pull,push"],
@@ -316,13 +297,13 @@ async fn token_flow_grants_only_what_rules_allow() {
 
     // Wrong password: no token at all.
     assert_eq!(
-        token(&w, Some(("ci", "nope")), &["repository:team/app:pull"])
+        common::token_response(&w, Some(("ci", "nope")), &["repository:team/app:pull"])
             .await
             .status(),
         401
     );
     // Anonymous token with anonymous_pull = false grants nothing.
-    let t = token_str(&w, None, &["repository:team/app:pull"]).await;
+    let t = common::token(&w, None, &["repository:team/app:pull"]).await;
     assert_eq!(
         As::bearer(&w, t)
             .status(Method::GET, "/v2/team/app/manifests/v1")
@@ -343,7 +324,7 @@ async fn token_flow_grants_only_what_rules_allow() {
     );
     let dir2 = tempfile::tempdir().unwrap();
     let other = start(dir2.path(), "token", "false").await;
-    let foreign = token_str(&other, Some(("ci", "ci-pw")), &["repository:team/app:pull"]).await;
+    let foreign = common::token(&other, Some(("ci", "ci-pw")), &["repository:team/app:pull"]).await;
     assert_eq!(
         As::bearer(&w, foreign)
             .status(Method::GET, "/v2/team/app/manifests/v1")
@@ -371,7 +352,7 @@ async fn token_flow_grants_only_what_rules_allow() {
     );
 
     // skopeo's mount: a pull-only token is challenged for the full scope, source included.
-    let t = token_str(&w, Some(("ci", "ci-pw")), &["repository:team/app:pull"]).await;
+    let t = common::token(&w, Some(("ci", "ci-pw")), &["repository:team/app:pull"]).await;
     let d = common::digest(b"whatever");
     let r = As::bearer(&w, t)
         .req(

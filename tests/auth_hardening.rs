@@ -9,21 +9,8 @@ use std::io::{Read, Write};
 
 use common::image::{Image, OCI_MANIFEST, tar_with_file};
 use common::upstreams::{hub, publish};
-use common::{As, Wharf, error_code, htpasswd, http};
+use common::{As, Wharf, error_code, htpasswd, http, token};
 use reqwest::Method;
-
-async fn token(w: &Wharf, creds: Option<(&str, &str)>, scopes: &[&str]) -> String {
-    let mut q: Vec<(&str, &str)> = vec![("service", "wharf")];
-    q.extend(scopes.iter().map(|s| ("scope", *s)));
-    let mut r = http().get(w.url("/token")).query(&q);
-    if let Some((u, p)) = creds {
-        r = r.basic_auth(u, Some(p));
-    }
-    let r = r.send().await.unwrap();
-    assert_eq!(r.status(), 200);
-    let v: serde_json::Value = r.json().await.unwrap();
-    v["token"].as_str().unwrap().to_owned()
-}
 
 fn auth_section(dir: &std::path::Path, extra: &str) -> String {
     let pw = dir.join("htpasswd");

@@ -10,6 +10,16 @@ use common::{Wharf, error_code, http, push_blob};
 /// depend on it.
 const DOCKER_HUB_DEFAULT: &str = "[[upstream]]\nname = \"docker.io\"\nurl = \"http://127.0.0.1:9\"\ndefault = true\n[[upstream]]\nname = \"ghcr.io\"\nurl = \"http://127.0.0.1:9\"\n[hosted]\nprefixes = [\"team/\"]\n";
 
+/// The status of a blob HEAD, from loopback or (with `forwarded_for`) as a
+/// forwarded LAN client.
+async fn head_status(w: &Wharf, path: &str, forwarded_for: Option<&str>) -> u16 {
+    let mut r = http().head(w.url(path));
+    if let Some(ip) = forwarded_for {
+        r = r.header("x-forwarded-for", ip);
+    }
+    r.send().await.unwrap().status().as_u16()
+}
+
 async fn denied_message(r: reqwest::Response) -> String {
     assert_eq!(r.status(), 403);
     let v: serde_json::Value = r.json().await.unwrap();
@@ -75,37 +85,20 @@ async fn a_pusher_checks_blobs_of_a_new_name_locally() {
     // skopeo/podman/buildah HEAD every blob before uploading: for a name that a
     // push would claim, the local store answers (the upstream is unreachable,
     // so asking it would be a 503 and the push would give up).
-    let r = http()
-        .head(w.url(&format!("/v2/newname/blobs/{d}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 404);
+    assert_eq!(
+        head_status(&w, &format!("/v2/newname/blobs/{d}"), None).await,
+        404
+    );
     // A name that cannot be claimed asks its upstream; when that is down, a
     // caller who may push gets "not here" (404), so its upload goes on to be
     // refused with advice instead of the push dying on a 503 ...
-    let r = http()
-        .head(w.url(&format!("/v2/library/newname/blobs/{d}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 404);
+    let library = format!("/v2/library/newname/blobs/{d}");
+    assert_eq!(head_status(&w, &library, None).await, 404);
     // ... while a mirror reader still learns that the upstream is down.
-    let r = http()
-        .head(w.url(&format!("/v2/library/newname/blobs/{d}")))
-        .header("x-forwarded-for", "192.168.1.9")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 503);
+    assert_eq!(head_status(&w, &library, Some("192.168.1.9")).await, 503);
     // A LAN client without push rights is not a pusher: its HEAD is a mirror read.
-    let r = http()
-        .head(w.url(&format!("/v2/newname/blobs/{d}")))
-        .header("x-forwarded-for", "192.168.1.9")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 503);
+    let newname = format!("/v2/newname/blobs/{d}");
+    assert_eq!(head_status(&w, &newname, Some("192.168.1.9")).await, 503);
     w.stop().await;
 }
 

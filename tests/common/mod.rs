@@ -172,6 +172,31 @@ pub fn http() -> reqwest::Client {
         .expect("client")
 }
 
+/// `GET /token` for `scopes`, with Basic credentials when given.
+pub async fn token_response(
+    w: &Wharf,
+    creds: Option<(&str, &str)>,
+    scopes: &[&str],
+) -> reqwest::Response {
+    let mut q: Vec<(&str, &str)> = vec![("service", "wharf")];
+    q.extend(scopes.iter().map(|s| ("scope", *s)));
+    let mut r = http().get(w.url("/token")).query(&q);
+    if let Some((u, p)) = creds {
+        r = r.basic_auth(u, Some(p));
+    }
+    r.send().await.unwrap()
+}
+
+/// A token for `scopes` (the request must succeed).
+pub async fn token(w: &Wharf, creds: Option<(&str, &str)>, scopes: &[&str]) -> String {
+    let r = token_response(w, creds, scopes).await;
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["expires_in"], 300);
+    assert_eq!(v["token"], v["access_token"]);
+    v["token"].as_str().unwrap().to_owned()
+}
+
 /// A wharf's whole `/metrics` text.
 pub async fn metrics_text(w: &Wharf) -> String {
     http()

@@ -99,9 +99,12 @@ pub async fn run_with(
             tracing::warn!(range = %c, "server.trusted_proxies holds a wide range: every client in it can pick its own address with X-Forwarded-For and escape per-client limits; list only your proxies");
         }
     }
-    let expiry = UploadExpiry::new(store.clone(), metrics.clone(), config.gc.upload_expiry.0);
+    let expiry = crate::workers::Handle::new(
+        UploadExpiry::new(store.clone(), metrics.clone(), config.gc.upload_expiry.0),
+        metrics.clone(),
+    );
     let mut workers = vec![
-        tokio::spawn(expiry.run(shutdown.clone())),
+        expiry.spawn(shutdown.clone()),
         tokio::spawn(crate::reload::watch_files(state.clone(), shutdown.clone())),
     ];
     if let Some(source) = reload {

@@ -67,6 +67,15 @@ pub struct RefusalLabels {
     pub reason: &'static str,
 }
 
+/// Labels of worker passes.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WorkerLabels {
+    /// The worker's name (`gc`, `evict`, ...).
+    pub worker: &'static str,
+    /// ok or error.
+    pub result: &'static str,
+}
+
 /// All metrics, registered once.
 pub struct Metrics {
     registry: Registry,
@@ -92,6 +101,7 @@ pub struct Metrics {
     upstream_bytes: Family<UpstreamLabels, Counter>,
     upstream_ratelimit: Family<UpstreamLabels, Gauge>,
     download_failures: Family<UpstreamLabels, Counter>,
+    worker_runs: Family<WorkerLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -196,6 +206,12 @@ impl Metrics {
             "Blob downloads that failed (errors, short or corrupt bytes); nothing was kept",
             download_failures.clone(),
         );
+        let worker_runs = Family::<WorkerLabels, Counter>::default();
+        registry.register(
+            "worker_runs",
+            "Background worker passes, by worker and result",
+            worker_runs.clone(),
+        );
         let started = Gauge::<i64>::default();
         started.set(i64::try_from(crate::store::unix_now()).unwrap_or(0));
         registry.register(
@@ -220,7 +236,15 @@ impl Metrics {
             upstream_bytes,
             upstream_ratelimit,
             download_failures,
+            worker_runs,
         }
+    }
+
+    /// Counts one worker pass.
+    pub fn observe_worker_run(&self, worker: &'static str, result: &'static str) {
+        self.worker_runs
+            .get_or_create(&WorkerLabels { worker, result })
+            .inc();
     }
 
     /// Records one finished request.

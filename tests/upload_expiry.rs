@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use wharf::metrics::Metrics;
 use wharf::store::Store;
+use wharf::workers::Worker;
 use wharf::workers::uploads::UploadExpiry;
 
 const CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -42,7 +43,7 @@ async fn idle_sessions_expire_and_busy_ones_stay() {
     let guard = handle.lock().await;
     let metrics = Arc::new(Metrics::new());
     let worker = UploadExpiry::new(store.clone(), metrics.clone(), Duration::ZERO);
-    assert_eq!(worker.run_once().await.unwrap(), 1);
+    assert_eq!(worker.run_once().await.unwrap().expired, 1);
     drop(guard);
     assert!(store.upload(&repo, &idle).is_err());
     assert!(store.upload(&repo, &busy).is_ok());
@@ -50,7 +51,7 @@ async fn idle_sessions_expire_and_busy_ones_stay() {
 
     // With a long expiry nothing goes.
     let patient = UploadExpiry::new(store.clone(), metrics.clone(), Duration::from_secs(3600));
-    assert_eq!(patient.run_once().await.unwrap(), 0);
+    assert_eq!(patient.run_once().await.unwrap().expired, 0);
     assert!(metrics.render().contains("wharf_uploads_expired_total 1"));
 }
 
@@ -72,7 +73,7 @@ async fn sessions_that_never_received_a_byte_expire_first() {
         Duration::from_secs(3600),
     )
     .with_unwritten_expiry(Duration::ZERO);
-    assert_eq!(worker.run_once().await.unwrap(), 1);
+    assert_eq!(worker.run_once().await.unwrap().expired, 1);
     assert!(
         store.upload(&repo, &empty).is_err(),
         "the empty session went"
@@ -105,7 +106,7 @@ async fn the_default_worker_expires_empty_sessions_within_minutes() {
     // Never longer than the configured expiry: with a zero expiry even the
     // default worker takes the empty session at once.
     let worker = UploadExpiry::new(store.clone(), Arc::new(Metrics::new()), Duration::ZERO);
-    assert_eq!(worker.run_once().await.unwrap(), 1);
+    assert_eq!(worker.run_once().await.unwrap().expired, 1);
     assert!(wharf::store::UNWRITTEN_UPLOAD_EXPIRY <= Duration::from_secs(300));
 }
 
@@ -159,7 +160,7 @@ async fn a_pass_closes_the_file_of_a_request_that_was_cut_off() {
         Arc::new(Metrics::new()),
         Duration::from_secs(3600),
     );
-    assert_eq!(worker.run_once().await.unwrap(), 0);
+    assert_eq!(worker.run_once().await.unwrap().expired, 0);
     let session = handle.lock().await;
     let writer = session.writer.as_ref().unwrap();
     assert!(writer.is_parked());

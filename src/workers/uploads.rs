@@ -5,10 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
-
 use crate::metrics::Metrics;
-use crate::store::{Store, StoreError, UNWRITTEN_UPLOAD_EXPIRY};
+use crate::store::{Store, UNWRITTEN_UPLOAD_EXPIRY};
 
 /// The upload-expiry worker.
 pub struct UploadExpiry {
@@ -37,9 +35,31 @@ impl UploadExpiry {
         self.unwritten = unwritten.min(self.expiry);
         self
     }
+}
 
-    /// One pass; public so tests can drive it without waiting.
-    pub async fn run_once(&self) -> Result<usize, StoreError> {
+/// What one expiry pass did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ExpiryReport {
+    /// Sessions removed.
+    pub expired: usize,
+}
+
+impl super::Worker for UploadExpiry {
+    type Report = ExpiryReport;
+
+    fn name(&self) -> &'static str {
+        "uploads"
+    }
+
+    /// Every quarter of the shorter expiry (at least every second, at most hourly).
+    fn interval(&self) -> Option<Duration> {
+        Some(
+            (self.unwritten.min(self.expiry) / 4)
+                .clamp(Duration::from_secs(1), Duration::from_secs(3600)),
+        )
+    }
+
+    async fn run_once(&self) -> Result<ExpiryReport, super::WorkerError> {
         let n = self
             .store
             .expire_uploads(self.expiry, self.unwritten)
@@ -48,25 +68,6 @@ impl UploadExpiry {
             tracing::info!(count = n, "abandoned uploads expired");
             self.metrics.uploads_expired.inc_by(n as u64);
         }
-        Ok(n)
-    }
-
-    /// Runs passes every quarter of the shorter expiry (at least every second,
-    /// at most hourly) until shutdown.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let every = (self.unwritten.min(self.expiry) / 4)
-            .clamp(Duration::from_secs(1), Duration::from_secs(3600));
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {
-                    if let Err(e) = self.run_once().await {
-                        tracing::warn!(error = %e, "upload expiry pass failed");
-                    }
-                }
-                _ = crate::shutdown::until_shutdown(&mut shutdown) => return,
-            }
-        }
+        Ok(ExpiryReport { expired: n })
     }
 }

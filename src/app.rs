@@ -129,6 +129,8 @@ pub async fn run_with(
     for w in workers {
         let _ = w.await;
     }
+    // Worker handles hold the store too; the index closes only when none is left.
+    drop(expiry);
     drop(state);
     match Arc::try_unwrap(store) {
         Ok(store) => store.close(),

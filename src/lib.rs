@@ -3,10 +3,16 @@
 //!
 //! # Layout
 //!
-//! Layers point one way: `oci` ← `store` ← `http` ← `server` ← `app`.
+//! Layers point one way: `oci` ← `store` ← `proxy` ← `http` ← `server` ← `app`;
+//! [`upstream`] depends only on `oci`.
 //!
 //! - [`oci`]: types only (digests, names, manifest views, wire error codes).
-//! - [`store`]: the redb index and content-addressed files behind registry operations.
+//! - [`store`]: the redb index, upload sessions, and content behind the
+//!   `BlobBackend` seam in `store::content` (`fs.rs` today): nothing outside
+//!   `content/` sees a path or a file handle of content, readers get an opaque
+//!   `BlobReader`.
+//! - [`proxy`]: the pull-through policy and the one download per digest.
+//! - [`upstream`]: one registry transport (auth challenges, tokens, limits, breaker).
 //! - [`auth`]: who may do what.
 //! - [`http`]: the typed router, the one error table, and one handler file per resource.
 //! - [`server`]: the accept loop, hyper-util connections and the graceful drain.

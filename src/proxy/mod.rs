@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use crate::limits::{ClientSlots, Full, SlotGuard};
 use crate::metrics::Metrics;
 use crate::oci::{Digest, Reference, RepoName};
-use crate::store::{ManifestInfo, Origin, Store, StoreError};
+use crate::store::{BlobReader, ManifestInfo, Origin, Store, StoreError};
 use crate::upstream::peers::Peers;
 use crate::upstream::{Deadline, Upstream, UpstreamError, Upstreams};
 use inflight::{DlState, Download, DownloadError, Inflight, Publisher};
@@ -73,7 +73,7 @@ pub enum ProxyError {
 /// Where a proxied blob's bytes come from.
 pub enum BlobBody {
     /// Complete in the cache.
-    Local(std::fs::File),
+    Local(BlobReader),
     /// Arriving: read any range with [`inflight::reader`].
     Streaming(Arc<Download>),
 }
@@ -343,11 +343,11 @@ impl Proxy {
         digest: &Digest,
         client: IpAddr,
     ) -> Result<ProxiedBlob, ProxyError> {
-        if let Ok((file, size)) = self.store.open_blob(local, digest).await {
+        if let Ok((reader, size)) = self.store.open_blob(local, digest).await {
             self.metrics.observe_cache("blob", "HIT");
             return Ok(ProxiedBlob {
                 size,
-                body: BlobBody::Local(file),
+                body: BlobBody::Local(reader),
                 cache: CacheResult::Hit,
             });
         }
@@ -399,10 +399,10 @@ impl Proxy {
             }),
             None => {
                 // The source did not say how long it is: serve once stored.
-                let (file, size) = self.store.open_blob(local, digest).await?;
+                let (reader, size) = self.store.open_blob(local, digest).await?;
                 Ok(ProxiedBlob {
                     size,
-                    body: BlobBody::Local(file),
+                    body: BlobBody::Local(reader),
                     cache,
                 })
             }
@@ -549,8 +549,8 @@ impl DownloadTask {
         // A request may have missed the store just before an earlier download
         // recorded this blob, and registered after it finished: serve what is
         // stored rather than download it again.
-        if let Ok((file, size)) = self.store.open_blob(&self.local, &self.digest).await {
-            self.download.set_file(file);
+        if let Ok((reader, size)) = self.store.open_blob(&self.local, &self.digest).await {
+            self.download.set_reader(reader);
             self.download.set_found_stored();
             return Ok(size);
         }
@@ -587,12 +587,7 @@ impl DownloadTask {
     ) -> Result<u64, DownloadError> {
         let size = resp.content_length();
         let mut writer = self.store.new_writer().await?;
-        let path = writer.path().to_owned();
-        let file = tokio::task::spawn_blocking(move || std::fs::File::open(path))
-            .await
-            .map_err(StoreError::from)?
-            .map_err(StoreError::from)?;
-        self.download.set_file(file);
+        self.download.set_reader(writer.reader().await?);
         tx.send_replace(DlState::Streaming {
             size,
             received: 0,

@@ -4,7 +4,7 @@ use http::{Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
 use super::respond;
-use crate::http::body::{Body, ChannelBody, FileBody, empty};
+use crate::http::body::{Body, ChannelBody, ReaderBody, empty};
 use crate::http::{ApiError, Ctx, State};
 use crate::oci::{Digest, RepoName};
 use crate::proxy::BlobBody;
@@ -97,8 +97,8 @@ pub async fn get(
             (size, None, None)
         }
         None => {
-            let (file, size) = state.store.open_blob(name, digest).await?;
-            (size, Some(BlobBody::Local(file)), None)
+            let (reader, size) = state.store.open_blob(name, digest).await?;
+            (size, Some(BlobBody::Local(reader)), None)
         }
     };
     let headers = |len: u64| {
@@ -137,7 +137,7 @@ pub async fn get(
         }
     };
     let body = match source {
-        BlobBody::Local(file) => FileBody::new(file, start, end).boxed(),
+        BlobBody::Local(reader) => ReaderBody::new(reader, start, end).boxed(),
         BlobBody::Streaming(dl) => ChannelBody::new(reader(dl, start, end), end - start).boxed(),
     };
     Ok(respond(status, h, body))

@@ -11,10 +11,14 @@
 //!   `BlobBackend` seam in `store::content` (`fs.rs` today): nothing outside
 //!   `content/` sees a path or a file handle of content, readers get an opaque
 //!   `BlobReader`.
-//! - [`proxy`]: the pull-through policy and the one download per digest.
+//! - [`proxy`]: `Source` (hosted | mirror, resolved once per request by name
+//!   routing), which answers blob, manifest, tags and referrers reads with the
+//!   cache policy (TTL, stale-on-error, 404s) inside; the pull-through engine and
+//!   the one download per digest (`inflight`).
 //! - [`upstream`]: one registry transport (auth challenges, tokens, limits, breaker).
 //! - [`auth`]: who may do what.
-//! - [`http`]: the typed router, the one error table, and one handler file per resource.
+//! - [`http`]: the typed router, name routing of each request into its `Source`,
+//!   the one error table, and one handler file per resource.
 //! - [`server`]: the accept loop, hyper-util connections and the graceful drain.
 //! - [`workers`]: background tasks (upload expiry, and later sync, replicate, evict, gc).
 //! - [`app`]: builds the shared state, runs everything, shuts down in order;

@@ -3,12 +3,22 @@
 //!
 //! # Layout
 //!
-//! Layers point one way: `oci` ← `store` ← `http` ← `server` ← `app`.
+//! Layers point one way: `oci` ← `store` ← `proxy` ← `http` ← `server` ← `app`;
+//! [`upstream`] depends only on `oci`.
 //!
 //! - [`oci`]: types only (digests, names, manifest views, wire error codes).
-//! - [`store`]: the redb index and content-addressed files behind registry operations.
+//! - [`store`]: the redb index, upload sessions, and content behind the
+//!   `BlobBackend` seam in `store::content` (`fs.rs` today): nothing outside
+//!   `content/` sees a path or a file handle of content, readers get an opaque
+//!   `BlobReader`.
+//! - [`proxy`]: `Source` (hosted | mirror, resolved once per request by name
+//!   routing), which answers blob, manifest, tags and referrers reads with the
+//!   cache policy (TTL, stale-on-error, 404s) inside; the pull-through engine and
+//!   the one download per digest (`inflight`).
+//! - [`upstream`]: one registry transport (auth challenges, tokens, limits, breaker).
 //! - [`auth`]: who may do what.
-//! - [`http`]: the typed router, the one error table, and one handler file per resource.
+//! - [`http`]: the typed router, name routing of each request into its `Source`,
+//!   the one error table, and one handler file per resource.
 //! - [`server`]: the accept loop, hyper-util connections and the graceful drain.
 //! - [`workers`]: background tasks (upload expiry, and later sync, replicate, evict, gc).
 //! - [`app`]: builds the shared state, runs everything, shuts down in order;

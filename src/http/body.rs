@@ -1,17 +1,16 @@
-//! Response bodies: small in-memory ones, and files streamed in bounded chunks
-//! (read on blocking threads, one chunk ahead) so a blob is never held whole.
+//! Response bodies: small in-memory ones, and stored blobs streamed in bounded
+//! chunks (read off the runtime, one chunk ahead) so a blob is never held whole.
 
-use std::fs::File;
 use std::future::Future as _;
-use std::os::unix::fs::FileExt;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use http_body_util::{BodyExt, Empty, Full, combinators::UnsyncBoxBody};
-use tokio::task::JoinHandle;
+
+use crate::store::BlobReader;
+use crate::store::content::{Pending, READ_CHUNK};
 
 /// The body type of every response.
 pub type Body = UnsyncBoxBody<Bytes, std::io::Error>;
@@ -26,24 +25,23 @@ pub fn full(b: Bytes) -> Body {
     Full::new(b).map_err(|never| match never {}).boxed_unsync()
 }
 
-/// Bytes read per blocking hop.
-const CHUNK: usize = 256 * 1024;
-
-/// Streams `[offset, end)` of a file.
-pub struct FileBody {
-    file: Arc<File>,
+/// Streams bytes `[start, end)` of a stored blob, reading the next chunk
+/// while the current one is sent. Holds its reader (and whatever guards ride
+/// on it) until the body is dropped.
+pub struct ReaderBody {
+    reader: BlobReader,
     next: u64,
     end: u64,
     delivered: u64,
     total: u64,
-    inflight: Option<JoinHandle<std::io::Result<Bytes>>>,
+    inflight: Option<Pending>,
 }
 
-impl FileBody {
-    /// A body for bytes `start..end` of `file`.
-    pub fn new(file: File, start: u64, end: u64) -> FileBody {
-        let mut b = FileBody {
-            file: Arc::new(file),
+impl ReaderBody {
+    /// A body for bytes `start..end` of `reader`'s blob.
+    pub fn new(reader: BlobReader, start: u64, end: u64) -> ReaderBody {
+        let mut b = ReaderBody {
+            reader,
             next: start,
             end,
             delivered: 0,
@@ -63,18 +61,13 @@ impl FileBody {
         if self.next >= self.end || self.inflight.is_some() {
             return;
         }
-        let len = (self.end - self.next).min(CHUNK as u64) as usize;
-        let (file, at) = (self.file.clone(), self.next);
+        let len = (self.end - self.next).min(READ_CHUNK as u64) as usize;
+        self.inflight = Some(self.reader.read(self.next, len));
         self.next += len as u64;
-        self.inflight = Some(tokio::task::spawn_blocking(move || {
-            let mut buf = vec![0u8; len];
-            file.read_exact_at(&mut buf, at)?;
-            Ok(Bytes::from(buf))
-        }));
     }
 }
 
-impl http_body::Body for FileBody {
+impl http_body::Body for ReaderBody {
     type Data = Bytes;
     type Error = std::io::Error;
 
@@ -88,9 +81,8 @@ impl http_body::Body for FileBody {
         let r = ready!(Pin::new(h).poll(cx));
         self.inflight = None;
         let bytes = match r {
-            Ok(Ok(b)) => b,
-            Ok(Err(e)) => return Poll::Ready(Some(Err(e))),
-            Err(e) => return Poll::Ready(Some(Err(std::io::Error::other(e.to_string())))),
+            Ok(b) => b,
+            Err(e) => return Poll::Ready(Some(Err(e))),
         };
         self.delivered += bytes.len() as u64;
         self.start_read();

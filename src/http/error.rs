@@ -101,6 +101,7 @@ impl From<crate::proxy::ProxyError> for ApiError {
                 retry_after: 5,
                 message: m.to_owned(),
             },
+            P::NoReferrersApi => ApiError::Route(RouteError::NotFound),
         }
     }
 }

@@ -239,19 +239,19 @@ pub struct Ctx {
     pub method: Method,
     /// Who is calling.
     pub caller: Caller,
-    /// For a proxied name: which upstream and the name there.
-    pub proxy: Option<Proxied>,
+    /// Where the route's repository is answered from (hosted or mirrored),
+    /// resolved once by name routing; `None` for routes without a repository.
+    pub source: Option<crate::proxy::Source>,
 }
 
-/// Where a proxied request's content comes from.
-#[derive(Debug, Clone)]
-pub struct Proxied {
-    /// Index into the configured upstreams.
-    pub upstream: usize,
-    /// The repository name at the upstream.
-    pub remote: RepoName,
-    /// The name the client used (answers that list names repeat it).
-    pub requested: RepoName,
+impl Ctx {
+    /// The request's [`Source`](crate::proxy::Source). Every route with a
+    /// repository has one; a route without one has nothing to read.
+    pub fn source(&self) -> Result<&crate::proxy::Source, ApiError> {
+        self.source
+            .as_ref()
+            .ok_or(ApiError::Route(router::RouteError::NotFound))
+    }
 }
 
 async fn route_and_run(
@@ -302,7 +302,7 @@ async fn route_and_run(
         client,
         method,
         caller,
-        proxy: resolved.proxy,
+        source: resolved.source,
     };
     handlers::dispatch(state, &ctx, resolved.route, req).await
 }

@@ -1,16 +1,18 @@
 //! Name routing applied to one request: the route's repository is resolved
 //! once (DESIGN's rules, `?ns=` included) into the local name the handler
-//! acts on, the upstream for a mirrored name, and the [`Access`] that
-//! authorization checks, so the name a token is issued for and the name a
-//! request reaches come from the same function.
+//! acts on, the [`Source`] that answers its reads (hosted, or a mirror of an
+//! upstream), and the [`Access`] that authorization checks, so the name a
+//! token is issued for and the name a request reaches come from the same
+//! function.
 
 use http::Method;
 
-use super::{ApiError, Proxied, Route, State, router};
+use super::{ApiError, Route, State, router};
 use crate::auth::{Access, Caller};
 use crate::config::Action;
 use crate::oci::RepoName;
 use crate::oci::routing::{Intent, Target};
+use crate::proxy::Source;
 
 /// What a request does to its repository, for routing.
 fn intent(route: &Route, method: &Method) -> Intent {
@@ -34,7 +36,8 @@ fn access_without_repo(route: &Route) -> Access {
 /// A request's route after name routing, with what it needs.
 pub(super) struct Resolved {
     pub(super) route: Route,
-    pub(super) proxy: Option<Proxied>,
+    /// Where reads of the route's repository are answered from.
+    pub(super) source: Option<Source>,
     pub(super) access: Access,
     /// This push makes the name hosted (rule 4): logged with the user.
     pub(super) claim: bool,
@@ -57,7 +60,7 @@ pub(super) fn resolve_route(
         return Ok(Resolved {
             access: access_without_repo(&parsed),
             route: parsed,
-            proxy: None,
+            source: None,
             claim: false,
             refusal: None,
         });
@@ -76,7 +79,7 @@ pub(super) fn resolve_route(
         Target::Hosted { claim } => Ok(Resolved {
             access: repo_access(&requested, action, &requested),
             route: parsed,
-            proxy: None,
+            source: Some(state.proxy.hosted(requested.clone())),
             claim,
             refusal: None,
         }),
@@ -93,7 +96,7 @@ pub(super) fn resolve_route(
                 return Ok(Resolved {
                     access: repo_access(&requested, Action::Push, &requested),
                     route: parsed,
-                    proxy: None,
+                    source: Some(state.proxy.hosted(requested.clone())),
                     claim: false,
                     refusal: None,
                 });
@@ -110,14 +113,18 @@ pub(super) fn resolve_route(
                     .is_ok_and(|t| t.local(&requested) == &m.local);
             let scope_name = if same { &requested } else { &m.local };
             let access = repo_access(&m.local, action, scope_name);
-            let proxy = (!from_peer).then(|| Proxied {
-                upstream: m.upstream,
-                remote: m.remote.clone(),
-                requested: requested.clone(),
-            });
+            // A peer asks for what is in our store only, never through our
+            // own upstream.
+            let source = if from_peer {
+                state.proxy.hosted(m.local.clone())
+            } else {
+                state
+                    .proxy
+                    .mirror(m.local.clone(), m.upstream, m.remote.clone(), requested)
+            };
             Ok(Resolved {
                 route: parsed.with_repo(m.local),
-                proxy,
+                source: Some(source),
                 access,
                 claim: false,
                 refusal,

@@ -3,19 +3,19 @@
 //! publishes how many bytes have arrived. Every requester, first or later,
 //! streams them as they arrive: from a window of the newest chunks kept in
 //! memory (the same buffers the network delivered, shared, not copied), or from
-//! the file once a reader has fallen behind that window. The last byte is
+//! the staged content (a [`BlobReader`]) once a reader has fallen behind that window. The last byte is
 //! released only after the digest verified; on a mismatch every reader gets an
 //! error, so no client ever receives a complete response with wrong bytes.
 
 use std::collections::{HashMap, VecDeque};
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 
 use crate::oci::Digest;
+use crate::store::BlobReader;
+use crate::store::content::READ_CHUNK;
 
 /// Why a download failed (cloned to every reader).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -66,7 +66,8 @@ pub struct Download {
     /// What is being fetched.
     pub digest: Digest,
     state: watch::Receiver<DlState>,
-    file: OnceLock<Arc<File>>,
+    /// The bytes written so far (the staged content, or the stored blob).
+    content: OnceLock<BlobReader>,
     window: Mutex<Window>,
     /// The task found the blob stored already (an earlier download recorded
     /// it just after this request missed the store): nothing crossed the
@@ -91,9 +92,10 @@ impl Download {
         self.state.clone()
     }
 
-    /// Called by the download task once the temp file exists.
-    pub fn set_file(&self, f: File) {
-        let _ = self.file.set(Arc::new(f));
+    /// Called by the download task once its content is readable (staged
+    /// and growing, or found stored).
+    pub fn set_reader(&self, r: BlobReader) {
+        let _ = self.content.set(r);
     }
 
     /// Called by the download task with each chunk as it arrives, before it
@@ -120,7 +122,7 @@ impl Download {
         Arc::new(Download {
             digest: digest.clone(),
             state,
-            file: OnceLock::new(),
+            content: OnceLock::new(),
             window: Mutex::new(Window::default()),
             found_stored: std::sync::atomic::AtomicBool::new(false),
         })
@@ -281,9 +283,6 @@ impl Drop for Publisher {
     }
 }
 
-/// Bytes read per step by a reader behind the window.
-const READ_CHUNK: u64 = 256 * 1024;
-
 /// Streams bytes `start..end` of a download to a channel as they become
 /// readable: from memory while the reader keeps up, else from the file. The
 /// task ends when the receiver (the client) goes away.
@@ -318,20 +317,14 @@ pub fn reader(dl: Arc<Download>, start: u64, end: u64) -> mpsc::Receiver<std::io
                     }
                     continue;
                 }
-                let Some(file) = dl.file.get().cloned() else {
+                let Some(content) = dl.content.get() else {
                     let _ = tx
                         .send(Err(std::io::Error::other("download file missing")))
                         .await;
                     return;
                 };
-                let len = (upto - pos).min(READ_CHUNK) as usize;
-                let at = pos;
-                let chunk = tokio::task::spawn_blocking(move || {
-                    let mut buf = vec![0u8; len];
-                    file.read_exact_at(&mut buf, at).map(|_| Bytes::from(buf))
-                })
-                .await
-                .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+                let len = (upto - pos).min(READ_CHUNK as u64) as usize;
+                let chunk = content.read(pos, len).await;
                 let failed = chunk.is_err();
                 if tx.send(chunk).await.is_err() || failed {
                     return;

@@ -1,6 +1,7 @@
 //! The pull-through policy: what to serve from the cache, when to ask the
-//! upstream, and what to do when it is down. Consulted only on a local miss (or
-//! an expired tag) for a proxied name.
+//! upstream, and what to do when it is down. Requests reach it through their
+//! [`Source`] (`source.rs`), resolved once per request: hosted names are
+//! answered by the store, mirrored ones by the policy here.
 //!
 //! - Manifests by digest are immutable: served locally once fetched.
 //! - Manifests by tag are trusted for the upstream's `manifest_ttl`, then
@@ -14,6 +15,7 @@
 //!   stale; only true misses fail.
 
 pub mod inflight;
+pub mod source;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -22,10 +24,11 @@ use std::sync::{Arc, Mutex};
 use crate::limits::{ClientSlots, Full, SlotGuard};
 use crate::metrics::Metrics;
 use crate::oci::{Digest, Reference, RepoName};
-use crate::store::{ManifestInfo, Origin, Store, StoreError};
+use crate::store::{BlobReader, ManifestInfo, Origin, Store, StoreError};
 use crate::upstream::peers::Peers;
 use crate::upstream::{Deadline, Upstream, UpstreamError, Upstreams};
 use inflight::{DlState, Download, DownloadError, Inflight, Publisher};
+pub use source::{Blob, NextPage, PAGE_MAX, Source, TagList, query_value};
 
 /// Where a response came from, sent as `X-Cache`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,12 +71,27 @@ pub enum ProxyError {
     /// (or `max_downloads` in total): the client retries later.
     #[error("{0}")]
     TooManyDownloads(&'static str),
+    /// The upstream has no referrers API (it answered 404): the client falls
+    /// back to the tag schema, as it would there.
+    #[error("the upstream does not serve the referrers API")]
+    NoReferrersApi,
+}
+
+impl ProxyError {
+    /// The upstream is down or refusing for now (not: it says the content is absent).
+    pub fn is_outage(&self) -> bool {
+        use crate::upstream::UpstreamError as U;
+        matches!(
+            self,
+            ProxyError::Upstream(U::Unavailable(_) | U::CircuitOpen(_) | U::TooManyRequests { .. })
+        )
+    }
 }
 
 /// Where a proxied blob's bytes come from.
 pub enum BlobBody {
     /// Complete in the cache.
-    Local(std::fs::File),
+    Local(BlobReader),
     /// Arriving: read any range with [`inflight::reader`].
     Streaming(Arc<Download>),
 }
@@ -88,14 +106,15 @@ pub struct ProxiedBlob {
     pub cache: CacheResult,
 }
 
-/// The pull-through engine.
+/// The pull-through engine. Cheap to clone (every [`Source`] holds one).
+#[derive(Clone)]
 pub struct Proxy {
     store: Arc<Store>,
     upstreams: Arc<Upstreams>,
     peers: Arc<Peers>,
     inflight: Arc<Inflight>,
     metrics: Arc<Metrics>,
-    manifest_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    manifest_locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
     downloads: Arc<ClientSlots>,
 }
 
@@ -118,7 +137,7 @@ impl Proxy {
             peers,
             inflight: Arc::new(Inflight::default()),
             metrics,
-            manifest_locks: Mutex::new(HashMap::new()),
+            manifest_locks: Default::default(),
             downloads,
         }
     }
@@ -343,11 +362,11 @@ impl Proxy {
         digest: &Digest,
         client: IpAddr,
     ) -> Result<ProxiedBlob, ProxyError> {
-        if let Ok((file, size)) = self.store.open_blob(local, digest).await {
+        if let Ok((reader, size)) = self.store.open_blob(local, digest).await {
             self.metrics.observe_cache("blob", "HIT");
             return Ok(ProxiedBlob {
                 size,
-                body: BlobBody::Local(file),
+                body: BlobBody::Local(reader),
                 cache: CacheResult::Hit,
             });
         }
@@ -381,12 +400,12 @@ impl Proxy {
             };
             tokio::spawn(task.run(publisher));
         }
-        let (size, source) = wait_for_size(&dl).await?;
+        let (size, feed) = wait_for_size(&dl).await?;
         // The request that started a download is a miss (or peer) however fast
         // the download went; one that joined a verified download is a hit.
-        let cache = match (started_here, source) {
+        let cache = match (started_here, feed) {
             (_, _) if dl.found_stored() => CacheResult::Hit,
-            (true, Source::Peer) => CacheResult::Peer,
+            (true, Feed::Peer) => CacheResult::Peer,
             (true, _) => CacheResult::Miss,
             (false, s) => s.for_joiner(),
         };
@@ -399,10 +418,10 @@ impl Proxy {
             }),
             None => {
                 // The source did not say how long it is: serve once stored.
-                let (file, size) = self.store.open_blob(local, digest).await?;
+                let (reader, size) = self.store.open_blob(local, digest).await?;
                 Ok(ProxiedBlob {
                     size,
-                    body: BlobBody::Local(file),
+                    body: BlobBody::Local(reader),
                     cache,
                 })
             }
@@ -425,8 +444,8 @@ impl Proxy {
             return Ok((size, CacheResult::Hit));
         }
         if let Some(dl) = self.inflight.get(local.as_str(), digest) {
-            let (size, source) = wait_for_size(&dl).await?;
-            let cache = source.for_joiner();
+            let (size, feed) = wait_for_size(&dl).await?;
+            let cache = feed.for_joiner();
             let size = match size {
                 Some(s) => s,
                 None => self
@@ -456,7 +475,7 @@ impl Proxy {
 
 /// Where a download's bytes stand when a request attaches to it.
 #[derive(Debug, Clone, Copy)]
-enum Source {
+enum Feed {
     /// Still arriving from the upstream.
     Upstream,
     /// Arriving (or arrived) from a LAN peer.
@@ -465,13 +484,13 @@ enum Source {
     Settled,
 }
 
-impl Source {
+impl Feed {
     /// What a request that joined a download it did not start was served.
     fn for_joiner(self) -> CacheResult {
         match self {
-            Source::Upstream => CacheResult::Miss,
-            Source::Peer => CacheResult::Peer,
-            Source::Settled => CacheResult::Hit,
+            Feed::Upstream => CacheResult::Miss,
+            Feed::Peer => CacheResult::Peer,
+            Feed::Settled => CacheResult::Hit,
         }
     }
 }
@@ -479,7 +498,7 @@ impl Source {
 /// Waits until a download knows its size (Some), finished without announcing one
 /// (None), or failed; also says where the bytes come from: the upstream, a
 /// peer, or (once verified) as good as the cache.
-async fn wait_for_size(dl: &Download) -> Result<(Option<u64>, Source), ProxyError> {
+async fn wait_for_size(dl: &Download) -> Result<(Option<u64>, Feed), ProxyError> {
     let mut rx = dl.watch();
     loop {
         let state = rx.borrow_and_update().clone();
@@ -490,16 +509,16 @@ async fn wait_for_size(dl: &Download) -> Result<(Option<u64>, Source), ProxyErro
                 peer,
                 ..
             } => {
-                let source = if peer { Source::Peer } else { Source::Upstream };
-                return Ok((Some(s), source));
+                let feed = if peer { Feed::Peer } else { Feed::Upstream };
+                return Ok((Some(s), feed));
             }
             // Verified bytes are as good as cached ones.
             DlState::Verified {
                 size: s,
                 peer: true,
-            } => return Ok((Some(s), Source::Peer)),
-            DlState::Verified { size: s, .. } => return Ok((Some(s), Source::Settled)),
-            DlState::Done { .. } => return Ok((None, Source::Settled)),
+            } => return Ok((Some(s), Feed::Peer)),
+            DlState::Verified { size: s, .. } => return Ok((Some(s), Feed::Settled)),
+            DlState::Done { .. } => return Ok((None, Feed::Settled)),
             DlState::Failed(DownloadError::Upstream(UpstreamError::NotFound(_))) => {
                 return Err(ProxyError::Store(StoreError::BlobUnknown(
                     dl.digest.clone(),
@@ -549,8 +568,8 @@ impl DownloadTask {
         // A request may have missed the store just before an earlier download
         // recorded this blob, and registered after it finished: serve what is
         // stored rather than download it again.
-        if let Ok((file, size)) = self.store.open_blob(&self.local, &self.digest).await {
-            self.download.set_file(file);
+        if let Ok((reader, size)) = self.store.open_blob(&self.local, &self.digest).await {
+            self.download.set_reader(reader);
             self.download.set_found_stored();
             return Ok(size);
         }
@@ -587,12 +606,7 @@ impl DownloadTask {
     ) -> Result<u64, DownloadError> {
         let size = resp.content_length();
         let mut writer = self.store.new_writer().await?;
-        let path = writer.path().to_owned();
-        let file = tokio::task::spawn_blocking(move || std::fs::File::open(path))
-            .await
-            .map_err(StoreError::from)?
-            .map_err(StoreError::from)?;
-        self.download.set_file(file);
+        self.download.set_reader(writer.reader().await?);
         tx.send_replace(DlState::Streaming {
             size,
             received: 0,

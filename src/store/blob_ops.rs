@@ -74,29 +74,23 @@ impl Store {
         self.meta.read(move |txn| readable_size(txn, &r, &d)).await
     }
 
-    /// Opens `digest` for reading through `repo`: the file and its size.
+    /// Opens `digest` for reading through `repo`: a reader and its size.
     pub async fn open_blob(
         &self,
         repo: &RepoName,
         digest: &Digest,
-    ) -> Result<(std::fs::File, u64), StoreError> {
-        let (r, d) = (repo.to_string(), digest.to_string());
-        let path = self.files.path(digest);
-        let dg = digest.clone();
-        self.meta
-            .read(move |txn| {
-                let size = readable_size(txn, &r, &d)?
-                    .ok_or_else(|| StoreError::BlobUnknown(dg.clone()))?;
-                match std::fs::File::open(&path) {
-                    Ok(f) => Ok((f, size)),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        tracing::error!(digest = %dg, "index names a blob whose file is missing");
-                        Err(StoreError::BlobUnknown(dg))
-                    }
-                    Err(e) => Err(e.into()),
-                }
-            })
-            .await
+    ) -> Result<(super::BlobReader, u64), StoreError> {
+        let size = self
+            .blob_size(repo, digest)
+            .await?
+            .ok_or_else(|| StoreError::BlobUnknown(digest.clone()))?;
+        match self.files.open(digest).await? {
+            Some(reader) => Ok((reader, size)),
+            None => {
+                tracing::error!(digest = %digest, "index names a blob whose file is missing");
+                Err(StoreError::BlobUnknown(digest.clone()))
+            }
+        }
     }
 
     /// Removes the link of `digest` from `repo` (the file goes later, through gc).

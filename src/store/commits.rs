@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use super::{BlobFiles, Meta, StoreError, tables};
+use super::{Content, Meta, StoreError, tables};
 use crate::oci::Digest;
 
 /// In-flight commits by digest.
@@ -60,7 +60,7 @@ impl Hold {
     /// unless another commit of the digest is in flight or the index names it.
     /// Runs on its own task, so a caller that goes away cannot cut it between
     /// the check and the removal; waits for it.
-    pub(super) async fn discard(self, meta: Meta, files: BlobFiles) {
+    pub(super) async fn discard(self, meta: Meta, files: Content) {
         let gate = self.commits.gate.clone();
         let task = tokio::spawn(async move {
             let _exclusive = gate.write_owned().await;
@@ -73,21 +73,14 @@ impl Hold {
                 .await;
             match named {
                 Ok(true) => {}
-                Ok(false) => {
-                    let digest = self.digest.clone();
-                    let removed = tokio::task::spawn_blocking(move || files.remove(&digest)).await;
-                    match removed {
-                        Ok(Ok(())) => {
-                            tracing::debug!(digest = %self.digest, "file of a failed push removed")
-                        }
-                        Ok(Err(e)) => {
-                            tracing::warn!(digest = %self.digest, error = %e, "file of a failed push not removed")
-                        }
-                        Err(e) => {
-                            tracing::warn!(digest = %self.digest, error = %e, "file of a failed push not removed")
-                        }
+                Ok(false) => match files.remove(&self.digest).await {
+                    Ok(()) => {
+                        tracing::debug!(digest = %self.digest, "file of a failed push removed")
                     }
-                }
+                    Err(e) => {
+                        tracing::warn!(digest = %self.digest, error = %e, "file of a failed push not removed")
+                    }
+                },
                 Err(e) => {
                     tracing::warn!(digest = %self.digest, error = %e, "file of a failed push kept: index unreadable")
                 }
@@ -117,16 +110,20 @@ mod tests {
     use super::*;
     use bytes::Bytes;
 
-    async fn setup(dir: &std::path::Path) -> (Meta, BlobFiles, Digest) {
+    async fn setup(dir: &std::path::Path) -> (Meta, Content, Digest) {
         let meta = Meta::open(&dir.join("index.redb")).unwrap();
-        let files = BlobFiles::new(dir);
-        files.prepare(true).unwrap();
+        let files = Content::fs(dir);
+        files.prepare(true).await.unwrap();
         let mut w = files.writer().unwrap();
         w.write(Bytes::from_static(b"manifest bytes"))
             .await
             .unwrap();
         let (digest, _) = w.commit(None).await.unwrap();
         (meta, files, digest)
+    }
+
+    async fn stored(files: &Content, digest: &Digest) -> bool {
+        files.size_on_disk(digest).await.unwrap().is_some()
     }
 
     #[tokio::test(flavor = "multi_thread")]
@@ -136,7 +133,7 @@ mod tests {
         let commits = Arc::new(Commits::default());
         let hold = commits.hold(&digest).await.unwrap();
         hold.discard(meta.clone(), files.clone()).await;
-        assert!(!files.path(&digest).exists());
+        assert!(!stored(&files, &digest).await);
         assert_eq!(commits.count(&digest), 0);
         meta.close();
     }
@@ -149,7 +146,7 @@ mod tests {
         let other = commits.hold(&digest).await.unwrap();
         let failed = commits.hold(&digest).await.unwrap();
         failed.discard(meta.clone(), files.clone()).await;
-        assert!(files.path(&digest).exists());
+        assert!(stored(&files, &digest).await);
         drop(other);
         assert_eq!(commits.count(&digest), 0);
         meta.close();
@@ -170,7 +167,7 @@ mod tests {
         let commits = Arc::new(Commits::default());
         let hold = commits.hold(&digest).await.unwrap();
         hold.discard(meta.clone(), files.clone()).await;
-        assert!(files.path(&digest).exists());
+        assert!(stored(&files, &digest).await);
         meta.close();
     }
 }

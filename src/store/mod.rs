@@ -1,11 +1,13 @@
-//! Storage: the redb index and the content files, behind registry-shaped
-//! operations. Nothing here sees an HTTP type; handlers never see redb or a path.
+//! Storage: the redb index and the content, behind registry-shaped
+//! operations. Nothing here sees an HTTP type; handlers never see redb or a
+//! path. Content bytes go through [`content`] (the `BlobBackend` seam): only
+//! `content/` knows where they live.
 //!
 //! Invariants: a content file is complete and verified before any row names it; a
 //! row is removed before its file; a blob is readable in a repository only if
 //! linked there.
 
-pub mod blobs;
+pub mod content;
 pub mod meta;
 pub mod tables;
 pub mod uploads;
@@ -15,7 +17,6 @@ mod blob_ops;
 mod cache_ops;
 mod commits;
 mod labels;
-mod lost_found;
 mod manifest_ops;
 mod manifest_rows;
 mod reconcile;
@@ -26,8 +27,8 @@ use std::sync::Arc;
 use crate::oci::{Digest, RepoName};
 
 pub use admin_ops::{RepoSummary, Usage};
-pub use blobs::{BlobFiles, BlobWriter, Scan};
 pub use cache_ops::CachedTag;
+pub use content::{BlobReader, BlobWriter, Content, Scan};
 pub use manifest_ops::{ManifestInfo, Page, PutManifest};
 pub use meta::{Meta, Origin};
 pub use uploads::{
@@ -108,8 +109,8 @@ pub enum StoreError {
     /// "repair" by dropping the rows. Start-up stops; nothing was changed.
     #[error("{}", reconcile::content_missing_message(.blobs, .index, *.missing, *.indexed))]
     ContentMissing {
-        /// The `blobs/sha256` directory.
-        blobs: PathBuf,
+        /// Where content lives (`blobs/sha256`, or what the backend names).
+        blobs: String,
         /// The index file.
         index: PathBuf,
         /// Indexed blobs without a file; `None` when `blobs` itself is missing.
@@ -157,7 +158,7 @@ impl From<tokio::task::JoinError> for StoreError {
 /// The storage engine: index, content files, open uploads.
 pub struct Store {
     meta: Meta,
-    files: BlobFiles,
+    files: Content,
     uploads: UploadTable,
     /// Digests between "file committed" and "rows written", so a failed push
     /// removes its file only when no other push of the same bytes needs it.
@@ -214,7 +215,7 @@ impl Store {
             Meta::open(&r.join("index.redb"))
         })
         .await??;
-        let files = BlobFiles::new(&root);
+        let files = Content::fs(&root);
         if let Err(e) = reconcile::reconcile(&meta, &files, &root).await {
             // Close the index before reporting, so the operator (or a test) can
             // fix the cause and open it again in the same process.
@@ -267,20 +268,13 @@ impl Store {
 
     /// Storage is writable and the index answers: what `/readyz` reports.
     pub async fn ready(&self) -> Result<(), StoreError> {
-        // A name of its own per probe: concurrent probes must not remove each
-        // other's file.
-        let tmp = self
-            .files
-            .tmp_dir()
-            .join(format!(".ready-{}", random_hex()?));
         self.meta
-            .read(move |txn| {
+            .read(|txn| {
                 txn.open_table(tables::REPOS)?;
-                std::fs::write(&tmp, b"ok")?;
-                std::fs::remove_file(&tmp)?;
                 Ok(())
             })
-            .await
+            .await?;
+        self.files.probe().await
     }
 
     /// Whether `repo` holds pushed content (routing rule 3).

@@ -11,12 +11,13 @@
 //! single decision here destroys both a row and a file.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use redb::ReadableTable;
 
+use super::content::lost_found;
 use super::meta::{ManifestRecord, TagRecord, decode};
-use super::{BlobFiles, Meta, StoreError, lost_found, tables};
+use super::{Content, Meta, StoreError, tables};
 use crate::oci::Digest;
 
 /// Missing files tolerated (their rows dropped) however small the store is.
@@ -31,22 +32,20 @@ pub(super) fn is_mass_loss(missing: usize, indexed: usize) -> bool {
 /// The text of [`StoreError::ContentMissing`]: what is missing, how much, where,
 /// what to check and what to do if the content really is gone.
 pub(super) fn content_missing_message(
-    blobs: &Path,
+    blobs: &str,
     index: &Path,
     missing: Option<usize>,
     indexed: usize,
 ) -> String {
     let what = if let Some(missing) = missing {
         format!(
-            "{missing} of the {indexed} blobs named by the index {} have no file under {}",
+            "{missing} of the {indexed} blobs named by the index {} have no file under {blobs}",
             index.display(),
-            blobs.display()
         )
     } else {
         format!(
-            "the index {} names {indexed} blobs but {} does not exist",
+            "the index {} names {indexed} blobs but {blobs} does not exist",
             index.display(),
-            blobs.display()
         )
     };
     let root = index.parent().unwrap_or(Path::new("."));
@@ -117,11 +116,7 @@ fn drop_rows(txn: &redb::WriteTransaction, gone: &HashSet<String>) -> Result<(),
 
 /// Settles the index against the files; see the module doc. Upload rows go
 /// because `tmp/` was emptied.
-pub(super) async fn reconcile(
-    meta: &Meta,
-    files: &BlobFiles,
-    root: &Path,
-) -> Result<(), StoreError> {
+pub(super) async fn reconcile(meta: &Meta, files: &Content, root: &Path) -> Result<(), StoreError> {
     let indexed: HashSet<String> = meta
         .read(|txn| {
             let t = txn.open_table(tables::BLOBS)?;
@@ -133,19 +128,16 @@ pub(super) async fn reconcile(
         })
         .await?;
     let content_missing = |missing: Option<usize>| StoreError::ContentMissing {
-        blobs: files.blobs_dir().to_path_buf(),
+        blobs: files.location(),
         index: root.join("index.redb"),
         missing,
         indexed: indexed.len(),
     };
-    let f = files.clone();
-    let create_blobs = indexed.is_empty();
-    let present = tokio::task::spawn_blocking(move || f.prepare(create_blobs)).await??;
+    let present = files.prepare(indexed.is_empty()).await?;
     if !present {
         return Err(content_missing(None));
     }
-    let f = files.clone();
-    let scan = tokio::task::spawn_blocking(move || f.scan()).await??;
+    let scan = files.scan().await?;
     let on_disk: HashSet<String> = scan.content.iter().map(Digest::to_string).collect();
     let gone: HashSet<String> = indexed.difference(&on_disk).cloned().collect();
     if is_mass_loss(gone.len(), indexed.len()) {
@@ -157,7 +149,7 @@ pub(super) async fn reconcile(
         .filter(|d| !indexed.contains(&d.to_string()))
         .cloned()
         .collect();
-    set_aside(files, root, orphans, scan.strays).await?;
+    files.set_aside(orphans, scan.strays).await?;
     for d in &gone {
         tracing::warn!(digest = %d, "index row dropped: its content file is missing");
     }
@@ -183,61 +175,6 @@ pub(super) async fn reconcile(
             "content linked into hosted repositories relabelled as pushed"
         );
     }
-    Ok(())
-}
-
-/// Moves orphan content files and strays to `lost+found/`, logging how many
-/// went where. A file that cannot be moved stays where it is (logged).
-async fn set_aside(
-    files: &BlobFiles,
-    root: &Path,
-    orphans: Vec<Digest>,
-    strays: Vec<PathBuf>,
-) -> Result<(), StoreError> {
-    if orphans.is_empty() && strays.is_empty() {
-        return Ok(());
-    }
-    let files = files.clone();
-    let root = root.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        let dir = lost_found::dir(&root);
-        let blobs = files.blobs_dir().to_path_buf();
-        let mut moved = (0usize, 0usize);
-        for d in &orphans {
-            let name = format!("sha256-{}", d.hex());
-            match lost_found::move_in(&root, &files.path(d), &name) {
-                Ok(_) => moved.0 += 1,
-                Err(e) => {
-                    tracing::warn!(digest = %d, error = %e, "orphan content file could not be moved; left in place")
-                }
-            }
-        }
-        for p in &strays {
-            let rel = p.strip_prefix(&blobs).unwrap_or(p);
-            let name = format!("stray-{}", rel.to_string_lossy().replace('/', "-"));
-            match lost_found::move_in(&root, p, &name) {
-                Ok(_) => moved.1 += 1,
-                Err(e) => {
-                    tracing::warn!(path = %p.display(), error = %e, "stray file under blobs/ could not be moved; left in place")
-                }
-            }
-        }
-        if moved.0 > 0 {
-            tracing::warn!(
-                count = moved.0,
-                dir = %dir.display(),
-                "content files without index rows moved to lost+found"
-            );
-        }
-        if moved.1 > 0 {
-            tracing::warn!(
-                count = moved.1,
-                dir = %dir.display(),
-                "stray files under blobs/ moved to lost+found"
-            );
-        }
-    })
-    .await?;
     Ok(())
 }
 

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use crate::oci::RepoName;
 
+use super::BlobWriter;
 use super::StoreError;
-use super::blobs::BlobWriter;
 
 /// Most upload sessions one client address may hold open. A pushing client
 /// opens a handful at a time (dockerd uploads 5 layers at once by default,

@@ -4,7 +4,7 @@ use http::{Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
 use super::respond;
-use crate::http::body::{Body, ChannelBody, FileBody, empty};
+use crate::http::body::{Body, ChannelBody, ReaderBody, empty};
 use crate::http::{ApiError, Ctx, State};
 use crate::oci::{Digest, RepoName};
 use crate::proxy::BlobBody;
@@ -51,9 +51,10 @@ pub fn parse_range(value: Option<&str>, size: u64) -> Result<ByteRange, ApiError
     Ok(ByteRange::Part(range.0, range.1))
 }
 
-/// `GET` or `HEAD` a blob: from the store, or for a mirrored name through the
-/// proxy (a miss streams while it downloads; ranges work on it too; a HEAD
-/// asks the upstream without downloading).
+/// `GET` or `HEAD` a blob, from the request's [`Source`](crate::proxy::Source):
+/// the store, or for a mirrored name the cache in front of the upstream (a
+/// miss streams while it downloads; ranges work on it too; a HEAD asks the
+/// upstream without downloading).
 pub async fn get(
     state: &State,
     ctx: &Ctx,
@@ -62,44 +63,23 @@ pub async fn get(
     req: &Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
     let head = ctx.method == http::Method::HEAD;
-    let (size, source, cache) = match &ctx.proxy {
-        Some(p) if head => {
-            let (size, cache) = match state
-                .proxy
-                .blob_head(p.upstream, name, &p.remote, digest)
-                .await
-            {
-                Ok(found) => found,
-                Err(e) if is_outage(&e) && may_push(state, ctx, name) => {
-                    // A pusher checks each blob before its upload, which this
-                    // name will refuse with advice (DENIED, naming [hosted]
-                    // prefixes). An upstream outage must not hide that advice
-                    // behind a 503: say "not here", and the upload says why.
-                    return Err(crate::store::StoreError::BlobUnknown(digest.clone()).into());
-                }
-                Err(e) => return Err(e.into()),
-            };
-            (size, None, Some(cache))
-        }
-        Some(p) => {
-            let b = state
-                .proxy
-                .blob(p.upstream, name, &p.remote, digest, ctx.client.limit_key())
-                .await?;
-            (b.size, Some(b.body), Some(b.cache))
-        }
-        None if head => {
-            let size = state
-                .store
-                .blob_size(name, digest)
-                .await?
-                .ok_or_else(|| crate::store::StoreError::BlobUnknown(digest.clone()))?;
-            (size, None, None)
-        }
-        None => {
-            let (file, size) = state.store.open_blob(name, digest).await?;
-            (size, Some(BlobBody::Local(file)), None)
-        }
+    let source = ctx.source()?;
+    let (size, body, cache) = if head {
+        let (size, cache) = match source.blob_head(digest).await {
+            Ok(found) => found,
+            Err(e) if e.is_outage() && may_push(state, ctx, name) => {
+                // A pusher checks each blob before its upload, which this
+                // name will refuse with advice (DENIED, naming [hosted]
+                // prefixes). An upstream outage must not hide that advice
+                // behind a 503: say "not here", and the upload says why.
+                return Err(crate::store::StoreError::BlobUnknown(digest.clone()).into());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        (size, None, cache)
+    } else {
+        let b = source.blob(digest, ctx.client.limit_key()).await?;
+        (b.size, Some(b.body), b.cache)
     };
     let headers = |len: u64| {
         let mut h = vec![
@@ -118,7 +98,7 @@ pub async fn get(
         }
         h
     };
-    let Some(source) = source.filter(|_| !head) else {
+    let Some(body) = body else {
         return Ok(respond(StatusCode::OK, headers(size), empty()));
     };
     let range = req
@@ -136,22 +116,11 @@ pub async fn get(
             (StatusCode::PARTIAL_CONTENT, start, last + 1, h)
         }
     };
-    let body = match source {
-        BlobBody::Local(file) => FileBody::new(file, start, end).boxed(),
+    let body = match body {
+        BlobBody::Local(reader) => ReaderBody::new(reader, start, end).boxed(),
         BlobBody::Streaming(dl) => ChannelBody::new(reader(dl, start, end), end - start).boxed(),
     };
     Ok(respond(status, h, body))
-}
-
-/// The upstream is down or refusing for now (not: it says the blob is absent).
-fn is_outage(e: &crate::proxy::ProxyError) -> bool {
-    use crate::upstream::UpstreamError as U;
-    matches!(
-        e,
-        crate::proxy::ProxyError::Upstream(
-            U::Unavailable(_) | U::CircuitOpen(_) | U::TooManyRequests { .. }
-        )
-    )
 }
 
 /// Whether the caller may push to the (local) name, as far as the rules go.

@@ -36,24 +36,16 @@ pub fn accepts(accept: &str, media_type: &str) -> bool {
             .any(|t| *t == media_type || *t == "*/*" || *t == "application/*")
 }
 
-/// `GET` or `HEAD` a manifest.
+/// `GET` or `HEAD` a manifest, from the request's
+/// [`Source`](crate::proxy::Source) (for a mirrored name: the cache, within
+/// the tag's TTL, revalidated or stale otherwise).
 pub async fn get(
-    state: &State,
     ctx: &Ctx,
-    name: &RepoName,
     reference: &Reference,
     req: &Request<Incoming>,
 ) -> Result<Response<Body>, ApiError> {
-    let (info, cache) = match &ctx.proxy {
-        Some(p) => {
-            let (info, c) = state
-                .proxy
-                .manifest(p.upstream, name, &p.remote, reference)
-                .await?;
-            (info, Some(c))
-        }
-        None => (state.store.manifest_info(name, reference).await?, None),
-    };
+    let source = ctx.source()?;
+    let (info, cache) = source.manifest(reference).await?;
     let accept = merged(req.headers(), header::ACCEPT);
     if !accepts(&accept, &info.media_type) {
         return Err(StoreError::ManifestUnknown(format!(
@@ -77,7 +69,7 @@ pub async fn get(
     if ctx.method == http::Method::HEAD {
         return Ok(respond(StatusCode::OK, headers, empty()));
     }
-    let bytes = state.store.manifest_bytes(&info).await?;
+    let bytes = source.manifest_bytes(&info).await?;
     Ok(respond(StatusCode::OK, headers, full(bytes)))
 }
 

@@ -39,13 +39,11 @@ pub async fn dispatch(
         Route::Token => token::issue(state, ctx, req).await,
         Route::Admin { op } => admin::run(state, &op).await,
         Route::Tags { name } => listing::tags(state, ctx, &name, &req).await,
-        Route::Referrers { name, digest } => {
-            listing::referrers(state, ctx, &name, &digest, &req).await
-        }
+        Route::Referrers { digest, .. } => listing::referrers(ctx, &digest, &req).await,
         Route::Manifest { name, reference } => match ctx.method {
             Method::PUT => manifests::put(state, &name, &reference, req).await,
             Method::DELETE => manifests::delete(state, &name, &reference).await,
-            _ => manifests::get(state, ctx, &name, &reference, &req).await,
+            _ => manifests::get(ctx, &reference, &req).await,
         },
         Route::Blob { name, digest } => match ctx.method {
             Method::DELETE => blobs::delete(state, &name, &digest).await,

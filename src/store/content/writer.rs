@@ -1,176 +1,21 @@
-//! Content-addressed files: `blobs/sha256/ab/abcd…`, one immutable file per digest.
-//! New content goes to `tmp/`, is hashed while written, fsynced and renamed into
-//! place; nothing half-written is ever at a `blobs/` path.
+//! [`BlobWriter`]: new content staged in `tmp/`, hashed while written, and
+//! handed to the backend once verified. Nothing half-written is ever where
+//! content is served from.
 
 use std::fs::File;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use tokio::task::JoinHandle;
 
-use super::StoreError;
+use super::{BlobBackend, BlobReader, Staged};
 use crate::oci::{Digest, DigestHasher};
+use crate::store::StoreError;
 
 /// Bytes gathered before one blocking write+hash hop.
 const FLUSH_AT: usize = 1 << 20;
-
-/// The two directories under `storage.root` that hold content.
-#[derive(Debug, Clone)]
-pub struct BlobFiles {
-    blobs: PathBuf,
-    tmp: PathBuf,
-}
-
-impl BlobFiles {
-    /// The content directories of `root`; nothing is touched on disk (start-up
-    /// decides with the index whether `blobs/` may be created, see
-    /// [`BlobFiles::prepare`]).
-    pub fn new(root: &Path) -> BlobFiles {
-        BlobFiles {
-            blobs: root.join("blobs").join("sha256"),
-            tmp: root.join("tmp"),
-        }
-    }
-
-    /// Empties `tmp/` (nothing in it survives a restart: uploads and downloads
-    /// in flight then are gone by design) and, when `create_blobs`, creates
-    /// `blobs/sha256`. Returns whether `blobs/sha256` is there: it must not be
-    /// created when the index names content, because a missing directory then
-    /// means an unmounted volume or a wrong symlink, not an empty store.
-    pub fn prepare(&self, create_blobs: bool) -> Result<bool, StoreError> {
-        if self.tmp.exists() {
-            std::fs::remove_dir_all(&self.tmp)?;
-        }
-        std::fs::create_dir_all(&self.tmp)?;
-        if create_blobs {
-            std::fs::create_dir_all(&self.blobs)?;
-        }
-        Ok(self.blobs.is_dir())
-    }
-
-    /// `blobs/sha256`, the root of the content files.
-    pub fn blobs_dir(&self) -> &Path {
-        &self.blobs
-    }
-
-    /// Where the file of `digest` lives. Safe: a `Digest` is 64 hex characters.
-    pub fn path(&self, digest: &Digest) -> PathBuf {
-        let hex = digest.hex();
-        self.blobs.join(&hex[..2]).join(hex)
-    }
-
-    /// The temp directory, also for readiness checks.
-    pub fn tmp_dir(&self) -> &Path {
-        &self.tmp
-    }
-
-    /// Starts a new temp file, created now: a download's readers open it by path
-    /// before the first byte arrives.
-    pub fn writer(&self) -> Result<BlobWriter, StoreError> {
-        let path = self.tmp.join(super::random_hex()?);
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)?;
-        Ok(self.writer_at(path, Some(file)))
-    }
-
-    /// Starts a new temp file that is created only when the first byte arrives
-    /// (an upload session that never receives one costs no file and no
-    /// descriptor). Does no I/O.
-    pub fn lazy_writer(&self) -> Result<BlobWriter, StoreError> {
-        let path = self.tmp.join(super::random_hex()?);
-        Ok(self.writer_at(path, None))
-    }
-
-    fn writer_at(&self, path: PathBuf, file: Option<File>) -> BlobWriter {
-        let open = file.is_some();
-        BlobWriter {
-            files: self.clone(),
-            path: path.clone(),
-            sink: Arc::new(Mutex::new(Sink {
-                created: open,
-                file,
-                path,
-                failed: None,
-            })),
-            hasher: Arc::new(Mutex::new(DigestHasher::new())),
-            pending: Vec::new(),
-            pending_len: 0,
-            accepted: 0,
-            inflight: None,
-            committed: false,
-            inflight_len: 0,
-            open,
-        }
-    }
-
-    /// Every file under `blobs/sha256`, sorted into content files (a digest
-    /// name in its fan-out directory) and strays (anything else), for start-up
-    /// reconciliation. Nothing is moved or removed here. A fan-out directory
-    /// may be a symlink (to another disk), as `blobs/` itself may; one that
-    /// leads nowhere is content out of reach, which stops start-up rather than
-    /// being set aside as a stray (its blobs' rows would be dropped).
-    pub fn scan(&self) -> Result<Scan, StoreError> {
-        let mut out = Scan::default();
-        for fan in std::fs::read_dir(&self.blobs)? {
-            let fan = fan?;
-            let fan_name = fan.file_name();
-            let fan_named = fan_name
-                .to_str()
-                .is_some_and(|n| n.len() == 2 && n.bytes().all(|b| b.is_ascii_hexdigit()));
-            let fan_ok = fan_named && fan.path().is_dir();
-            if fan_named && !fan_ok && fan.file_type()?.is_symlink() {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    format!(
-                        "{} is a symlink that does not lead to a directory: check that \
-                         the volume it points to is mounted",
-                        fan.path().display()
-                    ),
-                )
-                .into());
-            }
-            if !fan_ok {
-                out.strays.push(fan.path());
-                continue;
-            }
-            for f in std::fs::read_dir(fan.path())? {
-                let f = f?;
-                let name = f.file_name();
-                let digest = name
-                    .to_str()
-                    .filter(|n| n.get(..2) == fan_name.to_str())
-                    .and_then(|n| format!("sha256:{n}").parse::<Digest>().ok())
-                    .filter(|_| f.path().is_file());
-                match digest {
-                    Some(d) => out.content.push(d),
-                    None => out.strays.push(f.path()),
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    /// Removes a content file; a missing file is fine (metadata goes first, files after).
-    pub fn remove(&self, digest: &Digest) -> Result<(), StoreError> {
-        match std::fs::remove_file(self.path(digest)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
-            _ => Ok(()),
-        }
-    }
-}
-
-/// What [`BlobFiles::scan`] found under `blobs/sha256`.
-#[derive(Debug, Default)]
-pub struct Scan {
-    /// Files named by their digest, where [`BlobFiles::path`] looks for them.
-    pub content: Vec<Digest>,
-    /// Everything else (wrong names, misplaced files, unexpected directories).
-    pub strays: Vec<PathBuf>,
-}
 
 struct Sink {
     /// Open while bytes are being written; closed by [`BlobWriter::park`] and
@@ -209,7 +54,7 @@ impl Sink {
 /// upload [parks](BlobWriter::park) its writer: the file is closed, the running
 /// hash stays in memory.
 pub struct BlobWriter {
-    files: BlobFiles,
+    backend: Arc<dyn BlobBackend>,
     path: PathBuf,
     sink: Arc<Mutex<Sink>>,
     hasher: Arc<Mutex<DigestHasher>>,
@@ -217,13 +62,38 @@ pub struct BlobWriter {
     pending_len: usize,
     accepted: u64,
     inflight: Option<[JoinHandle<()>; 2]>,
-    committed: bool,
     inflight_len: u64,
     /// Whether the file may be open (false before the first byte and after a park).
     open: bool,
 }
 
 impl BlobWriter {
+    /// A writer staging into `path`, already created when `file` is given.
+    pub(super) fn new(
+        backend: Arc<dyn BlobBackend>,
+        path: PathBuf,
+        file: Option<File>,
+    ) -> BlobWriter {
+        let open = file.is_some();
+        BlobWriter {
+            backend,
+            path: path.clone(),
+            sink: Arc::new(Mutex::new(Sink {
+                created: open,
+                file,
+                path,
+                failed: None,
+            })),
+            hasher: Arc::new(Mutex::new(DigestHasher::new())),
+            pending: Vec::new(),
+            pending_len: 0,
+            accepted: 0,
+            inflight: None,
+            inflight_len: 0,
+            open,
+        }
+    }
+
     /// Bytes accepted so far (the upload offset).
     pub fn len(&self) -> u64 {
         self.accepted
@@ -238,9 +108,13 @@ impl BlobWriter {
         }
     }
 
-    /// The temp file, for readers that follow a download as it grows.
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// A reader of the staged file, for followers of a download: it reads
+    /// the bytes already [flushed](BlobWriter::flushed) while more arrive, and
+    /// keeps working after the file is published or dropped.
+    pub async fn reader(&self) -> Result<BlobReader, StoreError> {
+        let path = self.path.clone();
+        let file = tokio::task::spawn_blocking(move || File::open(path)).await??;
+        Ok(super::fs::file_reader(file))
     }
 
     /// True before any byte arrived.
@@ -374,14 +248,13 @@ impl BlobWriter {
         .await?
     }
 
-    /// Finishes the file: fsync, verify against `expected` (if given), rename into
-    /// `blobs/`. Returns the digest and size. On a mismatch the temp file is dropped.
+    /// Finishes the file: fsync, verify against `expected` (if given), hand it
+    /// to the backend. Returns the digest and size. On a mismatch (or any
+    /// failure) the staged file is dropped.
     pub async fn commit(mut self, expected: Option<&Digest>) -> Result<(Digest, u64), StoreError> {
         self.flush().await?;
         let sink = self.sink.clone();
         let hasher = self.hasher.clone();
-        let files = self.files.clone();
-        let tmp = self.path.clone();
         let expected = expected.cloned();
         let size = self.accepted;
         let digest = tokio::task::spawn_blocking(move || -> Result<Digest, StoreError> {
@@ -403,35 +276,14 @@ impl BlobWriter {
             // its file here.
             s.file()?.sync_all()?;
             s.file = None;
-            let dest = files.path(&digest);
-            let dir = dest.parent().map(Path::to_path_buf).unwrap_or_default();
-            if dest.exists() {
-                // Same digest, same bytes: the existing file stays.
-                let _ = std::fs::remove_file(&tmp);
-            } else {
-                // Only the fan-out level is created here: if `blobs/sha256`
-                // itself is gone (an unmounted volume), the commit fails rather
-                // than filling a fresh directory the volume will hide.
-                let fan_created = match std::fs::create_dir(&dir) {
-                    Ok(()) => true,
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
-                    Err(e) => return Err(e.into()),
-                };
-                std::fs::rename(&tmp, &dest)?;
-                File::open(&dir)?.sync_all()?;
-                if fan_created {
-                    // A new fan-out directory is itself an entry of its parent:
-                    // without this fsync a crash could lose the directory and
-                    // with it the file the index is about to name.
-                    if let Some(parent) = dir.parent() {
-                        File::open(parent)?.sync_all()?;
-                    }
-                }
-            }
             Ok(digest)
         })
         .await??;
-        self.committed = true;
+        let staged = Staged {
+            path: self.path.clone(),
+        };
+        self.backend.publish(&staged, &digest).await?;
+        // Whatever the backend left of the staged file goes with the writer.
         Ok((digest, size))
     }
 }
@@ -454,9 +306,9 @@ fn write_all_vectored(file: &mut File, bufs: &[Bytes]) -> std::io::Result<()> {
 
 impl Drop for BlobWriter {
     fn drop(&mut self) {
-        if !self.committed {
-            // unlink is cheap; a step still in flight writes to an unlinked file.
-            let _ = std::fs::remove_file(&self.path);
-        }
+        // The staged file never outlives its writer: published (renamed away,
+        // or uploaded), found stored already, or abandoned. unlink is cheap; a
+        // step still in flight writes to an unlinked file.
+        let _ = std::fs::remove_file(&self.path);
     }
 }

@@ -8,14 +8,18 @@ use std::path::{Path, PathBuf};
 const MAX_SUFFIX: usize = 1000;
 
 /// The `lost+found` directory of `root`.
-pub(super) fn dir(root: &Path) -> PathBuf {
+pub(in crate::store) fn dir(root: &Path) -> PathBuf {
     root.join("lost+found")
 }
 
 /// Moves `src` into `<root>/lost+found/` as `name` (or `name.N` when taken) and
 /// returns where it went. A rename when possible; across filesystems (a
 /// `blobs/` on its own volume) a file is copied, fsynced and only then removed.
-pub(super) fn move_in(root: &Path, src: &Path, name: &str) -> std::io::Result<PathBuf> {
+pub(in crate::store::content) fn move_in(
+    root: &Path,
+    src: &Path,
+    name: &str,
+) -> std::io::Result<PathBuf> {
     let dir = dir(root);
     std::fs::create_dir_all(&dir)?;
     let dest = free_name(&dir, name)?;

@@ -1,0 +1,467 @@
+//! The filesystem backend: `blobs/sha256/ab/abcd…`, one immutable file per
+//! digest. A staged file is renamed into place only after it was fsynced and
+//! verified, and the directory entry is fsynced before the index may name it;
+//! nothing half-written is ever at a `blobs/` path. Quarantined content goes
+//! to `quarantine/sha256/<hex>`, start-up's leftovers to `lost+found/`.
+
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::{BlobBackend, BlobReader, BoxFuture, Pending, ReadAt, Scan, Staged, Stray, lost_found};
+use crate::oci::{Digest, DigestHasher};
+use crate::store::StoreError;
+
+/// Bytes per blocking read when re-hashing.
+const HASH_CHUNK: usize = 1 << 20;
+
+/// Content files under a data directory.
+#[derive(Debug, Clone)]
+pub struct FsBackend {
+    root: PathBuf,
+    blobs: PathBuf,
+}
+
+/// Where the file of `digest` lives under `blobs` (`blobs/sha256`). Safe: a
+/// `Digest` is 64 hex characters.
+pub(super) fn layout_path(blobs: &Path, digest: &Digest) -> PathBuf {
+    let hex = digest.hex();
+    blobs.join(&hex[..2]).join(hex)
+}
+
+/// A reader over an open file (stored content, or a staged file that grows).
+pub(super) fn file_reader(file: File) -> BlobReader {
+    BlobReader::new(FileAt(Arc::new(file)))
+}
+
+/// Positioned reads of one open file on blocking threads.
+struct FileAt(Arc<File>);
+
+impl ReadAt for FileAt {
+    fn read_at(&self, at: u64, len: usize) -> Pending {
+        let file = self.0.clone();
+        Pending::blocking(move || {
+            let mut buf = vec![0u8; len];
+            file.read_exact_at(&mut buf, at)?;
+            Ok(Bytes::from(buf))
+        })
+    }
+}
+
+/// Runs blocking file work on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f).await?
+}
+
+impl FsBackend {
+    /// The content directories of the data directory `root`; nothing is
+    /// touched on disk.
+    pub fn new(root: &Path) -> FsBackend {
+        FsBackend {
+            root: root.to_path_buf(),
+            blobs: root.join("blobs").join("sha256"),
+        }
+    }
+
+    fn path(&self, digest: &Digest) -> PathBuf {
+        layout_path(&self.blobs, digest)
+    }
+
+    fn prepare_now(&self, create: bool) -> Result<bool, StoreError> {
+        if create {
+            std::fs::create_dir_all(&self.blobs)?;
+        }
+        Ok(self.blobs.is_dir())
+    }
+
+    /// Every file under `blobs/sha256`, sorted into content files (a digest
+    /// name in its fan-out directory) and strays (anything else). A fan-out
+    /// directory may be a symlink (to another disk), as `blobs/` itself may;
+    /// one that leads nowhere is content out of reach, which stops start-up
+    /// rather than being set aside as a stray (its blobs' rows would be dropped).
+    fn scan_now(&self) -> Result<Scan, StoreError> {
+        let mut out = Scan::default();
+        for fan in std::fs::read_dir(&self.blobs)? {
+            let fan = fan?;
+            let fan_name = fan.file_name();
+            let fan_named = fan_name
+                .to_str()
+                .is_some_and(|n| n.len() == 2 && n.bytes().all(|b| b.is_ascii_hexdigit()));
+            let fan_ok = fan_named && fan.path().is_dir();
+            if fan_named && !fan_ok && fan.file_type()?.is_symlink() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!(
+                        "{} is a symlink that does not lead to a directory: check that \
+                         the volume it points to is mounted",
+                        fan.path().display()
+                    ),
+                )
+                .into());
+            }
+            if !fan_ok {
+                out.strays.push(Stray(fan.path()));
+                continue;
+            }
+            for f in std::fs::read_dir(fan.path())? {
+                let f = f?;
+                let name = f.file_name();
+                let digest = name
+                    .to_str()
+                    .filter(|n| n.get(..2) == fan_name.to_str())
+                    .and_then(|n| format!("sha256:{n}").parse::<Digest>().ok())
+                    .filter(|_| f.path().is_file());
+                match digest {
+                    Some(d) => out.content.push(d),
+                    None => out.strays.push(Stray(f.path())),
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Moves orphan content files and strays to `lost+found/`, logging how
+    /// many went where. A file that cannot be moved stays where it is (logged).
+    fn set_aside_now(&self, orphans: &[Digest], strays: &[Stray]) {
+        let dir = lost_found::dir(&self.root);
+        let mut moved = (0usize, 0usize);
+        for d in orphans {
+            let name = format!("sha256-{}", d.hex());
+            match lost_found::move_in(&self.root, &self.path(d), &name) {
+                Ok(_) => moved.0 += 1,
+                Err(e) => {
+                    tracing::warn!(digest = %d, error = %e, "orphan content file could not be moved; left in place")
+                }
+            }
+        }
+        for Stray(p) in strays {
+            let rel = p.strip_prefix(&self.blobs).unwrap_or(p);
+            let name = format!("stray-{}", rel.to_string_lossy().replace('/', "-"));
+            match lost_found::move_in(&self.root, p, &name) {
+                Ok(_) => moved.1 += 1,
+                Err(e) => {
+                    tracing::warn!(path = %p.display(), error = %e, "stray file under blobs/ could not be moved; left in place")
+                }
+            }
+        }
+        if moved.0 > 0 {
+            tracing::warn!(
+                count = moved.0,
+                dir = %dir.display(),
+                "content files without index rows moved to lost+found"
+            );
+        }
+        if moved.1 > 0 {
+            tracing::warn!(
+                count = moved.1,
+                dir = %dir.display(),
+                "stray files under blobs/ moved to lost+found"
+            );
+        }
+    }
+
+    /// Renames the staged file to the digest's path, unless that is there
+    /// already (same digest, same bytes: the existing file stays).
+    fn publish_now(&self, tmp: &Path, digest: &Digest) -> Result<(), StoreError> {
+        let dest = self.path(digest);
+        if dest.exists() {
+            return Ok(());
+        }
+        let dir = dest.parent().map(Path::to_path_buf).unwrap_or_default();
+        // Only the fan-out level is created here: if `blobs/sha256` itself is
+        // gone (an unmounted volume), the commit fails rather than filling a
+        // fresh directory the volume will hide.
+        let fan_created = match std::fs::create_dir(&dir) {
+            Ok(()) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+            Err(e) => return Err(e.into()),
+        };
+        std::fs::rename(tmp, &dest)?;
+        File::open(&dir)?.sync_all()?;
+        if fan_created {
+            // A new fan-out directory is itself an entry of its parent:
+            // without this fsync a crash could lose the directory and with it
+            // the file the index is about to name.
+            if let Some(parent) = dir.parent() {
+                File::open(parent)?.sync_all()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn open_now(&self, digest: &Digest) -> Result<Option<BlobReader>, StoreError> {
+        match File::open(self.path(digest)) {
+            Ok(f) => Ok(Some(file_reader(f))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn remove_now(&self, digest: &Digest) -> Result<(), StoreError> {
+        match std::fs::remove_file(self.path(digest)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
+    fn hash_now(&self, digest: &Digest) -> Result<Digest, StoreError> {
+        let mut file = match File::open(self.path(digest)) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StoreError::BlobUnknown(digest.clone()));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut hasher = DigestHasher::new();
+        let mut buf = vec![0u8; HASH_CHUNK];
+        loop {
+            match file.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => hasher.update(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(hasher.finish())
+    }
+
+    /// Moves the file to `quarantine/sha256/<hex>` (replacing an earlier
+    /// quarantined copy of the same digest). A rename when possible; across
+    /// filesystems (a `blobs/` on its own volume) the file is copied, fsynced
+    /// and only then removed.
+    fn quarantine_now(&self, digest: &Digest) -> Result<bool, StoreError> {
+        let src = self.path(digest);
+        if !src.is_file() {
+            return Ok(false);
+        }
+        let dir = self.root.join("quarantine").join("sha256");
+        std::fs::create_dir_all(&dir)?;
+        let dest = dir.join(digest.hex());
+        match std::fs::rename(&src, &dest) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => {
+                std::fs::copy(&src, &dest)?;
+                File::open(&dest)?.sync_all()?;
+                std::fs::remove_file(&src)?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        File::open(&dir)?.sync_all()?;
+        if let Some(fan) = src.parent() {
+            File::open(fan)?.sync_all()?;
+        }
+        Ok(true)
+    }
+
+    fn size_now(&self, digest: &Digest) -> Result<Option<u64>, StoreError> {
+        match std::fs::metadata(self.path(digest)) {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+impl BlobBackend for FsBackend {
+    fn prepare(&self, create: bool) -> BoxFuture<'_, Result<bool, StoreError>> {
+        let me = self.clone();
+        Box::pin(blocking(move || me.prepare_now(create)))
+    }
+
+    fn scan(&self) -> BoxFuture<'_, Result<Scan, StoreError>> {
+        let me = self.clone();
+        Box::pin(blocking(move || me.scan_now()))
+    }
+
+    fn set_aside(
+        &self,
+        orphans: Vec<Digest>,
+        strays: Vec<Stray>,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        let me = self.clone();
+        Box::pin(async move {
+            if orphans.is_empty() && strays.is_empty() {
+                return Ok(());
+            }
+            blocking(move || {
+                me.set_aside_now(&orphans, &strays);
+                Ok(())
+            })
+            .await
+        })
+    }
+
+    fn location(&self) -> String {
+        self.blobs.display().to_string()
+    }
+
+    fn publish<'a>(
+        &'a self,
+        staged: &'a Staged,
+        digest: &'a Digest,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let (me, tmp, d) = (self.clone(), staged.path().to_path_buf(), digest.clone());
+        Box::pin(blocking(move || me.publish_now(&tmp, &d)))
+    }
+
+    fn open<'a>(
+        &'a self,
+        digest: &'a Digest,
+    ) -> BoxFuture<'a, Result<Option<BlobReader>, StoreError>> {
+        let (me, d) = (self.clone(), digest.clone());
+        Box::pin(blocking(move || me.open_now(&d)))
+    }
+
+    fn remove<'a>(&'a self, digest: &'a Digest) -> BoxFuture<'a, Result<(), StoreError>> {
+        let (me, d) = (self.clone(), digest.clone());
+        Box::pin(blocking(move || me.remove_now(&d)))
+    }
+
+    fn hash<'a>(&'a self, digest: &'a Digest) -> BoxFuture<'a, Result<Digest, StoreError>> {
+        let (me, d) = (self.clone(), digest.clone());
+        Box::pin(blocking(move || me.hash_now(&d)))
+    }
+
+    fn quarantine<'a>(&'a self, digest: &'a Digest) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let (me, d) = (self.clone(), digest.clone());
+        Box::pin(blocking(move || me.quarantine_now(&d)))
+    }
+
+    fn size_on_disk<'a>(
+        &'a self,
+        digest: &'a Digest,
+    ) -> BoxFuture<'a, Result<Option<u64>, StoreError>> {
+        let (me, d) = (self.clone(), digest.clone());
+        Box::pin(blocking(move || me.size_now(&d)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Content;
+    use super::*;
+
+    async fn stored(content: &Content, bytes: &'static [u8]) -> Digest {
+        let mut w = content.lazy_writer().unwrap();
+        w.write(Bytes::from_static(bytes)).await.unwrap();
+        w.commit(None).await.unwrap().0
+    }
+
+    async fn setup() -> (tempfile::TempDir, Content) {
+        let dir = tempfile::tempdir().unwrap();
+        let content = Content::fs(dir.path());
+        assert!(content.prepare(true).await.unwrap());
+        (dir, content)
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn committed_content_reads_back_and_leaves_no_staged_file() {
+        let (dir, content) = setup().await;
+        let d = stored(&content, b"hello blob").await;
+        assert_eq!(d, Digest::of_bytes(b"hello blob"));
+        let r = content.open(&d).await.unwrap().expect("stored");
+        assert_eq!(r.read(6, 4).await.unwrap().as_ref(), b"blob");
+        assert!(r.read(6, 5).await.is_err(), "past the end");
+        assert_eq!(content.size_on_disk(&d).await.unwrap(), Some(10));
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
+        let again = stored(&content, b"hello blob").await;
+        assert_eq!(again, d, "the same bytes again keep the existing file");
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_mismatch_keeps_nothing() {
+        let (dir, content) = setup().await;
+        let mut w = content.writer().unwrap();
+        w.write(Bytes::from_static(b"abc")).await.unwrap();
+        let wrong = Digest::of_bytes(b"abd");
+        assert!(matches!(
+            w.commit(Some(&wrong)).await,
+            Err(StoreError::DigestMismatch { .. })
+        ));
+        assert!(content.open(&wrong).await.unwrap().is_none());
+        assert!(content.scan().await.unwrap().content.is_empty());
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_staged_file_is_readable_while_it_grows() {
+        let (_dir, content) = setup().await;
+        let mut w = content.writer().unwrap();
+        let r = w.reader().await.unwrap();
+        w.write(Bytes::from_static(b"first ")).await.unwrap();
+        w.sync_pending().await.unwrap();
+        assert_eq!(w.flushed(), 6);
+        assert_eq!(r.read(0, 6).await.unwrap().as_ref(), b"first ");
+        w.write(Bytes::from_static(b"second")).await.unwrap();
+        let (d, n) = w.commit(None).await.unwrap();
+        assert_eq!(n, 12);
+        assert_eq!(
+            r.read(6, 6).await.unwrap().as_ref(),
+            b"second",
+            "after publish too"
+        );
+        assert!(content.open(&d).await.unwrap().is_some());
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn hash_quarantine_and_remove_act_on_stored_content() {
+        let (dir, content) = setup().await;
+        let d = stored(&content, b"to be checked").await;
+        assert_eq!(content.hash(&d).await.unwrap(), d);
+        let file = layout_path(&dir.path().join("blobs/sha256"), &d);
+        std::fs::write(&file, b"to be chucked").unwrap();
+        assert_ne!(content.hash(&d).await.unwrap(), d, "corruption shows");
+        assert!(content.quarantine(&d).await.unwrap());
+        assert!(
+            content.open(&d).await.unwrap().is_none(),
+            "never served again"
+        );
+        let kept = dir.path().join("quarantine/sha256").join(d.hex());
+        assert_eq!(std::fs::read(kept).unwrap(), b"to be chucked");
+        assert!(
+            !content.quarantine(&d).await.unwrap(),
+            "nothing left to move"
+        );
+        assert!(matches!(
+            content.hash(&d).await,
+            Err(StoreError::BlobUnknown(_))
+        ));
+        let other = stored(&content, b"to be removed").await;
+        content.remove(&other).await.unwrap();
+        content.remove(&other).await.unwrap();
+        assert_eq!(content.size_on_disk(&other).await.unwrap(), None);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_guard_lives_as_long_as_its_reader() {
+        let (_dir, content) = setup().await;
+        let d = stored(&content, b"guarded").await;
+        let guard = Arc::new(());
+        let r = content
+            .open(&d)
+            .await
+            .unwrap()
+            .unwrap()
+            .keep_alive(guard.clone());
+        assert_eq!(Arc::strong_count(&guard), 2);
+        drop(r);
+        assert_eq!(Arc::strong_count(&guard), 1);
+    }
+}

@@ -1,0 +1,279 @@
+//! The content seam: where blob bytes live, behind [`BlobBackend`].
+//!
+//! Everything above this module talks to a [`Content`] handle by digest and
+//! gets opaque values back ([`BlobReader`], [`BlobWriter`], [`Scan`]); no
+//! path or file handle of content leaves `content/`. New bytes are always
+//! staged in `<root>/tmp/` (hashed while written, readable while they grow, so
+//! a download can be followed), whatever the backend; the backend takes a
+//! staged file over once it is verified ([`BlobBackend::publish`]) and serves,
+//! re-hashes, quarantines and removes it by digest from then on.
+//!
+//! Backends: `fs.rs` (`blobs/sha256/ab/abcd…` under the data directory). A
+//! backend is one file implementing [`BlobBackend`] and handed to
+//! [`Content::new`]; nothing else changes.
+
+mod fs;
+pub(super) mod lost_found;
+mod reader;
+mod writer;
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::StoreError;
+use crate::oci::Digest;
+
+pub use fs::FsBackend;
+pub use reader::{BlobReader, Pending, ReadAt};
+pub use writer::BlobWriter;
+
+/// A boxed future, so [`BlobBackend`] can be used as a trait object (one
+/// `Content` type whatever the backend, no generics through `Store`).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Bytes read per step by readers that stream content (response bodies,
+/// followers of a download): bounded memory per reader whatever the blob size.
+pub const READ_CHUNK: usize = 256 * 1024;
+
+/// Where verified content lives. Every method may do I/O and runs it off the
+/// runtime (blocking threads for files, async calls for an object store).
+pub trait BlobBackend: Send + Sync + 'static {
+    /// Start-up: makes sure the content location exists, creating it only
+    /// when `create` (the index names no content). Returns whether it is
+    /// there: a missing location while the index names content means an
+    /// unmounted volume or a wrong symlink, not an empty store.
+    fn prepare(&self, create: bool) -> BoxFuture<'_, Result<bool, StoreError>>;
+
+    /// Start-up: every stored digest, and anything else found where content
+    /// lives. Nothing is moved or removed here.
+    fn scan(&self) -> BoxFuture<'_, Result<Scan, StoreError>>;
+
+    /// Start-up: sets aside content without index rows (`orphans`) and
+    /// `strays`, never deleting them (a wrong guess must stay reversible).
+    fn set_aside(
+        &self,
+        orphans: Vec<Digest>,
+        strays: Vec<Stray>,
+    ) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Where content lives, for messages (a directory, a bucket URL).
+    fn location(&self) -> String;
+
+    /// Takes over a staged file whose bytes hash to `digest`, durably. When
+    /// `digest` is stored already the staged file is left for the caller to
+    /// drop (same digest, same bytes).
+    fn publish<'a>(
+        &'a self,
+        staged: &'a Staged,
+        digest: &'a Digest,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Opens stored content for reading; `None` when it is not stored.
+    fn open<'a>(
+        &'a self,
+        digest: &'a Digest,
+    ) -> BoxFuture<'a, Result<Option<BlobReader>, StoreError>>;
+
+    /// Removes stored content; absent content is fine (rows go first, content after).
+    fn remove<'a>(&'a self, digest: &'a Digest) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Re-hashes the stored bytes (streamed, bounded memory), for verify.
+    /// [`StoreError::BlobUnknown`] when the content is not stored.
+    fn hash<'a>(&'a self, digest: &'a Digest) -> BoxFuture<'a, Result<Digest, StoreError>>;
+
+    /// Moves stored content out of what is served into quarantine (kept for
+    /// inspection, never served). Returns whether anything was moved.
+    fn quarantine<'a>(&'a self, digest: &'a Digest) -> BoxFuture<'a, Result<bool, StoreError>>;
+
+    /// Bytes the stored content takes; `None` when it is not stored.
+    fn size_on_disk<'a>(
+        &'a self,
+        digest: &'a Digest,
+    ) -> BoxFuture<'a, Result<Option<u64>, StoreError>>;
+}
+
+/// A staged file in `tmp/`, complete, fsynced and verified, handed to
+/// [`BlobBackend::publish`].
+pub struct Staged {
+    path: PathBuf,
+}
+
+impl Staged {
+    /// The staged file; only backends (inside `content/`) see it.
+    pub(in crate::store::content) fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// What [`BlobBackend::scan`] found.
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// Content stored under its digest.
+    pub content: Vec<Digest>,
+    /// Everything else (wrong names, misplaced files, unexpected directories).
+    pub strays: Vec<Stray>,
+}
+
+/// Something found where content lives that is not content, named for logs;
+/// only its backend can act on it.
+#[derive(Debug)]
+pub struct Stray(PathBuf);
+
+impl std::fmt::Display for Stray {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0.display())
+    }
+}
+
+/// The content handle `Store` holds: the staging directory and the backend.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct Content {
+    backend: Arc<dyn BlobBackend>,
+    tmp: Arc<PathBuf>,
+    /// Where the filesystem layout puts blobs; see [`Content::path`].
+    root: Arc<PathBuf>,
+}
+
+impl Content {
+    /// Content under the data directory `root` on the local filesystem
+    /// (`blobs/sha256/…`). Nothing is touched on disk (start-up decides with
+    /// the index whether the content directory may be created, see
+    /// [`Content::prepare`]).
+    pub fn fs(root: &Path) -> Content {
+        Content::new(root, Arc::new(FsBackend::new(root)))
+    }
+
+    /// Content in `backend`, staged under `root/tmp`.
+    pub fn new(root: &Path, backend: Arc<dyn BlobBackend>) -> Content {
+        Content {
+            backend,
+            tmp: Arc::new(root.join("tmp")),
+            root: Arc::new(root.to_path_buf()),
+        }
+    }
+
+    /// Start-up: empties `tmp/` (nothing in it survives a restart: uploads
+    /// and downloads in flight then are gone by design), then lets the backend
+    /// prepare (see [`BlobBackend::prepare`]).
+    pub async fn prepare(&self, create: bool) -> Result<bool, StoreError> {
+        let tmp = self.tmp.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
+            if tmp.exists() {
+                std::fs::remove_dir_all(tmp.as_path())?;
+            }
+            std::fs::create_dir_all(tmp.as_path())?;
+            Ok(())
+        })
+        .await??;
+        self.backend.prepare(create).await
+    }
+
+    /// See [`BlobBackend::scan`].
+    pub async fn scan(&self) -> Result<Scan, StoreError> {
+        self.backend.scan().await
+    }
+
+    /// See [`BlobBackend::set_aside`].
+    pub async fn set_aside(
+        &self,
+        orphans: Vec<Digest>,
+        strays: Vec<Stray>,
+    ) -> Result<(), StoreError> {
+        self.backend.set_aside(orphans, strays).await
+    }
+
+    /// See [`BlobBackend::location`].
+    pub fn location(&self) -> String {
+        self.backend.location()
+    }
+
+    /// Whether staging is writable (what `/readyz` checks): writes and
+    /// removes a probe file of its own name (concurrent probes must not remove
+    /// each other's file).
+    pub async fn probe(&self) -> Result<(), StoreError> {
+        let tmp = self.tmp.join(format!(".ready-{}", super::random_hex()?));
+        tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
+            std::fs::write(&tmp, b"ok")?;
+            std::fs::remove_file(&tmp)?;
+            Ok(())
+        })
+        .await?
+    }
+
+    /// Starts a new staged file, created now: followers of a download read it
+    /// (through [`BlobWriter::reader`]) before the first byte arrives. Blocks
+    /// on the file creation: call it off the runtime.
+    pub fn writer(&self) -> Result<BlobWriter, StoreError> {
+        let path = self.tmp.join(super::random_hex()?);
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        Ok(BlobWriter::new(self.backend.clone(), path, Some(file)))
+    }
+
+    /// Starts a new staged file that is created only when the first byte
+    /// arrives (an upload session that never receives one costs no file and
+    /// no descriptor). Does no I/O.
+    pub fn lazy_writer(&self) -> Result<BlobWriter, StoreError> {
+        let path = self.tmp.join(super::random_hex()?);
+        Ok(BlobWriter::new(self.backend.clone(), path, None))
+    }
+
+    /// See [`BlobBackend::open`].
+    pub async fn open(&self, digest: &Digest) -> Result<Option<BlobReader>, StoreError> {
+        self.backend.open(digest).await
+    }
+
+    /// Reads stored content whole, for small content only (manifests: at most
+    /// `limit` bytes, refused beyond). `None` when it is not stored.
+    pub async fn read_small(
+        &self,
+        digest: &Digest,
+        size: u64,
+        limit: usize,
+    ) -> Result<Option<Bytes>, StoreError> {
+        if size > limit as u64 {
+            return Err(StoreError::SizeInvalid(format!(
+                "{digest} is {size} bytes, more than the {limit} this read allows"
+            )));
+        }
+        match self.open(digest).await? {
+            Some(r) => Ok(Some(r.read(0, size as usize).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// See [`BlobBackend::remove`].
+    pub async fn remove(&self, digest: &Digest) -> Result<(), StoreError> {
+        self.backend.remove(digest).await
+    }
+
+    /// See [`BlobBackend::hash`].
+    pub async fn hash(&self, digest: &Digest) -> Result<Digest, StoreError> {
+        self.backend.hash(digest).await
+    }
+
+    /// See [`BlobBackend::quarantine`].
+    pub async fn quarantine(&self, digest: &Digest) -> Result<bool, StoreError> {
+        self.backend.quarantine(digest).await
+    }
+
+    /// See [`BlobBackend::size_on_disk`].
+    pub async fn size_on_disk(&self, digest: &Digest) -> Result<Option<u64>, StoreError> {
+        self.backend.size_on_disk(digest).await
+    }
+
+    /// Transitional: where the filesystem backend keeps `digest`, for
+    /// `manifest_ops.rs` (`manifest_bytes`), which reads manifests by path
+    /// until it moves to [`Content::read_small`]. Wrong for any other backend;
+    /// nothing new may use it.
+    pub(in crate::store) fn path(&self, digest: &Digest) -> PathBuf {
+        fs::layout_path(&self.root.join("blobs").join("sha256"), digest)
+    }
+}

@@ -18,7 +18,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, header};
 use hyper::body::Incoming;
 
 use crate::auth::{Authorizer, Caller, Denial, Identity};
-use crate::config::{AuthScheme, Config};
+use crate::config::AuthScheme;
 use crate::metrics::Metrics;
 use crate::net::{Cidr, ClientAddr};
 use crate::oci::RepoName;
@@ -29,12 +29,13 @@ pub use body::Body;
 pub use error::ApiError;
 pub use router::Route;
 
-/// What every handler can reach. Built once by `app`.
+/// What every handler can reach. Built once by `app` (the composition root)
+/// from parts it built; nothing here reads the configuration.
 pub struct State {
     /// Index and content.
     pub store: Arc<Store>,
-    /// Who may do what.
-    pub auth: Authorizer,
+    /// Who may do what (shared with `app`, which reloads it).
+    pub auth: Arc<Authorizer>,
     /// Counters for `/metrics`.
     pub metrics: Arc<Metrics>,
     /// `server.public_url` without a trailing slash, for absolute URLs.
@@ -47,52 +48,15 @@ pub struct State {
     pub upload_slots: Arc<crate::limits::ClientSlots>,
     /// Which names are hosted and which proxied.
     pub routes: crate::oci::routing::RouteRules,
-    /// The pull-through engine for proxied names.
-    pub proxy: crate::proxy::Proxy,
+    /// The pull-through engine for proxied names (shared with workers).
+    pub proxy: Arc<crate::proxy::Proxy>,
     /// Peers whose forwarding headers name the client (`[server] trusted_proxies`).
     pub trusted_proxies: Vec<Cidr>,
+    /// Every background worker's switchboard: status for the admin API, kicks.
+    pub workers: crate::workers::Registry,
 }
 
 impl State {
-    /// Builds handler state from the configuration.
-    pub fn new(
-        config: &Config,
-        store: Arc<Store>,
-        metrics: Arc<Metrics>,
-        tls: Option<Arc<crate::tls::TlsReloader>>,
-        upstreams: Arc<crate::upstream::Upstreams>,
-        peers: Arc<crate::upstream::peers::Peers>,
-    ) -> Result<State, crate::auth::htpasswd::HtpasswdError> {
-        Ok(State {
-            store: store.clone(),
-            auth: Authorizer::new(config, metrics.password_checks.clone())?,
-            metrics: metrics.clone(),
-            public_url: config
-                .server
-                .public_url
-                .as_ref()
-                .map(|u| u.trim_end_matches('/').to_owned()),
-            tls,
-            body_timeout: config.server.body_timeout.0,
-            upload_slots: crate::limits::ClientSlots::new(
-                config.server.uploads_per_client,
-                usize::MAX,
-            ),
-            routes: config.route_rules(),
-            proxy: crate::proxy::Proxy::new(
-                store.clone(),
-                upstreams,
-                peers,
-                metrics.clone(),
-                crate::limits::ClientSlots::new(
-                    config.server.downloads_per_client,
-                    config.server.max_downloads,
-                ),
-            ),
-            trusted_proxies: config.server.trusted_proxies.clone(),
-        })
-    }
-
     /// Routes a requested name for `intent` (DESIGN's rules; one function for
     /// requests and token grants alike).
     pub fn resolve(

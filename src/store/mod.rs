@@ -25,6 +25,7 @@ use std::sync::Arc;
 
 use crate::oci::{Digest, RepoName};
 
+pub use admin_ops::{RepoDetail, TagDetail};
 pub use admin_ops::{RepoSummary, Usage};
 pub use blobs::{BlobFiles, BlobWriter, Scan};
 pub use cache_ops::CachedTag;

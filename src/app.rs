@@ -123,6 +123,11 @@ async fn build(config: &Config) -> Result<Parts, AppError> {
         proxy,
         trusted_proxies: config.server.trusted_proxies.clone(),
         workers: registry,
+        started: std::time::Instant::now(),
+        cache_budget: crate::http::CacheBudget {
+            max_cache_size: config.storage.max_cache_size.0,
+            low_watermark: config.storage.low_watermark,
+        },
     });
     Ok(Parts {
         state,

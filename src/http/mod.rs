@@ -2,6 +2,7 @@
 //! response, with the spec headers and one access-log line per request added in
 //! one place.
 
+pub mod admin;
 pub mod body;
 pub mod client_addr;
 pub mod error;
@@ -54,6 +55,19 @@ pub struct State {
     pub trusted_proxies: Vec<Cidr>,
     /// Every background worker's switchboard: status for the admin API, kicks.
     pub workers: crate::workers::Registry,
+    /// When the daemon started (the admin API's uptime).
+    pub started: Instant,
+    /// The cache budget the admin API reports usage against.
+    pub cache_budget: CacheBudget,
+}
+
+/// `[storage] max_cache_size` and `low_watermark`, as the admin API reports them.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheBudget {
+    /// Bytes of mirrored content allowed; 0 = unlimited.
+    pub max_cache_size: u64,
+    /// Eviction goes down to this fraction of `max_cache_size`.
+    pub low_watermark: f64,
 }
 
 impl State {
@@ -286,7 +300,20 @@ fn check_host(req: &Request<Incoming>) -> Result<(), ApiError> {
     }
 }
 
-/// Serves one request. Never fails: errors become spec JSON responses.
+/// What the access log and the metrics record about a request besides its
+/// response.
+struct Seen {
+    /// The route's stable name (the metrics label).
+    route: &'static str,
+    /// The repository acted on, if any.
+    repo: String,
+    /// The authenticated user, if any.
+    user: Option<String>,
+}
+
+/// Serves one request on the surface its path belongs to (the admin API under
+/// `/_wharf`, else the OCI API and its neighbours), then records it. Never
+/// fails: errors become each surface's JSON errors.
 pub async fn handle(
     state: Arc<State>,
     req: Request<Incoming>,
@@ -295,18 +322,35 @@ pub async fn handle(
     let started = Instant::now();
     let method = req.method().clone();
     let client = client_addr::client_addr(remote, req.headers(), &state.trusted_proxies);
-    let parsed = Route::parse(&method, req.uri().path());
-    let route_name = parsed.as_ref().map(Route::name).unwrap_or("unmatched");
-    let repo = parsed
-        .as_ref()
-        .ok()
-        .and_then(|r| r.repo())
-        .map(|r| r.to_string())
-        .unwrap_or_default();
-    let mut user = None;
+    let mut seen = Seen {
+        route: "unmatched",
+        repo: String::new(),
+        user: None,
+    };
+    let resp = if admin::is_admin_path(req.uri().path()) {
+        seen.route = "admin";
+        admin::serve(&state, req, client, &mut seen.user).await
+    } else {
+        serve_oci(&state, req, client, &mut seen).await
+    };
+    record(&state, &method, client, started, seen, resp)
+}
+
+/// The OCI surface: typed route, name routing, authorization, handler.
+async fn serve_oci(
+    state: &Arc<State>,
+    req: Request<Incoming>,
+    client: ClientAddr,
+    seen: &mut Seen,
+) -> Response<Body> {
+    let parsed = Route::parse(req.method(), req.uri().path());
+    if let Ok(route) = &parsed {
+        seen.route = route.name();
+        seen.repo = route.repo().map(|r| r.to_string()).unwrap_or_default();
+    }
     let result = match (check_host(&req), parsed) {
         (Err(e), _) => Err(e),
-        (Ok(()), Ok(route)) => route_and_run(&state, route, req, client, &mut user).await,
+        (Ok(()), Ok(route)) => route_and_run(state, route, req, client, &mut seen.user).await,
         (Ok(()), Err(e)) => Err(e.into()),
     };
     let mut resp = result.unwrap_or_else(ApiError::into_response);
@@ -314,6 +358,19 @@ pub async fn handle(
         "docker-distribution-api-version",
         HeaderValue::from_static("registry/2.0"),
     );
+    resp
+}
+
+/// Counts the request in the metrics and writes its access-log line.
+fn record(
+    state: &State,
+    method: &Method,
+    client: ClientAddr,
+    started: Instant,
+    seen: Seen,
+    resp: Response<Body>,
+) -> Response<Body> {
+    let Seen { route, repo, user } = seen;
     let status = resp.status();
     let bytes = resp
         .headers()
@@ -325,7 +382,7 @@ pub async fn handle(
     let elapsed = started.elapsed();
     state
         .metrics
-        .observe_request(&method, route_name, status.as_u16(), bytes, elapsed);
+        .observe_request(method, route, status.as_u16(), bytes, elapsed);
     let cache = resp
         .headers()
         .get("x-cache")
@@ -337,9 +394,9 @@ pub async fn handle(
     let method: String = method.as_str().chars().take(32).collect();
     let user = user.unwrap_or_else(|| "-".to_owned());
     if status.is_server_error() {
-        tracing::warn!(target: "wharf::access", %method, route = route_name, repo, status = status.as_u16(), bytes, ms, cache, user, client = %client.ip, "request");
+        tracing::warn!(target: "wharf::access", %method, route, repo, status = status.as_u16(), bytes, ms, cache, user, client = %client.ip, "request");
     } else {
-        tracing::info!(target: "wharf::access", %method, route = route_name, repo, status = status.as_u16(), bytes, ms, cache, user, client = %client.ip, "request");
+        tracing::info!(target: "wharf::access", %method, route, repo, status = status.as_u16(), bytes, ms, cache, user, client = %client.ip, "request");
     }
     resp
 }

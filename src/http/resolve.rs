@@ -26,7 +26,6 @@ fn access_without_repo(route: &Route) -> Access {
     match route {
         Route::Base => Access::ApiRoot,
         Route::Catalog => Access::Catalog,
-        Route::Admin { .. } => Access::Admin,
         _ => Access::Open,
     }
 }

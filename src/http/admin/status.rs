@@ -1,0 +1,20 @@
+//! `GET /_wharf/v1/status`: what `wharf status` shows — version, uptime, and
+//! every worker's last run, next run, result and progress.
+
+use http::{Response, StatusCode};
+
+use super::json;
+use crate::http::State;
+use crate::http::body::Body;
+
+/// The daemon's status.
+pub(super) fn show(state: &State) -> Response<Body> {
+    json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_seconds": state.started.elapsed().as_secs(),
+            "workers": state.workers.statuses(),
+        }),
+    )
+}

@@ -10,11 +10,12 @@ use crate::oci::RepoName;
 
 /// Every repository with its origin, upstream, counts and bytes.
 pub(super) async fn list(state: &State) -> Result<Response<Body>, AdminError> {
+    #[derive(serde::Serialize)]
+    struct Answer {
+        repositories: Vec<crate::store::RepoSummary>,
+    }
     let repositories = state.store.repo_summaries().await?;
-    Ok(json(
-        StatusCode::OK,
-        &serde_json::json!({ "repositories": repositories }),
-    ))
+    Ok(json(StatusCode::OK, &Answer { repositories }))
 }
 
 /// One repository's tags with digest, size, media type and platforms; the name

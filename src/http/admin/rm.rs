@@ -4,7 +4,7 @@
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::request::json_body;
 use super::{AdminError, existing_repo, json};
@@ -43,12 +43,30 @@ pub(super) async fn remove(
             other => other.into(),
         })?;
     tracing::info!(%repo, reference = %image.reference, "deleted through the admin API");
-    let mut answer = serde_json::json!({ "repository": repo.as_str(), "deleted": true });
-    match &image.reference {
-        Reference::Tag(t) => answer["tag"] = t.as_str().into(),
-        Reference::Digest(d) => answer["digest"] = d.to_string().into(),
-    }
-    Ok(json(StatusCode::OK, &answer))
+    let (tag, digest) = match &image.reference {
+        Reference::Tag(t) => (Some(t.to_string()), None),
+        Reference::Digest(d) => (None, Some(d.to_string())),
+    };
+    Ok(json(
+        StatusCode::OK,
+        &Deleted {
+            repository: repo.to_string(),
+            tag,
+            digest,
+            deleted: true,
+        },
+    ))
+}
+
+/// The answer: what went.
+#[derive(Serialize)]
+struct Deleted {
+    repository: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tag: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    digest: Option<String>,
+    deleted: bool,
 }
 
 fn describe(r: &Reference) -> String {

@@ -7,14 +7,21 @@ use super::json;
 use crate::http::State;
 use crate::http::body::Body;
 
+#[derive(serde::Serialize)]
+struct Answer {
+    version: &'static str,
+    uptime_seconds: u64,
+    workers: Vec<crate::workers::Status>,
+}
+
 /// The daemon's status.
 pub(super) fn show(state: &State) -> Response<Body> {
     json(
         StatusCode::OK,
-        &serde_json::json!({
-            "version": env!("CARGO_PKG_VERSION"),
-            "uptime_seconds": state.started.elapsed().as_secs(),
-            "workers": state.workers.statuses(),
-        }),
+        &Answer {
+            version: env!("CARGO_PKG_VERSION"),
+            uptime_seconds: state.started.elapsed().as_secs(),
+            workers: state.workers.statuses(),
+        },
     )
 }

@@ -15,8 +15,16 @@ pub(super) fn run(state: &State, name: &str) -> Result<Response<Body>, AdminErro
         .ok_or_else(|| AdminError::NotFound(format!("no worker called {name}")))?;
     control.kick();
     tracing::info!(worker = name, "worker kicked through the admin API");
+    #[derive(serde::Serialize)]
+    struct Answer {
+        worker: &'static str,
+        kicked: bool,
+    }
     Ok(json(
         StatusCode::ACCEPTED,
-        &serde_json::json!({ "worker": control.name(), "kicked": true }),
+        &Answer {
+            worker: control.name(),
+            kicked: true,
+        },
     ))
 }

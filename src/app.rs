@@ -1,14 +1,20 @@
-//! Builds the shared state, runs the server and workers, and shuts down in order:
-//! stop accepting → drain HTTP → stop workers → close the index last.
+//! The composition root: builds store, metrics, authorizer, upstreams, peers,
+//! proxy and workers from the configuration and hands each part what it needs
+//! (nothing below builds its own dependencies from config), runs the server and
+//! the workers, and shuts down in order: stop accepting → drain HTTP → stop
+//! workers → close the index last.
 
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::auth::Authorizer;
 use crate::config::Config;
 use crate::http::State;
+use crate::limits::ClientSlots;
 use crate::metrics::Metrics;
+use crate::proxy::Proxy;
 use crate::store::{Store, StoreError};
 use crate::workers::uploads::UploadExpiry;
 
@@ -52,6 +58,84 @@ pub async fn run(
     run_with(config, listener, shutdown, None).await
 }
 
+/// The parts the composition root builds, before they are handed out.
+struct Parts {
+    state: Arc<State>,
+    store: Arc<Store>,
+    /// Each worker's loop, spawned once the server runs.
+    workers: Vec<SpawnWorker>,
+}
+
+/// Starts one worker's loop, which runs until its receiver turns true.
+type SpawnWorker = Box<dyn FnOnce(watch::Receiver<bool>) -> tokio::task::JoinHandle<()> + Send>;
+
+/// Builds every part from the configuration: store, metrics, authorizer,
+/// upstreams, peers, proxy and workers, and hands each what it needs.
+async fn build(config: &Config) -> Result<Parts, AppError> {
+    let tls = match (&config.server.tls_cert, &config.server.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(crate::tls::TlsReloader::load(cert, key)?)),
+        _ => None,
+    };
+    let store = Arc::new(Store::open(&config.storage.root).await?);
+    let metrics = Arc::new(Metrics::new());
+    let auth = Arc::new(Authorizer::new(config, metrics.password_checks.clone())?);
+    let upstreams = Arc::new(build_upstreams(config)?);
+    let peer_urls: Vec<String> = config.peer.iter().map(|p| p.url.clone()).collect();
+    let peers = Arc::new(crate::upstream::peers::Peers::new(&peer_urls).map_err(|e| {
+        AppError::Upstream {
+            name: "peer".into(),
+            message: e.to_string(),
+        }
+    })?);
+    let proxy = Arc::new(Proxy::new(
+        store.clone(),
+        upstreams,
+        peers,
+        metrics.clone(),
+        ClientSlots::new(
+            config.server.downloads_per_client,
+            config.server.max_downloads,
+        ),
+    ));
+
+    let mut registry = crate::workers::Registry::default();
+    let mut workers: Vec<SpawnWorker> = Vec::new();
+    let expiry = crate::workers::Handle::new(
+        UploadExpiry::new(store.clone(), metrics.clone(), config.gc.upload_expiry.0),
+        metrics.clone(),
+    );
+    registry.add(expiry.control.clone());
+    workers.push(Box::new(move |rx| expiry.spawn(rx)));
+
+    let state = Arc::new(State {
+        store: store.clone(),
+        auth,
+        metrics,
+        public_url: config
+            .server
+            .public_url
+            .as_ref()
+            .map(|u| u.trim_end_matches('/').to_owned()),
+        tls,
+        body_timeout: config.server.body_timeout.0,
+        upload_slots: ClientSlots::new(config.server.uploads_per_client, usize::MAX),
+        routes: config.route_rules(),
+        proxy,
+        trusted_proxies: config.server.trusted_proxies.clone(),
+        workers: registry,
+        started: std::time::Instant::now(),
+        cache_budget: crate::http::CacheBudget {
+            max_cache_size: config.storage.max_cache_size.0,
+            low_watermark: config.storage.low_watermark,
+        },
+    });
+    Ok(Parts {
+        state,
+        store,
+        workers,
+    })
+}
+
 /// [`run`], plus SIGHUP handling when `reload` is given (the daemon; tests send
 /// no signals to their own process).
 pub async fn run_with(
@@ -60,28 +144,11 @@ pub async fn run_with(
     shutdown: watch::Receiver<bool>,
     reload: Option<crate::reload::ReloadSource>,
 ) -> Result<(), AppError> {
-    let tls = match (&config.server.tls_cert, &config.server.tls_key) {
-        (Some(cert), Some(key)) => Some(Arc::new(crate::tls::TlsReloader::load(cert, key)?)),
-        _ => None,
-    };
-    let store = Arc::new(Store::open(&config.storage.root).await?);
-    let metrics = Arc::new(Metrics::new());
-    let upstreams = Arc::new(build_upstreams(&config)?);
-    let peer_urls: Vec<String> = config.peer.iter().map(|p| p.url.clone()).collect();
-    let peers = Arc::new(crate::upstream::peers::Peers::new(&peer_urls).map_err(|e| {
-        AppError::Upstream {
-            name: "peer".into(),
-            message: e.to_string(),
-        }
-    })?);
-    let state = Arc::new(State::new(
-        &config,
-        store.clone(),
-        metrics.clone(),
-        tls,
-        upstreams,
-        peers,
-    )?);
+    let Parts {
+        state,
+        store,
+        workers,
+    } = build(&config).await?;
     if let Ok(addr) = listener.local_addr() {
         let scheme = if state.tls.is_some() { "https" } else { "http" };
         tracing::info!(%addr, scheme, root = %config.storage.root.display(), "wharf serving");
@@ -99,16 +166,16 @@ pub async fn run_with(
             tracing::warn!(range = %c, "server.trusted_proxies holds a wide range: every client in it can pick its own address with X-Forwarded-For and escape per-client limits; list only your proxies");
         }
     }
-    let expiry = crate::workers::Handle::new(
-        UploadExpiry::new(store.clone(), metrics.clone(), config.gc.upload_expiry.0),
-        metrics.clone(),
-    );
-    let mut workers = vec![
-        expiry.spawn(shutdown.clone()),
-        tokio::spawn(crate::reload::watch_files(state.clone(), shutdown.clone())),
-    ];
+    // Workers stop only after the server has drained: a request in flight
+    // (an admin API call running a pass) never loses the worker under it.
+    let (stop_workers, workers_rx) = watch::channel(false);
+    let mut tasks: Vec<_> = workers.into_iter().map(|w| w(workers_rx.clone())).collect();
+    tasks.push(tokio::spawn(crate::reload::watch_files(
+        state.clone(),
+        shutdown.clone(),
+    )));
     if let Some(source) = reload {
-        workers.push(tokio::spawn(crate::reload::on_sighup(
+        tasks.push(tokio::spawn(crate::reload::on_sighup(
             source,
             state.clone(),
             shutdown.clone(),
@@ -126,8 +193,9 @@ pub async fn run_with(
     )
     .await;
 
-    for w in workers {
-        let _ = w.await;
+    let _ = stop_workers.send(true);
+    for t in tasks {
+        let _ = t.await;
     }
     // Worker handles hold the store too; the index closes only when none is left.
     drop(expiry);

@@ -4,9 +4,10 @@
 //! # Layout
 //!
 //! Layers point one way: `oci` ← `store` ← `proxy` ← `http` ← `server` ← `app`;
-//! [`upstream`] depends only on `oci`.
+//! [`upstream`] depends only on `oci`; [`workers`] use `store`, `proxy` and `upstream`.
 //!
-//! - [`oci`]: types only (digests, names, manifest views, wire error codes).
+//! - [`oci`]: types only (digests, names, image references, manifest views and
+//!   platforms, wire error codes).
 //! - [`store`]: the redb index, upload sessions, and content behind the
 //!   `BlobBackend` seam in `store::content` (`fs.rs` today): nothing outside
 //!   `content/` sees a path or a file handle of content, readers get an opaque
@@ -17,12 +18,17 @@
 //!   the one download per digest (`inflight`).
 //! - [`upstream`]: one registry transport (auth challenges, tokens, limits, breaker).
 //! - [`auth`]: who may do what.
-//! - [`http`]: the typed router, name routing of each request into its `Source`,
-//!   the one error table, and one handler file per resource.
+//! - [`http`]: one surface per API over one pipeline (client address, access log,
+//!   metrics): the OCI API (typed router, name routing of each request into its
+//!   `Source`, the one OCI error table, one handler file per resource) and
+//!   [`http::admin`], the `/_wharf/v1/` admin API (typed `AdminRoute`, JSON errors
+//!   of its own, one handler file per endpoint).
 //! - [`server`]: the accept loop, hyper-util connections and the graceful drain.
 //! - [`workers`]: background tasks (upload expiry, and later sync, replicate, evict, gc).
-//! - [`app`]: builds the shared state, runs everything, shuts down in order;
+//! - [`app`]: the composition root: builds store, auth, upstreams, proxy and workers
+//!   and hands each what it needs, runs everything, shuts down in order;
 //!   [`shutdown`]: the one shutdown signal the server and workers wait on.
+//! - [`cli`]: the command line; the admin commands are clients of the admin API.
 //! - [`config`]: the TOML schema; [`metrics`]: Prometheus counters; [`net`]:
 //!   client addresses and trusted-proxy ranges, which config and http share.
 

@@ -48,7 +48,8 @@ fn set_echo(on: bool) {
         .status();
 }
 
-fn prompt(label: &str) -> Result<String, UserError> {
+/// Reads one line from standard input without echo (a password typed at a terminal).
+pub(crate) fn prompt(label: &str) -> Result<String, UserError> {
     eprint!("{label}");
     let _ = std::io::stderr().flush();
     set_echo(false);

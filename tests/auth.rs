@@ -169,11 +169,11 @@ async fn basic_auth_rules_on_every_route_family() {
     assert_eq!(r.status(), 201);
 
     // Admin API: admins only.
-    assert_eq!(alice.status(Method::GET, "/_wharf/du").await, 200);
-    assert_eq!(ci.status(Method::GET, "/_wharf/du").await, 403);
-    assert_eq!(anon.status(Method::GET, "/_wharf/du").await, 401);
+    assert_eq!(alice.status(Method::GET, "/_wharf/v1/usage").await, 200);
+    assert_eq!(ci.status(Method::GET, "/_wharf/v1/usage").await, 403);
+    assert_eq!(anon.status(Method::GET, "/_wharf/v1/usage").await, 401);
     let v: serde_json::Value = alice
-        .req(Method::GET, "/_wharf/ls")
+        .req(Method::GET, "/_wharf/v1/repos")
         .send()
         .await
         .unwrap()
@@ -181,7 +181,8 @@ async fn basic_auth_rules_on_every_route_family() {
         .await
         .unwrap();
     assert!(
-        v.as_array()
+        v["repositories"]
+            .as_array()
             .unwrap()
             .iter()
             .any(|r| r["name"] == "team/app")

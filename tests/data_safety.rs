@@ -220,11 +220,11 @@ async fn a_symlinked_fan_out_directory_is_content_not_a_stray() {
     w.stop().await;
 }
 
-/// `/_wharf/du` once `ready` holds (each poll is a request; fails after 10 s).
+/// `/_wharf/v1/usage` once `ready` holds (each poll is a request; fails after 10 s).
 async fn du_once(w: &Wharf, ready: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let du = get_json(w, "/_wharf/du").await;
+        let du = get_json(w, "/_wharf/v1/usage").await;
         if ready(&du) {
             return du;
         }
@@ -276,7 +276,7 @@ async fn hosted_content_is_pushed_whatever_route_brought_it() {
     }
     let r = common::put_manifest(&m, "team/app", "1", OCI_MANIFEST, &img.manifest).await;
     assert_eq!(r.status(), 201);
-    let du = get_json(&m, "/_wharf/du").await;
+    let du = get_json(&m, "/_wharf/v1/usage").await;
     assert_eq!(du["pushed_bytes"], total, "{du}");
     assert_eq!(du["cached_bytes"], 0, "{du}");
     m.stop().await;

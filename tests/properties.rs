@@ -156,10 +156,15 @@ proptest! {
             Just("uploads".to_owned()), Just("tags".to_owned()), Just("list".to_owned()),
             Just("referrers".to_owned()), Just("..".to_owned()), Just(String::new()), digest(), near_name(),
         ], 0..8),
-        prefix in prop::sample::select(vec!["/v2/", "/_wharf/", "/", ""]),
+        prefix in prop::sample::select(vec!["/v2/", "/_wharf/", "/_wharf/v1/", "/_wharf/v1/repos/", "/", ""]),
         method in prop::sample::select(vec![Method::GET, Method::HEAD, Method::POST, Method::PUT, Method::PATCH, Method::DELETE]),
     ) {
         let path = format!("{prefix}{}", segs.join("/"));
+        if let Ok(wharf::http::admin::AdminRoute::Repo { name }) =
+            wharf::http::admin::AdminRoute::parse(&method, &path)
+        {
+            prop_assert!(path.ends_with(name.as_str()), "{path:?}");
+        }
         if let Ok(route) = Route::parse(&method, &path) {
             if let Some(repo) = route.repo() {
                 prop_assert!(path.starts_with(&format!("/v2/{repo}/")), "{path:?}");

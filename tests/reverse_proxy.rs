@@ -87,7 +87,7 @@ async fn push_and_pull_through_nginx_terminating_tls() {
             .contains("wharf user add")
     );
     let r = c
-        .get(format!("https://{proxy}/_wharf/du"))
+        .get(format!("https://{proxy}/_wharf/v1/usage"))
         .send()
         .await
         .unwrap();

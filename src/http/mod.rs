@@ -2,6 +2,7 @@
 //! response, with the spec headers and one access-log line per request added in
 //! one place.
 
+pub mod admin;
 pub mod body;
 pub mod client_addr;
 pub mod error;
@@ -18,7 +19,7 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, header};
 use hyper::body::Incoming;
 
 use crate::auth::{Authorizer, Caller, Denial, Identity};
-use crate::config::{AuthScheme, Config};
+use crate::config::AuthScheme;
 use crate::metrics::Metrics;
 use crate::net::{Cidr, ClientAddr};
 use crate::oci::RepoName;
@@ -29,12 +30,13 @@ pub use body::Body;
 pub use error::ApiError;
 pub use router::Route;
 
-/// What every handler can reach. Built once by `app`.
+/// What every handler can reach. Built once by `app` (the composition root)
+/// from parts it built; nothing here reads the configuration.
 pub struct State {
     /// Index and content.
     pub store: Arc<Store>,
-    /// Who may do what.
-    pub auth: Authorizer,
+    /// Who may do what (shared with `app`, which reloads it).
+    pub auth: Arc<Authorizer>,
     /// Counters for `/metrics`.
     pub metrics: Arc<Metrics>,
     /// `server.public_url` without a trailing slash, for absolute URLs.
@@ -47,52 +49,28 @@ pub struct State {
     pub upload_slots: Arc<crate::limits::ClientSlots>,
     /// Which names are hosted and which proxied.
     pub routes: crate::oci::routing::RouteRules,
-    /// The pull-through engine for proxied names.
-    pub proxy: crate::proxy::Proxy,
+    /// The pull-through engine for proxied names (shared with workers).
+    pub proxy: Arc<crate::proxy::Proxy>,
     /// Peers whose forwarding headers name the client (`[server] trusted_proxies`).
     pub trusted_proxies: Vec<Cidr>,
+    /// Every background worker's switchboard: status for the admin API, kicks.
+    pub workers: crate::workers::Registry,
+    /// When the daemon started (the admin API's uptime).
+    pub started: Instant,
+    /// The cache budget the admin API reports usage against.
+    pub cache_budget: CacheBudget,
+}
+
+/// `[storage] max_cache_size` and `low_watermark`, as the admin API reports them.
+#[derive(Debug, Clone, Copy)]
+pub struct CacheBudget {
+    /// Bytes of mirrored content allowed; 0 = unlimited.
+    pub max_cache_size: u64,
+    /// Eviction goes down to this fraction of `max_cache_size`.
+    pub low_watermark: f64,
 }
 
 impl State {
-    /// Builds handler state from the configuration.
-    pub fn new(
-        config: &Config,
-        store: Arc<Store>,
-        metrics: Arc<Metrics>,
-        tls: Option<Arc<crate::tls::TlsReloader>>,
-        upstreams: Arc<crate::upstream::Upstreams>,
-        peers: Arc<crate::upstream::peers::Peers>,
-    ) -> Result<State, crate::auth::htpasswd::HtpasswdError> {
-        Ok(State {
-            store: store.clone(),
-            auth: Authorizer::new(config, metrics.password_checks.clone())?,
-            metrics: metrics.clone(),
-            public_url: config
-                .server
-                .public_url
-                .as_ref()
-                .map(|u| u.trim_end_matches('/').to_owned()),
-            tls,
-            body_timeout: config.server.body_timeout.0,
-            upload_slots: crate::limits::ClientSlots::new(
-                config.server.uploads_per_client,
-                usize::MAX,
-            ),
-            routes: config.route_rules(),
-            proxy: crate::proxy::Proxy::new(
-                store.clone(),
-                upstreams,
-                peers,
-                metrics.clone(),
-                crate::limits::ClientSlots::new(
-                    config.server.downloads_per_client,
-                    config.server.max_downloads,
-                ),
-            ),
-            trusted_proxies: config.server.trusted_proxies.clone(),
-        })
-    }
-
     /// Routes a requested name for `intent` (DESIGN's rules; one function for
     /// requests and token grants alike).
     pub fn resolve(
@@ -322,7 +300,20 @@ fn check_host(req: &Request<Incoming>) -> Result<(), ApiError> {
     }
 }
 
-/// Serves one request. Never fails: errors become spec JSON responses.
+/// What the access log and the metrics record about a request besides its
+/// response.
+struct Seen {
+    /// The route's stable name (the metrics label).
+    route: &'static str,
+    /// The repository acted on, if any.
+    repo: String,
+    /// The authenticated user, if any.
+    user: Option<String>,
+}
+
+/// Serves one request on the surface its path belongs to (the admin API under
+/// `/_wharf`, else the OCI API and its neighbours), then records it. Never
+/// fails: errors become each surface's JSON errors.
 pub async fn handle(
     state: Arc<State>,
     req: Request<Incoming>,
@@ -331,18 +322,35 @@ pub async fn handle(
     let started = Instant::now();
     let method = req.method().clone();
     let client = client_addr::client_addr(remote, req.headers(), &state.trusted_proxies);
-    let parsed = Route::parse(&method, req.uri().path());
-    let route_name = parsed.as_ref().map(Route::name).unwrap_or("unmatched");
-    let repo = parsed
-        .as_ref()
-        .ok()
-        .and_then(|r| r.repo())
-        .map(|r| r.to_string())
-        .unwrap_or_default();
-    let mut user = None;
+    let mut seen = Seen {
+        route: "unmatched",
+        repo: String::new(),
+        user: None,
+    };
+    let resp = if admin::is_admin_path(req.uri().path()) {
+        seen.route = "admin";
+        admin::serve(&state, req, client, &mut seen.user).await
+    } else {
+        serve_oci(&state, req, client, &mut seen).await
+    };
+    record(&state, &method, client, started, seen, resp)
+}
+
+/// The OCI surface: typed route, name routing, authorization, handler.
+async fn serve_oci(
+    state: &Arc<State>,
+    req: Request<Incoming>,
+    client: ClientAddr,
+    seen: &mut Seen,
+) -> Response<Body> {
+    let parsed = Route::parse(req.method(), req.uri().path());
+    if let Ok(route) = &parsed {
+        seen.route = route.name();
+        seen.repo = route.repo().map(|r| r.to_string()).unwrap_or_default();
+    }
     let result = match (check_host(&req), parsed) {
         (Err(e), _) => Err(e),
-        (Ok(()), Ok(route)) => route_and_run(&state, route, req, client, &mut user).await,
+        (Ok(()), Ok(route)) => route_and_run(state, route, req, client, &mut seen.user).await,
         (Ok(()), Err(e)) => Err(e.into()),
     };
     let mut resp = result.unwrap_or_else(ApiError::into_response);
@@ -350,6 +358,19 @@ pub async fn handle(
         "docker-distribution-api-version",
         HeaderValue::from_static("registry/2.0"),
     );
+    resp
+}
+
+/// Counts the request in the metrics and writes its access-log line.
+fn record(
+    state: &State,
+    method: &Method,
+    client: ClientAddr,
+    started: Instant,
+    seen: Seen,
+    resp: Response<Body>,
+) -> Response<Body> {
+    let Seen { route, repo, user } = seen;
     let status = resp.status();
     let bytes = resp
         .headers()
@@ -361,7 +382,7 @@ pub async fn handle(
     let elapsed = started.elapsed();
     state
         .metrics
-        .observe_request(&method, route_name, status.as_u16(), bytes, elapsed);
+        .observe_request(method, route, status.as_u16(), bytes, elapsed);
     let cache = resp
         .headers()
         .get("x-cache")
@@ -373,9 +394,9 @@ pub async fn handle(
     let method: String = method.as_str().chars().take(32).collect();
     let user = user.unwrap_or_else(|| "-".to_owned());
     if status.is_server_error() {
-        tracing::warn!(target: "wharf::access", %method, route = route_name, repo, status = status.as_u16(), bytes, ms, cache, user, client = %client.ip, "request");
+        tracing::warn!(target: "wharf::access", %method, route, repo, status = status.as_u16(), bytes, ms, cache, user, client = %client.ip, "request");
     } else {
-        tracing::info!(target: "wharf::access", %method, route = route_name, repo, status = status.as_u16(), bytes, ms, cache, user, client = %client.ip, "request");
+        tracing::info!(target: "wharf::access", %method, route, repo, status = status.as_u16(), bytes, ms, cache, user, client = %client.ip, "request");
     }
     resp
 }

@@ -28,7 +28,6 @@ fn access_without_repo(route: &Route) -> Access {
     match route {
         Route::Base => Access::ApiRoot,
         Route::Catalog => Access::Catalog,
-        Route::Admin { .. } => Access::Admin,
         _ => Access::Open,
     }
 }

@@ -1,4 +1,5 @@
-//! Turns method + path into a typed [`Route`] before anything else happens.
+//! Turns method + path of the OCI API (and the health, metrics and token
+//! endpoints beside it) into a typed [`Route`] before anything else happens.
 //! Repository names span several path segments, so OCI paths are parsed from the
 //! end by hand (a pattern router cannot express them; trow needed seven variants).
 //! Authorization is derived from the route, never decided by a handler.
@@ -61,11 +62,6 @@ pub enum Route {
     Metrics,
     /// `GET`/`POST /token`: the token endpoint of the Docker Hub auth flow.
     Token,
-    /// `/_wharf/<op>`: the admin API.
-    Admin {
-        /// The operation (`du`, `ls`).
-        op: String,
-    },
 }
 
 /// Why a request matched no route.
@@ -92,15 +88,9 @@ impl Route {
             "/v2" | "/v2/" => Route::Base,
             "/v2/_catalog" => Route::Catalog,
             "/token" => Route::Token,
-            p => match (p.strip_prefix("/v2/"), p.strip_prefix("/_wharf/")) {
-                (Some(rest), _) => parse_repo_path(rest)?,
-                (None, Some(op))
-                    if !op.is_empty()
-                        && op.bytes().all(|b| b.is_ascii_lowercase() || b == b'-') =>
-                {
-                    Route::Admin { op: op.to_owned() }
-                }
-                _ => return Err(RouteError::NotFound),
+            p => match p.strip_prefix("/v2/") {
+                Some(rest) => parse_repo_path(rest)?,
+                None => return Err(RouteError::NotFound),
             },
         };
         if !route.allows(method) {
@@ -115,7 +105,6 @@ impl Route {
             Route::Base | Route::Catalog | Route::Tags { .. } | Route::Referrers { .. } => read,
             Route::Health | Route::Ready | Route::Metrics => read,
             Route::Token => read || *m == Method::POST,
-            Route::Admin { .. } => read || *m == Method::POST,
             Route::Manifest { .. } => read || *m == Method::PUT || *m == Method::DELETE,
             Route::Blob { .. } => read || *m == Method::DELETE,
             Route::UploadStart { .. } => *m == Method::POST,
@@ -192,7 +181,6 @@ impl Route {
             Route::Ready => "readyz",
             Route::Metrics => "metrics",
             Route::Token => "token",
-            Route::Admin { .. } => "admin",
         }
     }
 }
@@ -317,8 +305,8 @@ mod tests {
         ));
         assert!(matches!(get("/v3/"), Err(RouteError::NotFound)));
         assert!(matches!(get("/token"), Ok(Route::Token)));
-        assert!(matches!(get("/_wharf/du"), Ok(Route::Admin { ref op }) if op == "du"));
-        assert!(matches!(get("/_wharf/../x"), Err(RouteError::NotFound)));
+        // The admin API is a surface of its own (`http::admin`).
+        assert!(matches!(get("/_wharf/v1/repos"), Err(RouteError::NotFound)));
         assert!(matches!(
             Route::parse(&Method::POST, "/v2/a/manifests/latest"),
             Err(RouteError::MethodNotAllowed)

@@ -1,35 +1,107 @@
-//! Summaries for the admin API: disk usage and repositories.
+//! Reads for the admin API: disk usage, repository summaries, one
+//! repository's tags with their platforms.
+
+use std::collections::{BTreeMap, HashMap};
 
 use redb::ReadableTable;
 use serde::Serialize;
 
-use super::meta::{BlobRecord, Origin, RepoRecord, decode};
+use super::manifest_ops::ManifestInfo;
+use super::meta::{BlobRecord, ManifestRecord, Origin, RepoRecord, TagRecord, decode};
 use super::{Store, StoreError, tables};
+use crate::oci::platform::{self, Platforms};
+use crate::oci::{Digest, RepoName};
 
 /// Disk usage by origin.
 #[derive(Debug, Default, Serialize)]
 pub struct Usage {
-    /// Content files.
+    /// Content files (blobs and manifests).
     pub blobs: u64,
     /// Bytes in all content files.
     pub bytes: u64,
+    /// Content files pushed by users.
+    pub pushed_blobs: u64,
     /// Bytes pushed by users.
     pub pushed_bytes: u64,
+    /// Content files mirrored from upstreams.
+    pub cached_blobs: u64,
     /// Bytes mirrored from upstreams (the eviction budget's share).
     pub cached_bytes: u64,
+    /// Cached bytes by the upstream they came from. Content shared by mirrors
+    /// of two upstreams counts once, for the first; content no repository links
+    /// any more (waiting for gc) counts for none.
+    pub cached_by_upstream: BTreeMap<String, u64>,
 }
 
 /// One repository.
 #[derive(Debug, Serialize)]
 pub struct RepoSummary {
-    /// Name.
+    /// Name (the local one: mirrored names carry their upstream's).
     pub name: String,
     /// pushed or cached.
     pub origin: Origin,
+    /// The upstream a mirrored repository comes from.
+    pub upstream: Option<String>,
     /// Number of tags.
     pub tags: u64,
     /// Number of manifests.
     pub manifests: u64,
+    /// Bytes of the blobs linked in the repository and of its manifests
+    /// (content shared with other repositories counts in each).
+    pub bytes: u64,
+    /// Unix seconds of the last pull. // filled by access tracking
+    pub last_pulled: Option<u64>,
+    /// Whether an image of the repository is pinned. // filled by access tracking
+    pub pinned: bool,
+}
+
+/// One repository with its tags.
+#[derive(Debug, Serialize)]
+pub struct RepoDetail {
+    /// Name (the local one).
+    pub name: String,
+    /// pushed or cached.
+    pub origin: Origin,
+    /// The upstream a mirrored repository comes from.
+    pub upstream: Option<String>,
+    /// Tags in lexical order.
+    pub tags: Vec<TagDetail>,
+}
+
+/// One tag of a repository.
+#[derive(Debug, Serialize)]
+pub struct TagDetail {
+    /// The tag.
+    pub tag: String,
+    /// The manifest it points at.
+    pub digest: String,
+    /// The manifest's size in bytes.
+    pub size: u64,
+    /// The manifest's media type.
+    pub media_type: String,
+    /// `os/arch[/variant]` of every platform the manifest serves (empty when
+    /// it names none: an artifact).
+    pub platforms: Vec<String>,
+    /// Unix seconds of the tag's last change.
+    pub updated: u64,
+}
+
+/// Entries of a `(repo, _)`-keyed table that belong to `repo`.
+fn in_repo<'a, V: redb::Value + 'static>(
+    table: &'a impl ReadableTable<(&'static str, &'static str), V>,
+    repo: &'a str,
+) -> Result<
+    impl Iterator<Item = Result<(String, redb::AccessGuard<'a, V>), StoreError>> + 'a,
+    StoreError,
+> {
+    Ok(table
+        .range((repo, "")..)?
+        .map(move |item| {
+            let (k, v) = item?;
+            let (r, key) = k.value();
+            Ok((r == repo).then(|| (key.to_owned(), v)))
+        })
+        .map_while(|r: Result<Option<_>, StoreError>| r.transpose()))
 }
 
 impl Store {
@@ -38,14 +110,46 @@ impl Store {
         self.meta
             .read(|txn| {
                 let mut u = Usage::default();
-                for item in txn.open_table(tables::BLOBS)?.iter()? {
-                    let (_, v) = item?;
+                let blobs = txn.open_table(tables::BLOBS)?;
+                let mut cached: HashMap<String, u64> = HashMap::new();
+                for item in blobs.iter()? {
+                    let (k, v) = item?;
                     let rec: BlobRecord = decode(v.value())?;
                     u.blobs += 1;
                     u.bytes += rec.size;
                     match rec.origin {
-                        Origin::Pushed => u.pushed_bytes += rec.size,
-                        Origin::Cached => u.cached_bytes += rec.size,
+                        Origin::Pushed => {
+                            u.pushed_blobs += 1;
+                            u.pushed_bytes += rec.size;
+                        }
+                        Origin::Cached => {
+                            u.cached_blobs += 1;
+                            u.cached_bytes += rec.size;
+                            cached.insert(k.value().to_owned(), rec.size);
+                        }
+                    }
+                }
+                // Attribute each cached file to the upstream of the first
+                // mirrored repository that links it.
+                let links = txn.open_table(tables::REPO_BLOBS)?;
+                let manifests = txn.open_table(tables::MANIFESTS)?;
+                for item in txn.open_table(tables::REPOS)?.iter()? {
+                    let (k, v) = item?;
+                    let rec: RepoRecord = decode(v.value())?;
+                    let Some(upstream) = rec.upstream else {
+                        continue;
+                    };
+                    let repo = k.value();
+                    let mut take = |digest: &str| {
+                        if let Some(size) = cached.remove(digest) {
+                            *u.cached_by_upstream.entry(upstream.clone()).or_default() += size;
+                        }
+                    };
+                    for e in in_repo(&links, repo)? {
+                        take(&e?.0);
+                    }
+                    for e in in_repo(&manifests, repo)? {
+                        take(&e?.0);
                     }
                 }
                 Ok(u)
@@ -53,37 +157,148 @@ impl Store {
             .await
     }
 
-    /// Every repository with its tag and manifest counts.
+    /// Every repository with its counts and bytes.
     pub async fn repo_summaries(&self) -> Result<Vec<RepoSummary>, StoreError> {
         self.meta
             .read(|txn| {
                 let tags = txn.open_table(tables::TAGS)?;
                 let manifests = txn.open_table(tables::MANIFESTS)?;
+                let links = txn.open_table(tables::REPO_BLOBS)?;
+                let blobs = txn.open_table(tables::BLOBS)?;
+                let size_of = |digest: &str| -> Result<u64, StoreError> {
+                    Ok(match blobs.get(digest)? {
+                        Some(v) => decode::<BlobRecord>(v.value())?.size,
+                        None => 0,
+                    })
+                };
                 let mut out = Vec::new();
                 for item in txn.open_table(tables::REPOS)?.iter()? {
                     let (k, v) = item?;
                     let name = k.value().to_owned();
                     let rec: RepoRecord = decode(v.value())?;
-                    let count =
-                        |t: &redb::ReadOnlyTable<(&str, &str), &[u8]>| -> Result<u64, StoreError> {
-                            let mut n = 0;
-                            for i in t.range((name.as_str(), "")..)? {
-                                if i?.0.value().0 != name {
-                                    break;
-                                }
-                                n += 1;
-                            }
-                            Ok(n)
-                        };
+                    let mut bytes = 0;
+                    for e in in_repo(&links, &name)? {
+                        bytes += size_of(&e?.0)?;
+                    }
+                    let mut manifest_count = 0;
+                    for e in in_repo(&manifests, &name)? {
+                        let (_, v) = e?;
+                        bytes += decode::<ManifestRecord>(v.value())?.size;
+                        manifest_count += 1;
+                    }
+                    let tag_count = in_repo(&tags, &name)?.count() as u64;
                     out.push(RepoSummary {
-                        tags: count(&tags)?,
-                        manifests: count(&manifests)?,
                         name,
                         origin: rec.origin,
+                        upstream: rec.upstream,
+                        tags: tag_count,
+                        manifests: manifest_count,
+                        bytes,
+                        // filled by access tracking
+                        last_pulled: None,
+                        // filled by access tracking
+                        pinned: false,
                     });
                 }
                 Ok(out)
             })
             .await
+    }
+
+    /// Whether `repo` exists (holds or held content).
+    pub async fn has_repo(&self, repo: &RepoName) -> Result<bool, StoreError> {
+        let r = repo.to_string();
+        self.meta
+            .read(move |txn| Ok(txn.open_table(tables::REPOS)?.get(r.as_str())?.is_some()))
+            .await
+    }
+
+    /// `repo` with its tags and their platforms; `None` if it does not exist.
+    /// Manifests (and, for image manifests, config blobs of at most
+    /// [`platform::MAX_CONFIG_BYTES`]) are read once per digest.
+    pub async fn repo_detail(&self, repo: &RepoName) -> Result<Option<RepoDetail>, StoreError> {
+        let r = repo.to_string();
+        let rows = self
+            .meta
+            .read(move |txn| {
+                let Some(rec) = txn.open_table(tables::REPOS)?.get(r.as_str())? else {
+                    return Ok(None);
+                };
+                let rec: RepoRecord = decode(rec.value())?;
+                let manifests = txn.open_table(tables::MANIFESTS)?;
+                let mut tags = Vec::new();
+                for e in in_repo(&txn.open_table(tables::TAGS)?, &r)? {
+                    let (tag, v) = e?;
+                    let t: TagRecord = decode(v.value())?;
+                    let m: Option<ManifestRecord> = manifests
+                        .get((r.as_str(), t.digest.as_str()))?
+                        .map(|v| decode(v.value()))
+                        .transpose()?;
+                    let (size, media_type) = m.map(|m| (m.size, m.media_type)).unwrap_or_default();
+                    tags.push(TagDetail {
+                        tag,
+                        digest: t.digest,
+                        size,
+                        media_type,
+                        platforms: Vec::new(),
+                        updated: t.updated,
+                    });
+                }
+                Ok(Some(RepoDetail {
+                    name: r,
+                    origin: rec.origin,
+                    upstream: rec.upstream,
+                    tags,
+                }))
+            })
+            .await?;
+        let Some(mut detail) = rows else {
+            return Ok(None);
+        };
+        let mut seen: HashMap<String, Vec<String>> = HashMap::new();
+        for t in &mut detail.tags {
+            if let Some(p) = seen.get(&t.digest) {
+                t.platforms = p.clone();
+                continue;
+            }
+            let p = self.platforms(&t.digest, &t.media_type, t.size).await;
+            seen.insert(t.digest.clone(), p.clone());
+            t.platforms = p;
+        }
+        Ok(Some(detail))
+    }
+
+    /// The platforms of a stored manifest; empty when they cannot be read
+    /// (the listing never fails for one unreadable manifest).
+    async fn platforms(&self, digest: &str, media_type: &str, size: u64) -> Vec<String> {
+        let Ok(digest) = digest.parse::<Digest>() else {
+            return Vec::new();
+        };
+        let info = ManifestInfo {
+            digest,
+            media_type: media_type.to_owned(),
+            size,
+        };
+        let Ok(bytes) = self.manifest_bytes(&info).await else {
+            return Vec::new();
+        };
+        let parsed = tokio::task::spawn_blocking(move || platform::of_manifest(&bytes)).await;
+        match parsed {
+            Ok(Platforms::Listed(p)) => p,
+            Ok(Platforms::InConfig(digest, size)) => {
+                let config = ManifestInfo {
+                    digest,
+                    media_type: String::new(),
+                    size,
+                };
+                match self.manifest_bytes(&config).await {
+                    Ok(b) if b.len() as u64 <= platform::MAX_CONFIG_BYTES => {
+                        platform::of_config(&b).into_iter().collect()
+                    }
+                    _ => Vec::new(),
+                }
+            }
+            _ => Vec::new(),
+        }
     }
 }

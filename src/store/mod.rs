@@ -26,6 +26,7 @@ use std::sync::Arc;
 
 use crate::oci::{Digest, RepoName};
 
+pub use admin_ops::{RepoDetail, TagDetail};
 pub use admin_ops::{RepoSummary, Usage};
 pub use cache_ops::CachedTag;
 pub use content::{BlobReader, BlobWriter, Content, Scan};

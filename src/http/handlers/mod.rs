@@ -1,6 +1,5 @@
 //! One file per resource; `dispatch` is the single `match` from route to handler.
 
-mod admin;
 mod base;
 mod blobs;
 mod listing;
@@ -37,7 +36,6 @@ pub async fn dispatch(
         Route::Metrics => Ok(base::metrics(state)),
         Route::Catalog => listing::catalog(state, ctx, &req).await,
         Route::Token => token::issue(state, ctx, req).await,
-        Route::Admin { op } => admin::run(state, &op).await,
         Route::Tags { name } => listing::tags(state, ctx, &name, &req).await,
         Route::Referrers { digest, .. } => listing::referrers(ctx, &digest, &req).await,
         Route::Manifest { name, reference } => match ctx.method {
@@ -123,8 +121,8 @@ async fn stream_into(
     Ok(n)
 }
 
-/// Reads a small body whole, refusing more than `limit` bytes.
-async fn read_small(
+/// Reads a small body whole, refusing more than `limit` bytes (`None`).
+pub(in crate::http) async fn read_small(
     state: &State,
     body: Incoming,
     limit: usize,

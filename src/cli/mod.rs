@@ -1,0 +1,176 @@
+//! The `wharf` command line: argument types (parsed by `main.rs`) and the
+//! dispatch to one file per command group. The admin commands (`ls`, `du`,
+//! `rm`, `gc`, `verify`, `pin`, `unpin`, `status`) are clients of the running
+//! daemon's admin API (`/_wharf/v1/`): redb allows one process per index.
+
+mod client;
+mod format;
+mod housekeeping;
+mod pins;
+mod progress;
+mod repos;
+mod serve;
+mod status;
+mod usage;
+mod user;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub use client::AdminArgs;
+
+/// wharf: a LAN container registry — pull-through mirror and private registry.
+#[derive(Debug, Parser)]
+#[command(name = "wharf", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the registry daemon.
+    Serve {
+        /// Configuration file; without it, embedded defaults are used.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Parse and validate a configuration file, then exit.
+    CheckConfig {
+        /// The file to check.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Manage users in an htpasswd file.
+    User {
+        /// What to do.
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// List repositories, or one repository's tags.
+    Ls {
+        /// A repository as clients write it (`nginx`, `team/app`).
+        repo: Option<String>,
+        /// Daemon and output options.
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Disk usage: total, pushed, cached (by upstream), against the cache budget.
+    Du {
+        /// Daemon and output options.
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Delete a tag (`team/app:1`) or a manifest (`team/app@sha256:...`).
+    Rm {
+        /// The reference.
+        reference: String,
+        /// Daemon and output options.
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Collect unreferenced blobs now; prints what went (or would go).
+    Gc {
+        /// Report what would go without removing anything.
+        #[arg(long)]
+        dry_run: bool,
+        /// Daemon and output options.
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Re-hash every blob; corrupt ones are quarantined and listed.
+    Verify {
+        /// Daemon and output options.
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Pin an image so it is never evicted; without REF, list the pins.
+    Pin {
+        /// The image as clients write it (`docker.io/library/nginx:1.27`).
+        reference: Option<String>,
+        /// Daemon and output options.
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Remove a pin.
+    Unpin {
+        /// The pinned reference.
+        reference: String,
+        /// Daemon and output options.
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Every worker: last run, next run, result, what it did.
+    Status {
+        /// Daemon and output options.
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+}
+
+/// `wharf user ...`
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user, or set a new password for an existing one (bcrypt, `$2y$`,
+    /// the same line `htpasswd -B` writes). A running wharf picks the change up.
+    Add {
+        /// The user name.
+        name: String,
+        /// The htpasswd file (created if missing).
+        #[arg(long, default_value = "/etc/wharf/htpasswd")]
+        htpasswd: PathBuf,
+        /// Read the password from standard input (for scripts) instead of a prompt.
+        #[arg(long)]
+        password_stdin: bool,
+        /// bcrypt cost (4-31); each step doubles the work of a login.
+        #[arg(long, default_value_t = crate::auth::htpasswd::DEFAULT_COST)]
+        cost: u32,
+    },
+}
+
+/// Runs a parsed command line; the exit code says how it went.
+pub fn run(cli: Cli) -> ExitCode {
+    let admin = |args: &AdminArgs, f: &dyn Fn(&client::Client) -> Result<(), client::CliError>| {
+        client::Client::new(args)
+            .and_then(|c| f(&c))
+            .map(|()| ExitCode::SUCCESS)
+            .unwrap_or_else(|e| {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            })
+    };
+    match cli.command {
+        Command::Serve { config } => serve::serve(config),
+        Command::CheckConfig { config } => serve::check_config(&config),
+        Command::User {
+            command:
+                UserCommand::Add {
+                    name,
+                    htpasswd,
+                    password_stdin,
+                    cost,
+                },
+        } => user::add(&name, &htpasswd, password_stdin, cost),
+        Command::Ls { repo, admin: a } => admin(&a, &|c| repos::ls(c, repo.as_deref())),
+        Command::Du { admin: a } => admin(&a, &usage::du),
+        Command::Rm {
+            reference,
+            admin: a,
+        } => admin(&a, &|c| repos::rm(c, &reference)),
+        Command::Gc { dry_run, admin: a } => admin(&a, &|c| housekeeping::gc(c, dry_run)),
+        Command::Verify { admin: a } => admin(&a, &housekeeping::verify),
+        Command::Pin {
+            reference,
+            admin: a,
+        } => admin(&a, &|c| pins::pin(c, reference.as_deref())),
+        Command::Unpin {
+            reference,
+            admin: a,
+        } => admin(&a, &|c| pins::unpin(c, &reference)),
+        Command::Status { admin: a } => admin(&a, &status::status),
+    }
+}

@@ -1,0 +1,41 @@
+//! Request bodies of the admin API: JSON, at most [`MAX_BODY`] bytes (413
+//! beyond), and a malformed one is a 400 that names the problem.
+
+use http::{Request, header};
+use hyper::body::Incoming;
+use serde::de::DeserializeOwned;
+
+use super::AdminError;
+use crate::http::State;
+
+/// Largest admin request body.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// Reads and parses the JSON body of `req`; `example` shows the expected shape
+/// in the message for an empty body.
+pub(super) async fn json_body<T: DeserializeOwned>(
+    state: &State,
+    req: Request<Incoming>,
+    example: &str,
+) -> Result<T, AdminError> {
+    let too_large = || AdminError::TooLarge(format!("the request body is over {MAX_BODY} bytes"));
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+        return Err(too_large());
+    }
+    let bytes = crate::http::handlers::read_small(state, req.into_body(), MAX_BODY)
+        .await
+        .map_err(|e| AdminError::BadRequest(e.to_string()))?
+        .ok_or_else(too_large)?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(AdminError::BadRequest(format!(
+            "the request needs a JSON body like {example}"
+        )));
+    }
+    serde_json::from_slice(&bytes)
+        .map_err(|e| AdminError::BadRequest(format!("malformed JSON body: {e}")))
+}

@@ -1,0 +1,138 @@
+//! Which platforms a manifest serves (`linux/amd64`, `linux/arm64/v8`), for the
+//! admin API's tag listing: an index lists them in `manifests[].platform`; an
+//! image manifest's platform is in its config blob, which the caller reads.
+
+use serde::Deserialize;
+
+use super::digest::Digest;
+
+/// Media types of image configs that carry `os` and `architecture`.
+const IMAGE_CONFIGS: [&str; 2] = [
+    "application/vnd.oci.image.config.v1+json",
+    "application/vnd.docker.container.image.v1+json",
+];
+
+/// Largest config blob read for its platform; real configs are a few KiB.
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+#[derive(Deserialize)]
+struct Platform {
+    #[serde(default)]
+    os: String,
+    #[serde(default)]
+    architecture: String,
+    #[serde(default)]
+    variant: Option<String>,
+}
+
+impl Platform {
+    /// `os/arch[/variant]`; `None` for the placeholders attestation manifests
+    /// carry (`unknown/unknown`) and for empty fields.
+    fn label(&self) -> Option<String> {
+        if self.os.is_empty() || self.architecture.is_empty() || self.os == "unknown" {
+            return None;
+        }
+        Some(match self.variant.as_deref().filter(|v| !v.is_empty()) {
+            Some(v) => format!("{}/{}/{v}", self.os, self.architecture),
+            None => format!("{}/{}", self.os, self.architecture),
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct Entry {
+    platform: Option<Platform>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ConfigRef {
+    media_type: String,
+    digest: Digest,
+    size: u64,
+}
+
+#[derive(Deserialize)]
+struct Manifest {
+    manifests: Option<Vec<Entry>>,
+    config: Option<ConfigRef>,
+}
+
+/// What a manifest says about its platforms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Platforms {
+    /// An index: the platforms of its entries, in order, without repeats.
+    Listed(Vec<String>),
+    /// An image manifest whose config blob (this digest, this many bytes) holds
+    /// its platform.
+    InConfig(Digest, u64),
+    /// Neither (an artifact, or bytes that do not parse).
+    Unknown,
+}
+
+/// Reads the platforms of a manifest's bytes.
+pub fn of_manifest(bytes: &[u8]) -> Platforms {
+    let Ok(m) = serde_json::from_slice::<Manifest>(bytes) else {
+        return Platforms::Unknown;
+    };
+    if let Some(entries) = m.manifests {
+        let mut out: Vec<String> = Vec::new();
+        for label in entries.iter().filter_map(|e| e.platform.as_ref()?.label()) {
+            if !out.contains(&label) {
+                out.push(label);
+            }
+        }
+        return Platforms::Listed(out);
+    }
+    match m.config {
+        Some(c) if IMAGE_CONFIGS.contains(&c.media_type.as_str()) && c.size <= MAX_CONFIG_BYTES => {
+            Platforms::InConfig(c.digest, c.size)
+        }
+        _ => Platforms::Unknown,
+    }
+}
+
+/// The platform an image config blob names.
+pub fn of_config(bytes: &[u8]) -> Option<String> {
+    serde_json::from_slice::<Platform>(bytes).ok()?.label()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_platforms_skip_attestations_and_repeats() {
+        let idx = br#"{"schemaVersion":2,"manifests":[
+            {"platform":{"os":"linux","architecture":"amd64"}},
+            {"platform":{"os":"linux","architecture":"arm64","variant":"v8"}},
+            {"platform":{"os":"unknown","architecture":"unknown"}},
+            {"platform":{"os":"linux","architecture":"amd64"}},
+            {}
+        ]}"#;
+        assert_eq!(
+            of_manifest(idx),
+            Platforms::Listed(vec!["linux/amd64".into(), "linux/arm64/v8".into()])
+        );
+    }
+
+    #[test]
+    fn image_platforms_come_from_the_config() {
+        let d = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        let m = format!(
+            r#"{{"schemaVersion":2,"config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{d}","size":120}},"layers":[]}}"#
+        );
+        assert_eq!(
+            of_manifest(m.as_bytes()),
+            Platforms::InConfig(d.parse().unwrap(), 120)
+        );
+        let artifact = m.replace("image.config.v1+json", "empty.v1+json");
+        assert_eq!(of_manifest(artifact.as_bytes()), Platforms::Unknown);
+        assert_eq!(of_manifest(b"not json"), Platforms::Unknown);
+        assert_eq!(
+            of_config(br#"{"os":"linux","architecture":"arm","variant":"v7","rootfs":{}}"#),
+            Some("linux/arm/v7".into())
+        );
+        assert_eq!(of_config(b"{}"), None);
+    }
+}

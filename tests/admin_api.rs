@@ -1,0 +1,445 @@
+//! The admin API (`/_wharf/v1/`) over real HTTP: every route's answer on real
+//! pushed and mirrored content, its JSON errors (404, 405, 400, 413, 401, 403),
+//! and who may call it under every `[auth] scheme`.
+
+mod common;
+
+use common::image::{Image, OCI_MANIFEST, tar_with_file};
+use common::upstreams::{hub, mirror_config, publish_index};
+use common::{As, Wharf, bytes, digest, get_json, get_oci, htpasswd, http, push_image};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+/// Status, error code and message of an admin error response, checking its shape.
+async fn admin_error(r: reqwest::Response) -> (u16, String, String) {
+    let status = r.status().as_u16();
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let v: Value = r.json().await.expect("admin errors are JSON");
+    assert!(v.get("errors").is_none(), "not the OCI envelope: {v}");
+    let code = v["error"]["code"].as_str().expect("error.code").to_owned();
+    let message = v["error"]["message"]
+        .as_str()
+        .expect("error.message")
+        .to_owned();
+    assert!(!message.is_empty());
+    (status, code, message)
+}
+
+async fn post_json(w: &Wharf, path: &str, body: Value) -> reqwest::Response {
+    http().post(w.url(path)).json(&body).send().await.unwrap()
+}
+
+/// GETs `path` until `ready` holds (a mirrored blob is indexed just after its
+/// last bytes went out); fails after 10 s.
+async fn get_until(w: &Wharf, path: &str, ready: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let v = get_json(w, path).await;
+        if ready(&v) {
+            return v;
+        }
+        assert!(std::time::Instant::now() < deadline, "never settled: {v}");
+        tokio::task::yield_now().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn repos_tags_and_usage_of_pushed_and_mirrored_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub(dir.path()).await;
+    let amd = Image::for_platform(vec![tar_with_file("a", b"amd64 layer")], "amd64");
+    let arm = Image::for_platform(vec![tar_with_file("a", b"arm64 layer")], "arm64");
+    let idx = publish_index(
+        &hub,
+        "library/multi",
+        "1",
+        &[(&amd, "amd64"), (&arm, "arm64")],
+    )
+    .await;
+    let extra = mirror_config(&hub.base, "", "[hosted]\nprefixes = [\"team/\"]\n");
+    let w = Wharf::start_config(common::config(&dir.path().join("mirror"), &extra)).await;
+
+    // A pushed image under two tags, and a mirrored index pulled by a client.
+    let layer = tar_with_file("f", &bytes(50_000, 1));
+    let (manifest, mdigest) = push_image(&w, "team/app", "1", std::slice::from_ref(&layer)).await;
+    let r = common::put_manifest(&w, "team/app", "2", OCI_MANIFEST, &manifest).await;
+    assert_eq!(r.status(), 201);
+    let r = http()
+        .get(w.url("/v2/library/multi/manifests/1"))
+        .header("accept", common::image::OCI_INDEX)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.bytes().await.unwrap();
+    let img = Image::new(vec![layer]);
+    let pushed_bytes: u64 =
+        img.blobs().iter().map(|(_, b)| b.len() as u64).sum::<u64>() + manifest.len() as u64;
+
+    let v = get_until(&w, "/_wharf/v1/repos", |v| {
+        v["repositories"].as_array().is_some_and(|a| a.len() == 2)
+    })
+    .await;
+    let repos = v["repositories"].as_array().unwrap();
+    let app = repos.iter().find(|r| r["name"] == "team/app").unwrap();
+    assert_eq!(
+        app,
+        &json!({"name": "team/app", "origin": "pushed", "upstream": null, "tags": 2,
+                "manifests": 1, "bytes": pushed_bytes, "last_pulled": null, "pinned": false})
+    );
+    let multi = repos
+        .iter()
+        .find(|r| r["name"] == "docker.io/library/multi")
+        .unwrap();
+    assert_eq!(multi["origin"], "cached");
+    assert_eq!(multi["upstream"], "docker.io");
+    assert_eq!(
+        (multi["tags"].as_u64(), multi["manifests"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(multi["bytes"], idx.len() as u64);
+
+    // One repository: tags with digest, size, media type and platforms (from
+    // the config of an image manifest, from the entries of an index).
+    let v = get_json(&w, "/_wharf/v1/repos/team/app").await;
+    assert_eq!(v["name"], "team/app");
+    assert_eq!(v["origin"], "pushed");
+    let tags = v["tags"].as_array().unwrap();
+    assert_eq!(tags.len(), 2);
+    for (t, name) in tags.iter().zip(["1", "2"]) {
+        assert_eq!(t["tag"], name);
+        assert_eq!(t["digest"], mdigest.as_str());
+        assert_eq!(t["size"], manifest.len() as u64);
+        assert_eq!(t["media_type"], OCI_MANIFEST);
+        assert_eq!(t["platforms"], json!(["linux/amd64"]));
+        assert!(t["updated"].as_u64().unwrap() > 1_600_000_000);
+    }
+    // The name as clients write it resolves to the local one.
+    for spelling in ["multi", "library/multi", "docker.io/library/multi"] {
+        let v = get_json(&w, &format!("/_wharf/v1/repos/{spelling}")).await;
+        assert_eq!(v["name"], "docker.io/library/multi", "{spelling}");
+        assert_eq!(v["upstream"], "docker.io");
+        assert_eq!(v["tags"][0]["digest"], digest(&idx).as_str());
+        assert_eq!(
+            v["tags"][0]["platforms"],
+            json!(["linux/amd64", "linux/arm64"])
+        );
+    }
+    let r = http()
+        .get(w.url("/_wharf/v1/repos/team/nope"))
+        .send()
+        .await
+        .unwrap();
+    let (status, code, message) = admin_error(r).await;
+    assert_eq!((status, code.as_str()), (404, "NOT_FOUND"));
+    assert!(message.contains("team/nope"), "{message}");
+    let r = http()
+        .get(w.url("/_wharf/v1/repos/Team"))
+        .send()
+        .await
+        .unwrap();
+    let (status, code, _) = admin_error(r).await;
+    assert_eq!((status, code.as_str()), (400, "BAD_REQUEST"));
+
+    let u = get_json(&w, "/_wharf/v1/usage").await;
+    assert_eq!(u["pushed_bytes"], pushed_bytes, "{u}");
+    assert_eq!(u["pushed_blobs"], 3, "config, layer, manifest: {u}");
+    assert_eq!(u["cached_blobs"], 1, "{u}");
+    assert_eq!(u["cached_bytes"], idx.len() as u64, "{u}");
+    assert_eq!(
+        u["cached_by_upstream"],
+        json!({"docker.io": idx.len()}),
+        "{u}"
+    );
+    assert_eq!(u["blobs"], 4);
+    assert_eq!(u["bytes"], pushed_bytes + idx.len() as u64);
+    assert_eq!(u["max_cache_size"], 0);
+    assert_eq!(u["low_watermark"], 0.9);
+
+    // Blobs pulled through the mirror count for their upstream too.
+    let r = get_oci(
+        &w,
+        &format!("/v2/library/multi/blobs/{}", digest(&amd.config)),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    r.bytes().await.unwrap();
+    let want = (idx.len() + amd.config.len()) as u64;
+    get_until(&w, "/_wharf/v1/usage", |u| {
+        u["cached_by_upstream"]["docker.io"] == want && u["cached_bytes"] == want
+    })
+    .await;
+    w.stop().await;
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rm_deletes_a_tag_or_a_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = Wharf::start(dir.path()).await;
+    let (manifest, d) = push_image(&w, "team/app", "1", &[b"layer".to_vec()]).await;
+    let r = common::put_manifest(&w, "team/app", "2", OCI_MANIFEST, &manifest).await;
+    assert_eq!(r.status(), 201);
+
+    let r = post_json(&w, "/_wharf/v1/rm", json!({"reference": "team/app:1"})).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"repository": "team/app", "tag": "1", "deleted": true})
+    );
+    assert_eq!(get_oci(&w, "/v2/team/app/manifests/1").await.status(), 404);
+    assert_eq!(get_oci(&w, "/v2/team/app/manifests/2").await.status(), 200);
+    let r = post_json(&w, "/_wharf/v1/rm", json!({"reference": "team/app:1"})).await;
+    let (status, code, message) = admin_error(r).await;
+    assert_eq!((status, code.as_str()), (404, "NOT_FOUND"));
+    assert!(message.contains("tag 1"), "{message}");
+
+    let r = post_json(
+        &w,
+        "/_wharf/v1/rm",
+        json!({"reference": format!("team/app@{d}")}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"repository": "team/app", "digest": d, "deleted": true})
+    );
+    assert_eq!(get_oci(&w, "/v2/team/app/manifests/2").await.status(), 404);
+    assert_eq!(
+        get_oci(&w, &format!("/v2/team/app/manifests/{d}"))
+            .await
+            .status(),
+        404
+    );
+
+    let r = post_json(&w, "/_wharf/v1/rm", json!({"reference": "team/other:1"})).await;
+    assert_eq!(admin_error(r).await.0, 404);
+    // Malformed references and bodies: 400 naming the problem.
+    let r = post_json(&w, "/_wharf/v1/rm", json!({"reference": "team/app"})).await;
+    let (status, code, message) = admin_error(r).await;
+    assert_eq!((status, code.as_str()), (400, "BAD_REQUEST"));
+    assert!(message.contains("no tag or digest"), "{message}");
+    let r = post_json(&w, "/_wharf/v1/rm", json!({"ref": "team/app:1"})).await;
+    let (status, _, message) = admin_error(r).await;
+    assert_eq!(status, 400);
+    assert!(message.contains("reference"), "{message}");
+    let r = http()
+        .post(w.url("/_wharf/v1/rm"))
+        .body("{\"reference\": ")
+        .send()
+        .await
+        .unwrap();
+    let (status, code, message) = admin_error(r).await;
+    assert_eq!((status, code.as_str()), (400, "BAD_REQUEST"));
+    assert!(message.contains("malformed JSON"), "{message}");
+    let r = http().post(w.url("/_wharf/v1/rm")).send().await.unwrap();
+    assert_eq!(admin_error(r).await.0, 400);
+    // Over 64 KiB: 413, whether the length is declared or the body is chunked.
+    let big = format!("{{\"reference\":\"{}\"}}", "a".repeat(70 * 1024));
+    let r = http()
+        .post(w.url("/_wharf/v1/rm"))
+        .body(big.clone())
+        .send()
+        .await
+        .unwrap();
+    let (status, code, _) = admin_error(r).await;
+    assert_eq!((status, code.as_str()), (413, "TOO_LARGE"));
+    let (status, v) = chunked_post(&w, "/_wharf/v1/rm", big.as_bytes()).await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (413, Some("TOO_LARGE"))
+    );
+    w.stop().await;
+}
+
+/// POSTs `body` with `Transfer-Encoding: chunked` (no declared length) over a
+/// raw connection; returns the status and the JSON body.
+async fn chunked_post(w: &Wharf, path: &str, body: &[u8]) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        w.addr
+    )
+    .into_bytes();
+    for c in body.chunks(8192) {
+        req.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+        req.extend_from_slice(c);
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"0\r\n\r\n");
+    let mut s = tokio::net::TcpStream::connect(w.addr).await.unwrap();
+    s.write_all(&req).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out);
+    let status = text[9..12].parse().unwrap();
+    let (_, json) = text.split_once("\r\n\r\n").unwrap();
+    (status, serde_json::from_str(json).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_lists_workers_and_a_kick_runs_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = Wharf::start(dir.path()).await;
+    let v = get_json(&w, "/_wharf/v1/status").await;
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+    assert!(v["uptime_seconds"].is_u64(), "{v}");
+    let uploads = v["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "uploads")
+        .cloned()
+        .expect("the upload-expiry worker is listed");
+    assert_eq!(uploads["runs"], 0, "{uploads}");
+    assert!(uploads["next_run"].as_u64().is_some(), "{uploads}");
+
+    let r = http()
+        .post(w.url("/_wharf/v1/workers/uploads/run"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"worker": "uploads", "kicked": true})
+    );
+    let v = get_until(&w, "/_wharf/v1/status", |v| {
+        v["workers"][0]["runs"].as_u64() >= Some(1)
+    })
+    .await;
+    assert_eq!(v["workers"][0]["last_result"], "ok");
+    assert_eq!(v["workers"][0]["last_report"], json!({"expired": 0}));
+
+    let r = http()
+        .post(w.url("/_wharf/v1/workers/nope/run"))
+        .send()
+        .await
+        .unwrap();
+    let (status, code, message) = admin_error(r).await;
+    assert_eq!((status, code.as_str()), (404, "NOT_FOUND"));
+    assert!(message.contains("nope"), "{message}");
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_paths_and_wrong_methods_answer_json_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = Wharf::start(dir.path()).await;
+    // The old unversioned paths are gone; everything under /_wharf is this surface.
+    for p in [
+        "/_wharf/du",
+        "/_wharf/ls",
+        "/_wharf/v1/nope",
+        "/_wharf/v1/",
+        "/_wharf",
+    ] {
+        let r = http().get(w.url(p)).send().await.unwrap();
+        let (status, code, _) = admin_error(r).await;
+        assert_eq!((status, code.as_str()), (404, "NOT_FOUND"), "{p}");
+    }
+    for (m, p, allow) in [
+        (Method::POST, "/_wharf/v1/repos", "GET"),
+        (Method::DELETE, "/_wharf/v1/repos/team/app", "GET"),
+        (Method::PUT, "/_wharf/v1/usage", "GET"),
+        (Method::GET, "/_wharf/v1/rm", "POST"),
+        (Method::POST, "/_wharf/v1/status", "GET"),
+        (Method::GET, "/_wharf/v1/workers/uploads/run", "POST"),
+    ] {
+        let r = http().request(m.clone(), w.url(p)).send().await.unwrap();
+        assert_eq!(r.headers()["allow"], allow, "{m} {p}");
+        let (status, code, _) = admin_error(r).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (405, "METHOD_NOT_ALLOWED"),
+            "{m} {p}"
+        );
+    }
+    // Counted under one route label.
+    let text = common::metrics_text(&w).await;
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("wharf_http_requests_total{")
+                && l.contains("route=\"admin\"")
+                && l.contains("status=\"405\"")),
+        "{text}"
+    );
+    w.stop().await;
+}
+
+/// A wharf with users `alice` (admin) and `ci` under `scheme`.
+async fn with_users(dir: &std::path::Path, scheme: &str, anonymous_pull: &str) -> Wharf {
+    let pw = dir.join("htpasswd");
+    htpasswd(&pw, &[("alice", "alice-pw"), ("ci", "ci-pw")]);
+    let extra = format!(
+        "[auth]\nhtpasswd = {:?}\nscheme = \"{scheme}\"\nanonymous_pull = {anonymous_pull}\nadmins = [\"alice\"]\n",
+        pw.display().to_string()
+    );
+    Wharf::start_config_unchecked(common::config(&dir.join("data"), &extra)).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_admins_with_basic_credentials_under_every_scheme() {
+    // (scheme, anonymous_pull, the challenge scheme it comes to)
+    for (scheme, anonymous, want) in [
+        ("basic", "false", "Basic"),
+        ("token", "true", "Bearer"),
+        ("token", "false", "Bearer"),
+        ("auto", "true", "Bearer"),
+        ("auto", "false", "Basic"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let w = with_users(dir.path(), scheme, anonymous).await;
+        let alice = As::user(&w, "alice", "alice-pw");
+        assert_eq!(
+            alice.push_image("team/app", "1", b"x").await,
+            201,
+            "{scheme}"
+        );
+        let r = alice
+            .req(Method::GET, "/_wharf/v1/repos")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{scheme}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["repositories"][0]["name"], "team/app", "{scheme}");
+        let r = alice
+            .req(Method::POST, "/_wharf/v1/rm")
+            .json(&json!({"reference": "team/app:1"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{scheme}");
+
+        // Not an admin: 403 DENIED, as JSON.
+        let r = As::user(&w, "ci", "ci-pw")
+            .req(Method::GET, "/_wharf/v1/status")
+            .send()
+            .await
+            .unwrap();
+        let (status, code, _) = admin_error(r).await;
+        assert_eq!((status, code.as_str()), (403, "DENIED"), "{scheme}");
+
+        // Anonymous and wrong passwords: 401 with the challenge the OCI API gives.
+        let oci = http().get(w.url("/v2/")).send().await.unwrap();
+        assert_eq!(oci.status(), 401, "{scheme}");
+        let challenge = oci.headers()["www-authenticate"].clone();
+        assert!(
+            challenge.to_str().unwrap().starts_with(want),
+            "{scheme}: {challenge:?}"
+        );
+        for who in [As::anon(&w), As::user(&w, "alice", "wrong")] {
+            let r = who
+                .req(Method::GET, "/_wharf/v1/usage")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.headers()["www-authenticate"], challenge, "{scheme}");
+            let (status, code, _) = admin_error(r).await;
+            assert_eq!((status, code.as_str()), (401, "UNAUTHORIZED"), "{scheme}");
+        }
+        w.stop().await;
+    }
+}

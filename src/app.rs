@@ -197,8 +197,6 @@ pub async fn run_with(
     for t in tasks {
         let _ = t.await;
     }
-    // Worker handles hold the store too; the index closes only when none is left.
-    drop(expiry);
     drop(state);
     match Arc::try_unwrap(store) {
         Ok(store) => store.close(),

@@ -72,8 +72,8 @@ pub enum ProxyError {
 
 /// Where a proxied blob's bytes come from.
 pub enum BlobBody {
-    /// Complete in the cache.
-    Local(std::fs::File),
+    /// Complete in the cache (the file, and a use held while it is sent).
+    Local(crate::store::OpenBlob),
     /// Arriving: read any range with [`inflight::reader`].
     Streaming(Arc<Download>),
 }
@@ -343,11 +343,11 @@ impl Proxy {
         digest: &Digest,
         client: IpAddr,
     ) -> Result<ProxiedBlob, ProxyError> {
-        if let Ok((file, size)) = self.store.open_blob(local, digest).await {
+        if let Ok(b) = self.store.open_blob(local, digest).await {
             self.metrics.observe_cache("blob", "HIT");
             return Ok(ProxiedBlob {
-                size,
-                body: BlobBody::Local(file),
+                size: b.size,
+                body: BlobBody::Local(b),
                 cache: CacheResult::Hit,
             });
         }
@@ -399,10 +399,10 @@ impl Proxy {
             }),
             None => {
                 // The source did not say how long it is: serve once stored.
-                let (file, size) = self.store.open_blob(local, digest).await?;
+                let b = self.store.open_blob(local, digest).await?;
                 Ok(ProxiedBlob {
-                    size,
-                    body: BlobBody::Local(file),
+                    size: b.size,
+                    body: BlobBody::Local(b),
                     cache,
                 })
             }
@@ -533,6 +533,9 @@ impl DownloadTask {
     /// whatever ends it (a panic too), the entry is forgotten and the readers
     /// get a final state.
     async fn run(self, publisher: Publisher) {
+        // In use from the first byte until the last reader is done.
+        self.download
+            .hold_in_use(self.store.hold_in_use(&self.digest));
         match self.fetch(publisher.state()).await {
             Ok(size) => publisher.settle(DlState::Done { size }),
             Err(e) => {
@@ -549,10 +552,10 @@ impl DownloadTask {
         // A request may have missed the store just before an earlier download
         // recorded this blob, and registered after it finished: serve what is
         // stored rather than download it again.
-        if let Ok((file, size)) = self.store.open_blob(&self.local, &self.digest).await {
-            self.download.set_file(file);
+        if let Ok(b) = self.store.open_blob(&self.local, &self.digest).await {
+            self.download.set_file(b.file);
             self.download.set_found_stored();
-            return Ok(size);
+            return Ok(b.size);
         }
         if !self.peers.is_empty() {
             if let Some((peer, resp)) = self.peers.fetch(self.local.as_str(), &self.digest).await {

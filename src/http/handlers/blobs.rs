@@ -97,8 +97,8 @@ pub async fn get(
             (size, None, None)
         }
         None => {
-            let (file, size) = state.store.open_blob(name, digest).await?;
-            (size, Some(BlobBody::Local(file)), None)
+            let b = state.store.open_blob(name, digest).await?;
+            (b.size, Some(BlobBody::Local(b)), None)
         }
     };
     let headers = |len: u64| {
@@ -137,7 +137,18 @@ pub async fn get(
         }
     };
     let body = match source {
-        BlobBody::Local(file) => FileBody::new(file, start, end).boxed(),
+        BlobBody::Local(b) => {
+            // The body owns the blob's in-use guard: eviction and gc leave the
+            // digest alone until the response is done.
+            let in_use = b.in_use;
+            use http_body_util::BodyExt as _;
+            FileBody::new(b.file, start, end)
+                .map_frame(move |f| {
+                    let _held = &in_use;
+                    f
+                })
+                .boxed_unsync()
+        }
         BlobBody::Streaming(dl) => ChannelBody::new(reader(dl, start, end), end - start).boxed(),
     };
     Ok(respond(status, h, body))

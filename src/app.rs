@@ -10,6 +10,7 @@ use crate::config::Config;
 use crate::http::State;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
+use crate::workers::lifecycle::Lifecycle;
 use crate::workers::uploads::UploadExpiry;
 
 /// Why the daemon could not start or run.
@@ -49,7 +50,18 @@ pub async fn run(
     listener: TcpListener,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), AppError> {
-    run_with(config, listener, shutdown, None).await
+    run_with(config, listener, shutdown, None, None).await
+}
+
+/// [`run`], handing the storage lifecycle workers to `lifecycle` once built,
+/// so a test can run gc, eviction and verify passes on the running daemon.
+pub async fn run_observed(
+    config: Config,
+    listener: TcpListener,
+    shutdown: watch::Receiver<bool>,
+    lifecycle: tokio::sync::oneshot::Sender<Lifecycle>,
+) -> Result<(), AppError> {
+    run_with(config, listener, shutdown, None, Some(lifecycle)).await
 }
 
 /// [`run`], plus SIGHUP handling when `reload` is given (the daemon; tests send
@@ -59,6 +71,7 @@ pub async fn run_with(
     listener: TcpListener,
     shutdown: watch::Receiver<bool>,
     reload: Option<crate::reload::ReloadSource>,
+    observe: Option<tokio::sync::oneshot::Sender<Lifecycle>>,
 ) -> Result<(), AppError> {
     let tls = match (&config.server.tls_cert, &config.server.tls_key) {
         (Some(cert), Some(key)) => Some(Arc::new(crate::tls::TlsReloader::load(cert, key)?)),
@@ -103,10 +116,15 @@ pub async fn run_with(
         UploadExpiry::new(store.clone(), metrics.clone(), config.gc.upload_expiry.0),
         metrics.clone(),
     );
+    let lifecycle = Lifecycle::new(&config, store.clone(), metrics.clone());
     let mut workers = vec![
         expiry.spawn(shutdown.clone()),
         tokio::spawn(crate::reload::watch_files(state.clone(), shutdown.clone())),
     ];
+    workers.extend(lifecycle.spawn(shutdown.clone()));
+    if let Some(tx) = observe {
+        let _ = tx.send(lifecycle.clone());
+    }
     if let Some(source) = reload {
         workers.push(tokio::spawn(crate::reload::on_sighup(
             source,
@@ -129,6 +147,10 @@ pub async fn run_with(
     for w in workers {
         let _ = w.await;
     }
+    // Every handle holding the store goes first, so it closes (and flushes
+    // the last-read times) here rather than whenever the process ends.
+    drop(lifecycle);
+    drop(expiry);
     drop(state);
     match Arc::try_unwrap(store) {
         Ok(store) => store.close(),
@@ -208,7 +230,7 @@ pub async fn serve(
         let _ = tx.send(true);
     });
     let reload = crate::reload::ReloadSource { config_path };
-    run_with(config, listener, rx, Some(reload)).await
+    run_with(config, listener, rx, Some(reload), None).await
 }
 
 async fn wait_for_signal() {

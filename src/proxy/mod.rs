@@ -128,6 +128,8 @@ impl Proxy {
         self.metrics
             .downloads_in_flight
             .set(self.inflight.len() as i64);
+        let cache = i64::try_from(self.store.cached_bytes()).unwrap_or(i64::MAX);
+        self.metrics.cache_bytes.set(cache);
         for up in self.upstreams.iter() {
             self.metrics.set_upstream_skipped(&up.name, up.is_skipped());
         }

@@ -126,6 +126,33 @@ impl Wharf {
         w
     }
 
+    /// Starts with a full configuration and hands back its storage lifecycle
+    /// workers (gc, evict, verify passes on demand). Drop the handles before
+    /// [`Wharf::stop`]: they hold the store, which closes only when free.
+    pub async fn start_observed(cfg: Config) -> (Wharf, wharf::workers::lifecycle::Lifecycle) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let root = cfg.storage.root.clone();
+        let (tx, rx) = watch::channel(false);
+        let (ltx, lrx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(wharf::app::run_observed(cfg, listener, rx, ltx));
+        let w = Wharf {
+            base: format!("http://{addr}"),
+            addr,
+            root,
+            shutdown: tx,
+            task,
+        };
+        let lifecycle = lrx.await.expect("wharf started its workers");
+        let r = http()
+            .get(w.url("/v2/"))
+            .send()
+            .await
+            .expect("wharf answers");
+        assert_eq!(r.status(), 200);
+        (w, lifecycle)
+    }
+
     /// Starts without any check (HTTPS servers need a client that trusts them).
     pub async fn launch(cfg: Config) -> Wharf {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");

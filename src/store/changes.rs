@@ -4,6 +4,11 @@
 //! in the same single writer thread, skips every candidate noted since its
 //! mark. Writers run one at a time, so a write either committed before the
 //! sweep (and is noted) or runs after it (and finds the `blobs` row gone).
+//!
+//! A write that noted before the watch existed must be in the mark's
+//! snapshot: [`Store::watch_changes`] starts the watch, then waits for the
+//! writer to finish every batch already applied (an empty write job queued
+//! behind them), and only then may the snapshot be taken.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, Weak};
@@ -58,6 +63,14 @@ impl ChangeWatch {
 }
 
 impl super::Store {
+    /// Starts a pass's watch; when this returns, every write applied before
+    /// the watch existed has committed, so a read snapshot taken now holds it.
+    pub(super) async fn watch_changes(&self) -> Result<ChangeWatch, super::StoreError> {
+        let watch = self.changes.watch();
+        self.meta.write(|_| Ok(())).await?;
+        Ok(watch)
+    }
+
     /// The noticeboard, for a write job to carry.
     pub(super) fn changes_handle(&self) -> std::sync::Arc<Changes> {
         self.changes.clone()

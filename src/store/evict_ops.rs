@@ -71,7 +71,7 @@ impl Store {
             return Ok(out);
         }
         self.finish_sweeps().await?;
-        let watch = Arc::new(self.changes.watch());
+        let watch = Arc::new(self.watch_changes().await?);
         let target = (budget as f64 * low_watermark.clamp(0.0, 1.0)) as u64;
         let files = self.files.clone();
         let mem = self.access.snapshot();

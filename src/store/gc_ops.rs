@@ -80,7 +80,7 @@ impl Store {
         if !dry_run {
             self.finish_sweeps().await?;
         }
-        let watch = self.changes.watch();
+        let watch = self.watch_changes().await?;
         let started = Instant::now();
         let files = self.files.clone();
         let mem = self.access.snapshot();

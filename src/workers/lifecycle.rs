@@ -60,6 +60,11 @@ impl Lifecycle {
         }
     }
 
+    /// The store they work on (for pins, usage and the like beside a pass).
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
     /// Lists the workers in status reports.
     pub fn register(&self, registry: &mut Registry) {
         registry.add(self.access.control.clone());

@@ -5,6 +5,7 @@
 pub mod certs;
 pub mod containerd;
 pub mod containers;
+pub mod disk;
 pub mod dockerd;
 pub mod image;
 pub mod nginx;

@@ -319,11 +319,23 @@ impl WharfProcess {
 
     /// [`WharfProcess::spawn`] with extra `[server]` lines (TLS, timeouts).
     pub fn spawn_with(dir: &Path, root: &Path, server_lines: &str, extra: &str) -> WharfProcess {
+        WharfProcess::spawn_storage(dir, root, server_lines, "", extra)
+    }
+
+    /// [`WharfProcess::spawn_with`] with extra `[storage]` lines too
+    /// (`max_cache_size`, ...).
+    pub fn spawn_storage(
+        dir: &Path,
+        root: &Path,
+        server_lines: &str,
+        storage_lines: &str,
+        extra: &str,
+    ) -> WharfProcess {
         let cfg = dir.join("wharf.toml");
         std::fs::write(
             &cfg,
             format!(
-                "{}\n[server]\nlisten = \"127.0.0.1:0\"\ndrain_timeout = \"20s\"\n{server_lines}\n[storage]\nroot = {:?}\n",
+                "{}\n[server]\nlisten = \"127.0.0.1:0\"\ndrain_timeout = \"20s\"\n{server_lines}\n[storage]\nroot = {:?}\n{storage_lines}\n",
                 with_upstreams(extra),
                 root.display().to_string()
             ),

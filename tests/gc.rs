@@ -241,3 +241,102 @@ async fn a_manifest_put_racing_a_sweep_never_commits_naming_swept_content() {
         }
     }
 }
+
+/// Pushes `img` to `repo:tag` on a child process (blocking).
+fn push_blocking(w: &common::WharfProcess, repo: &str, tag: &str, img: &Image) {
+    let c = reqwest::blocking::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    for (d, b) in img.blobs() {
+        let r = c
+            .post(w.url(&format!("/v2/{repo}/blobs/uploads/")))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        let loc = r.headers()["location"].to_str().unwrap().to_owned();
+        let r = c
+            .put(w.url(&format!("{loc}?digest={d}")))
+            .body(b.to_vec())
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let r = c
+        .put(w.url(&format!("/v2/{repo}/manifests/{tag}")))
+        .header("content-type", OCI_MANIFEST)
+        .body(img.manifest.clone())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+}
+
+/// GET `path` on a child process: (status, body).
+fn get_blocking(w: &common::WharfProcess, path: &str) -> (u16, Vec<u8>) {
+    let r = reqwest::blocking::Client::new()
+        .get(w.url(path))
+        .header("accept", OCI_MANIFEST)
+        .send()
+        .unwrap();
+    (r.status().as_u16(), r.bytes().unwrap().to_vec())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_during_a_gc_leaves_a_store_that_starts_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data");
+    // Many small layers: their files take a while to remove.
+    let gone = Image::new((0..300).map(|i| bytes(1_000, 5_000 + i)).collect());
+    let kept = Image::new(vec![tar_with_file("k", &bytes(40_000, 9))]);
+    let (d, r) = (dir.path().to_path_buf(), root.clone());
+    let (gone, kept, lost, left) = tokio::task::spawn_blocking(move || {
+        let mut w = common::WharfProcess::spawn(&d, &r, "");
+        push_blocking(&w, "team/gone", "1", &gone);
+        push_blocking(&w, "team/kept", "1", &kept);
+        let c = reqwest::blocking::Client::new();
+        for reference in ["1".to_owned(), digest(&gone.manifest)] {
+            let r = c
+                .delete(w.url(&format!("/v2/team/gone/manifests/{reference}")))
+                .send()
+                .unwrap();
+            assert_eq!(r.status(), 202);
+        }
+        common::terminate(&mut w.child);
+        // Collection a second after start, with no grace: it dies mid-way.
+        let mut w =
+            common::WharfProcess::spawn(&d, &r, "[gc]\ninterval = \"1s\"\ngrace = \"0s\"\n");
+        w.wait_log("gc: rows removed, removing files");
+        w.child.kill().unwrap();
+        w.child.wait().unwrap();
+        let left = common::disk::files_under(&r.join("blobs")).len();
+        let mut w = common::WharfProcess::spawn(&d, &r, "");
+        let (status, body) = get_blocking(&w, "/v2/team/kept/manifests/1");
+        assert_eq!(status, 200);
+        assert_eq!(body, kept.manifest);
+        for (bd, b) in kept.blobs() {
+            let (status, body) = get_blocking(&w, &format!("/v2/team/kept/blobs/{bd}"));
+            assert_eq!(status, 200);
+            assert_eq!(body, b);
+        }
+        let (status, _) = get_blocking(&w, &format!("/v2/team/gone/blobs/{}", gone.blobs()[5].0));
+        assert_eq!(status, 404);
+        common::terminate(&mut w.child);
+        let lost = common::disk::files_under(&r.join("lost+found")).len();
+        (gone, kept, lost, left)
+    })
+    .await
+    .unwrap();
+    eprintln!("{left} content files were on disk when the process died");
+    assert_eq!(lost, 0, "no orphan went to lost+found");
+    for (d, _) in gone.blobs() {
+        assert!(
+            !blob_path(&root, &d).exists(),
+            "{d} of the deleted image is still on disk"
+        );
+    }
+    assert!(blob_path(&root, &digest(&kept.manifest)).exists());
+    let store = Store::open(&root).await.unwrap();
+    let usage = store.usage().await.unwrap();
+    assert_eq!((usage.blobs, usage.bytes), content_on_disk(&root));
+    store.close();
+}

@@ -10,7 +10,8 @@
 //! - [`auth`]: who may do what.
 //! - [`http`]: the typed router, the one error table, and one handler file per resource.
 //! - [`server`]: the accept loop, hyper-util connections and the graceful drain.
-//! - [`workers`]: background tasks (upload expiry, and later sync, replicate, evict, gc).
+//! - [`workers`]: background tasks (upload expiry; the storage lifecycle: access-time
+//!   flush, evict, gc, verify; later sync and replicate).
 //! - [`app`]: builds the shared state, runs everything, shuts down in order;
 //!   [`shutdown`]: the one shutdown signal the server and workers wait on.
 //! - [`config`]: the TOML schema; [`metrics`]: Prometheus counters; [`net`]:

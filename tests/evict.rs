@@ -328,3 +328,51 @@ async fn kill_9_during_an_eviction_leaves_a_store_that_starts_clean() {
     assert_eq!((usage.blobs, usage.bytes), content_on_disk(&root));
     store.close();
 }
+
+/// Stores `data` as cached content of `repo`.
+async fn store_cached(
+    store: &wharf::store::Store,
+    repo: &wharf::oci::RepoName,
+    data: Vec<u8>,
+) -> wharf::oci::Digest {
+    let d = wharf::oci::Digest::of_bytes(&data);
+    let mut w = store.new_writer().await.unwrap();
+    w.write(bytes::Bytes::from(data)).await.unwrap();
+    store
+        .store_blob(w, repo, &d, wharf::store::Origin::Cached)
+        .await
+        .unwrap();
+    d
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn last_read_times_reach_the_index_in_batches_and_at_close() {
+    use redb::{ReadableDatabase, ReadableTableMetadata};
+    let dir = tempfile::tempdir().unwrap();
+    let store = wharf::store::Store::open(dir.path()).await.unwrap();
+    let repo: wharf::oci::RepoName = "docker.io/library/x".parse().unwrap();
+    let mut ds = Vec::new();
+    for i in 0..3 {
+        ds.push(store_cached(&store, &repo, bytes(1_000, 300 + i)).await);
+    }
+    // Stores and reads are counted in memory; one flush writes them all.
+    for d in &ds {
+        drop(store.open_blob(&repo, d).await.unwrap());
+    }
+    assert_eq!(store.unflushed_touches(), 3);
+    assert_eq!(store.flush_access().await.unwrap(), 3);
+    assert_eq!(store.unflushed_touches(), 0);
+    // What is not flushed yet is written when the store closes; a touch of
+    // something not stored gets no row.
+    let late = store_cached(&store, &repo, bytes(1_000, 400)).await;
+    drop(store.open_blob(&repo, &late).await.unwrap());
+    store.touch(&wharf::oci::Digest::of_bytes(b"never stored"));
+    assert_eq!(store.unflushed_touches(), 2);
+    assert_eq!(store.cached_bytes(), 4_000);
+    store.close();
+    let db = redb::Database::create(dir.path().join("index.redb")).unwrap();
+    let txn = db.begin_read().unwrap();
+    let access = txn.open_table(wharf::store::tables::ACCESS).unwrap();
+    assert_eq!(access.len().unwrap(), 4, "only stored digests get rows");
+    assert!(access.get(late.to_string().as_str()).unwrap().is_some());
+}

@@ -16,6 +16,7 @@ use crate::limits::ClientSlots;
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::store::{Store, StoreError};
+use crate::workers::lifecycle::Lifecycle;
 use crate::workers::uploads::UploadExpiry;
 
 /// Why the daemon could not start or run.
@@ -55,13 +56,26 @@ pub async fn run(
     listener: TcpListener,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), AppError> {
-    run_with(config, listener, shutdown, None).await
+    run_with(config, listener, shutdown, None, None).await
+}
+
+/// [`run`], handing the storage lifecycle workers to `lifecycle` once built,
+/// so a test can run gc, eviction and verify passes on the running daemon.
+pub async fn run_observed(
+    config: Config,
+    listener: TcpListener,
+    shutdown: watch::Receiver<bool>,
+    lifecycle: tokio::sync::oneshot::Sender<Lifecycle>,
+) -> Result<(), AppError> {
+    run_with(config, listener, shutdown, None, Some(lifecycle)).await
 }
 
 /// The parts the composition root builds, before they are handed out.
 struct Parts {
     state: Arc<State>,
     store: Arc<Store>,
+    /// The storage lifecycle workers (also in `state`, for the admin API).
+    lifecycle: Lifecycle,
     /// Each worker's loop, spawned once the server runs.
     workers: Vec<SpawnWorker>,
 }
@@ -106,6 +120,8 @@ async fn build(config: &Config) -> Result<Parts, AppError> {
     );
     registry.add(expiry.control.clone());
     workers.push(Box::new(move |rx| expiry.spawn(rx)));
+    let lifecycle = Lifecycle::new(config, store.clone(), metrics.clone());
+    lifecycle.register(&mut registry);
 
     let state = Arc::new(State {
         store: store.clone(),
@@ -123,6 +139,7 @@ async fn build(config: &Config) -> Result<Parts, AppError> {
         proxy,
         trusted_proxies: config.server.trusted_proxies.clone(),
         workers: registry,
+        lifecycle: lifecycle.clone(),
         started: std::time::Instant::now(),
         cache_budget: crate::http::CacheBudget {
             max_cache_size: config.storage.max_cache_size.0,
@@ -132,6 +149,7 @@ async fn build(config: &Config) -> Result<Parts, AppError> {
     Ok(Parts {
         state,
         store,
+        lifecycle,
         workers,
     })
 }
@@ -143,10 +161,12 @@ pub async fn run_with(
     listener: TcpListener,
     shutdown: watch::Receiver<bool>,
     reload: Option<crate::reload::ReloadSource>,
+    observe: Option<tokio::sync::oneshot::Sender<Lifecycle>>,
 ) -> Result<(), AppError> {
     let Parts {
         state,
         store,
+        lifecycle,
         workers,
     } = build(&config).await?;
     if let Ok(addr) = listener.local_addr() {
@@ -174,6 +194,10 @@ pub async fn run_with(
         state.clone(),
         shutdown.clone(),
     )));
+    tasks.extend(lifecycle.spawn(workers_rx.clone()));
+    if let Some(tx) = observe {
+        let _ = tx.send(lifecycle.clone());
+    }
     if let Some(source) = reload {
         tasks.push(tokio::spawn(crate::reload::on_sighup(
             source,
@@ -197,6 +221,9 @@ pub async fn run_with(
     for t in tasks {
         let _ = t.await;
     }
+    // Every handle holding the store goes first, so it closes (and flushes
+    // the last-read times) here rather than whenever the process ends.
+    drop(lifecycle);
     drop(state);
     match Arc::try_unwrap(store) {
         Ok(store) => store.close(),
@@ -276,7 +303,7 @@ pub async fn serve(
         let _ = tx.send(true);
     });
     let reload = crate::reload::ReloadSource { config_path };
-    run_with(config, listener, rx, Some(reload)).await
+    run_with(config, listener, rx, Some(reload), None).await
 }
 
 async fn wait_for_signal() {

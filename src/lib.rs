@@ -24,7 +24,8 @@
 //!   [`http::admin`], the `/_wharf/v1/` admin API (typed `AdminRoute`, JSON errors
 //!   of its own, one handler file per endpoint).
 //! - [`server`]: the accept loop, hyper-util connections and the graceful drain.
-//! - [`workers`]: background tasks (upload expiry, and later sync, replicate, evict, gc).
+//! - [`workers`]: background tasks in one Worker shape (upload expiry; the storage
+//!   lifecycle: access-time flush, evict, gc, verify; later sync and replicate).
 //! - [`app`]: the composition root: builds store, auth, upstreams, proxy and workers
 //!   and hands each what it needs, runs everything, shuts down in order;
 //!   [`shutdown`]: the one shutdown signal the server and workers wait on.

@@ -102,6 +102,20 @@ pub struct Metrics {
     upstream_ratelimit: Family<UpstreamLabels, Gauge>,
     download_failures: Family<UpstreamLabels, Counter>,
     worker_runs: Family<WorkerLabels, Counter>,
+    /// Bytes of cached (mirrored) content.
+    pub cache_bytes: Gauge,
+    /// `[storage] max_cache_size` (0: unlimited).
+    pub cache_budget_bytes: Gauge,
+    /// Bytes evicted from the cache.
+    pub evicted_bytes: Counter,
+    /// Content files evicted from the cache.
+    pub evicted_blobs: Counter,
+    /// Content files removed by gc.
+    pub gc_swept_blobs: Counter,
+    /// Bytes removed by gc.
+    pub gc_swept_bytes: Counter,
+    /// Corrupt content files verify found and quarantined.
+    pub verify_corrupt: Counter,
 }
 
 impl Default for Metrics {
@@ -212,6 +226,48 @@ impl Metrics {
             "Background worker passes, by worker and result",
             worker_runs.clone(),
         );
+        let cache_bytes = Gauge::default();
+        registry.register(
+            "cache_bytes",
+            "Bytes of cached (mirrored) content, the share max_cache_size limits",
+            cache_bytes.clone(),
+        );
+        let cache_budget_bytes = Gauge::default();
+        registry.register(
+            "cache_budget_bytes",
+            "The cache budget, [storage] max_cache_size (0: unlimited)",
+            cache_budget_bytes.clone(),
+        );
+        let evicted_bytes = Counter::default();
+        registry.register(
+            "evicted_bytes",
+            "Bytes of cached content evicted to stay under the budget",
+            evicted_bytes.clone(),
+        );
+        let evicted_blobs = Counter::default();
+        registry.register(
+            "evicted_blobs",
+            "Cached content files (blobs and manifests) evicted",
+            evicted_blobs.clone(),
+        );
+        let gc_swept_blobs = Counter::default();
+        registry.register(
+            "gc_swept_blobs",
+            "Unreferenced content files removed by garbage collection",
+            gc_swept_blobs.clone(),
+        );
+        let gc_swept_bytes = Counter::default();
+        registry.register(
+            "gc_swept_bytes",
+            "Bytes removed by garbage collection",
+            gc_swept_bytes.clone(),
+        );
+        let verify_corrupt = Counter::default();
+        registry.register(
+            "verify_corrupt",
+            "Corrupt content files found by verify and quarantined",
+            verify_corrupt.clone(),
+        );
         let started = Gauge::<i64>::default();
         started.set(i64::try_from(crate::store::unix_now()).unwrap_or(0));
         registry.register(
@@ -237,6 +293,13 @@ impl Metrics {
             upstream_ratelimit,
             download_failures,
             worker_runs,
+            cache_bytes,
+            cache_budget_bytes,
+            evicted_bytes,
+            evicted_blobs,
+            gc_swept_blobs,
+            gc_swept_bytes,
+            verify_corrupt,
         }
     }
 

@@ -91,6 +91,8 @@ impl FromStr for HumanDuration {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (n, unit) = number_and_unit(s, "a duration like \"30s\", \"5m\" or \"1h\"")?;
         let d = match unit {
+            // Zero needs no unit (`[gc] interval = "0"`: only on demand).
+            "" if n == 0 => Duration::ZERO,
             "ms" => Duration::from_millis(n),
             "s" => Duration::from_secs(n),
             "m" => Duration::from_secs(n.saturating_mul(60)),
@@ -758,6 +760,11 @@ mod tests {
             Duration::from_secs(300)
         );
         assert!("5 weeks".parse::<HumanDuration>().is_err());
+        assert_eq!("0".parse::<HumanDuration>().unwrap().0, Duration::ZERO);
+        assert!(
+            "5".parse::<HumanDuration>().is_err(),
+            "only zero goes without a unit"
+        );
         let e = parse("[gc]\ngrace = \"10 parsecs\"\n")
             .unwrap_err()
             .to_string();

@@ -55,6 +55,9 @@ pub struct State {
     pub trusted_proxies: Vec<Cidr>,
     /// Every background worker's switchboard: status for the admin API, kicks.
     pub workers: crate::workers::Registry,
+    /// The storage lifecycle workers (gc, evict, verify) the admin API runs
+    /// passes of, and the store's pins.
+    pub lifecycle: crate::workers::lifecycle::Lifecycle,
     /// When the daemon started (the admin API's uptime).
     pub started: Instant,
     /// The cache budget the admin API reports usage against.

@@ -73,9 +73,17 @@ pub struct Download {
     /// it just after this request missed the store): nothing crossed the
     /// network, so the request is a hit.
     found_stored: std::sync::atomic::AtomicBool,
+    /// A use of the digest, held while anyone holds the download (the task,
+    /// its readers): eviction and gc leave it alone meanwhile.
+    in_use: OnceLock<crate::store::in_use::InUseGuard>,
 }
 
 impl Download {
+    /// Called by the download task when it starts.
+    pub fn hold_in_use(&self, guard: crate::store::in_use::InUseGuard) {
+        let _ = self.in_use.set(guard);
+    }
+
     /// Called by the download task when the store had the blob after all.
     pub fn set_found_stored(&self) {
         self.found_stored
@@ -125,6 +133,7 @@ impl Download {
             content: OnceLock::new(),
             window: Mutex::new(Window::default()),
             found_stored: std::sync::atomic::AtomicBool::new(false),
+            in_use: OnceLock::new(),
         })
     }
 }

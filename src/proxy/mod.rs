@@ -90,7 +90,7 @@ impl ProxyError {
 
 /// Where a proxied blob's bytes come from.
 pub enum BlobBody {
-    /// Complete in the cache.
+    /// Complete in the cache (the reader holds a use of the digest while it is sent).
     Local(BlobReader),
     /// Arriving: read any range with [`inflight::reader`].
     Streaming(Arc<Download>),
@@ -147,6 +147,8 @@ impl Proxy {
         self.metrics
             .downloads_in_flight
             .set(self.inflight.len() as i64);
+        let cache = i64::try_from(self.store.cached_bytes()).unwrap_or(i64::MAX);
+        self.metrics.cache_bytes.set(cache);
         for up in self.upstreams.iter() {
             self.metrics.set_upstream_skipped(&up.name, up.is_skipped());
         }
@@ -552,6 +554,9 @@ impl DownloadTask {
     /// whatever ends it (a panic too), the entry is forgotten and the readers
     /// get a final state.
     async fn run(self, publisher: Publisher) {
+        // In use from the first byte until the last reader is done.
+        self.download
+            .hold_in_use(self.store.hold_in_use(&self.digest));
         match self.fetch(publisher.state()).await {
             Ok(size) => publisher.settle(DlState::Done { size }),
             Err(e) => {

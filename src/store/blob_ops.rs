@@ -10,13 +10,14 @@ use crate::oci::{Digest, RepoName};
 
 /// Links `digest` into `repo` and makes sure the repository row exists; used by
 /// uploads and mounts inside their write transaction. Content linked into a
-/// hosted repository is labelled pushed, however it got there.
+/// hosted repository is labelled pushed, however it got there. Returns the
+/// change of cached bytes.
 pub(super) fn link(
     txn: &redb::WriteTransaction,
     repo: &str,
     digest: &str,
     origin: Origin,
-) -> Result<(), StoreError> {
+) -> Result<i64, StoreError> {
     txn.open_table(tables::REPO_BLOBS)?
         .insert((repo, digest), ())?;
     ensure_repo(txn, repo, origin)?;
@@ -71,21 +72,32 @@ impl Store {
         digest: &Digest,
     ) -> Result<Option<u64>, StoreError> {
         let (r, d) = (repo.to_string(), digest.to_string());
-        self.meta.read(move |txn| readable_size(txn, &r, &d)).await
+        let size = self
+            .meta
+            .read(move |txn| readable_size(txn, &r, &d))
+            .await?;
+        if size.is_some() {
+            self.touch(digest);
+        }
+        Ok(size)
     }
 
-    /// Opens `digest` for reading through `repo`: a reader and its size.
+    /// Opens `digest` for reading through `repo`: a reader and its size. The
+    /// reader carries a use of the digest (taken before the lookup, so a pass
+    /// that removes the rows after it sees the use and leaves the content), which
+    /// keeps eviction and gc away until the reader drops.
     pub async fn open_blob(
         &self,
         repo: &RepoName,
         digest: &Digest,
     ) -> Result<(super::BlobReader, u64), StoreError> {
+        let in_use = self.hold_in_use(digest);
         let size = self
             .blob_size(repo, digest)
             .await?
             .ok_or_else(|| StoreError::BlobUnknown(digest.clone()))?;
         match self.files.open(digest).await? {
-            Some(reader) => Ok((reader, size)),
+            Some(reader) => Ok((reader.keep_alive(in_use), size)),
             None => {
                 tracing::error!(digest = %digest, "index names a blob whose file is missing");
                 Err(StoreError::BlobUnknown(digest.clone()))
@@ -121,7 +133,9 @@ impl Store {
         digest: &Digest,
     ) -> Result<bool, StoreError> {
         let (r, f, d) = (repo.to_string(), from.to_string(), digest.to_string());
-        let present = self
+        self.touch(digest);
+        let changes = self.changes_handle();
+        let (present, delta) = self
             .meta
             .write(move |txn| {
                 let present = txn
@@ -129,12 +143,15 @@ impl Store {
                     .get((f.as_str(), d.as_str()))?
                     .is_some()
                     && txn.open_table(tables::BLOBS)?.get(d.as_str())?.is_some();
+                let mut delta = 0;
                 if present {
-                    link(txn, &r, &d, Origin::Pushed)?;
+                    changes.note([d.as_str()]);
+                    delta = link(txn, &r, &d, Origin::Pushed)?;
                 }
-                Ok(present)
+                Ok((present, delta))
             })
             .await?;
+        self.cache_delta(delta);
         if present {
             self.mark_pushed(repo);
         }
@@ -242,8 +259,15 @@ impl Store {
         origin: Origin,
     ) -> Result<(), StoreError> {
         let (r, d) = (repo.to_string(), digest.to_string());
-        self.meta
+        // A touch before the write: a gc sweep that runs first finds the blob
+        // young, one that runs after finds the new link.
+        self.touch(digest);
+        let changes = self.changes_handle();
+        let delta = self
+            .meta
             .write(move |txn| {
+                changes.note([d.as_str()]);
+                let mut delta = 0i64;
                 {
                     let mut blobs = txn.open_table(tables::BLOBS)?;
                     let existing = blobs
@@ -256,23 +280,30 @@ impl Store {
                             if origin == Origin::Pushed && rec.origin != Origin::Pushed =>
                         {
                             rec.origin = Origin::Pushed;
+                            delta -= rec.size as i64;
                             Some(rec)
                         }
                         Some(_) => None,
-                        None => Some(BlobRecord {
-                            size,
-                            created: unix_now(),
-                            origin,
-                            pinned: false,
-                        }),
+                        None => {
+                            if origin == Origin::Cached {
+                                delta += size as i64;
+                            }
+                            Some(BlobRecord {
+                                size,
+                                created: unix_now(),
+                                origin,
+                                pinned: false,
+                            })
+                        }
                     };
                     if let Some(rec) = rec {
                         blobs.insert(d.as_str(), encode(&rec)?.as_slice())?;
                     }
                 }
-                link(txn, &r, &d, origin)
+                Ok(delta + link(txn, &r, &d, origin)?)
             })
             .await?;
+        self.cache_delta(delta);
         match origin {
             Origin::Pushed => self.mark_pushed(repo),
             Origin::Cached => self.mark_mirrored(repo),

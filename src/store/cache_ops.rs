@@ -120,11 +120,18 @@ impl Store {
         let mut writer = self.lazy_writer()?;
         writer.write(body).await?;
         writer.commit(Some(digest)).await?;
-        let recorded = self.meta.write(move |txn| rows.insert(txn)).await;
+        let changes = self.changes_handle();
+        let recorded = self
+            .meta
+            .write(move |txn| {
+                changes.note(rows.named().iter().map(String::as_str));
+                rows.insert(txn)
+            })
+            .await;
         if recorded.is_err() {
             hold.discard(self.meta.clone(), self.files.clone()).await;
         }
-        recorded?;
+        self.cache_delta(recorded?);
         self.mark_mirrored(repo);
         Ok(())
     }

@@ -46,6 +46,18 @@ impl Commits {
         })
     }
 
+    /// Takes the gate exclusively: no commit registers while it is held. A
+    /// removal of content files (gc, eviction, verify) checks, under it, that
+    /// no commit of a digest is in flight and no row names it, then removes.
+    pub(super) async fn exclusive(&self) -> tokio::sync::OwnedRwLockWriteGuard<()> {
+        self.gate.clone().write_owned().await
+    }
+
+    /// Whether a commit of `digest` is between its file and its rows.
+    pub(super) fn in_flight(&self, digest: &Digest) -> bool {
+        self.count(digest) > 0
+    }
+
     fn count(&self, digest: &Digest) -> usize {
         self.counts
             .lock()

@@ -19,8 +19,9 @@ fn is_hosted(txn: &redb::WriteTransaction, repo: &str) -> Result<bool, StoreErro
     }
 }
 
-/// Relabels the content row of `digest` as pushed. Returns whether it changed.
-fn relabel(txn: &redb::WriteTransaction, digest: &str) -> Result<bool, StoreError> {
+/// Relabels the content row of `digest` as pushed. Returns the bytes that
+/// stopped counting as cached (None: nothing changed).
+fn relabel(txn: &redb::WriteTransaction, digest: &str) -> Result<Option<u64>, StoreError> {
     let mut blobs = txn.open_table(tables::BLOBS)?;
     let rec = blobs
         .get(digest)?
@@ -30,24 +31,27 @@ fn relabel(txn: &redb::WriteTransaction, digest: &str) -> Result<bool, StoreErro
         Some(mut rec) if rec.origin != Origin::Pushed => {
             rec.origin = Origin::Pushed;
             blobs.insert(digest, encode(&rec)?.as_slice())?;
-            Ok(true)
+            Ok(Some(rec.size))
         }
-        _ => Ok(false),
+        _ => Ok(None),
     }
 }
 
 /// Called wherever content gets linked into `repo` (blob links, mounts,
 /// manifest rows), after the repository row exists: content in a hosted
-/// repository is labelled pushed.
+/// repository is labelled pushed. Returns the change of cached bytes (zero or
+/// negative), for the store's running total.
 pub(super) fn label_linked(
     txn: &redb::WriteTransaction,
     repo: &str,
     digest: &str,
-) -> Result<(), StoreError> {
+) -> Result<i64, StoreError> {
     if is_hosted(txn, repo)? {
-        relabel(txn, digest)?;
+        if let Some(size) = relabel(txn, digest)? {
+            return Ok(-(size as i64));
+        }
     }
-    Ok(())
+    Ok(0)
 }
 
 /// Start-up repair for indexes written before every route labelled content
@@ -78,7 +82,7 @@ pub(super) fn relabel_hosted(txn: &redb::WriteTransaction) -> Result<usize, Stor
     }
     let mut changed = 0;
     for d in &linked {
-        if relabel(txn, d)? {
+        if relabel(txn, d)?.is_some() {
             changed += 1;
         }
     }

@@ -68,8 +68,12 @@ fn check_references(
     for desc in &view.children {
         let d = desc.digest.to_string();
         let size = match manifests.get((repo, d.as_str()))? {
-            Some(v) => Some(decode::<ManifestRecord>(v.value())?.size),
-            None => None,
+            // The content row too: a manifest row never outlives it, but a
+            // push must not commit naming content that is gone either way.
+            Some(v) if blobs.get(d.as_str())?.is_some() => {
+                Some(decode::<ManifestRecord>(v.value())?.size)
+            }
+            _ => None,
         };
         check_size(desc, size)?;
     }
@@ -169,6 +173,12 @@ impl Store {
         self.meta
             .read(move |txn| check_references_read(txn, &r, &v))
             .await?;
+        // Touched before the write job: a gc sweep that runs first finds them
+        // young; one that runs after sees this manifest (and the write job
+        // checks again that each is still there).
+        for d in view.blobs.iter().chain(&view.children) {
+            self.touch(&d.digest);
+        }
 
         let subject = view.subject.as_ref().map(|s| s.digest.clone());
         let tag = match reference {
@@ -182,19 +192,26 @@ impl Store {
         writer.commit(Some(&digest)).await?;
         let r = repo.to_string();
         let v = view.clone();
-        // Checked again where it counts: a blob may have been unlinked since.
+        let changes = self.changes_handle();
+        // Checked again where it counts: a blob may have been unlinked (or
+        // collected) since.
         let recorded = self
             .meta
             .write(move |txn| {
                 check_references_write(txn, &r, &v)?;
+                changes.note(rows.named().iter().map(String::as_str));
                 rows.insert(txn)
             })
             .await;
-        if let Err(e) = recorded {
-            hold.discard(self.meta.clone(), self.files.clone()).await;
-            return Err(e);
-        }
+        let delta = match recorded {
+            Ok(delta) => delta,
+            Err(e) => {
+                hold.discard(self.meta.clone(), self.files.clone()).await;
+                return Err(e);
+            }
+        };
         drop(hold);
+        self.cache_delta(delta);
         self.mark_pushed(repo);
         Ok(PutManifest { digest, subject })
     }
@@ -226,6 +243,7 @@ impl Store {
                 })
             })
             .await
+            .inspect(|info| self.touch(&info.digest))
     }
 
     /// Reads stored manifest bytes (at most 4 MiB by construction).
@@ -271,6 +289,8 @@ impl Store {
                                 None => return Err(unknown()),
                             }
                         };
+                        txn.open_table(tables::MANIFEST_REFS)?
+                            .remove((r.as_str(), d.as_str()))?;
                         let mut tags = txn.open_table(tables::TAGS)?;
                         let mut doomed = Vec::new();
                         for item in tags.range((r.as_str(), "")..)? {

@@ -4,7 +4,7 @@
 
 use redb::ReadableTable;
 
-use super::meta::{BlobRecord, ManifestRecord, Origin, RepoRecord, TagRecord, encode};
+use super::meta::{BlobRecord, ManifestRecord, Origin, RefsRecord, RepoRecord, TagRecord, encode};
 use super::{StoreError, tables, unix_now};
 use crate::oci::{Descriptor, Digest, ManifestView, RepoName, Tag};
 
@@ -14,6 +14,10 @@ pub(super) struct ManifestRows {
     digest: String,
     size: u64,
     record: Vec<u8>,
+    /// The encoded [`RefsRecord`], written with the manifest row.
+    refs: Vec<u8>,
+    /// The manifest's digest and every digest it names (for gc's change log).
+    named: Vec<String>,
     tag: Option<String>,
     referrer: Option<(String, Vec<u8>)>,
     origin: Origin,
@@ -37,6 +41,11 @@ impl ManifestRows {
             subject: view.subject.as_ref().map(|s| s.digest.to_string()),
             artifact_type: view.artifact_type.clone(),
         })?;
+        let refs_record = RefsRecord::of(view);
+        let refs = encode(&refs_record)?;
+        let mut named = vec![digest.to_string()];
+        named.extend(refs_record.blobs);
+        named.extend(refs_record.manifests);
         let referrer = match &view.subject {
             Some(subject) => Some((
                 subject.digest.to_string(),
@@ -57,6 +66,8 @@ impl ManifestRows {
             digest: digest.to_string(),
             size,
             record,
+            refs,
+            named,
             tag: tag.map(|t| t.to_string()),
             referrer,
             origin: if upstream.is_some() {
@@ -68,14 +79,24 @@ impl ManifestRows {
         })
     }
 
+    /// The manifest's digest and every digest it names.
+    pub(super) fn named(&self) -> &[String] {
+        &self.named
+    }
+
     /// Inserts the rows (an existing content row keeps its age, and its origin
-    /// unless the repository is hosted: then the content is pushed).
-    pub(super) fn insert(&self, txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    /// unless the repository is hosted: then the content is pushed). Returns
+    /// the change of cached bytes.
+    pub(super) fn insert(&self, txn: &redb::WriteTransaction) -> Result<i64, StoreError> {
         let (r, d) = (self.repo.as_str(), self.digest.as_str());
         let now = unix_now();
+        let mut delta = 0i64;
         {
             let mut blobs = txn.open_table(tables::BLOBS)?;
             if blobs.get(d)?.is_none() {
+                if self.origin == Origin::Cached {
+                    delta += self.size as i64;
+                }
                 let rec = encode(&BlobRecord {
                     size: self.size,
                     created: now,
@@ -87,6 +108,8 @@ impl ManifestRows {
         }
         txn.open_table(tables::MANIFESTS)?
             .insert((r, d), self.record.as_slice())?;
+        txn.open_table(tables::MANIFEST_REFS)?
+            .insert((r, d), self.refs.as_slice())?;
         if let Some(t) = &self.tag {
             let rec = encode(&TagRecord {
                 digest: self.digest.clone(),
@@ -110,6 +133,6 @@ impl ManifestRows {
             repos.insert(r, rec.as_slice())?;
         }
         drop(repos);
-        super::labels::label_linked(txn, r, d)
+        Ok(delta + super::labels::label_linked(txn, r, d)?)
     }
 }

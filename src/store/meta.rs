@@ -83,6 +83,42 @@ pub struct RepoRecord {
     pub upstream: Option<String>,
 }
 
+/// The digests one manifest names, split by what they are.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RefsRecord {
+    /// Blobs: an image's config and layers.
+    #[serde(default)]
+    pub blobs: Vec<String>,
+    /// Child manifests of an index (in the same repository).
+    #[serde(default)]
+    pub manifests: Vec<String>,
+}
+
+impl RefsRecord {
+    /// The references of a parsed manifest (foreign layers included: listing
+    /// more than is stored only keeps more alive).
+    pub fn of(view: &crate::oci::ManifestView) -> RefsRecord {
+        RefsRecord {
+            blobs: view.blobs.iter().map(|d| d.digest.to_string()).collect(),
+            manifests: view.children.iter().map(|d| d.digest.to_string()).collect(),
+        }
+    }
+}
+
+/// One pin.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PinRecord {
+    /// The local repository.
+    pub repo: String,
+    /// The manifest pinned (for a tag pin: what the tag pointed at when pinned).
+    pub digest: String,
+    /// For a tag pin, the tag: whatever it points at later is protected too.
+    #[serde(default)]
+    pub tag: Option<String>,
+    /// Unix seconds.
+    pub created: u64,
+}
+
 /// Encodes a record for a table value.
 pub fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(v).map_err(|e| StoreError::Corrupt(e.to_string()))
@@ -149,6 +185,11 @@ impl Meta {
             txn.open_table(tables::REFERRERS)?;
             txn.open_table(tables::UPLOADS)?;
             txn.open_table(tables::REPOS)?;
+            txn.open_table(tables::MANIFEST_REFS)?;
+            txn.open_table(tables::ACCESS)?;
+            txn.open_table(tables::PINS)?;
+            txn.open_table(tables::SWEEPING)?;
+            txn.open_table(tables::SCHEMA)?;
         }
         txn.commit()?;
         let db = Arc::new(db);
@@ -202,13 +243,30 @@ impl Meta {
     /// Stops the writer after the queued writes and waits for it; the database
     /// closes when the last handle drops. Part of the ordered shutdown.
     pub fn close(self) {
+        self.close_after(|_| Ok(()));
+    }
+
+    /// [`Meta::close`], with one last transaction `last` run on the calling
+    /// thread once the writer has stopped (state kept in memory until then,
+    /// such as last-read times). A failure is logged: shutdown goes on.
+    pub fn close_after<F>(self, last: F)
+    where
+        F: FnOnce(&WriteTransaction) -> Result<(), StoreError>,
+    {
         let Meta { db, writer, thread } = self;
         drop(writer);
-        drop(db);
         let handle = thread.lock().ok().and_then(|mut g| g.take());
         if let Some(h) = handle {
             let _ = h.join();
         }
+        let done = db.begin_write().map_err(StoreError::from).and_then(|txn| {
+            last(&txn)?;
+            txn.commit().map_err(StoreError::from)
+        });
+        if let Err(e) = done {
+            tracing::warn!(error = %e, "last index write at shutdown failed");
+        }
+        drop(db);
     }
 }
 

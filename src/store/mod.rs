@@ -6,20 +6,41 @@
 //! Invariants: a content file is complete and verified before any row names it; a
 //! row is removed before its file; a blob is readable in a repository only if
 //! linked there.
+//!
+//! Lifecycle state (see each file): last-read times in memory flushed in
+//! batches to `access` (`access.rs`), digests in use by readers and downloads
+//! (`in_use.rs`), the running total of cached bytes against the budget
+//! (`cache_size.rs`), what writes named while a pass runs (`changes.rs`),
+//! crash-safe removal through the `sweeping` table (`sweep.rs`), and the
+//! passes themselves: eviction (`evict_ops.rs`), gc (`gc_ops.rs`), verify
+//! (`verify_ops.rs`), pins (`pin_ops.rs`), all marking through the
+//! `manifest_refs` closure (`closure.rs`). Start-up finishes interrupted
+//! removals, reconciles, then migrates older indexes (`migrate.rs`).
 
 pub mod content;
+pub mod in_use;
 pub mod meta;
+pub mod migrate;
 pub mod tables;
 pub mod uploads;
 
+mod access;
 mod admin_ops;
 mod blob_ops;
 mod cache_ops;
+mod cache_size;
+mod changes;
+mod closure;
 mod commits;
+mod evict_ops;
+mod gc_ops;
 mod labels;
 mod manifest_ops;
 mod manifest_rows;
+mod pin_ops;
 mod reconcile;
+mod sweep;
+mod verify_ops;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,12 +51,16 @@ pub use admin_ops::{RepoDetail, TagDetail};
 pub use admin_ops::{RepoSummary, Usage};
 pub use cache_ops::CachedTag;
 pub use content::{BlobReader, BlobWriter, Content, Scan};
+pub use evict_ops::EvictOutcome;
+pub use gc_ops::GcOutcome;
 pub use manifest_ops::{ManifestInfo, Page, PutManifest};
 pub use meta::{Meta, Origin};
+pub use pin_ops::Pin;
 pub use uploads::{
     MAX_UPLOADS, MAX_UPLOADS_PER_CLIENT, SessionHandle, UNWRITTEN_UPLOAD_EXPIRY, UploadSession,
     UploadTable,
 };
+pub use verify_ops::{Corrupt, Pace, Rehash, StoredBlob};
 
 /// Everything that can go wrong below the HTTP layer. `http/error.rs` maps each
 /// variant to an OCI code in one place.
@@ -171,6 +196,14 @@ pub struct Store {
     /// Canonical mirrored names holding cached content: a push may not claim
     /// a name whose mirror already holds content (routing rule 4).
     mirrored: std::sync::RwLock<std::collections::HashSet<String>>,
+    /// Last-read times not flushed yet.
+    access: Arc<access::AccessMap>,
+    /// Digests being read or downloaded now.
+    in_use: Arc<in_use::InUse>,
+    /// Cached bytes against the budget.
+    cache: cache_size::CacheSize,
+    /// What writes named while a gc or eviction pass runs.
+    changes: Arc<changes::Changes>,
 }
 
 impl crate::oci::routing::NameFacts for Store {
@@ -217,7 +250,12 @@ impl Store {
         })
         .await??;
         let files = Content::fs(&root);
-        if let Err(e) = reconcile::reconcile(&meta, &files, &root).await {
+        let settled = async {
+            sweep::finish_at_start(&meta, &files).await?;
+            reconcile::reconcile(&meta, &files, &root).await?;
+            migrate::migrate(&meta, &files).await
+        };
+        if let Err(e) = settled.await {
             // Close the index before reporting, so the operator (or a test) can
             // fix the cause and open it again in the same process.
             tokio::task::spawn_blocking(move || meta.close()).await?;
@@ -231,8 +269,12 @@ impl Store {
             root,
             pushed: Default::default(),
             mirrored: Default::default(),
+            access: Default::default(),
+            in_use: Default::default(),
+            cache: Default::default(),
+            changes: Default::default(),
         };
-        let (pushed, mirrored) = store
+        let (pushed, mirrored, cached) = store
             .meta
             .read(|txn| {
                 use redb::ReadableTable;
@@ -245,9 +287,18 @@ impl Store {
                         Origin::Cached => mirrored.insert(k.value().to_owned()),
                     };
                 }
-                Ok((pushed, mirrored))
+                let mut cached = 0u64;
+                for item in txn.open_table(tables::BLOBS)?.iter()? {
+                    let (_, v) = item?;
+                    let rec: meta::BlobRecord = meta::decode(v.value())?;
+                    if rec.origin == Origin::Cached {
+                        cached += rec.size;
+                    }
+                }
+                Ok((pushed, mirrored, cached))
             })
             .await?;
+        store.cache.set(cached);
         if let Ok(mut p) = store.pushed.write() {
             *p = pushed;
         }
@@ -317,8 +368,24 @@ impl Store {
         self.uploads.len()
     }
 
-    /// Stops the index writer; the last step of shutdown.
+    /// The registry of digests in use (readers and downloads hold guards).
+    pub fn in_use(&self) -> &Arc<in_use::InUse> {
+        &self.in_use
+    }
+
+    /// Counts a use of `digest` (a download in flight, a reader) until the
+    /// guard drops: eviction and gc leave it alone meanwhile.
+    pub fn hold_in_use(&self, digest: &Digest) -> in_use::InUseGuard {
+        self.in_use.hold(digest)
+    }
+
+    /// Stops the index writer, then writes the last-read times still in
+    /// memory; the last step of shutdown.
     pub fn close(self) {
-        self.meta.close();
+        let touched = self.access.snapshot();
+        self.meta.close_after(move |txn| {
+            access::write_access(txn, &touched)?;
+            Ok(())
+        });
     }
 }

@@ -63,8 +63,10 @@ pub(super) fn content_missing_message(
 /// Removes every row that names `gone` digests (their files are lost).
 fn drop_rows(txn: &redb::WriteTransaction, gone: &HashSet<String>) -> Result<(), StoreError> {
     let mut blobs = txn.open_table(tables::BLOBS)?;
+    let mut access = txn.open_table(tables::ACCESS)?;
     for d in gone {
         blobs.remove(d.as_str())?;
+        access.remove(d.as_str())?;
     }
     let mut links = txn.open_table(tables::REPO_BLOBS)?;
     let doomed: Vec<(String, String)> = links
@@ -93,8 +95,10 @@ fn drop_rows(txn: &redb::WriteTransaction, gone: &HashSet<String>) -> Result<(),
         }
     }
     let mut referrers = txn.open_table(tables::REFERRERS)?;
+    let mut refs = txn.open_table(tables::MANIFEST_REFS)?;
     for (r, d, subject) in &doomed {
         manifests.remove((r.as_str(), d.as_str()))?;
+        refs.remove((r.as_str(), d.as_str()))?;
         if let Some(s) = subject {
             referrers.remove((r.as_str(), s.as_str(), d.as_str()))?;
         }

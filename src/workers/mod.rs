@@ -5,7 +5,12 @@
 //! worker's [`Control`] keeps its last report, next run and progress, which is
 //! what `wharf status` and the web page show.
 
+pub mod access;
+pub mod evict;
+pub mod gc;
+pub mod lifecycle;
 pub mod uploads;
+pub mod verify;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

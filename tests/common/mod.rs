@@ -5,6 +5,7 @@
 pub mod certs;
 pub mod containerd;
 pub mod containers;
+pub mod disk;
 pub mod dockerd;
 pub mod image;
 pub mod nginx;
@@ -124,6 +125,33 @@ impl Wharf {
             .expect("wharf answers");
         assert_eq!(r.status(), 200);
         w
+    }
+
+    /// Starts with a full configuration and hands back its storage lifecycle
+    /// workers (gc, evict, verify passes on demand). Drop the handles before
+    /// [`Wharf::stop`]: they hold the store, which closes only when free.
+    pub async fn start_observed(cfg: Config) -> (Wharf, wharf::workers::lifecycle::Lifecycle) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let root = cfg.storage.root.clone();
+        let (tx, rx) = watch::channel(false);
+        let (ltx, lrx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(wharf::app::run_observed(cfg, listener, rx, ltx));
+        let w = Wharf {
+            base: format!("http://{addr}"),
+            addr,
+            root,
+            shutdown: tx,
+            task,
+        };
+        let lifecycle = lrx.await.expect("wharf started its workers");
+        let r = http()
+            .get(w.url("/v2/"))
+            .send()
+            .await
+            .expect("wharf answers");
+        assert_eq!(r.status(), 200);
+        (w, lifecycle)
     }
 
     /// Starts without any check (HTTPS servers need a client that trusts them).
@@ -291,11 +319,23 @@ impl WharfProcess {
 
     /// [`WharfProcess::spawn`] with extra `[server]` lines (TLS, timeouts).
     pub fn spawn_with(dir: &Path, root: &Path, server_lines: &str, extra: &str) -> WharfProcess {
+        WharfProcess::spawn_storage(dir, root, server_lines, "", extra)
+    }
+
+    /// [`WharfProcess::spawn_with`] with extra `[storage]` lines too
+    /// (`max_cache_size`, ...).
+    pub fn spawn_storage(
+        dir: &Path,
+        root: &Path,
+        server_lines: &str,
+        storage_lines: &str,
+        extra: &str,
+    ) -> WharfProcess {
         let cfg = dir.join("wharf.toml");
         std::fs::write(
             &cfg,
             format!(
-                "{}\n[server]\nlisten = \"127.0.0.1:0\"\ndrain_timeout = \"20s\"\n{server_lines}\n[storage]\nroot = {:?}\n",
+                "{}\n[server]\nlisten = \"127.0.0.1:0\"\ndrain_timeout = \"20s\"\n{server_lines}\n[storage]\nroot = {:?}\n{storage_lines}\n",
                 with_upstreams(extra),
                 root.display().to_string()
             ),

@@ -1,0 +1,98 @@
+//! The storage lifecycle workers together (access-time flush, evict, gc,
+//! verify), built from the configuration in one call so the composition root
+//! adds them with a few lines, and handed as one value to whatever runs their
+//! passes on demand (the admin API, tests).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::access::AccessFlush;
+use super::evict::Evict;
+use super::gc::Gc;
+use super::verify::Verify;
+use super::{Handle, Registry};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// Handles of the lifecycle workers.
+#[derive(Clone)]
+pub struct Lifecycle {
+    /// Flushes last-read times.
+    pub access: Handle<AccessFlush>,
+    /// Keeps the cache under its budget.
+    pub evict: Handle<Evict>,
+    /// Collects unreferenced blobs.
+    pub gc: Handle<Gc>,
+    /// Re-hashes content, on demand.
+    pub verify: Handle<Verify>,
+    store: Arc<Store>,
+}
+
+impl Lifecycle {
+    /// Builds the workers from `[storage]` and `[gc]`, and gives the store its
+    /// cache budget. `[gc] interval = "0"` runs gc only on demand.
+    pub fn new(config: &Config, store: Arc<Store>, metrics: Arc<Metrics>) -> Lifecycle {
+        let budget = config.storage.max_cache_size.0;
+        store.set_cache_budget(budget);
+        metrics
+            .cache_budget_bytes
+            .set(i64::try_from(budget).unwrap_or(i64::MAX));
+        metrics
+            .cache_bytes
+            .set(i64::try_from(store.cached_bytes()).unwrap_or(i64::MAX));
+        let interval = Some(config.gc.interval.0).filter(|d| *d > Duration::ZERO);
+        Lifecycle {
+            access: Handle::new(AccessFlush::new(store.clone()), metrics.clone()),
+            evict: Handle::new(
+                Evict::new(store.clone(), metrics.clone(), config.storage.low_watermark),
+                metrics.clone(),
+            ),
+            gc: Handle::new(
+                Gc::new(store.clone(), metrics.clone(), config.gc.grace.0, interval),
+                metrics.clone(),
+            ),
+            verify: Handle::new(Verify::new(store.clone(), metrics.clone()), metrics),
+            store,
+        }
+    }
+
+    /// The store they work on (for pins, usage and the like beside a pass).
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Lists the workers in status reports.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.add(self.access.control.clone());
+        registry.add(self.evict.control.clone());
+        registry.add(self.gc.control.clone());
+        registry.add(self.verify.control.clone());
+    }
+
+    /// Spawns every loop, and the task that kicks eviction when a write takes
+    /// the cache past its budget. All end at shutdown.
+    pub fn spawn(&self, shutdown: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+        let store = self.store.clone();
+        let evict = self.evict.control.clone();
+        let mut rx = shutdown.clone();
+        let forward = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = store.cache_over_budget().notified() => evict.kick(),
+                    _ = crate::shutdown::until_shutdown(&mut rx) => return,
+                }
+            }
+        });
+        vec![
+            self.access.spawn(shutdown.clone()),
+            self.evict.spawn(shutdown.clone()),
+            self.gc.spawn(shutdown.clone()),
+            self.verify.spawn(shutdown),
+            forward,
+        ]
+    }
+}

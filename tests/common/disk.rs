@@ -1,0 +1,36 @@
+//! What a data directory holds on disk, for tests that compare it with the index.
+
+use std::path::{Path, PathBuf};
+
+/// Every regular file under `dir`, recursively (none when it is missing).
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.map(Result::unwrap) {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Where the content file of `digest` (`sha256:…`) lives under `root`.
+pub fn blob_path(root: &Path, digest: &str) -> PathBuf {
+    let hex = &digest["sha256:".len()..];
+    root.join("blobs/sha256").join(&hex[..2]).join(hex)
+}
+
+/// (files, bytes) of content under `root/blobs`.
+pub fn content_on_disk(root: &Path) -> (u64, u64) {
+    let files = files_under(&root.join("blobs"));
+    let bytes = files
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    (files.len() as u64, bytes)
+}

@@ -1,0 +1,113 @@
+//! An index written before `manifest_refs` existed (by any wharf before the
+//! storage lifecycle) opens, is migrated once, and gc then marks from it.
+
+mod common;
+
+use common::image::{Image, OCI_INDEX, OCI_MANIFEST, index, tar_with_file};
+use common::{Wharf, bytes, digest, get_oci, http, push_blob, push_image, put_manifest};
+use redb::{ReadableDatabase, ReadableTableMetadata};
+use wharf::store::tables;
+
+/// Drops the tables this version added, so the index is what older code left.
+fn make_old(root: &std::path::Path) {
+    let db = redb::Database::create(root.join("index.redb")).unwrap();
+    let txn = db.begin_write().unwrap();
+    assert!(txn.delete_table(tables::MANIFEST_REFS).unwrap());
+    assert!(txn.delete_table(tables::SCHEMA).unwrap());
+    txn.delete_table(tables::ACCESS).unwrap();
+    txn.delete_table(tables::PINS).unwrap();
+    txn.delete_table(tables::SWEEPING).unwrap();
+    txn.commit().unwrap();
+}
+
+/// (manifest_refs rows, schema version).
+fn refs_and_version(root: &std::path::Path) -> (u64, Option<u64>) {
+    let db = redb::Database::create(root.join("index.redb")).unwrap();
+    let txn = db.begin_read().unwrap();
+    let refs = txn
+        .open_table(tables::MANIFEST_REFS)
+        .unwrap()
+        .len()
+        .unwrap();
+    let version = txn
+        .open_table(tables::SCHEMA)
+        .unwrap()
+        .get("version")
+        .unwrap()
+        .map(|v| v.value());
+    (refs, version)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_old_index_opens_migrates_once_and_gc_marks_from_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data");
+    let w = Wharf::start_config(common::config(&root, "")).await;
+    let (_, single) = push_image(&w, "team/app", "1", &[bytes(40_000, 1), bytes(900, 2)]).await;
+    let amd = Image::for_platform(vec![tar_with_file("a", &bytes(20_000, 3))], "amd64");
+    let arm = Image::for_platform(vec![tar_with_file("b", &bytes(20_000, 4))], "arm64");
+    for img in [&amd, &arm] {
+        for (_, b) in img.blobs() {
+            push_blob(&w, "team/multi", b).await;
+        }
+        let r = put_manifest(
+            &w,
+            "team/multi",
+            &digest(&img.manifest),
+            OCI_MANIFEST,
+            &img.manifest,
+        )
+        .await;
+        assert_eq!(r.status(), 201);
+    }
+    let idx = index(&[(&amd, "amd64"), (&arm, "arm64")]);
+    let r = put_manifest(&w, "team/multi", "latest", OCI_INDEX, &idx).await;
+    assert_eq!(r.status(), 201);
+    let stray = push_blob(&w, "team/app", &bytes(7_000, 5)).await;
+    w.stop().await;
+    assert_eq!(
+        refs_and_version(&root),
+        (4, Some(1)),
+        "new code writes references"
+    );
+
+    make_old(&root);
+    let extra = "[gc]\ngrace = \"0s\"\ninterval = \"0\"\n";
+    let (w, lc) = Wharf::start_observed(common::config(&root, extra)).await;
+    let report = lc.gc.worker.pass(false).await.unwrap();
+    assert_eq!(
+        report
+            .removed
+            .iter()
+            .map(|r| r.digest.as_str())
+            .collect::<Vec<_>>(),
+        vec![stray.as_str()],
+        "only the blob no manifest names goes: {report:?}"
+    );
+    let r = get_oci(&w, "/v2/team/app/manifests/1").await;
+    assert_eq!(r.headers()["docker-content-digest"], single.as_str());
+    for img in [&amd, &arm] {
+        for (d, b) in img.blobs() {
+            let r = http()
+                .get(w.url(&format!("/v2/team/multi/blobs/{d}")))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "{d}");
+            assert_eq!(r.bytes().await.unwrap().as_ref(), b);
+        }
+    }
+    drop(lc);
+    w.stop().await;
+    assert_eq!(
+        refs_and_version(&root),
+        (4, Some(1)),
+        "the migration filled every manifest's references and recorded the version"
+    );
+
+    // Once migrated, a start does not migrate again (nothing to fill, and a
+    // deleted references row stays deleted: gc then parses that manifest).
+    let w = Wharf::start_config(common::config(&root, "")).await;
+    w.stop().await;
+    assert_eq!(refs_and_version(&root), (4, Some(1)));
+}

@@ -1,11 +1,15 @@
 //! The admin API (`/_wharf/v1/`) over real HTTP: every route's answer on real
-//! pushed and mirrored content, its JSON errors (404, 405, 400, 413, 401, 403),
-//! and who may call it under every `[auth] scheme`.
+//! pushed and mirrored content (gc, verify and evict passes, pins, last pulls),
+//! its JSON errors (404, 405, 400, 413, 401, 403), and who may call it under
+//! every `[auth] scheme`.
 
 mod common;
 
+use std::collections::BTreeSet;
+
+use common::disk::{blob_path, content_on_disk};
 use common::image::{Image, OCI_MANIFEST, tar_with_file};
-use common::upstreams::{hub, mirror_config, publish_index};
+use common::upstreams::{hub, mirror_config, publish, publish_index};
 use common::{As, Wharf, bytes, digest, get_json, get_oci, htpasswd, http, push_image};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -346,6 +350,12 @@ async fn unknown_paths_and_wrong_methods_answer_json_errors() {
         (Method::GET, "/_wharf/v1/rm", "POST"),
         (Method::POST, "/_wharf/v1/status", "GET"),
         (Method::GET, "/_wharf/v1/workers/uploads/run", "POST"),
+        (Method::GET, "/_wharf/v1/gc", "POST"),
+        (Method::GET, "/_wharf/v1/verify", "POST"),
+        (Method::DELETE, "/_wharf/v1/evict", "POST"),
+        (Method::POST, "/_wharf/v1/pins", "GET"),
+        (Method::GET, "/_wharf/v1/pin", "POST"),
+        (Method::GET, "/_wharf/v1/unpin", "POST"),
     ] {
         let r = http().request(m.clone(), w.url(p)).send().await.unwrap();
         assert_eq!(r.headers()["allow"], allow, "{m} {p}");
@@ -421,6 +431,51 @@ async fn only_admins_with_basic_credentials_under_every_scheme() {
             .unwrap();
         let (status, code, _) = admin_error(r).await;
         assert_eq!((status, code.as_str()), (403, "DENIED"), "{scheme}");
+        // The same for every endpoint that changes storage: not an admin, 403;
+        // anonymous, 401; and nothing ran.
+        for (m, p) in NEW_ENDPOINTS {
+            let body = json!({"reference": "team/app:1"});
+            let r = As::user(&w, "ci", "ci-pw")
+                .req(m.clone(), p)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let (status, code, _) = admin_error(r).await;
+            assert_eq!((status, code.as_str()), (403, "DENIED"), "{scheme} {p}");
+            let r = As::anon(&w)
+                .req(m.clone(), p)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let (status, code, _) = admin_error(r).await;
+            assert_eq!(
+                (status, code.as_str()),
+                (401, "UNAUTHORIZED"),
+                "{scheme} {p}"
+            );
+        }
+        let r = alice
+            .req(Method::GET, "/_wharf/v1/status")
+            .send()
+            .await
+            .unwrap();
+        let v: Value = r.json().await.unwrap();
+        for name in ["gc", "verify", "evict"] {
+            let s = worker(&v, name);
+            assert_eq!(s["runs"], 0, "{scheme}: refused callers ran nothing: {s}");
+        }
+        let r = alice
+            .req(Method::GET, "/_wharf/v1/pins")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.json::<Value>().await.unwrap(),
+            json!({"pins": []}),
+            "{scheme}"
+        );
 
         // Anonymous and wrong passwords: 401 with the challenge the OCI API gives.
         let oci = http().get(w.url("/v2/")).send().await.unwrap();
@@ -442,4 +497,346 @@ async fn only_admins_with_basic_credentials_under_every_scheme() {
         }
         w.stop().await;
     }
+}
+
+/// The endpoints that run storage passes or change pins.
+const NEW_ENDPOINTS: [(Method, &str); 6] = [
+    (Method::POST, "/_wharf/v1/gc"),
+    (Method::POST, "/_wharf/v1/verify"),
+    (Method::POST, "/_wharf/v1/evict"),
+    (Method::GET, "/_wharf/v1/pins"),
+    (Method::POST, "/_wharf/v1/pin"),
+    (Method::POST, "/_wharf/v1/unpin"),
+];
+
+/// The status entry of worker `name`.
+fn worker(status: &Value, name: &str) -> Value {
+    status["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no worker {name} in {status}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gc_verify_and_evict_run_as_worker_passes_and_answer_their_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = Wharf::start_with(dir.path(), "[gc]\ninterval = \"0\"\ngrace = \"0s\"\n").await;
+    push_image(&w, "team/keep", "1", &[bytes(20_000, 1)]).await;
+    let old_layer = bytes(30_000, 2);
+    let (old_manifest, old) =
+        push_image(&w, "team/old", "1", std::slice::from_ref(&old_layer)).await;
+    let old_img = Image::new(vec![old_layer]);
+    let mut going: BTreeSet<String> = old_img.blobs().into_iter().map(|(d, _)| d).collect();
+    going.insert(old.clone());
+    let going_bytes: u64 = old_img
+        .blobs()
+        .iter()
+        .map(|(_, b)| b.len() as u64)
+        .sum::<u64>()
+        + old_manifest.len() as u64;
+    let r = post_json(
+        &w,
+        "/_wharf/v1/rm",
+        json!({"reference": format!("team/old@{old}")}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let before = content_on_disk(&w.root);
+    assert_eq!(before.0, 6, "two images of three files each");
+
+    // A dry run: the report of what would go; nothing goes.
+    let r = post_json(&w, "/_wharf/v1/gc", json!({"dry_run": true})).await;
+    assert_eq!(r.status(), 200);
+    let dry: Value = r.json().await.unwrap();
+    assert_eq!(dry["dry_run"], true, "{dry}");
+    assert_eq!(dry["swept_blobs"], 3, "{dry}");
+    assert_eq!(dry["swept_bytes"], going_bytes, "{dry}");
+    assert_eq!(dry["marked_blobs"], 3, "{dry}");
+    let listed: BTreeSet<String> = dry["removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["digest"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(listed, going);
+    for key in ["kept_young", "kept_in_use", "mark_ms", "sweep_ms"] {
+        assert!(dry[key].is_u64(), "{key} in {dry}");
+    }
+    assert_eq!(
+        content_on_disk(&w.root),
+        before,
+        "a dry run changes nothing"
+    );
+    // The pass ran as the gc worker's: its status shows it.
+    let gc = worker(&get_json(&w, "/_wharf/v1/status").await, "gc");
+    assert_eq!(
+        (gc["runs"].as_u64(), gc["last_result"].as_str()),
+        (Some(1), Some("ok")),
+        "{gc}"
+    );
+    assert_eq!(gc["last_report"], dry);
+    assert_eq!(gc["next_run"], Value::Null, "interval 0: on demand only");
+
+    // No body is a real collection.
+    let r = http().post(w.url("/_wharf/v1/gc")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let real: Value = r.json().await.unwrap();
+    assert_eq!(real["dry_run"], false, "{real}");
+    assert_eq!(
+        (real["swept_blobs"].as_u64(), real["swept_bytes"].as_u64()),
+        (Some(3), Some(going_bytes))
+    );
+    for d in &going {
+        assert!(!blob_path(&w.root, d).exists(), "{d} is gone");
+    }
+    let disk = content_on_disk(&w.root);
+    assert_eq!(disk, (before.0 - 3, before.1 - going_bytes));
+    let u = get_json(&w, "/_wharf/v1/usage").await;
+    assert_eq!(
+        (u["blobs"].as_u64().unwrap(), u["bytes"].as_u64().unwrap()),
+        disk,
+        "{u}"
+    );
+    assert_eq!(get_oci(&w, "/v2/team/keep/manifests/1").await.status(), 200);
+    let r = post_json(&w, "/_wharf/v1/gc", json!({"dry_run": false})).await;
+    assert_eq!(r.json::<Value>().await.unwrap()["swept_blobs"], 0);
+
+    // Malformed options are refused, never ignored.
+    for body in [
+        json!({"dry_run": "yes"}),
+        json!({"dryrun": true}),
+        json!("yes"),
+    ] {
+        let r = post_json(&w, "/_wharf/v1/gc", body.clone()).await;
+        let (status, code, _) = admin_error(r).await;
+        assert_eq!((status, code.as_str()), (400, "BAD_REQUEST"), "{body}");
+    }
+    let r = http()
+        .post(w.url("/_wharf/v1/gc"))
+        .body("{\"dry_run\":")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(admin_error(r).await.0, 400);
+
+    // verify: every content file re-hashed, none corrupt.
+    let r = http()
+        .post(w.url("/_wharf/v1/verify"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        v,
+        json!({"checked_blobs": 3, "checked_bytes": disk.1, "corrupt": []})
+    );
+    let r = post_json(&w, "/_wharf/v1/verify", json!({})).await;
+    assert_eq!(r.status(), 200);
+    let r = post_json(&w, "/_wharf/v1/verify", json!({"fast": true})).await;
+    let (status, _, message) = admin_error(r).await;
+    assert_eq!(status, 400);
+    assert!(message.contains("fast"), "{message}");
+
+    // evict: nothing to do without a budget, said in a report.
+    let r = http().post(w.url("/_wharf/v1/evict")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["evicted_blobs"], 0, "{e}");
+    assert_eq!(e["evicted_bytes"], 0, "{e}");
+    assert_eq!(e["budget"], 0, "{e}");
+    assert!(e["cached_bytes_after"].is_u64(), "{e}");
+
+    let status = get_json(&w, "/_wharf/v1/status").await;
+    assert_eq!(worker(&status, "gc")["runs"], 3);
+    assert_eq!(worker(&status, "verify")["runs"], 2);
+    assert_eq!(worker(&status, "evict")["runs"], 1);
+    assert_eq!(worker(&status, "evict")["last_report"], e);
+    let m = common::metrics_text(&w).await;
+    assert!(
+        m.contains("wharf_worker_runs_total{worker=\"gc\",result=\"ok\"} 3"),
+        "{m}"
+    );
+    assert!(m.contains("wharf_gc_swept_blobs_total 3"), "{m}");
+    assert!(
+        m.contains(&format!("wharf_gc_swept_bytes_total {going_bytes}")),
+        "{m}"
+    );
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pins_resolve_names_as_clients_write_them_and_show_in_repos() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub(dir.path()).await;
+    let nginx = Image::new(vec![tar_with_file("n", b"nginx layer")]);
+    publish(&hub, "library/nginx", "1.27", &nginx).await;
+    let nginx_d = digest(&nginx.manifest);
+    let extra = mirror_config(&hub.base, "", "[hosted]\nprefixes = [\"team/\"]\n");
+    let w = Wharf::start_config(common::config(&dir.path().join("mirror"), &extra)).await;
+
+    // A mirrored image not pulled yet: 404 that says to pull it first.
+    let r = post_json(
+        &w,
+        "/_wharf/v1/pin",
+        json!({"reference": "docker.io/library/nginx:1.27"}),
+    )
+    .await;
+    let (status, code, message) = admin_error(r).await;
+    assert_eq!((status, code.as_str()), (404, "NOT_FOUND"));
+    assert!(message.contains("pull it"), "{message}");
+    let r = get_oci(&w, "/v2/library/nginx/manifests/1.27").await;
+    assert_eq!(r.status(), 200);
+    r.bytes().await.unwrap();
+    let r = post_json(
+        &w,
+        "/_wharf/v1/pin",
+        json!({"reference": "docker.io/library/nginx:1.28"}),
+    )
+    .await;
+    let (status, _, message) = admin_error(r).await;
+    assert_eq!(status, 404);
+    assert!(message.contains("pull it"), "{message}");
+
+    // Pulled: pinned, under its local name however it is written.
+    for spelling in [
+        "docker.io/library/nginx:1.27",
+        "nginx:1.27",
+        "library/nginx:1.27",
+    ] {
+        let r = post_json(&w, "/_wharf/v1/pin", json!({"reference": spelling})).await;
+        assert_eq!(r.status(), 200, "{spelling}");
+        assert_eq!(
+            r.json::<Value>().await.unwrap(),
+            json!({"reference": "docker.io/library/nginx:1.27", "digest": nginx_d}),
+            "{spelling}"
+        );
+    }
+    // A pushed image, pinned by digest.
+    let (_, app_d) = push_image(&w, "team/app", "1", &[bytes(5_000, 3)]).await;
+    let app_ref = format!("team/app@{app_d}");
+    let r = post_json(&w, "/_wharf/v1/pin", json!({"reference": app_ref})).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"reference": app_ref, "digest": app_d})
+    );
+    let (_, other_d) = push_image(&w, "team/app", "2", &[bytes(6_000, 4)]).await;
+    assert_ne!(other_d, app_d);
+
+    // Unknown and malformed references.
+    for (reference, want) in [
+        ("team/app:9", "team/app has no tag 9"),
+        ("team/nope:1", "repository team/nope is unknown"),
+    ] {
+        let r = post_json(&w, "/_wharf/v1/pin", json!({"reference": reference})).await;
+        let (status, code, message) = admin_error(r).await;
+        assert_eq!((status, code.as_str()), (404, "NOT_FOUND"), "{reference}");
+        assert!(message.contains(want), "{reference}: {message}");
+    }
+    for body in [
+        json!({"reference": "team/app"}),
+        json!({"reference": "Team/App:1"}),
+        json!({"reference": "team/app@sha256:abc"}),
+        json!({"ref": "team/app:1"}),
+        json!({"reference": 7}),
+    ] {
+        for p in ["/_wharf/v1/pin", "/_wharf/v1/unpin"] {
+            let r = post_json(&w, p, body.clone()).await;
+            let (status, code, _) = admin_error(r).await;
+            assert_eq!((status, code.as_str()), (400, "BAD_REQUEST"), "{p} {body}");
+        }
+    }
+    let r = http().post(w.url("/_wharf/v1/pin")).send().await.unwrap();
+    let (status, _, message) = admin_error(r).await;
+    assert_eq!(status, 400);
+    assert!(message.contains("reference"), "{message}");
+
+    // The list, in reference order.
+    let v = get_json(&w, "/_wharf/v1/pins").await;
+    let pins = v["pins"].as_array().unwrap();
+    assert_eq!(pins.len(), 2, "{v}");
+    assert_eq!(pins[0]["reference"], "docker.io/library/nginx:1.27");
+    assert_eq!(pins[0]["digest"], nginx_d.as_str());
+    assert_eq!(pins[0]["repository"], "docker.io/library/nginx");
+    assert_eq!(pins[0]["tag"], "1.27");
+    assert_eq!(pins[1]["reference"], app_ref.as_str());
+    assert_eq!(pins[1]["digest"], app_d.as_str());
+    assert_eq!(pins[1]["tag"], Value::Null);
+    assert!(pins[1]["created"].as_u64().unwrap() > 1_600_000_000);
+
+    // Repositories: pinned, and pulled (the mirrored one was; the pushed one
+    // not yet). Last reads are flushed every few seconds: what is still in
+    // memory counts too.
+    let repos = get_json(&w, "/_wharf/v1/repos").await;
+    let repo = |v: &Value, name: &str| -> Value {
+        v["repositories"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .cloned()
+            .unwrap()
+    };
+    let ng = repo(&repos, "docker.io/library/nginx");
+    assert_eq!(ng["pinned"], true, "{ng}");
+    let now = wharf::store::unix_now();
+    assert!(
+        ng["last_pulled"]
+            .as_u64()
+            .is_some_and(|t| t + 60 > now && t <= now),
+        "{ng}"
+    );
+    let app = repo(&repos, "team/app");
+    assert_eq!(
+        (app["pinned"].clone(), app["last_pulled"].clone()),
+        (json!(true), Value::Null),
+        "{app}"
+    );
+    let r = get_oci(&w, "/v2/team/app/manifests/2").await;
+    assert_eq!(r.status(), 200);
+    let app = repo(&get_json(&w, "/_wharf/v1/repos").await, "team/app");
+    assert!(
+        app["last_pulled"].as_u64().is_some_and(|t| t + 60 > now),
+        "{app}"
+    );
+    // Per tag: the digest pin protects tag 1, not tag 2.
+    let v = get_json(&w, "/_wharf/v1/repos/team/app").await;
+    let pinned: Vec<(&str, bool)> = v["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["tag"].as_str().unwrap(), t["pinned"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(pinned, [("1", true), ("2", false)]);
+    let v = get_json(&w, "/_wharf/v1/repos/nginx").await;
+    assert_eq!(v["tags"][0]["pinned"], true, "{v}");
+
+    // Unpin, as written differently again; a second time: 404.
+    let r = post_json(&w, "/_wharf/v1/unpin", json!({"reference": "nginx:1.27"})).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"reference": "docker.io/library/nginx:1.27", "digest": nginx_d})
+    );
+    let r = post_json(&w, "/_wharf/v1/unpin", json!({"reference": "nginx:1.27"})).await;
+    let (status, code, message) = admin_error(r).await;
+    assert_eq!((status, code.as_str()), (404, "NOT_FOUND"));
+    assert!(message.contains("not pinned"), "{message}");
+    // A digest pin is not removed by its tag.
+    let r = post_json(&w, "/_wharf/v1/unpin", json!({"reference": "team/app:1"})).await;
+    assert_eq!(admin_error(r).await.0, 404);
+    let v = get_json(&w, "/_wharf/v1/pins").await;
+    assert_eq!(v["pins"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["pins"][0]["reference"], app_ref.as_str());
+    let ng = repo(
+        &get_json(&w, "/_wharf/v1/repos").await,
+        "docker.io/library/nginx",
+    );
+    assert_eq!(ng["pinned"], false, "{ng}");
+    w.stop().await;
+    hub.stop().await;
 }

@@ -1,11 +1,13 @@
 //! The admin commands as the built binary against a real daemon: `ls`, `ls
-//! REPO`, `du`, `rm` and `status` in table and `--json` form with real values,
-//! logins that fail, and a daemon that is not running.
+//! REPO`, `du`, `rm`, `gc`, `verify`, `pin`, `unpin` and `status` in table and
+//! `--json` form with real values (checked against the files on disk where
+//! they count them), logins that fail, and a daemon that is not running.
 
 mod common;
 
+use common::disk::{blob_path, content_on_disk, files_under};
 use common::image::{Image, OCI_MANIFEST, tar_with_file};
-use common::{Wharf, bytes, get_json, get_oci, htpasswd, push_image};
+use common::{Wharf, bytes, digest, get_json, get_oci, htpasswd, push_image};
 use serde_json::{Value, json};
 
 /// What one run of the CLI did.
@@ -161,8 +163,27 @@ async fn ls_du_rm_and_status_in_tables_and_json() {
     assert!(header.starts_with("WORKER"), "{}", r.stdout);
     let row = line(&r.stdout, "uploads");
     assert!(row.contains("idle") && row.contains("in "), "{row}");
+    // Every worker, with its next run: gc every hour by default, verify only
+    // when asked.
+    for name in ["uploads", "access", "evict", "gc", "verify"] {
+        line(&r.stdout, name);
+    }
+    assert!(line(&r.stdout, "gc").contains("in "), "{}", r.stdout);
+    assert!(
+        line(&r.stdout, "verify").contains("on demand"),
+        "{}",
+        r.stdout
+    );
     let r = ok(&w, &["status", "--json"]).await;
     assert_eq!(r.json()["workers"][0]["name"], "uploads");
+    let v = r.json();
+    let names: Vec<&str> = v["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["uploads", "access", "evict", "gc", "verify"]);
     assert_eq!(r.json()["version"], env!("CARGO_PKG_VERSION"));
     w.stop().await;
 }
@@ -225,4 +246,261 @@ async fn logins_that_fail_and_a_daemon_that_is_down() {
         "{}",
         r.stderr
     );
+}
+
+/// A wharf whose gc runs only when asked and sweeps at once.
+async fn collecting(dir: &std::path::Path) -> Wharf {
+    Wharf::start_with(dir, "[gc]\ninterval = \"0\"\ngrace = \"0s\"\n").await
+}
+
+/// Content files under `<root>/blobs/sha256`.
+fn blob_files(w: &Wharf) -> usize {
+    files_under(&w.root.join("blobs/sha256")).len()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gc_after_rm_frees_the_files_and_du_matches_the_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = collecting(dir.path()).await;
+    push_image(&w, "team/keep", "1", &[bytes(40_000, 1)]).await;
+    let layer = bytes(250_000, 2);
+    let (manifest, d) = push_image(&w, "team/app", "1", std::slice::from_ref(&layer)).await;
+    let img = Image::new(vec![layer]);
+    let mut going: Vec<String> = img.blobs().into_iter().map(|(d, _)| d).collect();
+    going.push(d.clone());
+    let going_bytes: u64 =
+        img.blobs().iter().map(|(_, b)| b.len() as u64).sum::<u64>() + manifest.len() as u64;
+    let human = format!("{:.1} KiB", going_bytes as f64 / 1024.0);
+    assert_eq!(blob_files(&w), 6);
+    ok(&w, &["rm", &format!("team/app@{d}")]).await;
+
+    // --dry-run says what would go, and nothing goes.
+    let r = ok(&w, &["gc", "--dry-run"]).await;
+    assert!(r.stdout.starts_with("DIGEST"), "{}", r.stdout);
+    for g in &going {
+        assert!(
+            line(&r.stdout, g).len() > g.len(),
+            "{g} with its size: {}",
+            r.stdout
+        );
+    }
+    let last = r.stdout.lines().last().unwrap();
+    assert!(
+        last.starts_with(&format!("gc would remove 3 blobs ({human})")),
+        "{last}"
+    );
+    assert_eq!(blob_files(&w), 6, "a dry run removes nothing");
+    let r = ok(&w, &["gc", "--dry-run", "--json"]).await;
+    assert_eq!(r.json()["dry_run"], true);
+    assert_eq!(r.json()["swept_blobs"], 3);
+    assert_eq!(r.json()["swept_bytes"], going_bytes);
+    assert_eq!(blob_files(&w), 6);
+
+    // The real one: the files are gone, and du counts what is on disk.
+    let r = ok(&w, &["gc"]).await;
+    let last = r.stdout.lines().last().unwrap();
+    assert!(
+        last.starts_with(&format!("gc removed 3 blobs ({human})")),
+        "{last}"
+    );
+    assert_eq!(blob_files(&w), 3);
+    for g in &going {
+        assert!(!blob_path(&w.root, g).exists(), "{g}");
+    }
+    let (files, bytes_on_disk) = content_on_disk(&w.root);
+    let r = ok(&w, &["du", "--json"]).await;
+    assert_eq!(
+        (
+            r.json()["blobs"].as_u64().unwrap(),
+            r.json()["bytes"].as_u64().unwrap()
+        ),
+        (files, bytes_on_disk)
+    );
+    let r = ok(&w, &["du"]).await;
+    let cells: Vec<&str> = line(&r.stdout, "total").split_whitespace().collect();
+    assert_eq!(cells[1], files.to_string(), "{}", r.stdout);
+    let r = ok(&w, &["gc", "--json"]).await;
+    assert_eq!(r.json()["dry_run"], false);
+    assert_eq!(r.json()["swept_blobs"], 0);
+    assert_eq!(r.json()["removed"], json!([]));
+    let r = ok(&w, &["gc"]).await;
+    assert_eq!(
+        r.stdout.lines().count(),
+        1,
+        "no table when nothing went: {}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.starts_with("gc removed 0 blobs (0 B)"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(get_oci(&w, "/v2/team/keep/manifests/1").await.status(), 200);
+
+    // status: the runs, the result, and on demand only.
+    let r = ok(&w, &["status"]).await;
+    let row = line(&r.stdout, "gc");
+    assert!(row.contains("ok") && row.contains("on demand"), "{row}");
+    let r = ok(&w, &["status", "--json"]).await;
+    let gc = r.json()["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["name"] == "gc")
+        .cloned()
+        .unwrap();
+    assert_eq!(gc["runs"], 5, "two dry runs and three real: {gc}");
+    assert_eq!(gc["last_result"], "ok", "{gc}");
+    w.stop().await;
+}
+
+/// Flips a byte in the middle of a content file (same length: only a hash
+/// finds it).
+fn corrupt(w: &Wharf, d: &str) {
+    let p = blob_path(&w.root, d);
+    let mut b = std::fs::read(&p).unwrap();
+    let mid = b.len() / 2;
+    b[mid] ^= 0xff;
+    std::fs::write(&p, b).unwrap();
+}
+
+/// `wharf ARGS --url <w>`, whatever it exits with.
+async fn run(w: &Wharf, args: &[&str]) -> Run {
+    let mut all = args.to_vec();
+    all.extend(["--url", &w.base]);
+    wharf(&all, None, "").await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_reports_corrupt_blobs_with_what_they_break_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = collecting(dir.path()).await;
+    let shared = bytes(80_000, 1);
+    let (manifest, _) = push_image(&w, "team/app", "1", std::slice::from_ref(&shared)).await;
+    assert_eq!(
+        common::put_manifest(&w, "team/app", "2", OCI_MANIFEST, &manifest)
+            .await
+            .status(),
+        201
+    );
+    let other = bytes(9_000, 2);
+    push_image(&w, "team/other", "x", std::slice::from_ref(&other)).await;
+    let r = ok(&w, &["verify"]).await;
+    assert!(r.stdout.starts_with("checked 6 blobs ("), "{}", r.stdout);
+    assert!(r.stdout.contains(": 0 corrupt"), "{}", r.stdout);
+
+    // --json: the structured report, and exit 1.
+    let bad = digest(&shared);
+    corrupt(&w, &bad);
+    let r = run(&w, &["verify", "--json"]).await;
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("1 corrupt blob found and quarantined"),
+        "{}",
+        r.stderr
+    );
+    let v = r.json();
+    assert_eq!(v["checked_blobs"], 6);
+    let c = &v["corrupt"][0];
+    assert_eq!(c["digest"], bad.as_str());
+    assert_eq!(c["size"], shared.len() as u64);
+    assert_eq!(c["origin"], "pushed");
+    assert_eq!(c["repositories"], json!(["team/app"]));
+    assert_eq!(c["tags"], json!(["team/app:1", "team/app:2"]));
+    assert!(c["action"].as_str().unwrap().contains("quarantine"), "{c}");
+    let hex = &bad["sha256:".len()..];
+    assert!(!blob_path(&w.root, &bad).exists());
+    assert!(
+        w.root.join("quarantine/sha256").join(hex).exists(),
+        "kept for inspection"
+    );
+
+    // The human form: each corrupt blob with the tags and repositories it breaks.
+    let bad = digest(&other);
+    corrupt(&w, &bad);
+    let r = run(&w, &["verify"]).await;
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("1 corrupt blob found"), "{}", r.stderr);
+    let out = &r.stdout;
+    assert!(
+        out.contains(&format!("corrupt {bad} (pushed, 8.8 KiB)")),
+        "{out}"
+    );
+    assert!(out.contains("breaks tags:   team/other:x"), "{out}");
+    assert!(out.contains("repositories:  team/other"), "{out}");
+    assert!(out.contains("quarantined to "), "{out}");
+    assert!(
+        out.lines().last().unwrap().ends_with(": 1 corrupt"),
+        "{out}"
+    );
+
+    // Quarantined: the next pass finds nothing corrupt.
+    let r = ok(&w, &["verify"]).await;
+    assert!(r.stdout.contains("checked 4 blobs"), "{}", r.stdout);
+    assert!(r.stdout.contains(": 0 corrupt"), "{}", r.stdout);
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pin_list_and_unpin_in_tables_and_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = collecting(dir.path()).await;
+    let (_, d) = push_image(&w, "team/app", "1", &[bytes(3_000, 1)]).await;
+    let r = ok(&w, &["pin"]).await;
+    assert!(r.stdout.starts_with("no pins"), "{}", r.stdout);
+    let r = ok(&w, &["pin", "--json"]).await;
+    assert_eq!(r.json(), json!({"pins": []}));
+
+    let r = ok(&w, &["pin", "team/app:1"]).await;
+    assert_eq!(r.stdout, format!("pinned team/app:1 ({d})\n"));
+    let by_digest = format!("team/app@{d}");
+    let r = ok(&w, &["pin", &by_digest, "--json"]).await;
+    assert_eq!(r.json(), json!({"reference": by_digest, "digest": d}));
+    let r = ok(&w, &["pin"]).await;
+    assert!(r.stdout.starts_with("REFERENCE"), "{}", r.stdout);
+    for reference in ["team/app:1", by_digest.as_str()] {
+        let row = line(&r.stdout, reference);
+        assert!(row.contains(&d) && row.ends_with("just now"), "{row}");
+    }
+    let r = ok(&w, &["pin", "--json"]).await;
+    let v = r.json();
+    let refs: Vec<&str> = v["pins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["reference"].as_str().unwrap())
+        .collect();
+    assert_eq!(refs, ["team/app:1", by_digest.as_str()]);
+    let r = ok(&w, &["ls"]).await;
+    assert!(line(&r.stdout, "team/app").ends_with("yes"), "{}", r.stdout);
+
+    // Unpinned (by the reference as pinned), deleted and collected: nothing
+    // of it stays behind.
+    ok(&w, &["rm", "team/app:1"]).await;
+    let r = ok(&w, &["unpin", "team/app:1"]).await;
+    assert_eq!(r.stdout, format!("unpinned team/app:1 ({d})\n"));
+    let r = run(&w, &["unpin", "team/app:1"]).await;
+    assert_eq!(r.code, 1);
+    assert!(
+        r.stderr.contains("team/app:1 is not pinned"),
+        "{}",
+        r.stderr
+    );
+    let r = ok(&w, &["unpin", &by_digest, "--json"]).await;
+    assert_eq!(r.json(), json!({"reference": by_digest, "digest": d}));
+    ok(&w, &["rm", &by_digest]).await;
+    let r = ok(&w, &["gc", "--json"]).await;
+    assert_eq!(r.json()["swept_blobs"], 3, "{}", r.stdout);
+    assert_eq!(blob_files(&w), 0);
+    let r = ok(&w, &["pin"]).await;
+    assert!(r.stdout.starts_with("no pins"), "{}", r.stdout);
+
+    // Errors: the API's message, exit 1.
+    let r = run(&w, &["pin", "team/app:1"]).await;
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("team/app has no tag 1"), "{}", r.stderr);
+    let r = run(&w, &["pin", "team/app"]).await;
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("no tag or digest"), "{}", r.stderr);
+    w.stop().await;
 }

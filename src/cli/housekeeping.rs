@@ -4,7 +4,7 @@
 use serde_json::{Value, json};
 
 use super::client::{CliError, Client};
-use super::format::{Table, short_digest, size, size_of, text};
+use super::format::{Table, size, size_of, text};
 use super::progress::post_with_progress;
 
 /// One collection now; prints what went (or would go) and how many bytes.
@@ -16,14 +16,17 @@ pub(super) fn gc(c: &Client, dry_run: bool) -> Result<(), CliError> {
         return Ok(());
     }
     let removed: Vec<&Value> = v["removed"].as_array().into_iter().flatten().collect();
+    let n = v["swept_blobs"].as_u64().unwrap_or(removed.len() as u64);
     if !removed.is_empty() {
         let mut t = Table::new(&["DIGEST", ">SIZE"]);
         for r in &removed {
             t.row(vec![text(&r["digest"]), size_of(&r["size"])]);
         }
         t.print();
+        if n > removed.len() as u64 {
+            println!("... and {} more", n - removed.len() as u64);
+        }
     }
-    let n = v["swept_blobs"].as_u64().unwrap_or(removed.len() as u64);
     let bytes = size(v["swept_bytes"].as_u64().unwrap_or(0));
     let verb = if v["dry_run"] == true || dry_run {
         "would remove"
@@ -49,33 +52,8 @@ pub(super) fn verify(c: &Client) -> Result<(), CliError> {
     if c.json {
         c.print_json(&v);
     } else {
-        if !corrupt.is_empty() {
-            let mut t = Table::new(&["DIGEST", ">SIZE", "ORIGIN", "ACTION", "BREAKS"]);
-            for b in &corrupt {
-                let names = |k: &str| -> Vec<String> {
-                    b[k].as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|x| x.as_str().map(str::to_owned))
-                        .collect()
-                };
-                let mut breaks = names("tags");
-                if breaks.is_empty() {
-                    breaks = names("repositories");
-                }
-                t.row(vec![
-                    short_digest(&text(&b["digest"])),
-                    size_of(&b["size"]),
-                    text(&b["origin"]),
-                    text(&b["action"]),
-                    if breaks.is_empty() {
-                        "-".into()
-                    } else {
-                        breaks.join(", ")
-                    },
-                ]);
-            }
-            t.print();
+        for b in &corrupt {
+            print_corrupt(b);
         }
         println!(
             "checked {} blobs ({}): {} corrupt",
@@ -88,8 +66,36 @@ pub(super) fn verify(c: &Client) -> Result<(), CliError> {
         Ok(())
     } else {
         Err(CliError::Api(format!(
-            "{} corrupt blobs found and quarantined",
-            corrupt.len()
+            "{} corrupt blob{} found and quarantined",
+            corrupt.len(),
+            if corrupt.len() == 1 { "" } else { "s" }
         )))
     }
+}
+
+/// One corrupt blob: its digest, what it breaks (tags, and repositories that
+/// link it), and what was done about it.
+fn print_corrupt(b: &Value) {
+    let names = |k: &str| -> String {
+        let v: Vec<&str> = b[k]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        if v.is_empty() {
+            "-".into()
+        } else {
+            v.join(", ")
+        }
+    };
+    println!(
+        "corrupt {} ({}, {})",
+        text(&b["digest"]),
+        text(&b["origin"]),
+        size_of(&b["size"])
+    );
+    println!("  breaks tags:   {}", names("tags"));
+    println!("  repositories:  {}", names("repositories"));
+    println!("  {}", text(&b["action"]));
 }

@@ -3,7 +3,7 @@
 use serde_json::json;
 
 use super::client::{CliError, Client};
-use super::format::{Table, text};
+use super::format::{Table, ago, now, text};
 
 /// Pins `reference`; without one, lists the pins.
 pub(super) fn pin(c: &Client, reference: Option<&str>) -> Result<(), CliError> {
@@ -13,9 +13,19 @@ pub(super) fn pin(c: &Client, reference: Option<&str>) -> Result<(), CliError> {
             c.print_json(&v);
             return Ok(());
         }
-        let mut t = Table::new(&["REFERENCE", "DIGEST"]);
-        for p in v["pins"].as_array().into_iter().flatten() {
-            t.row(vec![text(&p["reference"]), text(&p["digest"])]);
+        let pins: Vec<&serde_json::Value> = v["pins"].as_array().into_iter().flatten().collect();
+        if pins.is_empty() {
+            println!("no pins (wharf pin REF pins an image)");
+            return Ok(());
+        }
+        let now = now();
+        let mut t = Table::new(&["REFERENCE", "DIGEST", "PINNED"]);
+        for p in pins {
+            t.row(vec![
+                text(&p["reference"]),
+                text(&p["digest"]),
+                ago(&p["created"], now),
+            ]);
         }
         t.print();
         return Ok(());

@@ -46,7 +46,10 @@ pub(super) fn status(c: &Client) -> Result<(), CliError> {
             state,
             ago(&w["last_run"], now),
             text(&w["last_result"]),
-            until(&w["next_run"], now),
+            match &w["next_run"] {
+                Value::Null => "on demand".into(),
+                next => until(next, now),
+            },
             text(&w["runs"]),
             text(&w["failures"]),
             report(&w["last_report"]),

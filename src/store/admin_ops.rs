@@ -1,13 +1,15 @@
-//! Reads for the admin API: disk usage, repository summaries, one
-//! repository's tags with their platforms.
+//! Reads for the admin API: disk usage, repository summaries (with when they
+//! were last pulled and whether they are pinned), one repository's tags with
+//! their platforms and pins.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use redb::ReadableTable;
 use serde::Serialize;
 
+use super::access::{AccessMap, last_touch};
 use super::manifest_ops::ManifestInfo;
-use super::meta::{BlobRecord, ManifestRecord, Origin, RepoRecord, TagRecord, decode};
+use super::meta::{BlobRecord, ManifestRecord, Origin, PinRecord, RepoRecord, TagRecord, decode};
 use super::{Store, StoreError, tables};
 use crate::oci::platform::{self, Platforms};
 use crate::oci::{Digest, RepoName};
@@ -49,9 +51,12 @@ pub struct RepoSummary {
     /// Bytes of the blobs linked in the repository and of its manifests
     /// (content shared with other repositories counts in each).
     pub bytes: u64,
-    /// Unix seconds of the last pull. // filled by access tracking
+    /// Unix seconds of the last read of any of its manifests (a pull), from
+    /// the last-read times, flushed or still in memory; `None`: never read.
+    /// Times are per digest, so a manifest shared with another repository
+    /// counts a pull of either.
     pub last_pulled: Option<u64>,
-    /// Whether an image of the repository is pinned. // filled by access tracking
+    /// Whether a pin names the repository.
     pub pinned: bool,
 }
 
@@ -84,6 +89,44 @@ pub struct TagDetail {
     pub platforms: Vec<String>,
     /// Unix seconds of the tag's last change.
     pub updated: u64,
+    /// Whether a pin protects the tag: a pin of the tag itself, or of the
+    /// manifest it points at.
+    pub pinned: bool,
+}
+
+/// The pins of the repositories, decoded once per read.
+#[derive(Default)]
+struct PinIndex {
+    /// Repositories any pin names.
+    repos: HashSet<String>,
+    /// (repo, tag) of tag pins.
+    tags: HashSet<(String, String)>,
+    /// (repo, digest) of every pin's manifest.
+    digests: HashSet<(String, String)>,
+}
+
+impl PinIndex {
+    fn read(
+        pins: &impl ReadableTable<&'static str, &'static [u8]>,
+    ) -> Result<PinIndex, StoreError> {
+        let mut out = PinIndex::default();
+        for item in pins.iter()? {
+            let (_, v) = item?;
+            let pin: PinRecord = decode(v.value())?;
+            if let Some(tag) = pin.tag {
+                out.tags.insert((pin.repo.clone(), tag));
+            }
+            out.digests.insert((pin.repo.clone(), pin.digest));
+            out.repos.insert(pin.repo);
+        }
+        Ok(out)
+    }
+
+    /// Whether `tag` of `repo`, pointing at `digest`, is protected.
+    fn protects(&self, repo: &str, tag: &str, digest: &str) -> bool {
+        self.tags.contains(&(repo.to_owned(), tag.to_owned()))
+            || self.digests.contains(&(repo.to_owned(), digest.to_owned()))
+    }
 }
 
 /// Entries of a `(repo, _)`-keyed table that belong to `repo`.
@@ -157,10 +200,13 @@ impl Store {
             .await
     }
 
-    /// Every repository with its counts and bytes.
+    /// Every repository with its counts, bytes, last pull and pin.
     pub async fn repo_summaries(&self) -> Result<Vec<RepoSummary>, StoreError> {
+        let touches: std::sync::Arc<AccessMap> = self.access.clone();
         self.meta
-            .read(|txn| {
+            .read(move |txn| {
+                let access = txn.open_table(tables::ACCESS)?;
+                let pins = PinIndex::read(&txn.open_table(tables::PINS)?)?;
                 let tags = txn.open_table(tables::TAGS)?;
                 let manifests = txn.open_table(tables::MANIFESTS)?;
                 let links = txn.open_table(tables::REPO_BLOBS)?;
@@ -181,12 +227,16 @@ impl Store {
                         bytes += size_of(&e?.0)?;
                     }
                     let mut manifest_count = 0;
+                    let mut last_pulled: Option<u64> = None;
                     for e in in_repo(&manifests, &name)? {
-                        let (_, v) = e?;
+                        let (digest, v) = e?;
                         bytes += decode::<ManifestRecord>(v.value())?.size;
                         manifest_count += 1;
+                        let read = last_touch(&touches, &access, &digest)?;
+                        last_pulled = last_pulled.max(read);
                     }
                     let tag_count = in_repo(&tags, &name)?.count() as u64;
+                    let pinned = pins.repos.contains(&name);
                     out.push(RepoSummary {
                         name,
                         origin: rec.origin,
@@ -194,10 +244,8 @@ impl Store {
                         tags: tag_count,
                         manifests: manifest_count,
                         bytes,
-                        // filled by access tracking
-                        last_pulled: None,
-                        // filled by access tracking
-                        pinned: false,
+                        last_pulled,
+                        pinned,
                     });
                 }
                 Ok(out)
@@ -226,6 +274,7 @@ impl Store {
                 };
                 let rec: RepoRecord = decode(rec.value())?;
                 let manifests = txn.open_table(tables::MANIFESTS)?;
+                let pins = PinIndex::read(&txn.open_table(tables::PINS)?)?;
                 let mut tags = Vec::new();
                 for e in in_repo(&txn.open_table(tables::TAGS)?, &r)? {
                     let (tag, v) = e?;
@@ -235,6 +284,7 @@ impl Store {
                         .map(|v| decode(v.value()))
                         .transpose()?;
                     let (size, media_type) = m.map(|m| (m.size, m.media_type)).unwrap_or_default();
+                    let pinned = pins.protects(&r, &tag, &t.digest);
                     tags.push(TagDetail {
                         tag,
                         digest: t.digest,
@@ -242,6 +292,7 @@ impl Store {
                         media_type,
                         platforms: Vec::new(),
                         updated: t.updated,
+                        pinned,
                     });
                 }
                 Ok(Some(RepoDetail {

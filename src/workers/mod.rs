@@ -169,14 +169,27 @@ impl Control {
     }
 
     /// Runs one pass of `worker` now (after any pass already running) and
-    /// records it; what the admin API calls for `wharf gc` and friends.
+    /// records it; what the drive loop calls.
     pub async fn run<W: Worker>(&self, worker: &W) -> Result<W::Report, WorkerError> {
+        self.run_with(|| worker.run_once()).await
+    }
+
+    /// Runs `pass` as one of this worker's passes: after any pass already
+    /// running (the scheduled one included), never beside one, and recorded in
+    /// the status and the metrics like any other. What the admin API uses for
+    /// a pass with arguments (`wharf gc --dry-run` runs `Gc::pass(true)`).
+    pub async fn run_with<R, F, Fut>(&self, pass: F) -> Result<R, WorkerError>
+    where
+        R: Serialize,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<R, WorkerError>>,
+    {
         let _turn = self.turn.lock().await;
-        self.running.store(true, Ordering::Relaxed);
+        let running = Running::start(&self.running);
         let started = Instant::now();
         let started_at = unix_now();
-        let result = worker.run_once().await;
-        self.running.store(false, Ordering::Relaxed);
+        let result = pass().await;
+        drop(running);
         let ok = result.is_ok();
         self.metrics
             .observe_worker_run(self.name, if ok { "ok" } else { "error" });
@@ -201,6 +214,23 @@ impl Control {
             tracing::warn!(worker = self.name, error = %e, "worker pass failed");
         }
         result
+    }
+}
+
+/// Marks a pass as running while it lives: a pass cut short (shutdown drops
+/// the loop's future) does not leave the worker "running" forever.
+struct Running<'a>(&'a AtomicBool);
+
+impl<'a> Running<'a> {
+    fn start(flag: &'a AtomicBool) -> Running<'a> {
+        flag.store(true, Ordering::Relaxed);
+        Running(flag)
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Relaxed);
     }
 }
 
@@ -236,6 +266,25 @@ impl<W: Worker> Handle<W> {
     /// Runs one pass now and records it.
     pub async fn run_now(&self) -> Result<W::Report, WorkerError> {
         self.control.run(self.worker.as_ref()).await
+    }
+
+    /// Runs `pass` (given the worker) as one of its passes
+    /// ([`Control::run_with`]) in a task of its own, and waits for its report.
+    /// The task is not tied to the caller: an admin client that disconnects
+    /// or gives up does not cut a collection short between its row commit
+    /// and its file removals; the pass finishes and `status` shows it.
+    pub async fn run_detached<R, F, Fut>(&self, pass: F) -> Result<R, WorkerError>
+    where
+        R: Serialize + Send + 'static,
+        F: FnOnce(Arc<W>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<R, WorkerError>> + Send + 'static,
+    {
+        let h = self.clone();
+        tokio::spawn(async move { h.control.run_with(|| pass(h.worker.clone())).await })
+            .await
+            .map_err(|e| {
+                WorkerError::Other(format!("the {} pass stopped: {e}", self.worker.name()))
+            })?
     }
 
     /// Spawns the loop: a pass every interval and on every kick, until shutdown.
@@ -371,6 +420,62 @@ mod tests {
         assert_eq!(s.next_run, None, "no interval: runs only when kicked");
         tx.send(true).unwrap();
         task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_custom_pass_takes_its_turn_and_is_recorded() {
+        let h = counting(false);
+        let gate = Arc::new(Notify::new());
+        let g = gate.clone();
+        let first = tokio::spawn({
+            let h = h.clone();
+            async move {
+                h.run_detached(move |_| async move {
+                    g.notified().await;
+                    Ok(41u64)
+                })
+                .await
+            }
+        });
+        while !h.control.status().running {
+            tokio::task::yield_now().await;
+        }
+        let second = tokio::spawn({
+            let h = h.clone();
+            async move { h.run_now().await }
+        });
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            h.worker.passes.load(Ordering::SeqCst),
+            0,
+            "the worker's own pass waits for the custom one"
+        );
+        gate.notify_one();
+        assert_eq!(first.await.unwrap().unwrap(), 41);
+        assert_eq!(second.await.unwrap().unwrap(), 1);
+        let s = h.control.status();
+        assert_eq!(s.runs, 2);
+        assert!(!s.running);
+        assert_eq!(s.last_report, Some(serde_json::json!(1)));
+    }
+
+    #[tokio::test]
+    async fn a_pass_cut_short_is_not_left_running() {
+        let h = counting(false);
+        let mut pass = Box::pin(
+            h.control
+                .run_with(std::future::pending::<Result<u64, WorkerError>>),
+        );
+        tokio::select! {
+            biased;
+            _ = &mut pass => unreachable!("the pass never ends"),
+            _ = async {} => {}
+        }
+        assert!(h.control.status().running);
+        drop(pass);
+        assert!(!h.control.status().running);
     }
 
     #[tokio::test]

@@ -89,6 +89,16 @@ impl From<ApiError> for AdminError {
     }
 }
 
+impl From<crate::workers::WorkerError> for AdminError {
+    /// A pass the admin API ran failed: the store's error keeps its mapping.
+    fn from(e: crate::workers::WorkerError) -> Self {
+        match e {
+            crate::workers::WorkerError::Store(s) => AdminError::Store(s),
+            crate::workers::WorkerError::Other(m) => AdminError::Internal(m),
+        }
+    }
+}
+
 impl AdminError {
     /// Status and code, decided together.
     pub fn status_and_code(&self) -> (StatusCode, &'static str) {

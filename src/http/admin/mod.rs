@@ -6,12 +6,16 @@
 //! work under every scheme) or, while there are no users, a loopback client.
 
 pub mod error;
+mod evict;
+mod gc;
+mod pins;
 mod repos;
 mod request;
 mod rm;
 pub mod route;
 mod status;
 mod usage;
+mod verify;
 mod workers;
 
 use std::sync::Arc;
@@ -78,6 +82,12 @@ async fn dispatch(
         AdminRoute::Rm => rm::remove(state, req).await,
         AdminRoute::Status => Ok(status::show(state)),
         AdminRoute::WorkerRun { worker } => workers::run(state, &worker),
+        AdminRoute::Gc => gc::run(state, req).await,
+        AdminRoute::Verify => verify::run(state, req).await,
+        AdminRoute::Evict => evict::run(state, req).await,
+        AdminRoute::Pins => pins::list(state).await,
+        AdminRoute::Pin => pins::pin(state, req).await,
+        AdminRoute::Unpin => pins::unpin(state, req).await,
     }
 }
 
@@ -96,18 +106,24 @@ fn json(status: StatusCode, value: &impl Serialize) -> Response<Body> {
     resp
 }
 
-/// The local repository a name as clients write it stands for: where routing
-/// sends a read of it (`nginx` → `docker.io/library/nginx`), else the name as
-/// written, whichever exists here; `None` when neither does.
-async fn existing_repo(state: &State, name: &RepoName) -> Result<Option<RepoName>, AdminError> {
-    let mut candidates = Vec::with_capacity(2);
+/// The local names a name as clients write it may stand for, in order: where
+/// routing sends a read of it (`nginx` → `docker.io/library/nginx`), then the
+/// name as written.
+fn candidates(state: &State, name: &RepoName) -> Vec<RepoName> {
+    let mut out = Vec::with_capacity(2);
     if let Some(local) = state.local_name(name) {
-        candidates.push(local);
+        out.push(local);
     }
-    if !candidates.contains(name) {
-        candidates.push(name.clone());
+    if !out.contains(name) {
+        out.push(name.clone());
     }
-    for c in candidates {
+    out
+}
+
+/// The local repository a name as clients write it stands for: the first of
+/// its [`candidates`] that exists here; `None` when none does.
+async fn existing_repo(state: &State, name: &RepoName) -> Result<Option<RepoName>, AdminError> {
+    for c in candidates(state, name) {
         if state.store.has_repo(&c).await? {
             return Ok(Some(c));
         }

@@ -18,6 +18,17 @@ pub(super) async fn json_body<T: DeserializeOwned>(
     req: Request<Incoming>,
     example: &str,
 ) -> Result<T, AdminError> {
+    optional_json_body(state, req).await?.ok_or_else(|| {
+        AdminError::BadRequest(format!("the request needs a JSON body like {example}"))
+    })
+}
+
+/// Reads and parses the JSON body of `req`, which may be empty (`None`): for
+/// endpoints whose every field has a default (`POST /gc` is `{"dry_run":false}`).
+pub(super) async fn optional_json_body<T: DeserializeOwned>(
+    state: &State,
+    req: Request<Incoming>,
+) -> Result<Option<T>, AdminError> {
     let too_large = || AdminError::TooLarge(format!("the request body is over {MAX_BODY} bytes"));
     let declared = req
         .headers()
@@ -32,10 +43,20 @@ pub(super) async fn json_body<T: DeserializeOwned>(
         .map_err(|e| AdminError::BadRequest(e.to_string()))?
         .ok_or_else(too_large)?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(AdminError::BadRequest(format!(
-            "the request needs a JSON body like {example}"
-        )));
+        return Ok(None);
     }
     serde_json::from_slice(&bytes)
+        .map(Some)
         .map_err(|e| AdminError::BadRequest(format!("malformed JSON body: {e}")))
+}
+
+/// The body of an endpoint without options: empty, or `{}`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoOptions {}
+
+/// Reads a body that must carry no options (empty or `{}`; anything else is
+/// a 400 naming the field, so a misspelt option is never silently ignored).
+pub(super) async fn no_options(state: &State, req: Request<Incoming>) -> Result<(), AdminError> {
+    optional_json_body::<NoOptions>(state, req).await.map(drop)
 }

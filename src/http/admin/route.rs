@@ -32,6 +32,18 @@ pub enum AdminRoute {
         /// The worker's name.
         worker: String,
     },
+    /// `POST /_wharf/v1/gc` `{"dry_run":bool}`: one collection now, its report.
+    Gc,
+    /// `POST /_wharf/v1/verify`: re-hashes every blob now, its report.
+    Verify,
+    /// `POST /_wharf/v1/evict`: one eviction pass now, its report.
+    Evict,
+    /// `GET /_wharf/v1/pins`: every pin.
+    Pins,
+    /// `POST /_wharf/v1/pin` `{"reference":"..."}`: pins an image.
+    Pin,
+    /// `POST /_wharf/v1/unpin` `{"reference":"..."}`: removes a pin.
+    Unpin,
 }
 
 /// Whether `path` belongs to the admin surface (it answers every path under
@@ -77,6 +89,12 @@ impl AdminRoute {
             ["workers", worker, "run"] if is_worker_name(worker) => AdminRoute::WorkerRun {
                 worker: (*worker).to_owned(),
             },
+            ["gc"] => AdminRoute::Gc,
+            ["verify"] => AdminRoute::Verify,
+            ["evict"] => AdminRoute::Evict,
+            ["pins"] => AdminRoute::Pins,
+            ["pin"] => AdminRoute::Pin,
+            ["unpin"] => AdminRoute::Unpin,
             _ => return Ok(None),
         }))
     }
@@ -87,8 +105,15 @@ impl AdminRoute {
             AdminRoute::Repos
             | AdminRoute::Repo { .. }
             | AdminRoute::Usage
-            | AdminRoute::Status => Method::GET,
-            AdminRoute::Rm | AdminRoute::WorkerRun { .. } => Method::POST,
+            | AdminRoute::Status
+            | AdminRoute::Pins => Method::GET,
+            AdminRoute::Rm
+            | AdminRoute::WorkerRun { .. }
+            | AdminRoute::Gc
+            | AdminRoute::Verify
+            | AdminRoute::Evict
+            | AdminRoute::Pin
+            | AdminRoute::Unpin => Method::POST,
         }
     }
 }
@@ -140,6 +165,16 @@ mod tests {
             parse(Method::POST, "/_wharf/v1/workers/uploads/run"),
             Ok(AdminRoute::WorkerRun { ref worker }) if worker == "uploads"
         ));
+        for (m, p, want) in [
+            (Method::POST, "/_wharf/v1/gc", AdminRoute::Gc),
+            (Method::POST, "/_wharf/v1/verify", AdminRoute::Verify),
+            (Method::POST, "/_wharf/v1/evict", AdminRoute::Evict),
+            (Method::GET, "/_wharf/v1/pins", AdminRoute::Pins),
+            (Method::POST, "/_wharf/v1/pin", AdminRoute::Pin),
+            (Method::POST, "/_wharf/v1/unpin", AdminRoute::Unpin),
+        ] {
+            assert_eq!(parse(m, p).unwrap(), want, "{p}");
+        }
     }
 
     #[test]
@@ -164,9 +199,29 @@ mod tests {
             parse(Method::POST, "/_wharf/v1/repos"),
             Err(AdminError::MethodNotAllowed { ref allow, .. }) if allow == Method::GET
         ));
+        for p in [
+            "/_wharf/v1/rm",
+            "/_wharf/v1/gc",
+            "/_wharf/v1/verify",
+            "/_wharf/v1/evict",
+            "/_wharf/v1/pin",
+            "/_wharf/v1/unpin",
+        ] {
+            assert!(
+                matches!(
+                    parse(Method::GET, p),
+                    Err(AdminError::MethodNotAllowed { ref allow, .. }) if allow == Method::POST
+                ),
+                "{p}"
+            );
+        }
         assert!(matches!(
-            parse(Method::GET, "/_wharf/v1/rm"),
-            Err(AdminError::MethodNotAllowed { ref allow, .. }) if allow == Method::POST
+            parse(Method::POST, "/_wharf/v1/pins"),
+            Err(AdminError::MethodNotAllowed { ref allow, .. }) if allow == Method::GET
+        ));
+        assert!(matches!(
+            parse(Method::POST, "/_wharf/v1/pins/x"),
+            Err(AdminError::NotFound(_))
         ));
         assert!(matches!(
             parse(Method::GET, "/_wharf/v1/repos/Team/App"),

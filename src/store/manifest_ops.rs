@@ -246,17 +246,19 @@ impl Store {
             .inspect(|info| self.touch(&info.digest))
     }
 
-    /// Reads stored manifest bytes (at most 4 MiB by construction).
+    /// Reads stored manifest bytes (at most 4 MiB by construction). The
+    /// content counts as in use while it is read, so a pass running meanwhile
+    /// leaves it.
     pub async fn manifest_bytes(&self, info: &ManifestInfo) -> Result<Bytes, StoreError> {
-        let path = self.files.path(&info.digest);
-        match tokio::fs::read(&path).await {
-            Ok(b) => Ok(Bytes::from(b)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                tracing::error!(digest = %info.digest, "index names a manifest whose file is missing");
-                Err(StoreError::ManifestUnknown(info.digest.to_string()))
-            }
-            Err(e) => Err(e.into()),
-        }
+        let _reading = self.hold_in_use(&info.digest);
+        let read = self
+            .files
+            .read_small(&info.digest, info.size, MAX_MANIFEST_BYTES)
+            .await?;
+        read.ok_or_else(|| {
+            tracing::error!(digest = %info.digest, "index names a manifest whose content is missing");
+            StoreError::ManifestUnknown(info.digest.to_string())
+        })
     }
 
     /// Deletes a manifest (by digest: the manifest, its tags and its referrers

@@ -7,6 +7,7 @@ use redb::ReadableTable;
 
 use super::manifest_rows::ManifestRows;
 use super::meta::{BlobRecord, ManifestRecord, TagRecord, decode};
+use super::pin_ops::refuse_if_pinned;
 use super::{Store, StoreError, tables};
 use crate::oci::{
     Descriptor, Digest, ManifestView, Reference, RepoName, manifest::MAX_MANIFEST_BYTES,
@@ -262,7 +263,8 @@ impl Store {
     }
 
     /// Deletes a manifest (by digest: the manifest, its tags and its referrers
-    /// entry) or a tag (by tag: only the tag).
+    /// entry) or a tag (by tag: only the tag). A pinned tag, or a manifest a
+    /// pin needs, is refused with [`StoreError::Pinned`].
     pub async fn delete_manifest(
         &self,
         repo: &RepoName,
@@ -273,6 +275,10 @@ impl Store {
         self.meta
             .write(move |txn| {
                 let unknown = || StoreError::ManifestUnknown(reference.to_string());
+                match &reference {
+                    Reference::Tag(t) => refuse_if_pinned(txn, &r, Some(t.as_str()), None)?,
+                    Reference::Digest(d) => refuse_if_pinned(txn, &r, None, Some(&d.to_string()))?,
+                }
                 match &reference {
                     Reference::Tag(t) => {
                         let removed = txn

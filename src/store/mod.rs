@@ -98,6 +98,15 @@ pub enum StoreError {
     /// No such repository.
     #[error("repository {0} is unknown")]
     NameUnknown(RepoName),
+    /// Deleting this would break a pinned image (the pin's whole closure is
+    /// kept); the operator unpins first.
+    #[error("{what} is pinned ({pin}); run `wharf unpin {pin}` first, then delete it")]
+    Pinned {
+        /// What the request would delete (`repo:tag`, `repo@digest`).
+        what: String,
+        /// The pin protecting it, as `wharf pin` lists it.
+        pin: String,
+    },
     /// A manifest names content the repository does not have.
     #[error("manifest references {0}, which this repository does not have")]
     ManifestBlobUnknown(Digest),

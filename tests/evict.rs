@@ -376,3 +376,85 @@ async fn last_read_times_reach_the_index_in_batches_and_at_close() {
     assert_eq!(access.len().unwrap(), 4, "only stored digests get rows");
     assert!(access.get(late.to_string().as_str()).unwrap().is_some());
 }
+
+/// Waits until the wall clock's second has moved past `after` (last-read
+/// times are kept in seconds) and returns the new second.
+async fn next_second(after: u64) -> u64 {
+    let now = || wharf::store::unix_now();
+    wait_for(5, "the clock to tick", || async move { now() > after }).await;
+    now()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_image_read_longest_ago_goes_first_even_when_only_its_manifest_was_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub(dir.path()).await;
+    let [a, b, c] = [1, 2, 3].map(|i| Image::new(vec![bytes(100_000, 20 + i)]));
+    for (name, img) in [("a", &a), ("b", &b), ("c", &c)] {
+        publish(&hub, &format!("library/{name}"), "1", img).await;
+    }
+    // Two images fit; the third passes the budget, and the low watermark
+    // leaves room for two again.
+    let text = format!(
+        "{}\n[gc]\ninterval = \"0\"\n[storage]\nroot = {:?}\nmax_cache_size = \"250000\"\nlow_watermark = 0.85\n",
+        mirror_config(&hub.base, "manifest_ttl = \"1h\"\n", ""),
+        dir.path().join("mirror").display().to_string()
+    );
+    let (m, lc) = Wharf::start_observed(Config::parse(&text, Path::new("m.toml")).unwrap()).await;
+    let t = next_second(0).await;
+    pull(&m, "library/a", "1", &a).await;
+    let t = next_second(t).await;
+    pull(&m, "library/b", "1", &b).await;
+    // A is used again by a client that has its layers already: it only
+    // checks the tag (dockerd's HEAD) and fetches no blob.
+    let t = next_second(t).await;
+    let r = http()
+        .head(m.url("/v2/library/a/manifests/1"))
+        .header("accept", OCI_MANIFEST)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    next_second(t).await;
+    pull(&m, "library/c", "1", &c).await;
+    wait_for(30, "an eviction pass kicked by the budget", || {
+        let m = &m;
+        async move { metric(m, "wharf_evicted_blobs_total").await > 0.0 }
+    })
+    .await;
+    let store = lc.store().clone();
+    wait_for(30, "no reader left", || {
+        let store = store.clone();
+        async move { store.in_use().is_empty() }
+    })
+    .await;
+    let report = lc.evict.run_now().await.unwrap();
+    assert!(report.cached_bytes_after <= 212_500, "{report:?}");
+
+    // B, read longest ago, went whole; A and C stayed whole.
+    let on_disk = |d: &str| common::disk::blob_path(&m.root, d).exists();
+    for (d, _) in b.blobs() {
+        assert!(!on_disk(&d), "B's {d} was read longest ago");
+    }
+    assert!(!on_disk(&digest(&b.manifest)));
+    for img in [&a, &c] {
+        for (d, _) in img.blobs() {
+            assert!(on_disk(&d), "{d} was used more recently than B");
+        }
+        assert!(on_disk(&digest(&img.manifest)));
+    }
+    let fetched = hub_blob_bytes(&hub).await;
+    pull(&m, "library/a", "1", &a).await;
+    assert_eq!(
+        hub_blob_bytes(&hub).await,
+        fetched,
+        "A pulls from the cache"
+    );
+    pull(&m, "library/b", "1", &b).await;
+    assert!(
+        hub_blob_bytes(&hub).await >= fetched + 100_000.0,
+        "B comes back"
+    );
+    drop(lc);
+    m.stop().await;
+}

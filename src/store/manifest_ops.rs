@@ -1,10 +1,12 @@
 //! Manifests, tags, referrers and the catalog.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use redb::ReadableTable;
 
+use super::closure::RefTables;
 use super::manifest_rows::ManifestRows;
 use super::meta::{BlobRecord, ManifestRecord, TagRecord, decode};
 use super::pin_ops::refuse_if_pinned;
@@ -217,7 +219,11 @@ impl Store {
         Ok(PutManifest { digest, subject })
     }
 
-    /// Looks up a manifest by tag or digest.
+    /// Looks up a manifest by tag or digest. A lookup is a use of the whole
+    /// image: the manifest and everything it needs (an index's platform
+    /// manifests, their configs and layers) count as read now, so eviction's
+    /// LRU order is by image, not by which blobs a client happened to fetch
+    /// (one with the layers already, like dockerd checking a tag, fetches none).
     pub async fn manifest_info(
         &self,
         repo: &RepoName,
@@ -225,26 +231,36 @@ impl Store {
     ) -> Result<ManifestInfo, StoreError> {
         let r = repo.to_string();
         let reference = reference.clone();
-        self.meta
+        let (info, closure) = self
+            .meta
             .read(move |txn| {
                 let unknown = || StoreError::ManifestUnknown(reference.to_string());
                 let d = resolve(txn, &r, &reference)?.ok_or_else(unknown)?;
-                let rec = txn
-                    .open_table(tables::MANIFESTS)?
+                let manifests = txn.open_table(tables::MANIFESTS)?;
+                let rec = manifests
                     .get((r.as_str(), d.as_str()))?
                     .ok_or_else(unknown)?;
                 let rec: ManifestRecord = decode(rec.value())?;
                 let digest = d
                     .parse()
                     .map_err(|_| StoreError::Corrupt(format!("bad digest {d:?} in index")))?;
-                Ok(ManifestInfo {
+                let refs = txn.open_table(tables::MANIFEST_REFS)?;
+                let t = RefTables {
+                    manifests: &manifests,
+                    refs: &refs,
+                };
+                let mut closure = HashSet::new();
+                t.close_over(&r, &d, &mut closure, &mut HashSet::new())?;
+                let info = ManifestInfo {
                     digest,
                     media_type: rec.media_type,
                     size: rec.size,
-                })
+                };
+                Ok((info, closure))
             })
-            .await
-            .inspect(|info| self.touch(&info.digest))
+            .await?;
+        self.touch_all(closure.iter().map(String::as_str));
+        Ok(info)
     }
 
     /// Reads stored manifest bytes (at most 4 MiB by construction). The

@@ -14,7 +14,9 @@
 //! Guarantee: after start-up every manifest row has a `manifest_refs` row.
 //! The fill also runs whenever the two tables' lengths differ (an older
 //! wharf wrote manifests after the version was recorded), which costs two
-//! O(1) length reads on a normal start. A crash part-way is harmless: the
+//! O(1) length reads on a normal start: every path that removes a manifest
+//! row removes its references row in the same transaction, so equal lengths
+//! mean every manifest has its row. A crash part-way is harmless: the
 //! batches are idempotent and the version is written last.
 
 use std::ops::Bound;

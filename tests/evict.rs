@@ -458,3 +458,62 @@ async fn the_image_read_longest_ago_goes_first_even_when_only_its_manifest_was_r
     drop(lc);
     m.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pinned_image_whose_references_are_unknown_keeps_its_whole_repository() {
+    use wharf::oci::{Digest, RepoName};
+    let dir = tempfile::tempdir().unwrap();
+    let repo: RepoName = "docker.io/library/pinned".parse().unwrap();
+    let other: RepoName = "docker.io/library/other".parse().unwrap();
+    let img = Image::new(vec![bytes(50_000, 500)]);
+    let loose = bytes(50_000, 501);
+    let manifest = Digest::of_bytes(&img.manifest);
+    let store = wharf::store::Store::open(dir.path()).await.unwrap();
+    for (_, b) in img.blobs() {
+        store_cached(&store, &repo, b.to_vec()).await;
+    }
+    let tag: wharf::oci::Tag = "1".parse().unwrap();
+    store
+        .put_cached_manifest(
+            &repo,
+            Some(&tag),
+            &manifest,
+            OCI_MANIFEST,
+            bytes::Bytes::from(img.manifest.clone()),
+            "docker.io",
+        )
+        .await
+        .unwrap();
+    store
+        .pin(&repo, &Reference::Tag(tag.clone()))
+        .await
+        .unwrap();
+    let loose = store_cached(&store, &other, loose).await;
+    store.close();
+    // The manifest's references become unknown: an older index, and content
+    // that no longer parses (same length, so start-up does not notice).
+    {
+        let db = redb::Database::create(dir.path().join("index.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.delete_table(wharf::store::tables::MANIFEST_REFS)
+            .unwrap();
+        txn.delete_table(wharf::store::tables::SCHEMA).unwrap();
+        txn.commit().unwrap();
+    }
+    let path = common::disk::blob_path(dir.path(), &manifest.to_string());
+    let garbage: Vec<u8> = img.manifest.iter().map(|b| b ^ 0x5a).collect();
+    std::fs::write(&path, garbage).unwrap();
+
+    let store = wharf::store::Store::open(dir.path()).await.unwrap();
+    store.set_cache_budget(1_000);
+    let out = store.evict(0.5).await.unwrap();
+    assert_eq!(out.evicted_blobs, 1, "only the unpinned blob: {out:?}");
+    assert!(!common::disk::blob_path(dir.path(), &loose.to_string()).exists());
+    for (d, _) in img.blobs() {
+        assert!(
+            common::disk::blob_path(dir.path(), &d).exists(),
+            "{d} is linked where a pin meets unknown references"
+        );
+    }
+    store.close();
+}

@@ -376,3 +376,144 @@ async fn last_read_times_reach_the_index_in_batches_and_at_close() {
     assert_eq!(access.len().unwrap(), 4, "only stored digests get rows");
     assert!(access.get(late.to_string().as_str()).unwrap().is_some());
 }
+
+/// Waits until the wall clock's second has moved past `after` (last-read
+/// times are kept in seconds) and returns the new second.
+async fn next_second(after: u64) -> u64 {
+    let now = || wharf::store::unix_now();
+    wait_for(5, "the clock to tick", || async move { now() > after }).await;
+    now()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_image_read_longest_ago_goes_first_even_when_only_its_manifest_was_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub(dir.path()).await;
+    let [a, b, c] = [1, 2, 3].map(|i| Image::new(vec![bytes(100_000, 20 + i)]));
+    for (name, img) in [("a", &a), ("b", &b), ("c", &c)] {
+        publish(&hub, &format!("library/{name}"), "1", img).await;
+    }
+    // Two images fit; the third passes the budget, and the low watermark
+    // leaves room for two again.
+    let text = format!(
+        "{}\n[gc]\ninterval = \"0\"\n[storage]\nroot = {:?}\nmax_cache_size = \"250000\"\nlow_watermark = 0.85\n",
+        mirror_config(&hub.base, "manifest_ttl = \"1h\"\n", ""),
+        dir.path().join("mirror").display().to_string()
+    );
+    let (m, lc) = Wharf::start_observed(Config::parse(&text, Path::new("m.toml")).unwrap()).await;
+    let t = next_second(0).await;
+    pull(&m, "library/a", "1", &a).await;
+    let t = next_second(t).await;
+    pull(&m, "library/b", "1", &b).await;
+    // A is used again by a client that has its layers already: it only
+    // checks the tag (dockerd's HEAD) and fetches no blob.
+    let t = next_second(t).await;
+    let r = http()
+        .head(m.url("/v2/library/a/manifests/1"))
+        .header("accept", OCI_MANIFEST)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    next_second(t).await;
+    pull(&m, "library/c", "1", &c).await;
+    wait_for(30, "an eviction pass kicked by the budget", || {
+        let m = &m;
+        async move { metric(m, "wharf_evicted_blobs_total").await > 0.0 }
+    })
+    .await;
+    let store = lc.store().clone();
+    wait_for(30, "no reader left", || {
+        let store = store.clone();
+        async move { store.in_use().is_empty() }
+    })
+    .await;
+    let report = lc.evict.run_now().await.unwrap();
+    assert!(report.cached_bytes_after <= 212_500, "{report:?}");
+
+    // B, read longest ago, went whole; A and C stayed whole.
+    let on_disk = |d: &str| common::disk::blob_path(&m.root, d).exists();
+    for (d, _) in b.blobs() {
+        assert!(!on_disk(&d), "B's {d} was read longest ago");
+    }
+    assert!(!on_disk(&digest(&b.manifest)));
+    for img in [&a, &c] {
+        for (d, _) in img.blobs() {
+            assert!(on_disk(&d), "{d} was used more recently than B");
+        }
+        assert!(on_disk(&digest(&img.manifest)));
+    }
+    let fetched = hub_blob_bytes(&hub).await;
+    pull(&m, "library/a", "1", &a).await;
+    assert_eq!(
+        hub_blob_bytes(&hub).await,
+        fetched,
+        "A pulls from the cache"
+    );
+    pull(&m, "library/b", "1", &b).await;
+    assert!(
+        hub_blob_bytes(&hub).await >= fetched + 100_000.0,
+        "B comes back"
+    );
+    drop(lc);
+    m.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pinned_image_whose_references_are_unknown_keeps_its_whole_repository() {
+    use wharf::oci::{Digest, RepoName};
+    let dir = tempfile::tempdir().unwrap();
+    let repo: RepoName = "docker.io/library/pinned".parse().unwrap();
+    let other: RepoName = "docker.io/library/other".parse().unwrap();
+    let img = Image::new(vec![bytes(50_000, 500)]);
+    let loose = bytes(50_000, 501);
+    let manifest = Digest::of_bytes(&img.manifest);
+    let store = wharf::store::Store::open(dir.path()).await.unwrap();
+    for (_, b) in img.blobs() {
+        store_cached(&store, &repo, b.to_vec()).await;
+    }
+    let tag: wharf::oci::Tag = "1".parse().unwrap();
+    store
+        .put_cached_manifest(
+            &repo,
+            Some(&tag),
+            &manifest,
+            OCI_MANIFEST,
+            bytes::Bytes::from(img.manifest.clone()),
+            "docker.io",
+        )
+        .await
+        .unwrap();
+    store
+        .pin(&repo, &Reference::Tag(tag.clone()))
+        .await
+        .unwrap();
+    let loose = store_cached(&store, &other, loose).await;
+    store.close();
+    // The manifest's references become unknown: an older index, and content
+    // that no longer parses (same length, so start-up does not notice).
+    {
+        let db = redb::Database::create(dir.path().join("index.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.delete_table(wharf::store::tables::MANIFEST_REFS)
+            .unwrap();
+        txn.delete_table(wharf::store::tables::SCHEMA).unwrap();
+        txn.commit().unwrap();
+    }
+    let path = common::disk::blob_path(dir.path(), &manifest.to_string());
+    let garbage: Vec<u8> = img.manifest.iter().map(|b| b ^ 0x5a).collect();
+    std::fs::write(&path, garbage).unwrap();
+
+    let store = wharf::store::Store::open(dir.path()).await.unwrap();
+    store.set_cache_budget(1_000);
+    let out = store.evict(0.5).await.unwrap();
+    assert_eq!(out.evicted_blobs, 1, "only the unpinned blob: {out:?}");
+    assert!(!common::disk::blob_path(dir.path(), &loose.to_string()).exists());
+    for (d, _) in img.blobs() {
+        assert!(
+            common::disk::blob_path(dir.path(), &d).exists(),
+            "{d} is linked where a pin meets unknown references"
+        );
+    }
+    store.close();
+}

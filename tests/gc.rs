@@ -1,6 +1,8 @@
 //! Online garbage collection: a push in progress keeps its blobs (shared ones
 //! included) while deleted images give their space back; a dry run changes
-//! nothing; a manifest PUT racing a sweep never commits naming swept content.
+//! nothing; a manifest PUT racing a sweep never commits naming swept content;
+//! a pinned image cannot be deleted (so gc can never be left keeping only
+//! part of it) until it is unpinned.
 
 mod common;
 
@@ -339,4 +341,131 @@ async fn kill_9_during_a_gc_leaves_a_store_that_starts_clean() {
     let usage = store.usage().await.unwrap();
     assert_eq!((usage.blobs, usage.bytes), content_on_disk(&root));
     store.close();
+}
+
+/// DELETE of `path`: (status, OCI error code or "").
+async fn delete(w: &Wharf, path: &str) -> (u16, String, String) {
+    let r = http().delete(w.url(path)).send().await.unwrap();
+    let status = r.status().as_u16();
+    let body: serde_json::Value = r.json().await.unwrap_or_default();
+    let code = body["errors"][0]["code"].as_str().unwrap_or("").to_owned();
+    let message = body["errors"][0]["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    (status, code, message)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pinned_image_cannot_be_deleted_until_unpinned_then_gc_frees_all_of_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = "[gc]\ninterval = \"0\"\ngrace = \"0s\"\n";
+    let (w, lc) = Wharf::start_observed(common::config(&dir.path().join("data"), extra)).await;
+    let store = lc.store().clone();
+    // A multi-platform image pinned by tag, a single one pinned by digest.
+    let amd = Image::for_platform(vec![tar_with_file("a", &bytes(30_000, 1))], "amd64");
+    let arm = Image::for_platform(vec![tar_with_file("b", &bytes(30_000, 2))], "arm64");
+    for img in [&amd, &arm] {
+        for (_, b) in img.blobs() {
+            push_blob(&w, "team/multi", b).await;
+        }
+        let d = digest(&img.manifest);
+        let r = put_manifest(&w, "team/multi", &d, OCI_MANIFEST, &img.manifest).await;
+        assert_eq!(r.status(), 201);
+    }
+    let idx = common::image::index(&[(&amd, "amd64"), (&arm, "arm64")]);
+    let r = put_manifest(&w, "team/multi", "1", common::image::OCI_INDEX, &idx).await;
+    assert_eq!(r.status(), 201);
+    let idx_digest = digest(&idx);
+    let (_, single) = push_image(&w, "team/app", "1", &[bytes(20_000, 3)]).await;
+    let multi: RepoName = "team/multi".parse().unwrap();
+    let app: RepoName = "team/app".parse().unwrap();
+    let tag1: Reference = "1".parse().unwrap();
+    let by_digest: Reference = single.parse().unwrap();
+    store.pin(&multi, &tag1).await.unwrap();
+    store.pin(&app, &by_digest).await.unwrap();
+
+    // Every way of deleting part of a pinned image is refused, DENIED, and
+    // the message says what to do.
+    let amd_manifest = digest(&amd.manifest);
+    let amd_layer = digest(&amd.layers[0]);
+    let refused = [
+        ("/v2/team/multi/manifests/1".to_owned(), "team/multi:1"),
+        (
+            format!("/v2/team/multi/manifests/{idx_digest}"),
+            "team/multi:1",
+        ),
+        (
+            format!("/v2/team/multi/manifests/{amd_manifest}"),
+            "team/multi:1",
+        ),
+        (format!("/v2/team/multi/blobs/{amd_layer}"), "team/multi:1"),
+        (format!("/v2/team/app/manifests/{single}"), "team/app@"),
+    ];
+    for (path, pin) in &refused {
+        let (status, code, message) = delete(&w, path).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (403, "DENIED"),
+            "{path}: {message}"
+        );
+        assert!(
+            message.contains("wharf unpin") && message.contains(pin),
+            "{path}: {message}"
+        );
+    }
+    assert!(matches!(
+        store.delete_manifest(&app, &by_digest).await,
+        Err(StoreError::Pinned { .. })
+    ));
+    // A tag that is not pinned may go: the pinned digest stays.
+    let (status, _, _) = delete(&w, "/v2/team/app/manifests/1").await;
+    assert_eq!(status, 202);
+    let report = lc.gc.worker.pass(false).await.unwrap();
+    assert!(report.removed.is_empty(), "{report:?}");
+    let r = get_oci(&w, &format!("/v2/team/multi/manifests/{amd_manifest}")).await;
+    assert_eq!(r.status(), 200);
+    for img in [&amd, &arm] {
+        for (d, b) in img.blobs() {
+            let r = http()
+                .get(w.url(&format!("/v2/team/multi/blobs/{d}")))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.bytes().await.unwrap().as_ref(), b, "{d}");
+        }
+    }
+
+    // Unpinned, the deletes work and gc gives back all of it: manifests,
+    // configs and layers.
+    assert!(store.unpin(&multi, &tag1).await.unwrap());
+    assert!(store.unpin(&app, &by_digest).await.unwrap());
+    for path in [
+        "/v2/team/multi/manifests/1".to_owned(),
+        format!("/v2/team/multi/manifests/{idx_digest}"),
+        format!("/v2/team/multi/manifests/{amd_manifest}"),
+        format!("/v2/team/multi/manifests/{}", digest(&arm.manifest)),
+        format!("/v2/team/app/manifests/{single}"),
+    ] {
+        let (status, _, message) = delete(&w, &path).await;
+        assert_eq!(status, 202, "{path}: {message}");
+    }
+    let report = lc.gc.worker.pass(false).await.unwrap();
+    let removed: std::collections::HashSet<&str> =
+        report.removed.iter().map(|r| r.digest.as_str()).collect();
+    for d in [
+        idx_digest.as_str(),
+        amd_manifest.as_str(),
+        amd_layer.as_str(),
+        single.as_str(),
+    ] {
+        assert!(removed.contains(d), "{d} not collected: {report:?}");
+    }
+    // The index; each platform manifest, config and layer; the single image.
+    assert_eq!(report.removed.len(), 1 + 2 * 3 + 3, "{report:?}");
+    let usage = store.usage().await.unwrap();
+    assert_eq!((usage.blobs, usage.bytes), (0, 0));
+    assert_eq!(content_on_disk(&w.root), (0, 0));
+    drop(lc);
+    w.stop().await;
 }

@@ -105,9 +105,84 @@ async fn an_old_index_opens_migrates_once_and_gc_marks_from_it() {
         "the migration filled every manifest's references and recorded the version"
     );
 
-    // Once migrated, a start does not migrate again (nothing to fill, and a
-    // deleted references row stays deleted: gc then parses that manifest).
+    // Once migrated, a start has nothing to fill.
     let w = Wharf::start_config(common::config(&root, "")).await;
     w.stop().await;
     assert_eq!(refs_and_version(&root), (4, Some(1)));
+}
+
+/// The references row of `repo`'s manifest `digest`, as stored JSON.
+fn refs_row(root: &std::path::Path, repo: &str, digest: &str) -> Option<serde_json::Value> {
+    let db = redb::Database::create(root.join("index.redb")).unwrap();
+    let txn = db.begin_read().unwrap();
+    let t = txn.open_table(tables::MANIFEST_REFS).unwrap();
+    t.get((repo, digest))
+        .unwrap()
+        .map(|v| serde_json::from_slice(v.value()).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unparsable_manifests_get_unknown_references_and_rows_missing_later_are_filled() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data");
+    let w = Wharf::start_config(common::config(&root, "")).await;
+    let (bad_manifest, bad) = push_image(&w, "team/bad", "1", &[bytes(30_000, 11)]).await;
+    let (_, good) = push_image(&w, "team/good", "1", &[bytes(30_000, 12)]).await;
+    let stray_bad = push_blob(&w, "team/bad", &bytes(3_000, 13)).await;
+    let stray_good = push_blob(&w, "team/good", &bytes(3_000, 14)).await;
+    w.stop().await;
+
+    // An old index, and one manifest's content no longer parses (same length,
+    // so start-up does not notice).
+    make_old(&root);
+    let garbage: Vec<u8> = bad_manifest.iter().map(|b| b ^ 0xa5).collect();
+    std::fs::write(common::disk::blob_path(&root, &bad), garbage).unwrap();
+    let extra = "[gc]\ngrace = \"0s\"\ninterval = \"0\"\n";
+    let (w, lc) = Wharf::start_observed(common::config(&root, extra)).await;
+    let report = lc.gc.worker.pass(false).await.unwrap();
+    let removed: Vec<&str> = report.removed.iter().map(|r| r.digest.as_str()).collect();
+    assert_eq!(
+        removed,
+        vec![stray_good.as_str()],
+        "a repository with unknown references keeps everything linked there: {report:?}"
+    );
+    let r = http()
+        .head(w.url(&format!("/v2/team/bad/blobs/{stray_bad}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    drop(lc);
+    w.stop().await;
+    assert_eq!(
+        refs_and_version(&root),
+        (2, Some(1)),
+        "every manifest has a row"
+    );
+    let row = refs_row(&root, "team/bad", &bad).unwrap();
+    assert_eq!(row["unknown"], true, "{row}");
+    let row = refs_row(&root, "team/good", &good).unwrap();
+    assert_eq!(row.get("unknown"), None, "{row}");
+    assert_eq!(
+        row["blobs"].as_array().unwrap().len(),
+        2,
+        "config and layer"
+    );
+
+    // An older wharf wrote a manifest after the migration (no references row,
+    // version already recorded): the next start fills it.
+    {
+        let db = redb::Database::create(root.join("index.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(tables::MANIFEST_REFS)
+            .unwrap()
+            .remove(("team/good", good.as_str()))
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    assert_eq!(refs_and_version(&root), (1, Some(1)));
+    let w = Wharf::start_config(common::config(&root, "")).await;
+    w.stop().await;
+    assert_eq!(refs_and_version(&root), (2, Some(1)));
+    assert_eq!(refs_row(&root, "team/good", &good).unwrap(), row);
 }

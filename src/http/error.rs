@@ -130,6 +130,7 @@ impl ApiError {
                 StoreError::SizeInvalid(_) => (S::BAD_REQUEST, C::SizeInvalid),
                 StoreError::TooManyUploads { .. } => (S::TOO_MANY_REQUESTS, C::TooManyRequests),
                 StoreError::ContentMissing { .. } => (S::INTERNAL_SERVER_ERROR, C::Unknown),
+                StoreError::Pinned { .. } => (S::FORBIDDEN, C::Denied),
             },
             ApiError::Route(RouteError::NotFound) => (S::NOT_FOUND, C::Unsupported),
             ApiError::Route(RouteError::MethodNotAllowed) => {

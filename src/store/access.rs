@@ -1,8 +1,8 @@
 //! Last-read times of content, for eviction's LRU order and gc's grace.
 //!
-//! Every read (blob GET, HEAD, mount, a manifest read, a manifest PUT naming
-//! a blob, an upload finishing) touches its digest in memory; nothing is
-//! written per request. [`Store::flush_access`] writes the map to the `access`
+//! Every read (blob GET, HEAD, mount, a manifest PUT naming a blob, an upload
+//! finishing) touches its digest in memory, and a manifest lookup touches the
+//! image's whole closure; nothing is written per request. [`Store::flush_access`] writes the map to the `access`
 //! table in one transaction (a worker calls it every few seconds, and
 //! [`Store::close`] once more at shutdown). The map holds only what was touched
 //! since the last flush, and a flush drops entries for digests without a
@@ -27,12 +27,19 @@ pub(super) struct AccessMap {
 impl AccessMap {
     /// Records a read of `digest` now.
     pub(super) fn touch(&self, digest: &str) {
+        self.touch_all([digest]);
+    }
+
+    /// Records a read of each of `digests` now.
+    pub(super) fn touch_all<'a>(&self, digests: impl IntoIterator<Item = &'a str>) {
         let now = unix_now();
         if let Ok(mut m) = self.mem.lock() {
-            match m.get_mut(digest) {
-                Some(t) => *t = (*t).max(now),
-                None => {
-                    m.insert(digest.to_owned(), now);
+            for d in digests {
+                match m.get_mut(d) {
+                    Some(t) => *t = (*t).max(now),
+                    None => {
+                        m.insert(d.to_owned(), now);
+                    }
                 }
             }
         }
@@ -111,6 +118,11 @@ impl Store {
     /// Records a read of `digest` now (in memory; see the module doc).
     pub fn touch(&self, digest: &Digest) {
         self.access.touch(&digest.to_string());
+    }
+
+    /// Records a read of each of `digests` now (one lock for all of them).
+    pub(super) fn touch_all<'a>(&self, digests: impl IntoIterator<Item = &'a str>) {
+        self.access.touch_all(digests);
     }
 
     /// Writes the last-read times gathered in memory to the index in one

@@ -105,12 +105,21 @@ impl Store {
         }
     }
 
-    /// Removes the link of `digest` from `repo` (the file goes later, through gc).
+    /// Removes the link of `digest` from `repo` (the file goes later, through
+    /// gc). A blob a pinned image of `repo` needs is refused with
+    /// [`StoreError::Pinned`]: the image would no longer pull.
     pub async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<(), StoreError> {
         let (r, d) = (repo.to_string(), digest.to_string());
         let dg = digest.clone();
         self.meta
             .write(move |txn| {
+                if txn
+                    .open_table(tables::REPO_BLOBS)?
+                    .get((r.as_str(), d.as_str()))?
+                    .is_some()
+                {
+                    super::pin_ops::refuse_if_pinned(txn, &r, None, Some(&d))?;
+                }
                 let removed = txn
                     .open_table(tables::REPO_BLOBS)?
                     .remove((r.as_str(), d.as_str()))?

@@ -1,19 +1,21 @@
 //! Following `manifest_refs`: what a manifest needs (recursively, an index's
 //! children and theirs), and what the pins protect. Generic over read and
 //! write transactions' tables, so a pass computes it on its read snapshot and
-//! again inside the write job that acts on it.
+//! again inside the write job that acts on it. Index rows only: no content is
+//! read here (these run inside redb transactions).
 //!
-//! A manifest without a `manifest_refs` row (an index an older wharf wrote
-//! after the migration ran) is parsed from its file instead; one that cannot
-//! be parsed has unknown references, and its repository is reported so the
-//! caller keeps everything linked there.
+//! Every manifest has a `manifest_refs` row once start-up's migration ran
+//! (`migrate.rs`). A row marked unknown (content missing or unparsable then)
+//! or, defensively, a missing row means references that cannot be known: the
+//! manifest's repository is reported so the caller keeps everything linked
+//! there.
 
 use std::collections::HashSet;
 
 use redb::ReadableTable;
 
-use super::meta::{ManifestRecord, PinRecord, RefsRecord, TagRecord, decode};
-use super::{Content, StoreError, migrate};
+use super::StoreError;
+use super::meta::{PinRecord, RefsRecord, TagRecord, decode};
 
 /// The tables a closure reads.
 pub(super) struct RefTables<'a, M, R> {
@@ -21,8 +23,6 @@ pub(super) struct RefTables<'a, M, R> {
     pub manifests: &'a M,
     /// `manifest_refs`.
     pub refs: &'a R,
-    /// For manifests without references recorded.
-    pub files: &'a Content,
 }
 
 impl<M, R> RefTables<'_, M, R>
@@ -38,17 +38,18 @@ where
         digest: &str,
     ) -> Result<Option<Option<RefsRecord>>, StoreError> {
         if let Some(v) = self.refs.get((repo, digest))? {
-            return Ok(Some(Some(decode(v.value())?)));
+            let rec: RefsRecord = decode(v.value())?;
+            return Ok(Some((!rec.unknown).then_some(rec)));
         }
-        let Some(m) = self.manifests.get((repo, digest))? else {
-            return Ok(None);
-        };
-        let rec: ManifestRecord = decode(m.value())?;
-        Ok(Some(migrate::refs_from_file(
-            self.files,
-            digest,
-            &rec.media_type,
-        )))
+        if self.manifests.get((repo, digest))?.is_some() {
+            tracing::warn!(
+                repo,
+                digest,
+                "manifest without a references row: its repository is kept whole"
+            );
+            return Ok(Some(None));
+        }
+        Ok(None)
     }
 
     /// Adds `root` (a manifest of `repo`) and everything it needs to `out`;
@@ -108,4 +109,37 @@ where
         }
     }
     Ok(out)
+}
+
+/// Adds to `out` every digest linked into, or held as a manifest by, a
+/// repository in `unknown` (whose references cannot be known): the safe
+/// answer is to keep all of it.
+pub(super) fn keep_unknown<M>(
+    links: &impl ReadableTable<(&'static str, &'static str), ()>,
+    manifests: &M,
+    unknown: &HashSet<String>,
+    out: &mut HashSet<String>,
+) -> Result<(), StoreError>
+where
+    M: ReadableTable<(&'static str, &'static str), &'static [u8]>,
+{
+    for r in unknown {
+        for item in links.range((r.as_str(), "")..)? {
+            let (k, _) = item?;
+            let (kr, d) = k.value();
+            if kr != r {
+                break;
+            }
+            out.insert(d.to_owned());
+        }
+        for item in manifests.range((r.as_str(), "")..)? {
+            let (k, _) = item?;
+            let (kr, d) = k.value();
+            if kr != r {
+                break;
+            }
+            out.insert(d.to_owned());
+        }
+    }
+    Ok(())
 }

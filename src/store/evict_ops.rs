@@ -18,7 +18,7 @@ use std::sync::Arc;
 use redb::ReadableTable;
 
 use super::access::last_touch;
-use super::closure::{RefTables, pinned};
+use super::closure::{RefTables, keep_unknown, pinned};
 use super::meta::{BlobRecord, Origin, decode};
 use super::sweep::{remove_blob_rows, remove_manifest_rows};
 use super::{Store, StoreError, tables};
@@ -56,6 +56,27 @@ struct Victim {
     manifests: Vec<String>,
 }
 
+/// What the pins protect from eviction: their closures, and everything
+/// linked in a repository where a pinned closure meets a manifest whose
+/// references cannot be known.
+fn protected<M, R>(
+    pins: &impl ReadableTable<&'static str, &'static [u8]>,
+    tags: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
+    links: &impl ReadableTable<(&'static str, &'static str), ()>,
+    manifests: &M,
+    refs: &R,
+) -> Result<HashSet<String>, StoreError>
+where
+    M: ReadableTable<(&'static str, &'static str), &'static [u8]>,
+    R: ReadableTable<(&'static str, &'static str), &'static [u8]>,
+{
+    let t = RefTables { manifests, refs };
+    let mut unknown = HashSet::new();
+    let mut out = pinned(pins, tags, &t, &mut unknown)?;
+    keep_unknown(links, manifests, &unknown, &mut out)?;
+    Ok(out)
+}
+
 impl Store {
     /// One eviction pass down to `low_watermark` × budget, when the cached
     /// bytes are over the budget; see the module doc.
@@ -73,7 +94,6 @@ impl Store {
         self.finish_sweeps().await?;
         let watch = Arc::new(self.watch_changes().await?);
         let target = (budget as f64 * low_watermark.clamp(0.0, 1.0)) as u64;
-        let files = self.files.clone();
         let mem = self.access.snapshot();
         let in_use = self.in_use.clone();
         let (cached, victims, skipped_pinned, skipped_in_use) = self
@@ -81,17 +101,12 @@ impl Store {
             .read(move |txn| {
                 let manifests = txn.open_table(tables::MANIFESTS)?;
                 let refs = txn.open_table(tables::MANIFEST_REFS)?;
-                let t = RefTables {
-                    manifests: &manifests,
-                    refs: &refs,
-                    files: &files,
-                };
-                let mut unknown = HashSet::new();
-                let pins = pinned(
+                let pins = protected(
                     &txn.open_table(tables::PINS)?,
                     &txn.open_table(tables::TAGS)?,
-                    &t,
-                    &mut unknown,
+                    &txn.open_table(tables::REPO_BLOBS)?,
+                    &manifests,
+                    &refs,
                 )?;
                 let access = txn.open_table(tables::ACCESS)?;
                 let mut total = 0u64;
@@ -172,26 +187,17 @@ impl Store {
             let (w, b) = (watch.clone(), batch.clone());
             let in_use = self.in_use.clone();
             let touches = self.access_handle();
-            let files = self.files.clone();
             let (gone, pinned_n, used_n) = self
                 .meta
                 .write(move |txn| {
                     let (mut gone, mut pinned_n, mut used_n) = (Vec::new(), 0u64, 0u64);
-                    let pins = {
-                        let manifests = txn.open_table(tables::MANIFESTS)?;
-                        let refs = txn.open_table(tables::MANIFEST_REFS)?;
-                        let t = RefTables {
-                            manifests: &manifests,
-                            refs: &refs,
-                            files: &files,
-                        };
-                        pinned(
-                            &txn.open_table(tables::PINS)?,
-                            &txn.open_table(tables::TAGS)?,
-                            &t,
-                            &mut HashSet::new(),
-                        )?
-                    };
+                    let pins = protected(
+                        &txn.open_table(tables::PINS)?,
+                        &txn.open_table(tables::TAGS)?,
+                        &txn.open_table(tables::REPO_BLOBS)?,
+                        &txn.open_table(tables::MANIFESTS)?,
+                        &txn.open_table(tables::MANIFEST_REFS)?,
+                    )?;
                     for v in b.iter() {
                         let origin = match txn.open_table(tables::BLOBS)?.get(v.digest.as_str())? {
                             Some(r) => decode::<BlobRecord>(r.value())?.origin,

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use redb::ReadableTable;
 
 use super::access::last_touch;
-use super::closure::{RefTables, pinned};
+use super::closure::{RefTables, keep_unknown, pinned};
 use super::meta::{BlobRecord, Origin, decode};
 use super::sweep::remove_blob_rows;
 use super::{Store, StoreError, tables, unix_now};
@@ -82,7 +82,6 @@ impl Store {
         }
         let watch = self.watch_changes().await?;
         let started = Instant::now();
-        let files = self.files.clone();
         let mem = self.access.snapshot();
         let in_use = self.in_use.clone();
         let (marked_blobs, candidates, mut kept_young, mut kept_in_use) = self
@@ -93,7 +92,6 @@ impl Store {
                 let t = RefTables {
                     manifests: &manifests,
                     refs: &refs,
-                    files: &files,
                 };
                 let mut live = HashSet::new();
                 let mut unknown = HashSet::new();
@@ -120,13 +118,7 @@ impl Store {
                 let links = txn.open_table(tables::REPO_BLOBS)?;
                 if !unknown.is_empty() {
                     tracing::warn!(repos = ?unknown, "gc keeps every blob of repositories holding a manifest whose references cannot be read");
-                    for item in links.iter()? {
-                        let (k, _) = item?;
-                        let (r, d) = k.value();
-                        if unknown.contains(r) {
-                            live.insert(d.to_owned());
-                        }
-                    }
+                    keep_unknown(&links, &manifests, &unknown, &mut live)?;
                 }
                 let access = txn.open_table(tables::ACCESS)?;
                 let now = unix_now();

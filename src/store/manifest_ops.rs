@@ -1,12 +1,15 @@
 //! Manifests, tags, referrers and the catalog.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use redb::ReadableTable;
 
+use super::closure::RefTables;
 use super::manifest_rows::ManifestRows;
 use super::meta::{BlobRecord, ManifestRecord, TagRecord, decode};
+use super::pin_ops::refuse_if_pinned;
 use super::{Store, StoreError, tables};
 use crate::oci::{
     Descriptor, Digest, ManifestView, Reference, RepoName, manifest::MAX_MANIFEST_BYTES,
@@ -216,7 +219,11 @@ impl Store {
         Ok(PutManifest { digest, subject })
     }
 
-    /// Looks up a manifest by tag or digest.
+    /// Looks up a manifest by tag or digest. A lookup is a use of the whole
+    /// image: the manifest and everything it needs (an index's platform
+    /// manifests, their configs and layers) count as read now, so eviction's
+    /// LRU order is by image, not by which blobs a client happened to fetch
+    /// (one with the layers already, like dockerd checking a tag, fetches none).
     pub async fn manifest_info(
         &self,
         repo: &RepoName,
@@ -224,43 +231,56 @@ impl Store {
     ) -> Result<ManifestInfo, StoreError> {
         let r = repo.to_string();
         let reference = reference.clone();
-        self.meta
+        let (info, closure) = self
+            .meta
             .read(move |txn| {
                 let unknown = || StoreError::ManifestUnknown(reference.to_string());
                 let d = resolve(txn, &r, &reference)?.ok_or_else(unknown)?;
-                let rec = txn
-                    .open_table(tables::MANIFESTS)?
+                let manifests = txn.open_table(tables::MANIFESTS)?;
+                let rec = manifests
                     .get((r.as_str(), d.as_str()))?
                     .ok_or_else(unknown)?;
                 let rec: ManifestRecord = decode(rec.value())?;
                 let digest = d
                     .parse()
                     .map_err(|_| StoreError::Corrupt(format!("bad digest {d:?} in index")))?;
-                Ok(ManifestInfo {
+                let refs = txn.open_table(tables::MANIFEST_REFS)?;
+                let t = RefTables {
+                    manifests: &manifests,
+                    refs: &refs,
+                };
+                let mut closure = HashSet::new();
+                t.close_over(&r, &d, &mut closure, &mut HashSet::new())?;
+                let info = ManifestInfo {
                     digest,
                     media_type: rec.media_type,
                     size: rec.size,
-                })
+                };
+                Ok((info, closure))
             })
-            .await
-            .inspect(|info| self.touch(&info.digest))
+            .await?;
+        self.touch_all(closure.iter().map(String::as_str));
+        Ok(info)
     }
 
-    /// Reads stored manifest bytes (at most 4 MiB by construction).
+    /// Reads stored manifest bytes (at most 4 MiB by construction). The
+    /// content counts as in use while it is read, so a pass running meanwhile
+    /// leaves it.
     pub async fn manifest_bytes(&self, info: &ManifestInfo) -> Result<Bytes, StoreError> {
-        let path = self.files.path(&info.digest);
-        match tokio::fs::read(&path).await {
-            Ok(b) => Ok(Bytes::from(b)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                tracing::error!(digest = %info.digest, "index names a manifest whose file is missing");
-                Err(StoreError::ManifestUnknown(info.digest.to_string()))
-            }
-            Err(e) => Err(e.into()),
-        }
+        let _reading = self.hold_in_use(&info.digest);
+        let read = self
+            .files
+            .read_small(&info.digest, info.size, MAX_MANIFEST_BYTES)
+            .await?;
+        read.ok_or_else(|| {
+            tracing::error!(digest = %info.digest, "index names a manifest whose content is missing");
+            StoreError::ManifestUnknown(info.digest.to_string())
+        })
     }
 
     /// Deletes a manifest (by digest: the manifest, its tags and its referrers
-    /// entry) or a tag (by tag: only the tag).
+    /// entry) or a tag (by tag: only the tag). A pinned tag, or a manifest a
+    /// pin needs, is refused with [`StoreError::Pinned`].
     pub async fn delete_manifest(
         &self,
         repo: &RepoName,
@@ -271,6 +291,10 @@ impl Store {
         self.meta
             .write(move |txn| {
                 let unknown = || StoreError::ManifestUnknown(reference.to_string());
+                match &reference {
+                    Reference::Tag(t) => refuse_if_pinned(txn, &r, Some(t.as_str()), None)?,
+                    Reference::Digest(d) => refuse_if_pinned(txn, &r, None, Some(&d.to_string()))?,
+                }
                 match &reference {
                     Reference::Tag(t) => {
                         let removed = txn

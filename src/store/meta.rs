@@ -92,6 +92,11 @@ pub struct RefsRecord {
     /// Child manifests of an index (in the same repository).
     #[serde(default)]
     pub manifests: Vec<String>,
+    /// The references cannot be known (the start-up migration found the
+    /// manifest's content missing or unparsable): whoever follows them keeps
+    /// everything linked in the manifest's repository instead.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unknown: bool,
 }
 
 impl RefsRecord {
@@ -101,6 +106,15 @@ impl RefsRecord {
         RefsRecord {
             blobs: view.blobs.iter().map(|d| d.digest.to_string()).collect(),
             manifests: view.children.iter().map(|d| d.digest.to_string()).collect(),
+            unknown: false,
+        }
+    }
+
+    /// The record of a manifest whose references cannot be known.
+    pub fn unknown() -> RefsRecord {
+        RefsRecord {
+            unknown: true,
+            ..RefsRecord::default()
         }
     }
 }

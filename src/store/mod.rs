@@ -50,7 +50,7 @@ use crate::oci::{Digest, RepoName};
 pub use admin_ops::{RepoDetail, TagDetail};
 pub use admin_ops::{RepoSummary, Usage};
 pub use cache_ops::CachedTag;
-pub use content::{BlobReader, BlobWriter, Content, Scan};
+pub use content::{BlobReader, BlobWriter, Content, Pace, Scan};
 pub use evict_ops::EvictOutcome;
 pub use gc_ops::GcOutcome;
 pub use manifest_ops::{ManifestInfo, Page, PutManifest};
@@ -60,7 +60,7 @@ pub use uploads::{
     MAX_UPLOADS, MAX_UPLOADS_PER_CLIENT, SessionHandle, UNWRITTEN_UPLOAD_EXPIRY, UploadSession,
     UploadTable,
 };
-pub use verify_ops::{Corrupt, Pace, Rehash, StoredBlob};
+pub use verify_ops::{Corrupt, Rehash, StoredBlob};
 
 /// Everything that can go wrong below the HTTP layer. `http/error.rs` maps each
 /// variant to an OCI code in one place.
@@ -98,6 +98,15 @@ pub enum StoreError {
     /// No such repository.
     #[error("repository {0} is unknown")]
     NameUnknown(RepoName),
+    /// Deleting this would break a pinned image (the pin's whole closure is
+    /// kept); the operator unpins first.
+    #[error("{what} is pinned ({pin}); run `wharf unpin {pin}` first, then delete it")]
+    Pinned {
+        /// What the request would delete (`repo:tag`, `repo@digest`).
+        what: String,
+        /// The pin protecting it, as `wharf pin` lists it.
+        pin: String,
+    },
     /// A manifest names content the repository does not have.
     #[error("manifest references {0}, which this repository does not have")]
     ManifestBlobUnknown(Digest),

@@ -1,12 +1,17 @@
 //! Pins: a pinned image (its whole closure: index, platform manifests,
-//! configs, layers) is never evicted nor collected. A pin names a local
+//! configs, layers) is never evicted nor collected, nor deleted: deleting a
+//! pinned tag, a manifest in a pinned closure or unlinking a blob of one is
+//! refused with [`StoreError::Pinned`] (unpin first). A pin names a local
 //! repository and a tag or digest; a tag is resolved when pinned, and the pin
 //! protects that digest and whatever the tag points at later. Callers pass
 //! local names (the admin API resolves what clients write first).
 
+use std::collections::HashSet;
+
 use redb::ReadableTable;
 use serde::Serialize;
 
+use super::closure::RefTables;
 use super::meta::{PinRecord, TagRecord, decode, encode};
 use super::{Store, StoreError, tables, unix_now};
 use crate::oci::{Digest, Reference, RepoName};
@@ -32,6 +37,61 @@ fn key(repo: &RepoName, reference: &Reference) -> String {
         Reference::Tag(t) => format!("{repo}:{t}"),
         Reference::Digest(d) => format!("{repo}@{d}"),
     }
+}
+
+/// Refuses a deletion in `repo` that would break a pinned image: the tag
+/// `tag` when it is pinned itself, and `digest` (a manifest or blob) when the
+/// closure of a pin of `repo` holds it. A closure with references that cannot
+/// be known holds everything in its repository. Runs inside the deleting
+/// write job, so a pin added meanwhile is seen.
+pub(super) fn refuse_if_pinned(
+    txn: &redb::WriteTransaction,
+    repo: &str,
+    tag: Option<&str>,
+    digest: Option<&str>,
+) -> Result<(), StoreError> {
+    let pins = txn.open_table(tables::PINS)?;
+    if let Some(t) = tag {
+        let k = format!("{repo}:{t}");
+        if pins.get(k.as_str())?.is_some() {
+            return Err(StoreError::Pinned {
+                what: format!("tag {k}"),
+                pin: k,
+            });
+        }
+    }
+    let Some(digest) = digest else {
+        return Ok(());
+    };
+    let tags = txn.open_table(tables::TAGS)?;
+    let manifests = txn.open_table(tables::MANIFESTS)?;
+    let refs = txn.open_table(tables::MANIFEST_REFS)?;
+    let t = RefTables {
+        manifests: &manifests,
+        refs: &refs,
+    };
+    for item in pins.iter()? {
+        let (k, v) = item?;
+        let pin: PinRecord = decode(v.value())?;
+        if pin.repo != repo {
+            continue;
+        }
+        let (mut closure, mut unknown) = (HashSet::new(), HashSet::new());
+        t.close_over(&pin.repo, &pin.digest, &mut closure, &mut unknown)?;
+        if let Some(tag) = &pin.tag {
+            if let Some(now) = tags.get((pin.repo.as_str(), tag.as_str()))? {
+                let now: TagRecord = decode(now.value())?;
+                t.close_over(&pin.repo, &now.digest, &mut closure, &mut unknown)?;
+            }
+        }
+        if closure.contains(digest) || !unknown.is_empty() {
+            return Err(StoreError::Pinned {
+                what: format!("{repo}@{digest}"),
+                pin: k.value().to_owned(),
+            });
+        }
+    }
+    Ok(())
 }
 
 impl Store {

@@ -18,8 +18,13 @@ use super::meta::{BlobRecord, ManifestRecord, Origin, TagRecord, decode};
 use super::{Content, Meta, Store, StoreError, tables, unix_now};
 use crate::oci::Digest;
 
-/// Files removed per exclusive hold of the commit gate.
+/// Files removed per exclusive hold of the commit gate (one call of the
+/// content seam's batch removal).
 const FILE_BATCH: usize = 256;
+
+/// Files removed per call of the batch removal at start-up (nothing else
+/// runs then; the bound only keeps one call's list reasonable).
+const START_BATCH: usize = 4096;
 
 /// What one digest's removed rows were.
 #[derive(Debug, Clone)]
@@ -153,12 +158,14 @@ pub(super) async fn finish_at_start(meta: &Meta, files: &Content) -> Result<(), 
     if listed.is_empty() || !files.prepare(false).await? {
         return Ok(());
     }
-    let mut removed = 0;
-    for (d, named) in &listed {
-        if let (false, Ok(digest)) = (named, d.parse::<Digest>()) {
-            files.remove(&digest).await?;
-            removed += 1;
-        }
+    let doomed: Vec<Digest> = listed
+        .iter()
+        .filter(|(_, named)| !named)
+        .filter_map(|(d, _)| d.parse().ok())
+        .collect();
+    let removed = doomed.len();
+    for chunk in doomed.chunks(START_BATCH) {
+        files.remove_many(chunk.to_vec()).await?;
     }
     let all: Vec<String> = listed.into_iter().map(|(d, _)| d).collect();
     meta.write(move |txn| {
@@ -215,10 +222,8 @@ impl Store {
                     settled.push(d.clone());
                 }
             }
-            for d in &go {
-                self.files.remove(d).await?;
-            }
             removed += go.len();
+            self.files.remove_many(go).await?;
             drop(_exclusive);
             self.meta
                 .write(move |txn| {

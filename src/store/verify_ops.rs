@@ -1,58 +1,21 @@
 //! Verify: re-hash stored content, and quarantine what no longer matches its
 //! digest. The rows of a corrupt digest go first, in one transaction (so it is
-//! never served again), then its file moves to `<root>/quarantine/sha256/<hex>`
-//! (kept for inspection, outside `blobs/`). A cached digest then comes back
+//! never served again), then the content goes to quarantine through the
+//! content seam (for files, `<root>/quarantine/sha256/<hex>`, kept for
+//! inspection outside `blobs/`). A cached digest then comes back
 //! from its upstream on the next pull; for a pushed one the outcome names
 //! every repository and `repo:tag` it breaks.
 
 use std::collections::{HashMap, HashSet};
-use std::io::Read;
-use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 use redb::ReadableTable;
 use serde::Serialize;
 
+use super::content::Pace;
 use super::meta::{BlobRecord, Origin, RefsRecord, TagRecord, decode};
 use super::sweep::{remove_manifest_rows, remove_rows_only};
 use super::{Store, StoreError, tables};
-use crate::oci::{Digest, DigestHasher};
-
-/// Bytes read and hashed per blocking step.
-const CHUNK: usize = 1 << 20;
-
-/// A byte-rate limit for a long read: after each step, waits until the bytes
-/// so far are within `rate` per second since the start.
-#[derive(Debug)]
-pub struct Pace {
-    rate: u64,
-    started: Instant,
-    bytes: u64,
-}
-
-impl Pace {
-    /// At most `bytes_per_sec` (0: unlimited).
-    pub fn new(bytes_per_sec: u64) -> Pace {
-        Pace {
-            rate: bytes_per_sec,
-            started: Instant::now(),
-            bytes: 0,
-        }
-    }
-
-    /// Counts `n` bytes and sleeps as long as the rate asks.
-    pub async fn wait(&mut self, n: u64) {
-        self.bytes += n;
-        if self.rate == 0 {
-            return;
-        }
-        let due = Duration::from_secs_f64(self.bytes as f64 / self.rate as f64);
-        let spent = self.started.elapsed();
-        if due > spent {
-            tokio::time::sleep(due - spent).await;
-        }
-    }
-}
+use crate::oci::Digest;
 
 /// One stored digest, as listed for a verify pass.
 #[derive(Debug, Clone)]
@@ -116,55 +79,29 @@ impl Store {
             .await
     }
 
-    /// Re-hashes the file of `blob` (streaming, at the pace of `pace`).
+    /// Re-hashes the stored bytes of `blob` (streaming, at the pace of `pace`).
     pub async fn rehash(&self, blob: &StoredBlob, pace: &mut Pace) -> Result<Rehash, StoreError> {
-        let path = self.files.path(&blob.digest);
-        let opened = tokio::task::spawn_blocking(move || std::fs::File::open(path)).await?;
-        let mut file = match opened {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        let hashed = match self.files.hash(&blob.digest, pace).await {
+            Ok(h) => h,
+            Err(StoreError::BlobUnknown(_)) => {
                 return Ok(if self.has_blob_row(&blob.digest).await? {
-                    Rehash::Corrupt("the content file is missing".into())
+                    Rehash::Corrupt("the content is missing".into())
                 } else {
                     Rehash::Gone
                 });
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(e),
         };
-        let mut hasher = DigestHasher::new();
-        let mut total = 0u64;
-        loop {
-            let step = tokio::task::spawn_blocking(move || {
-                let mut buf = vec![0u8; CHUNK];
-                let mut n = 0;
-                while n < CHUNK {
-                    match file.read(&mut buf[n..]) {
-                        Ok(0) => break,
-                        Ok(k) => n += k,
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-                hasher.update(&buf[..n]);
-                Ok((file, hasher, n))
-            })
-            .await?;
-            let n;
-            (file, hasher, n) = step?;
-            total += n as u64;
-            pace.wait(n as u64).await;
-            if n < CHUNK {
-                break;
-            }
-        }
-        let actual = hasher.finish();
-        if actual != blob.digest {
-            return Ok(Rehash::Corrupt(format!("the bytes hash to {actual}")));
-        }
-        if total != blob.size {
+        if hashed.digest != blob.digest {
             return Ok(Rehash::Corrupt(format!(
-                "the file has {total} bytes, the index says {}",
-                blob.size
+                "the bytes hash to {}",
+                hashed.digest
+            )));
+        }
+        if hashed.size != blob.size {
+            return Ok(Rehash::Corrupt(format!(
+                "the content has {} bytes, the index says {}",
+                hashed.size, blob.size
             )));
         }
         Ok(Rehash::Good)
@@ -210,23 +147,19 @@ impl Store {
         }
         let moved = {
             let _exclusive = self.commits.exclusive().await;
-            let (src, dir) = (self.files.path(digest), self.quarantine_dir());
-            let hex = digest.hex().to_owned();
-            tokio::task::spawn_blocking(move || move_to(&src, &dir, &hex)).await?
+            self.files.quarantine(digest).await
         };
         let action = match (&moved, rec.origin) {
             (Err(e), _) => {
                 format!("rows removed (never served again); the file could not be moved: {e}")
             }
             (Ok(None), _) => "rows removed (never served again); the file was already gone".into(),
-            (Ok(Some(p)), Origin::Cached) => format!(
-                "quarantined to {}; fetched again from the upstream on the next pull",
-                p.display()
-            ),
-            (Ok(Some(p)), Origin::Pushed) => format!(
-                "quarantined to {}; push the images that need it again",
-                p.display()
-            ),
+            (Ok(Some(p)), Origin::Cached) => {
+                format!("quarantined to {p}; fetched again from the upstream on the next pull")
+            }
+            (Ok(Some(p)), Origin::Pushed) => {
+                format!("quarantined to {p}; push the images that need it again")
+            }
         };
         tracing::error!(%digest, reason = why, origin = ?rec.origin, ?repositories, ?tags, "corrupt content quarantined");
         Ok(Some(Corrupt {
@@ -238,33 +171,6 @@ impl Store {
             action,
         }))
     }
-
-    /// `<root>/quarantine/sha256`.
-    pub fn quarantine_dir(&self) -> PathBuf {
-        self.root.join("quarantine").join("sha256")
-    }
-}
-
-/// Moves `src` to `dir/<hex>` (or `<hex>.N` when taken); None when `src` is
-/// not there.
-fn move_to(
-    src: &std::path::Path,
-    dir: &std::path::Path,
-    hex: &str,
-) -> std::io::Result<Option<PathBuf>> {
-    if !src.exists() {
-        return Ok(None);
-    }
-    std::fs::create_dir_all(dir)?;
-    let mut dest = dir.join(hex);
-    let mut n = 0;
-    while dest.exists() {
-        n += 1;
-        dest = dir.join(format!("{hex}.{n}"));
-    }
-    std::fs::rename(src, &dest)?;
-    std::fs::File::open(dir)?.sync_all()?;
-    Ok(Some(dest))
 }
 
 /// Who needs `digest`: (repositories, `repo:tag`s, repositories holding it as

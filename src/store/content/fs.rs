@@ -12,11 +12,15 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::{BlobBackend, BlobReader, BoxFuture, Pending, ReadAt, Scan, Staged, Stray, lost_found};
+use super::{
+    BlobBackend, BlobReader, BoxFuture, Hashed, Pace, Pending, ReadAt, Scan, Staged, Stray,
+    lost_found,
+};
 use crate::oci::{Digest, DigestHasher};
 use crate::store::StoreError;
 
-/// Bytes per blocking read when re-hashing.
+/// Bytes read and hashed per blocking step when re-hashing (the pace is
+/// applied between steps).
 const HASH_CHUNK: usize = 1 << 20;
 
 /// Content files under a data directory.
@@ -210,42 +214,87 @@ impl FsBackend {
         }
     }
 
-    fn hash_now(&self, digest: &Digest) -> Result<Digest, StoreError> {
-        let mut file = match File::open(self.path(digest)) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(StoreError::BlobUnknown(digest.clone()));
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let mut hasher = DigestHasher::new();
-        let mut buf = vec![0u8; HASH_CHUNK];
-        loop {
-            match file.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => hasher.update(&buf[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e.into()),
+    /// Removes every file of `digests` on this (blocking) thread; absent
+    /// ones are fine. Keeps going past a failure and returns the first.
+    fn remove_many_now(&self, digests: &[Digest]) -> Result<(), StoreError> {
+        let mut first = None;
+        for d in digests {
+            if let Err(e) = self.remove_now(d) {
+                tracing::warn!(digest = %d, error = %e, "content file could not be removed");
+                first.get_or_insert(e);
             }
         }
-        Ok(hasher.finish())
+        first.map_or(Ok(()), Err)
     }
 
-    /// Moves the file to `quarantine/sha256/<hex>` (replacing an earlier
-    /// quarantined copy of the same digest). A rename when possible; across
-    /// filesystems (a `blobs/` on its own volume) the file is copied, fsynced
-    /// and only then removed.
-    fn quarantine_now(&self, digest: &Digest) -> Result<bool, StoreError> {
+    /// Opens the file of `digest` for re-hashing.
+    fn open_for_hash(&self, digest: &Digest) -> Result<File, StoreError> {
+        match File::open(self.path(digest)) {
+            Ok(f) => Ok(f),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(StoreError::BlobUnknown(digest.clone()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Re-hashes the file of `digest`: one blocking step per [`HASH_CHUNK`]
+    /// (read and hash together, off the runtime), `pace` between steps.
+    async fn hash_paced(&self, digest: &Digest, pace: &mut Pace) -> Result<Hashed, StoreError> {
+        let (me, d) = (self.clone(), digest.clone());
+        let mut file = blocking(move || me.open_for_hash(&d)).await?;
+        let mut hasher = DigestHasher::new();
+        let mut size = 0u64;
+        loop {
+            let n;
+            (file, hasher, n) = blocking(move || {
+                let mut buf = vec![0u8; HASH_CHUNK];
+                let mut n = 0;
+                while n < HASH_CHUNK {
+                    match file.read(&mut buf[n..]) {
+                        Ok(0) => break,
+                        Ok(k) => n += k,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                hasher.update(&buf[..n]);
+                Ok((file, hasher, n))
+            })
+            .await?;
+            size += n as u64;
+            pace.wait(n as u64).await;
+            if n < HASH_CHUNK {
+                break;
+            }
+        }
+        Ok(Hashed {
+            digest: hasher.finish(),
+            size,
+        })
+    }
+
+    /// Moves the file to `quarantine/sha256/<hex>` (or `<hex>.N` when an
+    /// earlier copy is there: each is evidence). A rename when possible;
+    /// across filesystems (a `blobs/` on its own volume) the file is copied,
+    /// fsynced and only then removed. Returns where it went.
+    fn quarantine_now(&self, digest: &Digest) -> Result<Option<String>, StoreError> {
         let src = self.path(digest);
         if !src.is_file() {
-            return Ok(false);
+            return Ok(None);
         }
         let dir = self.root.join("quarantine").join("sha256");
         std::fs::create_dir_all(&dir)?;
-        let dest = dir.join(digest.hex());
+        let hex = digest.hex();
+        let mut dest = dir.join(hex);
+        let mut n = 0;
+        while dest.exists() {
+            n += 1;
+            dest = dir.join(format!("{hex}.{n}"));
+        }
         match std::fs::rename(&src, &dest) {
             Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => {
                 std::fs::copy(&src, &dest)?;
                 File::open(&dest)?.sync_all()?;
@@ -257,7 +306,7 @@ impl FsBackend {
         if let Some(fan) = src.parent() {
             File::open(fan)?.sync_all()?;
         }
-        Ok(true)
+        Ok(Some(dest.display().to_string()))
     }
 
     fn size_now(&self, digest: &Digest) -> Result<Option<u64>, StoreError> {
@@ -324,12 +373,23 @@ impl BlobBackend for FsBackend {
         Box::pin(blocking(move || me.remove_now(&d)))
     }
 
-    fn hash<'a>(&'a self, digest: &'a Digest) -> BoxFuture<'a, Result<Digest, StoreError>> {
-        let (me, d) = (self.clone(), digest.clone());
-        Box::pin(blocking(move || me.hash_now(&d)))
+    fn remove_many(&self, digests: Vec<Digest>) -> BoxFuture<'_, Result<(), StoreError>> {
+        let me = self.clone();
+        Box::pin(blocking(move || me.remove_many_now(&digests)))
     }
 
-    fn quarantine<'a>(&'a self, digest: &'a Digest) -> BoxFuture<'a, Result<bool, StoreError>> {
+    fn hash<'a>(
+        &'a self,
+        digest: &'a Digest,
+        pace: &'a mut Pace,
+    ) -> BoxFuture<'a, Result<Hashed, StoreError>> {
+        Box::pin(self.hash_paced(digest, pace))
+    }
+
+    fn quarantine<'a>(
+        &'a self,
+        digest: &'a Digest,
+    ) -> BoxFuture<'a, Result<Option<String>, StoreError>> {
         let (me, d) = (self.clone(), digest.clone());
         Box::pin(blocking(move || me.quarantine_now(&d)))
     }
@@ -424,29 +484,74 @@ mod tests {
     async fn hash_quarantine_and_remove_act_on_stored_content() {
         let (dir, content) = setup().await;
         let d = stored(&content, b"to be checked").await;
-        assert_eq!(content.hash(&d).await.unwrap(), d);
+        let hashed = content.hash(&d, &mut Pace::unlimited()).await.unwrap();
+        assert_eq!((hashed.digest, hashed.size), (d.clone(), 13));
         let file = layout_path(&dir.path().join("blobs/sha256"), &d);
         std::fs::write(&file, b"to be chucked").unwrap();
-        assert_ne!(content.hash(&d).await.unwrap(), d, "corruption shows");
-        assert!(content.quarantine(&d).await.unwrap());
+        let hashed = content.hash(&d, &mut Pace::unlimited()).await.unwrap();
+        assert_ne!(hashed.digest, d, "corruption shows");
+        let went = content.quarantine(&d).await.unwrap().expect("moved");
         assert!(
             content.open(&d).await.unwrap().is_none(),
             "never served again"
         );
         let kept = dir.path().join("quarantine/sha256").join(d.hex());
-        assert_eq!(std::fs::read(kept).unwrap(), b"to be chucked");
-        assert!(
-            !content.quarantine(&d).await.unwrap(),
+        assert_eq!(went, kept.display().to_string());
+        assert_eq!(std::fs::read(&kept).unwrap(), b"to be chucked");
+        assert_eq!(
+            content.quarantine(&d).await.unwrap(),
+            None,
             "nothing left to move"
         );
         assert!(matches!(
-            content.hash(&d).await,
+            content.hash(&d, &mut Pace::unlimited()).await,
             Err(StoreError::BlobUnknown(_))
         ));
+        // Stored and corrupted again: the earlier evidence stays.
+        let again = stored(&content, b"to be checked").await;
+        assert_eq!(again, d);
+        let went = content.quarantine(&d).await.unwrap().expect("moved");
+        assert!(went.ends_with(&format!("{}.1", d.hex())), "{went}");
+        assert_eq!(std::fs::read(&kept).unwrap(), b"to be chucked");
+
         let other = stored(&content, b"to be removed").await;
         content.remove(&other).await.unwrap();
         content.remove(&other).await.unwrap();
         assert_eq!(content.size_on_disk(&other).await.unwrap(), None);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn many_digests_go_in_one_call_and_absent_ones_are_fine() {
+        let (_dir, content) = setup().await;
+        let mut ds = Vec::new();
+        for i in 0..20u8 {
+            let mut w = content.lazy_writer().unwrap();
+            w.write(Bytes::from(vec![i; 100])).await.unwrap();
+            ds.push(w.commit(None).await.unwrap().0);
+        }
+        let keep = ds.pop().unwrap();
+        let mut doomed = ds.clone();
+        doomed.push(Digest::of_bytes(b"never stored"));
+        content.remove_many(doomed).await.unwrap();
+        for d in &ds {
+            assert_eq!(content.size_on_disk(d).await.unwrap(), None);
+        }
+        assert_eq!(content.size_on_disk(&keep).await.unwrap(), Some(100));
+        content.remove_many(Vec::new()).await.unwrap();
+        assert_eq!(content.scan().await.unwrap().content, vec![keep]);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_paced_hash_takes_as_long_as_its_rate_asks() {
+        let (_dir, content) = setup().await;
+        let mut w = content.lazy_writer().unwrap();
+        w.write(Bytes::from(vec![7u8; 3 << 20])).await.unwrap();
+        let (d, _) = w.commit(None).await.unwrap();
+        let started = std::time::Instant::now();
+        // 3 MiB at 10 MiB/s: at least 0.3 s.
+        let hashed = content.hash(&d, &mut Pace::new(10 << 20)).await.unwrap();
+        assert_eq!(hashed.digest, d);
+        assert!(started.elapsed() >= std::time::Duration::from_millis(290));
     }
 
     #[tokio::test(flavor = "multi_thread")]

@@ -6,7 +6,10 @@
 //! staged in `<root>/tmp/` (hashed while written, readable while they grow, so
 //! a download can be followed), whatever the backend; the backend takes a
 //! staged file over once it is verified ([`BlobBackend::publish`]) and serves,
-//! re-hashes, quarantines and removes it by digest from then on.
+//! re-hashes, quarantines and removes it by digest from then on. Nothing
+//! outside this module may know where content lives: reads go through
+//! [`Content::open`] and [`Content::read_small`], checks through
+//! [`Content::hash`], removals through [`Content::remove_many`].
 //!
 //! Backends: `fs.rs` (`blobs/sha256/ab/abcd…` under the data directory). A
 //! backend is one file implementing [`BlobBackend`] and handed to
@@ -14,6 +17,7 @@
 
 mod fs;
 pub(super) mod lost_found;
+mod pace;
 mod reader;
 mod writer;
 
@@ -28,6 +32,7 @@ use super::StoreError;
 use crate::oci::Digest;
 
 pub use fs::FsBackend;
+pub use pace::Pace;
 pub use reader::{BlobReader, Pending, ReadAt};
 pub use writer::BlobWriter;
 
@@ -81,19 +86,45 @@ pub trait BlobBackend: Send + Sync + 'static {
     /// Removes stored content; absent content is fine (rows go first, content after).
     fn remove<'a>(&'a self, digest: &'a Digest) -> BoxFuture<'a, Result<(), StoreError>>;
 
-    /// Re-hashes the stored bytes (streamed, bounded memory), for verify.
-    /// [`StoreError::BlobUnknown`] when the content is not stored.
-    fn hash<'a>(&'a self, digest: &'a Digest) -> BoxFuture<'a, Result<Digest, StoreError>>;
+    /// Removes many stored digests at once, absent ones being fine: what gc,
+    /// eviction and start-up use, so a sweep of 50,000 blobs costs a few
+    /// round trips (one blocking hop per call for files, a bulk delete for an
+    /// object store), not 50,000. Every digest is tried; the first failure is
+    /// returned after the others were removed.
+    fn remove_many(&self, digests: Vec<Digest>) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// Re-hashes the stored bytes (streamed, bounded memory, at the rate of
+    /// `pace`), for verify. [`StoreError::BlobUnknown`] when the content is
+    /// not stored.
+    fn hash<'a>(
+        &'a self,
+        digest: &'a Digest,
+        pace: &'a mut Pace,
+    ) -> BoxFuture<'a, Result<Hashed, StoreError>>;
 
     /// Moves stored content out of what is served into quarantine (kept for
-    /// inspection, never served). Returns whether anything was moved.
-    fn quarantine<'a>(&'a self, digest: &'a Digest) -> BoxFuture<'a, Result<bool, StoreError>>;
+    /// inspection, never served; an earlier quarantined copy of the same
+    /// digest is kept too). Returns where it went, for messages (None: it was
+    /// not stored).
+    fn quarantine<'a>(
+        &'a self,
+        digest: &'a Digest,
+    ) -> BoxFuture<'a, Result<Option<String>, StoreError>>;
 
     /// Bytes the stored content takes; `None` when it is not stored.
     fn size_on_disk<'a>(
         &'a self,
         digest: &'a Digest,
     ) -> BoxFuture<'a, Result<Option<u64>, StoreError>>;
+}
+
+/// What re-hashing stored content found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hashed {
+    /// What the bytes hash to.
+    pub digest: Digest,
+    /// How many bytes there are.
+    pub size: u64,
 }
 
 /// A staged file in `tmp/`, complete, fsynced and verified, handed to
@@ -135,8 +166,6 @@ impl std::fmt::Display for Stray {
 pub struct Content {
     backend: Arc<dyn BlobBackend>,
     tmp: Arc<PathBuf>,
-    /// Where the filesystem layout puts blobs; see [`Content::path`].
-    root: Arc<PathBuf>,
 }
 
 impl Content {
@@ -153,7 +182,6 @@ impl Content {
         Content {
             backend,
             tmp: Arc::new(root.join("tmp")),
-            root: Arc::new(root.to_path_buf()),
         }
     }
 
@@ -254,26 +282,26 @@ impl Content {
         self.backend.remove(digest).await
     }
 
+    /// See [`BlobBackend::remove_many`]; nothing to do costs nothing.
+    pub async fn remove_many(&self, digests: Vec<Digest>) -> Result<(), StoreError> {
+        if digests.is_empty() {
+            return Ok(());
+        }
+        self.backend.remove_many(digests).await
+    }
+
     /// See [`BlobBackend::hash`].
-    pub async fn hash(&self, digest: &Digest) -> Result<Digest, StoreError> {
-        self.backend.hash(digest).await
+    pub async fn hash(&self, digest: &Digest, pace: &mut Pace) -> Result<Hashed, StoreError> {
+        self.backend.hash(digest, pace).await
     }
 
     /// See [`BlobBackend::quarantine`].
-    pub async fn quarantine(&self, digest: &Digest) -> Result<bool, StoreError> {
+    pub async fn quarantine(&self, digest: &Digest) -> Result<Option<String>, StoreError> {
         self.backend.quarantine(digest).await
     }
 
     /// See [`BlobBackend::size_on_disk`].
     pub async fn size_on_disk(&self, digest: &Digest) -> Result<Option<u64>, StoreError> {
         self.backend.size_on_disk(digest).await
-    }
-
-    /// Transitional: where the filesystem backend keeps `digest`, for
-    /// `manifest_ops.rs` (`manifest_bytes`), which reads manifests by path
-    /// until it moves to [`Content::read_small`]. Wrong for any other backend;
-    /// nothing new may use it.
-    pub(in crate::store) fn path(&self, digest: &Digest) -> PathBuf {
-        fs::layout_path(&self.root.join("blobs").join("sha256"), digest)
     }
 }

@@ -55,9 +55,7 @@ fn image(i: u64, salt: u64) -> Image {
     let blobs: Vec<Vec<u8>> = (0..=LAYERS as u64)
         .map(|j| blob(salt ^ (i * 16 + j + 1), BLOB_BYTES))
         .collect();
-    let desc = |b: &[u8], t: &str| {
-        serde_json::json!({"mediaType": t, "digest": format!("sha256:{}", sha256_hex(b)), "size": b.len()})
-    };
+    let desc = |b: &[u8], t: &str| serde_json::json!({"mediaType": t, "digest": format!("sha256:{}", sha256_hex(b)), "size": b.len()});
     let manifest = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": common::OCI_MANIFEST,

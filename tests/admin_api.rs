@@ -726,6 +726,16 @@ async fn pins_resolve_names_as_clients_write_them_and_show_in_repos() {
     );
     let (_, other_d) = push_image(&w, "team/app", "2", &[bytes(6_000, 4)]).await;
     assert_ne!(other_d, app_d);
+    // A pinned image cannot be removed: DENIED, naming the pin to unpin.
+    let r = post_json(&w, "/_wharf/v1/rm", json!({"reference": app_ref})).await;
+    let (status, code, message) = admin_error(r).await;
+    assert_eq!((status, code.as_str()), (403, "DENIED"));
+    assert!(message.contains("unpin"), "{message}");
+    let tags = get_json(&w, "/v2/team/app/tags/list").await;
+    assert!(
+        tags["tags"].as_array().unwrap().contains(&json!("1")),
+        "{tags}"
+    );
 
     // Unknown and malformed references.
     for (reference, want) in [

@@ -115,6 +115,7 @@ impl AdminError {
                 StoreError::BlobUnknown(_)
                 | StoreError::ManifestUnknown(_)
                 | StoreError::NameUnknown(_) => (S::NOT_FOUND, "NOT_FOUND"),
+                StoreError::Pinned { .. } => (S::FORBIDDEN, "DENIED"),
                 StoreError::Closed => (S::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
                 _ => (S::INTERNAL_SERVER_ERROR, "INTERNAL"),
             },

@@ -20,7 +20,8 @@ use redb::ReadableTable;
 use super::access::last_touch;
 use super::closure::{RefTables, keep_unknown, pinned};
 use super::meta::{BlobRecord, Origin, decode};
-use super::sweep::{remove_blob_rows, remove_manifest_rows};
+use super::pacer::Pacer;
+use super::sweep::{remove_blob_rows, remove_manifest_only, remove_tags_naming};
 use super::{Store, StoreError, tables};
 
 /// Victims per write job.
@@ -111,7 +112,9 @@ impl Store {
                 let access = txn.open_table(tables::ACCESS)?;
                 let mut total = 0u64;
                 let mut lru = Vec::new();
+                let mut pace = Pacer::new();
                 for item in txn.open_table(tables::BLOBS)?.iter()? {
+                    pace.tick();
                     let (k, v) = item?;
                     let rec: BlobRecord = decode(v.value())?;
                     if rec.origin != Origin::Cached {
@@ -153,6 +156,7 @@ impl Store {
                     super::sweep::links_of(&txn.open_table(tables::REPO_BLOBS)?, &wanted)?;
                 let mut holders: HashMap<String, Vec<String>> = HashMap::new();
                 for item in manifests.iter()? {
+                    pace.tick();
                     let (k, _) = item?;
                     let (r, d) = k.value();
                     if wanted.contains(d) {
@@ -191,6 +195,8 @@ impl Store {
                 .meta
                 .write(move |txn| {
                     let (mut gone, mut pinned_n, mut used_n) = (Vec::new(), 0u64, 0u64);
+                    // Tags of evicted manifests go at the end, one scan per repository.
+                    let mut untag: HashMap<String, HashSet<String>> = HashMap::new();
                     let pins = protected(
                         &txn.open_table(tables::PINS)?,
                         &txn.open_table(tables::TAGS)?,
@@ -221,11 +227,16 @@ impl Store {
                             continue;
                         }
                         for r in &v.manifests {
-                            remove_manifest_rows(txn, r, &v.digest)?;
+                            if remove_manifest_only(txn, r, &v.digest)? {
+                                untag.entry(r.clone()).or_default().insert(v.digest.clone());
+                            }
                         }
                         if let Some(r) = remove_blob_rows(txn, &v.digest, &v.links)? {
                             gone.push(r);
                         }
+                    }
+                    for (repo, digests) in &untag {
+                        remove_tags_naming(txn, repo, digests)?;
                     }
                     Ok((gone, pinned_n, used_n))
                 })

@@ -27,6 +27,7 @@ use redb::ReadableTable;
 use super::access::last_touch;
 use super::closure::{RefTables, keep_unknown, pinned};
 use super::meta::{BlobRecord, Origin, decode};
+use super::pacer::Pacer;
 use super::sweep::remove_blob_rows;
 use super::{Store, StoreError, tables, unix_now};
 
@@ -95,7 +96,9 @@ impl Store {
                 };
                 let mut live = HashSet::new();
                 let mut unknown = HashSet::new();
+                let mut pace = Pacer::new();
                 for item in manifests.iter()? {
+                    pace.tick();
                     let (k, _) = item?;
                     let (r, d) = k.value();
                     live.insert(d.to_owned());
@@ -125,6 +128,7 @@ impl Store {
                 let (mut marked, mut young, mut used) = (0u64, 0u64, 0u64);
                 let mut candidates = HashMap::new();
                 for item in txn.open_table(tables::BLOBS)?.iter()? {
+                    pace.tick();
                     let (k, v) = item?;
                     let d = k.value();
                     if live.contains(d) {

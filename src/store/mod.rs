@@ -37,6 +37,7 @@ mod gc_ops;
 mod labels;
 mod manifest_ops;
 mod manifest_rows;
+mod pacer;
 mod pin_ops;
 mod reconcile;
 mod sweep;

@@ -10,7 +10,7 @@
 //! unnamed) before reconciliation would move them to `lost+found/`. A file
 //! kept because a reader held it stays listed and a later pass retries.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use redb::ReadableTable;
 
@@ -88,6 +88,21 @@ pub(super) fn remove_manifest_rows(
     repo: &str,
     digest: &str,
 ) -> Result<bool, StoreError> {
+    let removed = remove_manifest_only(txn, repo, digest)?;
+    if removed {
+        remove_tags_naming(txn, repo, &HashSet::from([digest.to_owned()]))?;
+    }
+    Ok(removed)
+}
+
+/// [`remove_manifest_rows`] without the tags: for a pass removing many
+/// manifests of one repository, which then drops their tags in one scan with
+/// [`remove_tags_naming`] instead of one scan per manifest.
+pub(super) fn remove_manifest_only(
+    txn: &redb::WriteTransaction,
+    repo: &str,
+    digest: &str,
+) -> Result<bool, StoreError> {
     let rec = {
         let mut manifests = txn.open_table(tables::MANIFESTS)?;
         let old = manifests.remove((repo, digest))?;
@@ -102,6 +117,16 @@ pub(super) fn remove_manifest_rows(
         txn.open_table(tables::REFERRERS)?
             .remove((repo, s.as_str(), digest))?;
     }
+    Ok(true)
+}
+
+/// Removes the tags of `repo` that point at any of `digests` (one scan of
+/// the repository's tags).
+pub(super) fn remove_tags_naming(
+    txn: &redb::WriteTransaction,
+    repo: &str,
+    digests: &HashSet<String>,
+) -> Result<(), StoreError> {
     let mut tags = txn.open_table(tables::TAGS)?;
     let mut doomed = Vec::new();
     for item in tags.range((repo, "")..)? {
@@ -110,14 +135,14 @@ pub(super) fn remove_manifest_rows(
         if kr != repo {
             break;
         }
-        if decode::<TagRecord>(v.value())?.digest == digest {
+        if digests.contains(&decode::<TagRecord>(v.value())?.digest) {
             doomed.push(kt.to_owned());
         }
     }
     for t in doomed {
         tags.remove((repo, t.as_str()))?;
     }
-    Ok(true)
+    Ok(())
 }
 
 /// Every repository linking each of `digests`, from one scan of `repo_blobs`.

@@ -186,3 +186,121 @@ async fn unparsable_manifests_get_unknown_references_and_rows_missing_later_are_
     assert_eq!(refs_and_version(&root), (2, Some(1)));
     assert_eq!(refs_row(&root, "team/good", &good).unwrap(), row);
 }
+
+/// Pulls `name:tag` whole (an index's platform manifests too) and checks every
+/// digest; returns how many blobs were read.
+async fn pull_all(w: &Wharf, name: &str, reference: &str) -> usize {
+    let r = http()
+        .get(w.url(&format!("/v2/{name}/manifests/{reference}")))
+        .header("accept", format!("{OCI_MANIFEST}, {OCI_INDEX}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{name}:{reference}");
+    let body = r.bytes().await.unwrap();
+    if reference.starts_with("sha256:") {
+        assert_eq!(digest(&body), reference);
+    }
+    let m: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let mut n = 0;
+    if let Some(children) = m["manifests"].as_array() {
+        for c in children {
+            n += Box::pin(pull_all(w, name, c["digest"].as_str().unwrap())).await;
+        }
+        return n;
+    }
+    let mut wanted = vec![m["config"]["digest"].as_str().unwrap().to_owned()];
+    for l in m["layers"].as_array().unwrap() {
+        wanted.push(l["digest"].as_str().unwrap().to_owned());
+    }
+    for d in wanted {
+        let r = http()
+            .get(w.url(&format!("/v2/{name}/blobs/{d}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{name} {d}");
+        assert_eq!(digest(&r.bytes().await.unwrap()), d);
+        n += 1;
+    }
+    n
+}
+
+/// A data directory written by the wharf of the commit before the storage
+/// lifecycle (67a13fc, `tests/fixtures/make-pre-lifecycle.py` against it: a
+/// hosted repository with two tags sharing a layer, an index of two platforms,
+/// a deleted image and a stray blob, and an image mirrored from an upstream)
+/// opens, migrates, serves everything it held (the mirrored image stale, its
+/// upstream being gone), and gc then removes exactly its garbage.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_data_directory_written_before_the_lifecycle_opens_migrates_and_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let status = std::process::Command::new("tar")
+        .arg("-xzf")
+        .arg(fixtures.join("pre-lifecycle.tar.gz"))
+        .arg("-C")
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let expected: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixtures.join("pre-lifecycle.json")).unwrap())
+            .unwrap();
+    let root = dir.path().join("data");
+    let files_before = count_files(&root.join("blobs"));
+    let extra = "[[upstream]]\nname = \"up.test\"\nurl = \"http://127.0.0.1:9\"\ndefault = false\n\
+                 [gc]\ngrace = \"0s\"\ninterval = \"0\"\n";
+    let (w, lc) = Wharf::start_observed(common::config(&root, extra)).await;
+    for r in expected["pulls"].as_array().unwrap() {
+        let (name, tag) = r.as_str().unwrap().rsplit_once(':').unwrap();
+        assert!(pull_all(&w, name, tag).await > 0, "{name}:{tag}");
+    }
+    let report = lc.gc.worker.pass(false).await.unwrap();
+    let mut removed: Vec<String> = report.removed.iter().map(|r| r.digest.clone()).collect();
+    removed.sort();
+    let garbage: Vec<String> = expected["garbage"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        removed, garbage,
+        "gc removes exactly what the old index left unreferenced"
+    );
+    for r in expected["pulls"].as_array().unwrap() {
+        let (name, tag) = r.as_str().unwrap().rsplit_once(':').unwrap();
+        pull_all(&w, name, tag).await;
+    }
+    drop(lc);
+    w.stop().await;
+    assert_eq!(
+        refs_and_version(&root).1,
+        Some(1),
+        "the index is at the new schema"
+    );
+    assert_eq!(
+        count_files(&root.join("blobs")),
+        files_before - garbage.len()
+    );
+    assert!(
+        !root.join("lost+found").exists() || count_files(&root.join("lost+found")) == 0,
+        "nothing was set aside"
+    );
+}
+
+fn count_files(dir: &std::path::Path) -> usize {
+    let mut n = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                stack.push(e.path());
+            } else {
+                n += 1;
+            }
+        }
+    }
+    n
+}

@@ -850,3 +850,59 @@ async fn pins_resolve_names_as_clients_write_them_and_show_in_repos() {
     w.stop().await;
     hub.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_registry_token_is_no_admin_credential() {
+    // A token carries repository scopes only: one that an admin fetched for a
+    // pull (what dockerd holds, what a CI log may leak) must not delete images
+    // or run passes on /_wharf/v1/.
+    for scheme in ["token", "auto"] {
+        let dir = tempfile::tempdir().unwrap();
+        let w = with_users(dir.path(), scheme, "true").await;
+        let alice = As::user(&w, "alice", "alice-pw");
+        assert_eq!(alice.push_image("team/app", "1", b"x").await, 201);
+        for scopes in [&["repository:team/app:pull"][..], &[][..]] {
+            let t = common::token(&w, Some(("alice", "alice-pw")), scopes).await;
+            let holder = As::bearer(&w, t);
+            let r = holder
+                .req(Method::POST, "/_wharf/v1/rm")
+                .json(&json!({"reference": "team/app:1"}))
+                .send()
+                .await
+                .unwrap();
+            let (status, code, _) = admin_error(r).await;
+            assert_eq!(
+                (status, code.as_str()),
+                (403, "DENIED"),
+                "{scheme} {scopes:?}"
+            );
+            for (m, p) in NEW_ENDPOINTS {
+                let r = holder
+                    .req(m.clone(), p)
+                    .json(&json!({"reference": "team/app:1"}))
+                    .send()
+                    .await
+                    .unwrap();
+                let (status, code, _) = admin_error(r).await;
+                assert_eq!((status, code.as_str()), (403, "DENIED"), "{scheme} {p}");
+            }
+        }
+        // Nothing ran, nothing went; Basic credentials still work.
+        let r = alice
+            .req(Method::GET, "/_wharf/v1/status")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        for name in ["gc", "verify", "evict"] {
+            assert_eq!(worker(&v, name)["runs"], 0, "{scheme} {name}");
+        }
+        assert_eq!(
+            alice.status(Method::GET, "/v2/team/app/manifests/1").await,
+            200,
+            "{scheme}: the tag was not removed"
+        );
+        w.stop().await;
+    }
+}

@@ -474,9 +474,12 @@ async fn pin_list_and_unpin_in_tables_and_json() {
     let r = ok(&w, &["ls"]).await;
     assert!(line(&r.stdout, "team/app").ends_with("yes"), "{}", r.stdout);
 
+    // A pinned image cannot be deleted: the API's message, exit 1.
+    let r = run(&w, &["rm", "team/app:1"]).await;
+    assert_eq!(r.code, 1);
+    assert!(r.stderr.contains("is pinned"), "{}", r.stderr);
     // Unpinned (by the reference as pinned), deleted and collected: nothing
     // of it stays behind.
-    ok(&w, &["rm", "team/app:1"]).await;
     let r = ok(&w, &["unpin", "team/app:1"]).await;
     assert_eq!(r.stdout, format!("unpinned team/app:1 ({d})\n"));
     let r = run(&w, &["unpin", "team/app:1"]).await;

@@ -183,3 +183,48 @@ async fn a_corrupt_cached_blob_comes_back_from_the_upstream() {
     drop(lc);
     m.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_corrupt_file_left_in_place_is_never_served_again_after_a_new_push() {
+    // quarantine/ cannot be made (a file holds its name: a careless operator,
+    // a full or read-only volume): verify removes the rows but the corrupt
+    // file stays under blobs/. Pushing the same bytes again must store them,
+    // not adopt the corrupt file that happens to sit at the digest's path.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = common::config(&dir.path().join("data"), "[gc]\ninterval = \"0\"\n");
+    let (w, lc) = Wharf::start_observed(cfg).await;
+    let layer = tar_with_file("l", &bytes(50_000, 7));
+    let img = Image::new(vec![layer.clone()]);
+    for (_, b) in img.blobs() {
+        push_blob(&w, "team/app", b).await;
+    }
+    let r = put_manifest(&w, "team/app", "1", OCI_MANIFEST, &img.manifest).await;
+    assert_eq!(r.status(), 201);
+    let bad = digest(&layer);
+    corrupt(&w.root, &bad);
+    std::fs::write(w.root.join("quarantine"), b"not a directory").unwrap();
+
+    let report = lc.verify.run_now().await.unwrap();
+    assert_eq!(report.corrupt.len(), 1, "{report:?}");
+    assert!(
+        report.corrupt[0].action.contains("could not be moved"),
+        "{}",
+        report.corrupt[0].action
+    );
+    assert_eq!(blob_status(&w, "team/app", &bad).await, 404);
+
+    // The same bytes pushed again: what is served is what was pushed.
+    push_blob(&w, "team/app", &layer).await;
+    let r = http()
+        .get(w.url(&format!("/v2/team/app/blobs/{bad}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let served = r.bytes().await.unwrap();
+    assert_eq!(digest(&served), bad, "the corrupt file was served again");
+    let again = lc.verify.run_now().await.unwrap();
+    assert!(again.corrupt.is_empty(), "{again:?}");
+    drop(lc);
+    w.stop().await;
+}

@@ -327,6 +327,15 @@ impl Authorizer {
                 }),
                 _ => Ok(()),
             },
+            // A token grants its repository scopes and nothing more, whoever
+            // it was issued to: the admin API takes an admin's credentials.
+            Access::Admin if matches!(caller.identity, Identity::Token(_)) => {
+                Err(Denial::Forbidden(
+                    "the admin API takes an admin user's Basic credentials; a registry token \
+                     grants only its repository scopes"
+                        .into(),
+                ))
+            }
             Access::Admin => {
                 if policy.is_admin(caller.user(), caller.loopback) {
                     Ok(())

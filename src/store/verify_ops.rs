@@ -147,7 +147,13 @@ impl Store {
         }
         let moved = {
             let _exclusive = self.commits.exclusive().await;
-            self.files.quarantine(digest).await
+            // Stored again since the rows went: that commit put verified bytes
+            // at the path (publishing replaces), which are someone's now.
+            if self.commits.in_flight(digest) || self.has_blob_row(digest).await? {
+                Ok(None)
+            } else {
+                self.files.quarantine(digest).await
+            }
         };
         let action = match (&moved, rec.origin) {
             (Err(e), _) => {

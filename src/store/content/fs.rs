@@ -170,13 +170,13 @@ impl FsBackend {
         }
     }
 
-    /// Renames the staged file to the digest's path, unless that is there
-    /// already (same digest, same bytes: the existing file stays).
+    /// Renames the staged file to the digest's path, replacing any file
+    /// there: the staged bytes were just hashed, a file already in place may
+    /// not hash to its name any more (one verify found corrupt and could not
+    /// move aside), and adopting it would serve it again under its digest.
+    /// Readers of the replaced file keep reading it.
     fn publish_now(&self, tmp: &Path, digest: &Digest) -> Result<(), StoreError> {
         let dest = self.path(digest);
-        if dest.exists() {
-            return Ok(());
-        }
         let dir = dest.parent().map(Path::to_path_buf).unwrap_or_default();
         // Only the fan-out level is created here: if `blobs/sha256` itself is
         // gone (an unmounted volume), the commit fails rather than filling a

@@ -69,8 +69,10 @@ pub trait BlobBackend: Send + Sync + 'static {
     fn location(&self) -> String;
 
     /// Takes over a staged file whose bytes hash to `digest`, durably. When
-    /// `digest` is stored already the staged file is left for the caller to
-    /// drop (same digest, same bytes).
+    /// `digest` is stored already, what is stored must end up holding the
+    /// staged bytes (content at rest may have rotted since it was stored:
+    /// never adopt it unchecked); whatever is left of the staged file is the
+    /// caller's to drop.
     fn publish<'a>(
         &'a self,
         staged: &'a Staged,

@@ -517,3 +517,46 @@ async fn a_pinned_image_whose_references_are_unknown_keeps_its_whole_repository(
     }
     store.close();
 }
+
+/// When pinned content alone is over the budget, a pass cannot get under it:
+/// it says so once, and kicked passes (one per cache fill) rest instead of
+/// scanning the index again and again; `wharf`'s on-demand pass still runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_budget_pinned_content_alone_exceeds_makes_kicked_passes_rest() {
+    use wharf::workers::Worker;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data");
+    let mut cfg = common::config(&root, "");
+    cfg.storage.max_cache_size = wharf::config::ByteSize(1024);
+    let (w, lc) = Wharf::start_observed(cfg).await;
+    let store = lc.store().clone();
+    let repo: wharf::oci::RepoName = "docker.io/library/big".parse().unwrap();
+    let img = Image::new(vec![bytes(20_000, 600)]);
+    for (_, b) in img.blobs() {
+        store_cached(&store, &repo, b.to_vec()).await;
+    }
+    let tag: wharf::oci::Tag = "1".parse().unwrap();
+    store
+        .put_cached_manifest(
+            &repo,
+            Some(&tag),
+            &wharf::oci::Digest::of_bytes(&img.manifest),
+            OCI_MANIFEST,
+            bytes::Bytes::from(img.manifest.clone()),
+            "docker.io",
+        )
+        .await
+        .unwrap();
+    store.pin(&repo, &Reference::Tag(tag)).await.unwrap();
+    let first = lc.evict.worker.pass(true).await.unwrap();
+    assert!(!first.resting);
+    assert_eq!(first.evicted_blobs, 0, "{first:?}");
+    assert!(first.skipped_pinned > 0 && first.cached_bytes_after > first.budget);
+    let kicked = lc.evict.worker.run_once().await.unwrap();
+    assert!(kicked.resting, "a kicked pass rests: {kicked:?}");
+    let forced = lc.evict.worker.pass(true).await.unwrap();
+    assert!(!forced.resting, "the on-demand pass runs: {forced:?}");
+    drop(store);
+    drop(lc);
+    w.stop().await;
+}

@@ -31,7 +31,7 @@ impl FromStr for ImageRef {
     type Err = ImageRefError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let s = s.trim();
+        let s = without_own_host(s.trim());
         if let Some((name, digest)) = s.split_once('@') {
             // `name:tag@digest`: the digest is what counts.
             let name = match name.rsplit_once(':') {
@@ -53,6 +53,25 @@ impl FromStr for ImageRef {
             }),
             _ => Err(ImageRefError::Incomplete(s.chars().take(300).collect())),
         }
+    }
+}
+
+/// Drops a leading `host:port/` or `localhost/`: that is this registry's own
+/// address, as `docker push registry.lan:5000/team/app:1` writes it. (An
+/// upstream's name such as `docker.io/...` has no port and stays: routing
+/// needs it.) A name component can hold no `:`, so nothing else is lost.
+fn without_own_host(s: &str) -> &str {
+    match s.split_once('/') {
+        Some((host, rest))
+            if !rest.is_empty()
+                && (host == "localhost"
+                    || host
+                        .rsplit_once(':')
+                        .is_some_and(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))) =>
+        {
+            rest
+        }
+        _ => s,
     }
 }
 
@@ -84,6 +103,26 @@ mod tests {
         let r: ImageRef = format!("team/app:1@{D}").parse().unwrap();
         assert_eq!(r.name.as_str(), "team/app");
         assert!(matches!(r.reference, Reference::Digest(_)));
+    }
+
+    #[test]
+    fn this_registrys_own_address_is_dropped() {
+        for written in [
+            "registry.lan:5000/team/app:1",
+            "127.0.0.1:5000/team/app:1",
+            "localhost/team/app:1",
+            "team/app:1",
+        ] {
+            let r: ImageRef = written.parse().unwrap();
+            assert_eq!(r.name.as_str(), "team/app", "{written}");
+        }
+        let r: ImageRef = "registry.lan:5000/team/app@sha256:0000000000000000000000000000000000000000000000000000000000000000"
+            .parse()
+            .unwrap();
+        assert_eq!(r.name.as_str(), "team/app");
+        // An upstream's name has no port and is kept for routing.
+        let r: ImageRef = "ghcr.io/org/app:1".parse().unwrap();
+        assert_eq!(r.name.as_str(), "ghcr.io/org/app");
     }
 
     #[test]

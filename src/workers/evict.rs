@@ -21,7 +21,14 @@ pub struct Evict {
     store: Arc<Store>,
     metrics: Arc<Metrics>,
     low_watermark: f64,
+    /// When the last pass ended still over the budget (pinned content and
+    /// content in use alone exceed it): kicked passes rest for
+    /// [`STUCK_REST`] after that, rather than scan the index on every fill.
+    stuck: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// How long kicked passes rest after a pass could not get under the budget.
+const STUCK_REST: Duration = Duration::from_secs(30);
 
 /// What one eviction pass did.
 #[derive(Debug, Clone, Serialize)]
@@ -40,6 +47,9 @@ pub struct EvictReport {
     pub skipped_pinned: u64,
     /// Cached digests kept because they were being read or downloaded.
     pub skipped_in_use: u64,
+    /// Nothing was scanned: the last pass could not get under the budget
+    /// (what is left is pinned or in use) and kicked passes rest a while.
+    pub resting: bool,
 }
 
 impl Evict {
@@ -50,7 +60,48 @@ impl Evict {
             store,
             metrics,
             low_watermark,
+            stuck: std::sync::Mutex::new(None),
         }
+    }
+
+    /// One pass. Unless `force` (`wharf`'s on-demand pass), a pass within
+    /// [`STUCK_REST`] of one that could not get under the budget does nothing
+    /// and says so (`resting`).
+    pub async fn pass(&self, force: bool) -> Result<EvictReport, super::WorkerError> {
+        let resting = self
+            .stuck
+            .lock()
+            .ok()
+            .and_then(|s| *s)
+            .is_some_and(|at| at.elapsed() < STUCK_REST);
+        if resting && !force {
+            let cached = self.store.cached_bytes();
+            return Ok(EvictReport {
+                evicted_blobs: 0,
+                evicted_bytes: 0,
+                cached_bytes_before: cached,
+                cached_bytes_after: cached,
+                budget: self.store.cache_budget(),
+                skipped_pinned: 0,
+                skipped_in_use: 0,
+                resting: true,
+            });
+        }
+        let report = self.evict_now().await?;
+        let over = report.budget > 0 && report.cached_bytes_after > report.budget;
+        if let Ok(mut s) = self.stuck.lock() {
+            if over && s.is_none() {
+                tracing::warn!(
+                    cached = report.cached_bytes_after,
+                    budget = report.budget,
+                    pinned = report.skipped_pinned,
+                    in_use = report.skipped_in_use,
+                    "the cache stays over max_cache_size: what is left is pinned or being read; unpin images or raise the budget"
+                );
+            }
+            *s = over.then(std::time::Instant::now);
+        }
+        Ok(report)
     }
 }
 
@@ -67,6 +118,12 @@ impl super::Worker for Evict {
     }
 
     async fn run_once(&self) -> Result<EvictReport, super::WorkerError> {
+        self.pass(false).await
+    }
+}
+
+impl Evict {
+    async fn evict_now(&self) -> Result<EvictReport, super::WorkerError> {
         let o = self.store.evict(self.low_watermark).await?;
         self.metrics.evicted_blobs.inc_by(o.evicted_blobs);
         self.metrics.evicted_bytes.inc_by(o.evicted_bytes);
@@ -91,6 +148,7 @@ impl super::Worker for Evict {
             budget: o.budget,
             skipped_pinned: o.skipped_pinned,
             skipped_in_use: o.skipped_in_use,
+            resting: false,
         })
     }
 }

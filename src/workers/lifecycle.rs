@@ -18,6 +18,9 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
+/// Below this `[gc] grace`, pushes in progress are at risk (a warning at start).
+const MIN_SAFE_GRACE: Duration = Duration::from_secs(60);
+
 /// Handles of the lifecycle workers.
 #[derive(Clone)]
 pub struct Lifecycle {
@@ -45,6 +48,12 @@ impl Lifecycle {
             .cache_bytes
             .set(i64::try_from(store.cached_bytes()).unwrap_or(i64::MAX));
         let interval = Some(config.gc.interval.0).filter(|d| *d > Duration::ZERO);
+        if config.gc.grace.0 < MIN_SAFE_GRACE {
+            tracing::warn!(
+                grace = ?config.gc.grace.0,
+                "[gc] grace is shorter than a minute: a push whose manifest arrives later than that after its layers can fail with MANIFEST_BLOB_UNKNOWN when a collection runs in between"
+            );
+        }
         Lifecycle {
             access: Handle::new(AccessFlush::new(store.clone()), metrics.clone()),
             evict: Handle::new(

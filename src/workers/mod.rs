@@ -32,6 +32,10 @@ pub enum WorkerError {
     /// Anything else, said in words (an upstream, a target registry).
     #[error("{0}")]
     Other(String),
+    /// A pass asked for on demand is already waiting or running; asking again
+    /// would only queue more of the same work.
+    #[error("a {0} pass asked for on demand is already waiting or running; wait for it to finish")]
+    Busy(&'static str),
 }
 
 /// One background job.
@@ -119,6 +123,8 @@ pub struct Control {
     running: AtomicBool,
     /// Serialises passes (the loop's and the admin API's).
     turn: tokio::sync::Mutex<()>,
+    /// On-demand passes waiting or running (at most one: see [`Handle::run_detached`]).
+    on_demand: std::sync::atomic::AtomicUsize,
     progress: Option<Arc<Progress>>,
     metrics: Arc<Metrics>,
 }
@@ -134,6 +140,7 @@ impl Control {
             }),
             running: AtomicBool::new(false),
             turn: tokio::sync::Mutex::new(()),
+            on_demand: std::sync::atomic::AtomicUsize::new(0),
             progress,
             metrics,
         }
@@ -270,6 +277,8 @@ impl<W: Worker> Handle<W> {
 
     /// Runs `pass` (given the worker) as one of its passes
     /// ([`Control::run_with`]) in a task of its own, and waits for its report.
+    /// One such pass per worker at a time: another request meanwhile gets
+    /// [`WorkerError::Busy`] (the admin API answers 429).
     /// The task is not tied to the caller: an admin client that disconnects
     /// or gives up does not cut a collection short between its row commit
     /// and its file removals; the pass finishes and `status` shows it.
@@ -279,17 +288,35 @@ impl<W: Worker> Handle<W> {
         F: FnOnce(Arc<W>) -> Fut + Send + 'static,
         Fut: Future<Output = Result<R, WorkerError>> + Send + 'static,
     {
+        // One on-demand pass at a time: requests that pile up (a client that
+        // retries, hangs up and retries) get Busy rather than queue passes.
+        let name = self.worker.name();
+        if self.control.on_demand.fetch_add(1, Ordering::AcqRel) > 0 {
+            self.control.on_demand.fetch_sub(1, Ordering::AcqRel);
+            return Err(WorkerError::Busy(name));
+        }
+        let slot = OnDemandSlot(self.control.clone());
         let h = self.clone();
-        tokio::spawn(async move { h.control.run_with(|| pass(h.worker.clone())).await })
-            .await
-            .map_err(|e| {
-                WorkerError::Other(format!("the {} pass stopped: {e}", self.worker.name()))
-            })?
+        tokio::spawn(async move {
+            let _slot = slot;
+            h.control.run_with(|| pass(h.worker.clone())).await
+        })
+        .await
+        .map_err(|e| WorkerError::Other(format!("the {} pass stopped: {e}", self.worker.name())))?
     }
 
     /// Spawns the loop: a pass every interval and on every kick, until shutdown.
     pub fn spawn(&self, shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
         tokio::spawn(drive(self.clone(), shutdown))
+    }
+}
+
+/// The one on-demand pass of a worker, released when its task ends (or panics).
+struct OnDemandSlot(Arc<Control>);
+
+impl Drop for OnDemandSlot {
+    fn drop(&mut self) {
+        self.0.on_demand.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -459,6 +486,38 @@ mod tests {
         assert_eq!(s.runs, 2);
         assert!(!s.running);
         assert_eq!(s.last_report, Some(serde_json::json!(1)));
+    }
+
+    #[tokio::test]
+    async fn on_demand_passes_do_not_pile_up() {
+        let h = counting(false);
+        let gate = Arc::new(Notify::new());
+        let g = gate.clone();
+        let first = tokio::spawn({
+            let h = h.clone();
+            async move {
+                h.run_detached(move |_| async move {
+                    g.notified().await;
+                    Ok(1u64)
+                })
+                .await
+            }
+        });
+        while !h.control.status().running {
+            tokio::task::yield_now().await;
+        }
+        for _ in 0..3 {
+            let again = h.run_detached(|_| async { Ok(2u64) }).await;
+            assert!(
+                matches!(again, Err(WorkerError::Busy("counting"))),
+                "{again:?}"
+            );
+        }
+        gate.notify_one();
+        assert_eq!(first.await.unwrap().unwrap(), 1);
+        // The slot is free again once the pass is over.
+        assert_eq!(h.run_detached(|_| async { Ok(3u64) }).await.unwrap(), 3);
+        assert_eq!(h.control.status().runs, 2);
     }
 
     #[tokio::test]

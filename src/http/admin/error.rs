@@ -95,6 +95,10 @@ impl From<crate::workers::WorkerError> for AdminError {
         match e {
             crate::workers::WorkerError::Store(s) => AdminError::Store(s),
             crate::workers::WorkerError::Other(m) => AdminError::Internal(m),
+            e @ crate::workers::WorkerError::Busy(_) => AdminError::TooManyRequests {
+                retry_after: 5,
+                message: e.to_string(),
+            },
         }
     }
 }

@@ -9,7 +9,6 @@ use super::request::no_options;
 use super::{AdminError, json};
 use crate::http::State;
 use crate::http::body::Body;
-use crate::workers::Worker;
 
 /// Runs one eviction pass and answers its [`crate::workers::evict::EvictReport`].
 pub(super) async fn run(
@@ -20,7 +19,7 @@ pub(super) async fn run(
     let report = state
         .lifecycle
         .evict
-        .run_detached(|e| async move { e.run_once().await })
+        .run_detached(|e| async move { e.pass(true).await })
         .await?;
     Ok(json(StatusCode::OK, &report))
 }

@@ -6,28 +6,13 @@
 
 mod common;
 
+use common::disk::files_under;
+
 use std::path::{Path, PathBuf};
 
 use common::image::{Image, OCI_MANIFEST, tar_with_file};
 use common::upstreams::{hub, mirror_config, publish};
 use common::{Wharf, bytes, digest, get_json, get_oci, http, push_blob, push_image};
-
-/// Every regular file under `dir`, recursively.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for e in entries.map(Result::unwrap) {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(files_under(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
 
 fn blob_path(root: &Path, d: &str) -> PathBuf {
     let hex = &d["sha256:".len()..];

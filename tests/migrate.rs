@@ -248,7 +248,7 @@ async fn a_data_directory_written_before_the_lifecycle_opens_migrates_and_serves
         serde_json::from_slice(&std::fs::read(fixtures.join("pre-lifecycle.json")).unwrap())
             .unwrap();
     let root = dir.path().join("data");
-    let files_before = count_files(&root.join("blobs"));
+    let files_before = common::disk::files_under(&root.join("blobs")).len();
     let extra = "[[upstream]]\nname = \"up.test\"\nurl = \"http://127.0.0.1:9\"\ndefault = false\n\
                  [gc]\ngrace = \"0s\"\ninterval = \"0\"\n";
     let (w, lc) = Wharf::start_observed(common::config(&root, extra)).await;
@@ -281,26 +281,11 @@ async fn a_data_directory_written_before_the_lifecycle_opens_migrates_and_serves
         "the index is at the new schema"
     );
     assert_eq!(
-        count_files(&root.join("blobs")),
+        common::disk::files_under(&root.join("blobs")).len(),
         files_before - garbage.len()
     );
     assert!(
-        !root.join("lost+found").exists() || count_files(&root.join("lost+found")) == 0,
+        !root.join("lost+found").exists() || common::disk::files_under(&root.join("lost+found")).is_empty(),
         "nothing was set aside"
     );
-}
-
-fn count_files(dir: &std::path::Path) -> usize {
-    let mut n = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                stack.push(e.path());
-            } else {
-                n += 1;
-            }
-        }
-    }
-    n
 }

@@ -80,15 +80,25 @@ impl Store {
     }
 
     /// Re-hashes the stored bytes of `blob` (streaming, at the pace of `pace`).
+    /// The digest counts as in use meanwhile, so gc and eviction leave it be;
+    /// content found missing is looked for once more when a row still names
+    /// it (a pass that removed it and a push that stored it again may both
+    /// have happened since the list was taken).
     pub async fn rehash(&self, blob: &StoredBlob, pace: &mut Pace) -> Result<Rehash, StoreError> {
+        let _in_use = self.hold_in_use(&blob.digest);
         let hashed = match self.files.hash(&blob.digest, pace).await {
             Ok(h) => h,
             Err(StoreError::BlobUnknown(_)) => {
-                return Ok(if self.has_blob_row(&blob.digest).await? {
-                    Rehash::Corrupt("the content is missing".into())
-                } else {
-                    Rehash::Gone
-                });
+                if !self.has_blob_row(&blob.digest).await? {
+                    return Ok(Rehash::Gone);
+                }
+                match self.files.hash(&blob.digest, pace).await {
+                    Ok(h) => h,
+                    Err(StoreError::BlobUnknown(_)) => {
+                        return Ok(Rehash::Corrupt("the content is missing".into()));
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             Err(e) => return Err(e),
         };

@@ -285,7 +285,8 @@ async fn a_data_directory_written_before_the_lifecycle_opens_migrates_and_serves
         files_before - garbage.len()
     );
     assert!(
-        !root.join("lost+found").exists() || common::disk::files_under(&root.join("lost+found")).is_empty(),
+        !root.join("lost+found").exists()
+            || common::disk::files_under(&root.join("lost+found")).is_empty(),
         "nothing was set aside"
     );
 }

@@ -21,8 +21,8 @@ pub struct Evict {
     store: Arc<Store>,
     metrics: Arc<Metrics>,
     low_watermark: f64,
-    /// When the last pass ended still over the budget (pinned content and
-    /// content in use alone exceed it): kicked passes rest for
+    /// When the last pass ended still over the budget because pinned content
+    /// alone exceeds it: kicked passes rest for
     /// [`STUCK_REST`] after that, rather than scan the index on every fill.
     stuck: std::sync::Mutex<Option<std::time::Instant>>,
 }
@@ -48,7 +48,7 @@ pub struct EvictReport {
     /// Cached digests kept because they were being read or downloaded.
     pub skipped_in_use: u64,
     /// Nothing was scanned: the last pass could not get under the budget
-    /// (what is left is pinned or in use) and kicked passes rest a while.
+    /// (what is left is pinned) and kicked passes rest a while.
     pub resting: bool,
 }
 
@@ -88,7 +88,11 @@ impl Evict {
             });
         }
         let report = self.evict_now().await?;
-        let over = report.budget > 0 && report.cached_bytes_after > report.budget;
+        // Only pins make it stuck: content in use is released soon, and its
+        // eviction must then follow within seconds, not after a rest.
+        let over = report.budget > 0
+            && report.cached_bytes_after > report.budget
+            && report.skipped_in_use == 0;
         if let Ok(mut s) = self.stuck.lock() {
             if over && s.is_none() {
                 tracing::warn!(
@@ -96,7 +100,7 @@ impl Evict {
                     budget = report.budget,
                     pinned = report.skipped_pinned,
                     in_use = report.skipped_in_use,
-                    "the cache stays over max_cache_size: what is left is pinned or being read; unpin images or raise the budget"
+                    "the cache stays over max_cache_size: what is left is pinned; unpin images or raise the budget"
                 );
             }
             *s = over.then(std::time::Instant::now);

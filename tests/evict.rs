@@ -526,9 +526,9 @@ async fn a_budget_pinned_content_alone_exceeds_makes_kicked_passes_rest() {
     use wharf::workers::Worker;
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("data");
-    let mut cfg = common::config(&root, "");
-    cfg.storage.max_cache_size = wharf::config::ByteSize(1024);
-    let (w, lc) = Wharf::start_observed(cfg).await;
+    // No budget while the image is stored and pinned (a kicked pass would
+    // evict its layers before the pin); then one far below it.
+    let (w, lc) = Wharf::start_observed(common::config(&root, "")).await;
     let store = lc.store().clone();
     let repo: wharf::oci::RepoName = "docker.io/library/big".parse().unwrap();
     let img = Image::new(vec![bytes(20_000, 600)]);
@@ -548,6 +548,7 @@ async fn a_budget_pinned_content_alone_exceeds_makes_kicked_passes_rest() {
         .await
         .unwrap();
     store.pin(&repo, &Reference::Tag(tag)).await.unwrap();
+    store.set_cache_budget(1024);
     let first = lc.evict.worker.pass(true).await.unwrap();
     assert!(!first.resting);
     assert_eq!(first.evicted_blobs, 0, "{first:?}");

@@ -70,6 +70,10 @@ pub async fn run_observed(
     run_with(config, listener, shutdown, None, Some(lifecycle)).await
 }
 
+/// How long shutdown waits for content commits in flight (a rename and an
+/// index write: milliseconds, unless the disk is in trouble).
+const COMMIT_SETTLE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The parts the composition root builds, before they are handed out.
 struct Parts {
     state: Arc<State>,
@@ -220,6 +224,13 @@ pub async fn run_with(
     let _ = stop_workers.send(true);
     for t in tasks {
         let _ = t.await;
+    }
+    // A download that renamed its file gets to write its rows (its task is
+    // not tied to a connection, so the drain did not wait for it).
+    if !store.settle_commits(COMMIT_SETTLE).await {
+        tracing::warn!(
+            "a content commit was still in flight at exit; start-up will set its file aside"
+        );
     }
     // Every handle holding the store goes first, so it closes (and flushes
     // the last-read times) here rather than whenever the process ends.

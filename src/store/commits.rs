@@ -22,6 +22,8 @@ pub(super) struct Commits {
     /// check-then-remove, so no commit can start between the check and the
     /// removal (it would find the file, skip writing its own, and lose it).
     gate: Arc<tokio::sync::RwLock<()>>,
+    /// Woken when the last commit in flight ends (shutdown waits for it).
+    idle: tokio::sync::Notify,
 }
 
 /// One commit of `digest` in flight; released on drop.
@@ -56,6 +58,25 @@ impl Commits {
     /// Whether a commit of `digest` is between its file and its rows.
     pub(super) fn in_flight(&self, digest: &Digest) -> bool {
         self.count(digest) > 0
+    }
+
+    /// Waits until no commit is in flight, at most `limit`; whether none is.
+    /// Shutdown calls it before closing the index, so a download that renamed
+    /// its file gets to write its rows rather than leave an orphan for
+    /// start-up to set aside.
+    pub(super) async fn wait_idle(&self, limit: std::time::Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let woken = self.idle.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            if self.counts.lock().map(|c| c.is_empty()).unwrap_or(true) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, woken).await.is_err() {
+                return false;
+            }
+        }
     }
 
     fn count(&self, digest: &Digest) -> usize {
@@ -111,6 +132,9 @@ impl Drop for Hold {
                 *n -= 1;
                 if *n == 0 {
                     counts.remove(&self.digest);
+                    if counts.is_empty() {
+                        self.commits.idle.notify_waiters();
+                    }
                 }
             }
         }
@@ -132,6 +156,30 @@ mod tests {
             .unwrap();
         let (digest, _) = w.commit(None).await.unwrap();
         (meta, files, digest)
+    }
+
+    #[tokio::test]
+    async fn shutdown_waits_for_commits_in_flight() {
+        let commits = Arc::new(Commits::default());
+        assert!(commits.wait_idle(std::time::Duration::ZERO).await);
+        let digest = Digest::of_bytes(b"x");
+        let hold = commits.hold(&digest).await.unwrap();
+        let second = commits.hold(&digest).await.unwrap();
+        assert!(
+            !commits
+                .wait_idle(std::time::Duration::from_millis(20))
+                .await,
+            "two commits are in flight"
+        );
+        let waiter = tokio::spawn({
+            let c = commits.clone();
+            async move { c.wait_idle(std::time::Duration::from_secs(30)).await }
+        });
+        drop(hold);
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished(), "one commit is still in flight");
+        drop(second);
+        assert!(waiter.await.unwrap(), "the last one ended");
     }
 
     async fn stored(files: &Content, digest: &Digest) -> bool {

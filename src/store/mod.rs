@@ -389,6 +389,12 @@ impl Store {
         self.in_use.hold(digest)
     }
 
+    /// Waits (at most `limit`) until no content commit is between its file and
+    /// its rows; whether none is. Shutdown calls it before [`Store::close`].
+    pub async fn settle_commits(&self, limit: std::time::Duration) -> bool {
+        self.commits.wait_idle(limit).await
+    }
+
     /// Stops the index writer, then writes the last-read times still in
     /// memory; the last step of shutdown.
     pub fn close(self) {

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{env_or, sha256_hex};
+use common::{env_or, seeded_bytes, sha256_hex};
 use wharf::oci::{Digest, Reference, RepoName};
 use wharf::store::{Origin, Store};
 use wharf::workers::lifecycle::Lifecycle;
@@ -33,18 +33,6 @@ const BLOB_BYTES: usize = 256;
 const CONFIG_TYPE: &str = "application/vnd.oci.image.config.v1+json";
 const LAYER_TYPE: &str = "application/vnd.oci.image.layer.v1.tar";
 
-fn blob(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 /// One image's blobs and manifest bytes.
 struct Image {
     blobs: Vec<Vec<u8>>,
@@ -53,7 +41,7 @@ struct Image {
 
 fn image(i: u64, salt: u64) -> Image {
     let blobs: Vec<Vec<u8>> = (0..=LAYERS as u64)
-        .map(|j| blob(salt ^ (i * 16 + j + 1), BLOB_BYTES))
+        .map(|j| seeded_bytes(BLOB_BYTES, salt ^ (i * 16 + j + 1)))
         .collect();
     let desc = |b: &[u8], t: &str| serde_json::json!({"mediaType": t, "digest": format!("sha256:{}", sha256_hex(b)), "size": b.len()});
     let manifest = serde_json::json!({
@@ -289,7 +277,7 @@ async fn run() {
     let hosted: RepoName = "bench/app".parse().unwrap();
     let t = Instant::now();
     fill(&store, &hosted, images, 0, Origin::Pushed).await;
-    let big = blob(42, 4 << 20);
+    let big = seeded_bytes(4 << 20, 42);
     let big_digest = store_blob(&store, &hosted, &big, Origin::Pushed).await;
     eprintln!(
         "filled {} hosted blobs in {:.1} s",

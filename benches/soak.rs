@@ -52,19 +52,6 @@ struct Image {
     blobs: Vec<String>,
 }
 
-fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
-    // xorshift: different content per seed, no dependency.
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 /// Uploads `data` unless the registry has it (what docker does: HEAD first).
 fn push_blob(c: &Client, base: &str, repo: &str, data: &[u8]) -> Result<String, (u16, String)> {
     let digest = format!("sha256:{}", sha256_hex(data));
@@ -110,7 +97,7 @@ fn push_image(
     seed: u64,
 ) -> Result<Image, (u16, String)> {
     let repo = "soak/app";
-    let own = random_bytes(64 * 1024, seed);
+    let own = seeded_bytes(64 * 1024, seed);
     let config = format!("{{\"architecture\":\"amd64\",\"os\":\"linux\",\"seed\":{seed}}}");
     let base_digest = push_blob(c, base, repo, shared)?;
     let own_digest = push_blob(c, base, repo, &own)?;
@@ -211,7 +198,7 @@ fn main() {
     );
     let base = server.base.clone();
     let tally = Arc::new(Tally::default());
-    let shared = Arc::new(random_bytes(1024 * 1024, 1));
+    let shared = Arc::new(seeded_bytes(1024 * 1024, 1));
     let newest: Arc<std::sync::Mutex<Option<Image>>> = Default::default();
     let stop = Arc::new(AtomicBool::new(false));
     let seeds = Arc::new(AtomicUsize::new(1_000_000));

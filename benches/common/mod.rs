@@ -224,6 +224,19 @@ pub fn make_blob(path: &Path, mib: usize) -> String {
 }
 
 /// [`make_blob`] with a seed.
+/// `n` bytes that differ per `seed` (xorshift; small test data in memory).
+pub fn seeded_bytes(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 pub fn make_blob_seeded(path: &Path, mib: usize, seed: u64) -> String {
     let mut f = std::fs::File::create(path).unwrap();
     let mut h = Sha256::new();

@@ -449,9 +449,15 @@ mod tests {
         task.await.unwrap();
     }
 
-    #[tokio::test]
-    async fn a_custom_pass_takes_its_turn_and_is_recorded() {
-        let h = counting(false);
+    /// Starts an on-demand pass that answers `report` once `gate` is
+    /// notified, and waits until it runs.
+    async fn held_pass(
+        h: &Handle<Counting>,
+        report: u64,
+    ) -> (
+        Arc<Notify>,
+        tokio::task::JoinHandle<Result<u64, WorkerError>>,
+    ) {
         let gate = Arc::new(Notify::new());
         let g = gate.clone();
         let first = tokio::spawn({
@@ -459,7 +465,7 @@ mod tests {
             async move {
                 h.run_detached(move |_| async move {
                     g.notified().await;
-                    Ok(41u64)
+                    Ok(report)
                 })
                 .await
             }
@@ -467,6 +473,13 @@ mod tests {
         while !h.control.status().running {
             tokio::task::yield_now().await;
         }
+        (gate, first)
+    }
+
+    #[tokio::test]
+    async fn a_custom_pass_takes_its_turn_and_is_recorded() {
+        let h = counting(false);
+        let (gate, first) = held_pass(&h, 41u64).await;
         let second = tokio::spawn({
             let h = h.clone();
             async move { h.run_now().await }
@@ -491,21 +504,7 @@ mod tests {
     #[tokio::test]
     async fn on_demand_passes_do_not_pile_up() {
         let h = counting(false);
-        let gate = Arc::new(Notify::new());
-        let g = gate.clone();
-        let first = tokio::spawn({
-            let h = h.clone();
-            async move {
-                h.run_detached(move |_| async move {
-                    g.notified().await;
-                    Ok(1u64)
-                })
-                .await
-            }
-        });
-        while !h.control.status().running {
-            tokio::task::yield_now().await;
-        }
+        let (gate, first) = held_pass(&h, 1u64).await;
         for _ in 0..3 {
             let again = h.run_detached(|_| async { Ok(2u64) }).await;
             assert!(

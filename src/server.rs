@@ -15,6 +15,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::http::zero_copy::{Spans, ZeroCopyStream};
 use crate::http::{State, handle};
 
 /// How long a TLS handshake may take.
@@ -32,13 +33,15 @@ pub struct Limits {
 async fn serve_io<I>(
     builder: auto::Builder<TokioExecutor>,
     io: I,
+    spans: Option<Spans>,
     state: Arc<State>,
     remote: SocketAddr,
     watcher: Watcher,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service(state, remote));
+    let conn =
+        builder.serve_connection_with_upgrades(TokioIo::new(io), service(state, remote, spans));
     if let Err(e) = watcher.watch(conn.into_owned()).await {
         tracing::debug!(error = %e, client = %remote, "connection ended with an error");
     }
@@ -58,7 +61,10 @@ pub async fn serve(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
-        .keep_alive(true);
+        .keep_alive(true)
+        // Body buffers go to the IO as they are (never copied into one
+        // buffer): zero-copy placeholders rely on it (see `http::zero_copy`).
+        .writev(true);
     builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
     loop {
@@ -77,13 +83,15 @@ pub async fn serve(
                 let (builder, state, watcher) = (builder.clone(), state.clone(), graceful.watcher());
                 match &tls {
                     None => {
-                        tokio::spawn(serve_io(builder, stream, state, remote, watcher));
+                        let stream = ZeroCopyStream::new(stream);
+                        let spans = Some(stream.spans());
+                        tokio::spawn(serve_io(builder, stream, spans, state, remote, watcher));
                     }
                     Some(tls) => {
                         let acceptor = tls.acceptor();
                         tokio::spawn(async move {
                             match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                                Ok(Ok(io)) => serve_io(builder, io, state, remote, watcher).await,
+                                Ok(Ok(io)) => serve_io(builder, io, None, state, remote, watcher).await,
                                 Ok(Err(e)) => tracing::debug!(error = %e, client = %remote, "TLS handshake failed"),
                                 Err(_) => tracing::debug!(client = %remote, "TLS handshake timed out"),
                             }
@@ -102,16 +110,25 @@ pub async fn serve(
     }
 }
 
+/// The per-request service; on a plain-TCP connection each HTTP/1 request
+/// carries the connection's [`Spans`], which lets a blob body be sent with
+/// zero-copy placeholders.
 fn service(
     state: Arc<State>,
     remote: SocketAddr,
+    spans: Option<Spans>,
 ) -> impl hyper::service::Service<
     http::Request<hyper::body::Incoming>,
     Response = http::Response<crate::http::Body>,
     Error = Infallible,
     Future = impl Future<Output = Result<http::Response<crate::http::Body>, Infallible>> + Send,
 > + Clone {
-    service_fn(move |req| {
+    service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+        if let Some(spans) = &spans
+            && req.version() <= http::Version::HTTP_11
+        {
+            req.extensions_mut().insert(spans.clone());
+        }
         let state = state.clone();
         async move { Ok::<_, Infallible>(handle(state, req, remote).await) }
     })

@@ -5,10 +5,12 @@ use hyper::body::Incoming;
 
 use super::respond;
 use crate::http::body::{Body, ChannelBody, ReaderBody, empty};
+use crate::http::zero_copy::{SpanBody, Spans};
 use crate::http::{ApiError, Ctx, State};
 use crate::oci::{Digest, RepoName};
 use crate::proxy::BlobBody;
 use crate::proxy::inflight::reader;
+use crate::store::BlobReader;
 
 /// A parsed single `Range: bytes=a-b` request, resolved against a size.
 #[derive(Debug, PartialEq, Eq)]
@@ -117,10 +119,27 @@ pub async fn get(
         }
     };
     let body = match body {
-        BlobBody::Local(reader) => ReaderBody::new(reader, start, end).boxed(),
+        BlobBody::Local(reader) => local_body(req, reader, start, end),
         BlobBody::Streaming(dl) => ChannelBody::new(reader(dl, start, end), end - start).boxed(),
     };
     Ok(respond(status, h, body))
+}
+
+/// A stored blob's bytes `start..end`: sent from the file without a copy on
+/// a plain-TCP HTTP/1 connection where the backend allows it, read and
+/// streamed otherwise (TLS, HTTP/2, backends without local files).
+fn local_body(req: &Request<Incoming>, reader: BlobReader, start: u64, end: u64) -> Body {
+    let spans = req
+        .extensions()
+        .get::<Spans>()
+        .filter(|_| req.version() <= http::Version::HTTP_11);
+    match spans {
+        Some(spans) => match SpanBody::new(reader, spans.clone(), start, end) {
+            Ok(body) => body.boxed(),
+            Err(reader) => ReaderBody::new(reader, start, end).boxed(),
+        },
+        None => ReaderBody::new(reader, start, end).boxed(),
+    }
 }
 
 /// Whether the caller may push to the (local) name, as far as the rules go.

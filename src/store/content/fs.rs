@@ -42,6 +42,13 @@ pub(super) fn file_reader(file: File) -> BlobReader {
     BlobReader::new(FileAt(Arc::new(file)))
 }
 
+/// A reader over stored (verified, immutable) content, which can also be
+/// sent to a socket without copying.
+fn stored_reader(file: File) -> BlobReader {
+    let file = Arc::new(file);
+    BlobReader::new(FileAt(file.clone())).with_zero_copy(super::ZeroCopy::new(file))
+}
+
 /// Positioned reads of one open file on blocking threads.
 struct FileAt(Arc<File>);
 
@@ -201,7 +208,7 @@ impl FsBackend {
 
     fn open_now(&self, digest: &Digest) -> Result<Option<BlobReader>, StoreError> {
         match File::open(self.path(digest)) {
-            Ok(f) => Ok(Some(file_reader(f))),
+            Ok(f) => Ok(Some(stored_reader(f))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e.into()),
         }

@@ -20,6 +20,7 @@ pub(super) mod lost_found;
 mod pace;
 mod reader;
 mod writer;
+mod zero_copy;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -35,6 +36,7 @@ pub use fs::FsBackend;
 pub use pace::Pace;
 pub use reader::{BlobReader, Pending, ReadAt};
 pub use writer::BlobWriter;
+pub use zero_copy::ZeroCopy;
 
 /// A boxed future, so [`BlobBackend`] can be used as a trait object (one
 /// `Content` type whatever the backend, no generics through `Store`).

@@ -51,6 +51,8 @@ impl Future for Pending {
 /// Opaque read access to one blob's bytes (stored, or staged and growing).
 pub struct BlobReader {
     source: Arc<dyn ReadAt>,
+    /// Set when the backend can hand the bytes to a socket without copying.
+    zero_copy: Option<super::ZeroCopy>,
     /// Held as long as the reader lives; see [`BlobReader::keep_alive`].
     guards: Vec<Box<dyn Send + Sync>>,
 }
@@ -60,8 +62,22 @@ impl BlobReader {
     pub fn new(source: impl ReadAt) -> BlobReader {
         BlobReader {
             source: Arc::new(source),
+            zero_copy: None,
             guards: Vec::new(),
         }
+    }
+
+    /// Offers zero-copy sends of the same bytes (stored content in local
+    /// files; backends build these).
+    pub(super) fn with_zero_copy(mut self, zero_copy: super::ZeroCopy) -> BlobReader {
+        self.zero_copy = Some(zero_copy);
+        self
+    }
+
+    /// How to send these bytes to a socket without copying them, where the
+    /// backend can (stored content in local files); `None` means read them.
+    pub fn zero_copy(&self) -> Option<&super::ZeroCopy> {
+        self.zero_copy.as_ref()
     }
 
     /// Starts reading exactly `len` bytes at `at`; see [`ReadAt::read_at`].
@@ -83,6 +99,7 @@ impl std::fmt::Debug for BlobReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BlobReader")
             .field("guards", &self.guards.len())
+            .field("zero_copy", &self.zero_copy.is_some())
             .finish_non_exhaustive()
     }
 }

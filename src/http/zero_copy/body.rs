@@ -1,0 +1,104 @@
+//! [`SpanBody`]: a stored blob's bytes as placeholders for zero-copy sends.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use http_body_util::BodyExt;
+use tokio::task::JoinHandle;
+
+use super::{SPAN_MAX, Spans};
+use crate::http::Body;
+use crate::store::BlobReader;
+use crate::store::content::ZeroCopy;
+
+/// How far ahead of what is sent the kernel is asked to read.
+const PREFETCH: u64 = 4 * SPAN_MAX as u64;
+
+/// Bytes `[start, end)` of a stored blob, yielded as placeholders that the
+/// connection sends from the file. Holds its reader (and the guards riding on
+/// it, such as "this digest is being read") until the body is dropped.
+pub struct SpanBody {
+    /// Kept for its guards; the bytes go by `zero_copy`.
+    _reader: BlobReader,
+    zero_copy: ZeroCopy,
+    spans: Spans,
+    next: u64,
+    end: u64,
+    /// Readahead has been asked for up to here.
+    prefetched: u64,
+    prefetch: Option<JoinHandle<()>>,
+}
+
+impl SpanBody {
+    /// A body for bytes `start..end` of `reader`'s blob, or `None` when the
+    /// reader's backend cannot send without copying.
+    pub fn new(
+        reader: BlobReader,
+        spans: Spans,
+        start: u64,
+        end: u64,
+    ) -> Result<SpanBody, BlobReader> {
+        let Some(zero_copy) = reader.zero_copy().cloned() else {
+            return Err(reader);
+        };
+        Ok(SpanBody {
+            _reader: reader,
+            zero_copy,
+            spans,
+            next: start,
+            end,
+            prefetched: start,
+            prefetch: None,
+        })
+    }
+
+    /// Boxed as a response [`Body`].
+    pub fn boxed(self) -> Body {
+        self.boxed_unsync()
+    }
+
+    /// Keeps readahead about [`PREFETCH`] bytes ahead of what is sent, with
+    /// at most one request in flight (off the runtime: it may block while
+    /// reads are queued).
+    fn read_ahead(&mut self) {
+        let want = (self.next + PREFETCH).min(self.end);
+        if self.prefetched >= want || self.prefetch.as_ref().is_some_and(|h| !h.is_finished()) {
+            return;
+        }
+        let (from, len) = (self.prefetched, want - self.prefetched);
+        self.prefetched = want;
+        let zero_copy = self.zero_copy.clone();
+        self.prefetch = Some(tokio::task::spawn_blocking(move || {
+            zero_copy.prefetch(from, len)
+        }));
+    }
+}
+
+impl http_body::Body for SpanBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        if self.next >= self.end {
+            return Poll::Ready(None);
+        }
+        self.read_ahead();
+        let len = (self.end - self.next).min(SPAN_MAX as u64) as usize;
+        let placeholder = self.spans.push(self.zero_copy.clone(), self.next, len);
+        self.next += len as u64;
+        Poll::Ready(Some(Ok(Frame::data(placeholder))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.next >= self.end
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.end - self.next)
+    }
+}

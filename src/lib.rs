@@ -11,7 +11,8 @@
 //! - [`store`]: the redb index, upload sessions, and content behind the
 //!   `BlobBackend` seam in `store::content` (`fs.rs` today): nothing outside
 //!   `content/` sees a path or a file handle of content, readers get an opaque
-//!   `BlobReader`.
+//!   `BlobReader` (which offers a `ZeroCopy` send where the backend keeps
+//!   stored content in local files).
 //! - [`proxy`]: `Source` (hosted | mirror, resolved once per request by name
 //!   routing), which answers blob, manifest, tags and referrers reads with the
 //!   cache policy (TTL, stale-on-error, 404s) inside; the pull-through engine and
@@ -22,8 +23,10 @@
 //!   metrics): the OCI API (typed router, name routing of each request into its
 //!   `Source`, the one OCI error table, one handler file per resource) and
 //!   [`http::admin`], the `/_wharf/v1/` admin API (typed `AdminRoute`, JSON errors
-//!   of its own, one handler file per endpoint).
-//! - [`server`]: the accept loop, hyper-util connections and the graceful drain.
+//!   of its own, one handler file per endpoint); `http::zero_copy`: warm blobs
+//!   on plain-TCP HTTP/1 sent with `sendfile` through placeholder frames.
+//! - [`server`]: the accept loop, hyper-util connections (plain TCP wrapped in
+//!   `ZeroCopyStream`) and the graceful drain.
 //! - [`workers`]: background tasks in one Worker shape (upload expiry; the storage
 //!   lifecycle: access-time flush, evict, gc, verify; later sync and replicate).
 //! - [`app`]: the composition root: builds store, auth, upstreams, proxy and workers

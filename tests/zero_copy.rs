@@ -338,25 +338,29 @@ async fn a_client_that_hangs_up_mid_blob_releases_it_and_the_server_goes_on() {
 async fn a_stored_file_shorter_than_its_size_cuts_the_response_short() {
     let dir = tempfile::tempdir().unwrap();
     let w = Wharf::start(dir.path()).await;
-    let data = bytes(BIG, 8);
-    let d = push_blob(&w, "zc/short", &data).await;
-    // Damage on disk: the file loses its second half.
-    let file = common::disk::blob_path(&w.root, &d);
-    let f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
-    f.set_len((BIG / 2) as u64).unwrap();
-    drop(f);
-    let r = common::http()
-        .get(w.url(&format!("/v2/zc/short/blobs/{d}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    assert_eq!(r.content_length(), Some(BIG as u64));
-    // The body ends early with an error: a client never takes it for whole.
-    assert!(
-        r.bytes().await.is_err(),
-        "a short file must not complete a body"
-    );
+    // Damage on disk: one file loses its second half (past the first span,
+    // sent with sendfile), another all but 1000 bytes (inside the first
+    // span, which is read into the page cache before anything is sent).
+    for (seed, keep) in [(8u64, BIG / 2), (10, 1000)] {
+        let data = bytes(BIG, seed);
+        let d = push_blob(&w, "zc/short", &data).await;
+        let file = common::disk::blob_path(&w.root, &d);
+        let f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
+        f.set_len(keep as u64).unwrap();
+        drop(f);
+        let r = common::http()
+            .get(w.url(&format!("/v2/zc/short/blobs/{d}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.content_length(), Some(BIG as u64));
+        // The body ends early with an error: a client never takes it for whole.
+        assert!(
+            r.bytes().await.is_err(),
+            "a file cut to {keep} bytes must not complete a body"
+        );
+    }
     // The server goes on serving other content.
     let ok = bytes(3000, 9);
     let d2 = push_blob(&w, "zc/short", &ok).await;

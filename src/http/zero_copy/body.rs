@@ -1,7 +1,8 @@
 //! [`SpanBody`]: a stored blob's bytes as placeholders for zero-copy sends.
 
+use std::future::Future as _;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
@@ -29,6 +30,11 @@ pub struct SpanBody {
     /// Readahead has been asked for up to here.
     prefetched: u64,
     prefetch: Option<JoinHandle<()>>,
+    /// The first span being brought into the page cache off the runtime:
+    /// later spans ride on readahead, but a first send must not wait for
+    /// the disk on a runtime thread (a client asking for ranges of cold
+    /// blobs would stall everyone else).
+    warming: Option<JoinHandle<std::io::Result<()>>>,
 }
 
 impl SpanBody {
@@ -43,14 +49,20 @@ impl SpanBody {
         let Some(zero_copy) = reader.zero_copy().cloned() else {
             return Err(reader);
         };
+        let first = (end.saturating_sub(start)).min(SPAN_MAX as u64) as usize;
+        let warming = (first > 0).then(|| {
+            let zero_copy = zero_copy.clone();
+            tokio::task::spawn_blocking(move || zero_copy.warm(start, first, PREFETCH))
+        });
         Ok(SpanBody {
             _reader: reader,
             zero_copy,
             spans,
             next: start,
             end,
-            prefetched: start,
+            prefetched: (start + PREFETCH).min(end),
             prefetch: None,
+            warming,
         })
     }
 
@@ -82,8 +94,17 @@ impl http_body::Body for SpanBody {
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
+        cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        if let Some(w) = self.warming.as_mut() {
+            let r = ready!(Pin::new(w).poll(cx));
+            self.warming = None;
+            match r {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Poll::Ready(Some(Err(e))),
+                Err(e) => return Poll::Ready(Some(Err(std::io::Error::other(e.to_string())))),
+            }
+        }
         if self.next >= self.end {
             return Poll::Ready(None);
         }
@@ -95,7 +116,7 @@ impl http_body::Body for SpanBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.next >= self.end
+        self.warming.is_none() && self.next >= self.end
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -39,6 +39,25 @@ impl ZeroCopy {
         )?)
     }
 
+    /// Makes sure `at..at + len` is in the page cache before a send of it
+    /// runs on the runtime: asks for readahead of `ahead` bytes from `at`,
+    /// then reads the range (into a small scratch buffer, discarded), which
+    /// waits for the disk where the pages were not cached. Blocking: call it
+    /// off the runtime. A file that ends before `at + len` is an error here,
+    /// before any byte is sent.
+    pub fn warm(&self, at: u64, len: usize, ahead: u64) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        self.prefetch(at, ahead.max(len as u64));
+        let mut scratch = vec![0u8; len.min(256 * 1024)];
+        let mut done = 0usize;
+        while done < len {
+            let n = (len - done).min(scratch.len());
+            self.0.read_exact_at(&mut scratch[..n], at + done as u64)?;
+            done += n;
+        }
+        Ok(())
+    }
+
     /// Asks the kernel to start reading `at..at + len` into the page cache
     /// (readahead that does not wait for the reads). May block briefly while
     /// the reads are queued: call it off the runtime.

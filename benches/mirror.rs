@@ -1,7 +1,13 @@
 //! The pull-through mirror: wharf vs CNCF Distribution 2.8.2 in proxy mode, same
 //! upstream (a wharf in token mode with anonymous pulls, like Docker Hub), same
 //! machine, same run, same client. Upstream traffic is read from the upstream's
-//! own metrics.
+//! own metrics. nginx serves the same bytes (the cached manifest as a static
+//! file, the big blob with `sendfile`) as the machine's limit, and the cold
+//! fill's CPU floor (`dd` into a new file plus one SHA-256 pass over the big
+//! blob) is measured in the same run, on the filesystem of the mirrors' data.
+//! Every wharf runs with its access log on; the lines the manifest load caused
+//! are counted beside its requests. Each table ends with issue 10's goals as
+//! ratios of this run.
 //!
 //! Run: `cargo bench --bench mirror` (`BENCH_IMAGE_MIB`, `BENCH_BLOB_MIB` and
 //! `BENCH_SECS` change the image size, the big blob and the load duration).
@@ -12,6 +18,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::floor::cold_fill_floor;
+use common::nginx::{Static, start_nginx};
+use common::table::{Goal, goal, goals_header, header, row, text_row};
+use common::warm::{Warm, warm_gets};
 use common::*;
 
 /// One image in the upstream: config and layer blobs as files, and its manifest.
@@ -71,11 +81,16 @@ fn push_file(hub: &Server, repo: &str, path: &Path, hex: &str) {
     output(c, "blob push");
 }
 
+/// The file `publish` writes layer `i` of `repo` to.
+fn layer_file(dir: &Path, repo: &str, i: usize) -> std::path::PathBuf {
+    dir.join(format!("{repo}-layer{i}").replace('/', "_"))
+}
+
 fn publish(hub: &Server, dir: &Path, repo: &str, layer_mib: &[usize], seed: u64) -> Fixture {
     let mut blobs = Vec::new();
     let mut diff_ids = Vec::new();
     for (i, mib) in layer_mib.iter().enumerate() {
-        let p = dir.join(format!("{repo}-layer{i}").replace('/', "_"));
+        let p = layer_file(dir, repo, i);
         let hex = make_blob_seeded(&p, *mib, seed + i as u64);
         push_file(hub, repo, &p, &hex);
         diff_ids.push(format!("sha256:{hex}"));
@@ -200,9 +215,13 @@ struct Mirrored {
     concurrent8_upstream_bytes: f64,
     rps: f64,
     p99: f64,
+    /// Requests the manifest load got answers to, and wharf's access lines for them.
+    responses: usize,
+    access_lines: Option<usize>,
     manifest_upstream_gets: f64,
     cold_big: f64,
-    warm_big: f64,
+    /// Best of 3 warm GETs of the big blob, and the mirror's CPU per GiB served.
+    warm_big: Warm,
     /// CPU seconds per GiB the mirror and the upstream spent on the cold blob.
     cold_big_cpu: (f64, f64),
     range: String,
@@ -214,9 +233,11 @@ type Start<'a> = &'a dyn Fn(&str, &str) -> Server;
 
 fn cold_big(s: &Server, hub: &Server, big_hex: &str, big_bytes: f64) -> (f64, (f64, f64)) {
     let (m0, h0) = (s.cpu_secs(), hub.cpu_secs());
-    let speed = curl_speed(&s.base, &format!("/v2/library/big/blobs/sha256:{big_hex}"));
-    let gib = big_bytes / f64::from(1u32 << 30);
-    let cpu = ((s.cpu_secs() - m0) / gib, (hub.cpu_secs() - h0) / gib);
+    let speed = curl_speed(&s.base, &big_path(big_hex));
+    let cpu = (
+        common::cpu::per_gib(s.cpu_secs() - m0, big_bytes),
+        common::cpu::per_gib(hub.cpu_secs() - h0, big_bytes),
+    );
     (speed, cpu)
 }
 
@@ -269,13 +290,15 @@ fn measure(
         &hub.base,
         "wharf_http_requests_total{method=\"GET\",route=\"manifest\"",
     );
-    let load = manifest_load(&s, "/v2/library/bench/manifests/latest", 64, secs);
+    let load = manifest_load(&s, MANIFEST_PATH, 64, secs);
     let manifest_upstream_gets = metric(
         &hub.base,
         "wharf_http_requests_total{method=\"GET\",route=\"manifest\"",
     ) - gets_before;
     let (cold_big, cold_big_cpu) = cold_big(&s, hub, big_hex, big_bytes);
-    let warm_big = curl_speed(&s.base, &format!("/v2/library/big/blobs/sha256:{big_hex}"));
+    let warm_big = warm_gets(&format!("{}{}", s.base, big_path(big_hex)), 3, &|| {
+        s.cpu_secs()
+    });
     // Keep one request on the cold range blob busy, then ask for a range of it.
     let range = range_status(
         &s.base,
@@ -285,6 +308,7 @@ fn measure(
     drop(s);
     let s8 = start("b", &hub.base);
     let (concurrent8, concurrent8_upstream_bytes) = concurrent8(rt, &s8, hub, img);
+    let rss_mib = rss_mib.max(s8.peak_rss_kib() as f64 / 1024.0);
     Mirrored {
         cold,
         cold_upstream_bytes,
@@ -293,6 +317,8 @@ fn measure(
         concurrent8_upstream_bytes,
         rps: load.rps,
         p99: load.p99_ms,
+        responses: load.responses,
+        access_lines: load.access_lines,
         manifest_upstream_gets,
         cold_big,
         warm_big,
@@ -308,6 +334,7 @@ struct Linked {
     concurrent8: Duration,
     concurrent8_upstream_bytes: f64,
     cold_big: f64,
+    rss_mib: f64,
 }
 
 fn measure_link(
@@ -320,7 +347,8 @@ fn measure_link(
 ) -> Linked {
     let s = start("link-a", link);
     let cold = rt.block_on(pull(&s.base, "library/bench", img, None));
-    let cold_big = curl_speed(&s.base, &format!("/v2/library/big/blobs/sha256:{big_hex}"));
+    let cold_big = curl_speed(&s.base, &big_path(big_hex));
+    let rss_mib = s.peak_rss_kib() as f64 / 1024.0;
     drop(s);
     let s8 = start("link-b", link);
     let (concurrent8, concurrent8_upstream_bytes) = concurrent8(rt, &s8, hub, img);
@@ -329,27 +357,58 @@ fn measure_link(
         concurrent8,
         concurrent8_upstream_bytes,
         cold_big,
-    }
-}
-
-fn row(name: &str, w: f64, d: Option<f64>) {
-    match d {
-        Some(d) => println!("{name:<48} {w:>12.2} {d:>14.2} {:>7.2}x", w / d),
-        None => println!("{name:<48} {w:>12.2}"),
+        rss_mib: rss_mib.max(s8.peak_rss_kib() as f64 / 1024.0),
     }
 }
 
 /// A row computed the same way from each registry's measurements.
 fn row_of<T>(name: &str, w: &T, d: Option<&T>, f: impl Fn(&T) -> f64) {
-    row(name, f(w), d.map(f));
+    row(name, f(w), d.map(f), None);
 }
 
-fn header(title: &str) {
-    println!("\n{title}");
-    println!(
-        "{:<48} {:>12} {:>14} {:>8}",
-        "measure", "wharf", "distribution", "ratio"
+/// Where the cached manifest and the big blob are, for the mirrors and nginx alike.
+const MANIFEST_PATH: &str = "/v2/library/bench/manifests/latest";
+
+fn big_path(big_hex: &str) -> String {
+    format!("/v2/library/big/blobs/sha256:{big_hex}")
+}
+
+/// nginx's reference figures: the big blob's file with sendfile, the image's
+/// manifest bytes as a static file.
+struct Reference {
+    warm_big: Warm,
+    load: Load,
+}
+
+fn run_nginx(
+    dir: &Path,
+    manifest: &str,
+    big_file: &Path,
+    big_hex: &str,
+    secs: u64,
+) -> Option<Reference> {
+    let manifest_file = dir.join("manifest.json");
+    std::fs::write(&manifest_file, manifest).unwrap();
+    let files = [
+        Static {
+            url_path: MANIFEST_PATH.to_owned(),
+            file: manifest_file,
+            content_type: OCI_MANIFEST.to_owned(),
+        },
+        Static {
+            url_path: big_path(big_hex),
+            file: big_file.to_owned(),
+            content_type: "application/octet-stream".to_owned(),
+        },
+    ];
+    let n = start_nginx(dir, &files)?;
+    let warm_big = warm_gets(
+        &format!("{}{}", n.server.base, big_path(big_hex)),
+        3,
+        &|| n.cpu_secs(),
     );
+    let load = manifest_load(&n.server, MANIFEST_PATH, 64, secs);
+    Some(Reference { warm_big, load })
 }
 
 fn main() {
@@ -404,6 +463,16 @@ fn main() {
         |start: Start<'_>| measure(&rt, start, &hub, &img, big_hex, big_bytes, range_hex, secs);
     let w = run(&wharf_start);
     let d = have_dist.then(|| run(&dist_start));
+    let big_file = layer_file(&data, "library/big", 0);
+    let n = run_nginx(
+        &subdir(dir.path(), "nginx"),
+        &img.manifest,
+        &big_file,
+        big_hex,
+        secs,
+    );
+    // The same tempdir holds the mirrors' data: the same filesystem.
+    let floor = cold_fill_floor(dir.path(), &big_file);
 
     let link =
         common::link::start_link(&rt, hub.base.trim_start_matches("http://"), link_mbps * 1e6);
@@ -435,25 +504,108 @@ fn main() {
     row_of("warm pull / direct pull", &w, dd, |m| {
         m.warm.as_secs_f64() / direct.as_secs_f64()
     });
-    row_of("manifest GET, cached tag (req/s, 64 conns)", &w, dd, |m| {
-        m.rps
-    });
-    row("manifest GET p99 (ms)", w.p99, dd.map(|d| d.p99));
+    let n = n.as_ref();
+    row(
+        "manifest GET, cached tag (req/s, 64 conns)",
+        w.rps,
+        dd.map(|d| d.rps),
+        n.map(|n| n.load.rps),
+    );
+    row(
+        "manifest GET p99 (ms)",
+        w.p99,
+        dd.map(|d| d.p99),
+        n.map(|n| n.load.p99_ms),
+    );
+    row(
+        "manifest GET: requests answered",
+        w.responses as f64,
+        dd.map(|d| d.responses as f64),
+        n.map(|n| n.load.responses as f64),
+    );
+    row(
+        "  wharf access log lines for them",
+        w.access_lines.unwrap_or(0) as f64,
+        None,
+        None,
+    );
     row_of("upstream manifest GETs during that load", &w, dd, |m| {
         m.manifest_upstream_gets
     });
     row_of("cold big blob (MB/s)", &w, dd, |m| m.cold_big / 1e6);
-    row_of("  mirror CPU seconds per GiB", &w, dd, |m| m.cold_big_cpu.0);
-    row_of("  upstream CPU seconds per GiB", &w, dd, |m| {
-        m.cold_big_cpu.1
+    row_of("cold fill: mirror CPU s/GiB", &w, dd, |m| m.cold_big_cpu.0);
+    row_of("  upstream CPU s/GiB", &w, dd, |m| m.cold_big_cpu.1);
+    row("floor (dd + sha256) s/GiB", floor.total(), None, None);
+    row("  dd into a new file s/GiB", floor.dd, None, None);
+    row("  one sha256 pass s/GiB", floor.sha256, None, None);
+    row_of("mirror CPU / floor", &w, dd, |m| {
+        m.cold_big_cpu.0 / floor.total()
     });
-    row_of("warm big blob (MB/s)", &w, dd, |m| m.warm_big / 1e6);
-    row("peak RSS (MiB)", w.rss_mib, dd.map(|d| d.rss_mib));
-    println!(
-        "{:<48} {:>12} {:>14}",
+    row(
+        "warm big blob, best of 3 (MB/s; nginx sendfile)",
+        w.warm_big.bps / 1e6,
+        dd.map(|d| d.warm_big.bps / 1e6),
+        n.map(|n| n.warm_big.bps / 1e6),
+    );
+    row(
+        "  server CPU seconds per GiB served",
+        w.warm_big.cpu_per_gib,
+        dd.map(|d| d.warm_big.cpu_per_gib),
+        n.map(|n| n.warm_big.cpu_per_gib),
+    );
+    row("peak RSS (MiB)", w.rss_mib, dd.map(|d| d.rss_mib), None);
+    text_row(
         "Range on a cold blob: status, bytes",
-        w.range,
-        dd.map(|d| d.range.clone()).unwrap_or_default()
+        &w.range,
+        &dd.map(|d| d.range.clone()).unwrap_or_default(),
+    );
+
+    println!();
+    goals_header();
+    let fastest = dd
+        .map(|d| d.warm_big.bps)
+        .into_iter()
+        .chain(n.map(|n| n.warm_big.bps))
+        .reduce(f64::max);
+    goal(
+        "warm big blob: wharf / max(distribution, nginx)",
+        fastest.map(|f| w.warm_big.bps / f),
+        Goal::AtLeast(1.0),
+    );
+    goal(
+        "warm big blob CPU per GiB: wharf / distribution",
+        dd.map(|d| w.warm_big.cpu_per_gib / d.warm_big.cpu_per_gib),
+        Goal::AtMost(1.0),
+    );
+    goal(
+        "cached-tag manifest req/s: wharf / nginx static",
+        n.map(|n| w.rps / n.load.rps),
+        Goal::AtLeast(0.7),
+    );
+    goal(
+        "manifest GET p99, wharf (ms)",
+        Some(w.p99),
+        Goal::Below(5.0),
+    );
+    goal(
+        "upstream manifest GETs during the load, wharf",
+        Some(w.manifest_upstream_gets),
+        Goal::Exactly(0.0),
+    );
+    goal(
+        "access log lines per manifest GET, wharf",
+        w.access_lines.map(|l| l as f64 / w.responses as f64),
+        Goal::Exactly(1.0),
+    );
+    goal(
+        "cold fill: wharf CPU / floor",
+        Some(w.cold_big_cpu.0 / floor.total()),
+        Goal::AtMost(1.15),
+    );
+    goal(
+        "peak RSS: wharf / distribution",
+        dd.map(|d| w.rss_mib / d.rss_mib),
+        Goal::AtMost(0.5),
     );
 
     let dl = dl.as_ref();
@@ -474,4 +626,13 @@ fn main() {
         |m| m.concurrent8_upstream_bytes / image_bytes,
     );
     row_of("cold big blob (MB/s)", &wl, dl, |m| m.cold_big / 1e6);
+    row_of("peak RSS (MiB)", &wl, dl, |m| m.rss_mib);
+
+    println!();
+    goals_header();
+    goal(
+        "peak RSS: wharf / distribution",
+        dl.map(|d| wl.rss_mib / d.rss_mib),
+        Goal::AtMost(0.5),
+    );
 }

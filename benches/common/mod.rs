@@ -2,12 +2,18 @@
 //! curl wrappers, test data, and the manifest load generator.
 #![allow(dead_code)]
 
+pub mod cpu;
+pub mod floor;
 pub mod link;
+pub mod nginx;
+pub mod table;
+pub mod warm;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -40,6 +46,9 @@ pub struct Server {
     pub base: String,
     /// `user:password` sent by every client call, when auth is on.
     pub creds: Option<String>,
+    /// wharf's access log lines for requests from [`LOAD_SOURCE`], counted as
+    /// its stderr is drained (`None` for servers whose log is not read).
+    pub access_lines: Option<Arc<AtomicUsize>>,
 }
 
 impl Server {
@@ -56,16 +65,7 @@ impl Server {
 
     /// CPU seconds (user + system) the process has used so far.
     pub fn cpu_secs(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        // Fields after the parenthesised command name; utime and stime are the
-        // 12th and 13th of those, in clock ticks (100 per second on Linux).
-        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-        let f: Vec<f64> = rest
-            .split_whitespace()
-            .map(|x| x.parse().unwrap_or(0.0))
-            .collect();
-        (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) / 100.0
+        cpu::stat_cpu_secs(&format!("/proc/{}/stat", self.child.id()), false)
     }
 
     /// A curl command carrying this server's credentials.
@@ -120,7 +120,14 @@ pub fn start_wharf(dir: &Path, htpasswd: Option<&Path>) -> Server {
     start_wharf_with(dir, htpasswd, "[hosted]\nprefixes = [\"bench/\"]\n")
 }
 
-/// A wharf with extra TOML (upstreams, hosted prefixes).
+/// Whether `needle` occurs in `hay`.
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A wharf with extra TOML (upstreams, hosted prefixes). Its access log is on
+/// (one line per request at `info`, as in production), so every figure
+/// includes its cost.
 pub fn start_wharf_with(dir: &Path, htpasswd: Option<&Path>, extra: &str) -> Server {
     let cfg = dir.join("wharf.toml");
     let auth = htpasswd
@@ -134,7 +141,7 @@ pub fn start_wharf_with(dir: &Path, htpasswd: Option<&Path>, extra: &str) -> Ser
     std::fs::write(
         &cfg,
         format!(
-            "{auth}{extra}[server]\nlisten = \"127.0.0.1:0\"\n[storage]\nroot = {:?}\n[log]\nlevel = \"warn,wharf=info,wharf::access=warn\"\n",
+            "{auth}{extra}[server]\nlisten = \"127.0.0.1:0\"\n[storage]\nroot = {:?}\n[log]\nlevel = \"warn,wharf=info\"\n",
             dir.join("data").display().to_string()
         ),
     )
@@ -146,14 +153,35 @@ pub fn start_wharf_with(dir: &Path, htpasswd: Option<&Path>, extra: &str) -> Ser
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    // A large buffer and one reused line: the drain must keep up with an
+    // access line per request so that wharf never blocks on a full pipe.
+    let mut stderr = BufReader::with_capacity(1 << 20, child.stderr.take().unwrap());
+    let mut line = Vec::with_capacity(1024);
     let addr = loop {
-        let line = lines.next().expect("wharf exited").unwrap();
-        if let Some(rest) = line.split("addr=").nth(1) {
+        line.clear();
+        let n = stderr.read_until(b'\n', &mut line).unwrap();
+        assert!(n > 0, "wharf exited");
+        let text = String::from_utf8_lossy(&line);
+        if let Some(rest) = text.split("addr=").nth(1) {
             break rest.split_whitespace().next().unwrap().to_owned();
         }
     };
-    std::thread::spawn(move || for _ in lines {});
+    let access_lines = Arc::new(AtomicUsize::new(0));
+    let counter = access_lines.clone();
+    std::thread::spawn(move || {
+        let source = format!("client={LOAD_SOURCE}");
+        loop {
+            line.clear();
+            match stderr.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    if contains(&line, b"wharf::access") && contains(&line, source.as_bytes()) {
+                        counter.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+    });
     let base = format!("http://{addr}");
     wait_ready(&base);
     Server {
@@ -161,6 +189,7 @@ pub fn start_wharf_with(dir: &Path, htpasswd: Option<&Path>, extra: &str) -> Ser
         child,
         base,
         creds: None,
+        access_lines: Some(access_lines),
     }
 }
 
@@ -205,6 +234,7 @@ pub fn start_distribution_with(dir: &Path, htpasswd: Option<&Path>, extra: &str)
         child,
         base,
         creds: None,
+        access_lines: None,
     })
 }
 
@@ -262,17 +292,49 @@ pub fn subdir(root: &Path, name: &str) -> PathBuf {
     d
 }
 
+/// The address the manifest load connects from: wharf's access lines name the
+/// client, so the ones the load caused are told apart exactly from any other.
+pub const LOAD_SOURCE: &str = "127.0.0.2";
+
 /// What a load run measured.
 pub struct Load {
     pub rps: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub errors: usize,
+    /// Requests that got a response (any status).
+    pub responses: usize,
+    /// wharf's access log lines for those requests (one each when it logs all).
+    pub access_lines: Option<usize>,
+}
+
+/// A connection to `addr` (`127.0.0.1:port`) from [`LOAD_SOURCE`].
+async fn connect_from_load_source(addr: &str) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind(std::net::SocketAddr::new(LOAD_SOURCE.parse().unwrap(), 0))
+        .unwrap();
+    socket.connect(addr.parse().unwrap()).await.unwrap()
+}
+
+/// Waits (up to 10 s) until `counter` has reached `from + n`, as the drain
+/// catches up with the pipe; the count it reached.
+fn drained(counter: &AtomicUsize, from: usize, n: usize) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let seen = counter.load(Ordering::Relaxed) - from;
+        if seen >= n || Instant::now() >= deadline {
+            return seen;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// `conns` kept-alive connections each GET `path` in a loop for `secs` seconds
-/// (and at most 2 million requests in all).
+/// (and at most 2 million requests in all), from [`LOAD_SOURCE`]; for wharf,
+/// also counts the access log lines of those requests.
 pub fn manifest_load(s: &Server, path: &str, conns: usize, secs: u64) -> Load {
+    let lines_before = s.access_lines.as_ref().map(|c| c.load(Ordering::Relaxed));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -285,7 +347,7 @@ pub fn manifest_load(s: &Server, path: &str, conns: usize, secs: u64) -> Load {
             base64::engine::general_purpose::STANDARD.encode(c)
         )
     }));
-    rt.block_on(async move {
+    let load = rt.block_on(async move {
         let deadline = Instant::now() + Duration::from_secs(secs);
         let budget = Arc::new(std::sync::atomic::AtomicUsize::new(2_000_000));
         let mut tasks = Vec::new();
@@ -299,16 +361,15 @@ pub fn manifest_load(s: &Server, path: &str, conns: usize, secs: u64) -> Load {
             tasks.push(tokio::spawn(async move {
                 let mut lat = Vec::new();
                 let mut errors = 0;
-                let stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+                let mut answered = 0;
+                let stream = connect_from_load_source(&addr).await;
                 stream.set_nodelay(true).unwrap();
                 let (mut send, conn) =
                     hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
                         .await
                         .unwrap();
                 tokio::spawn(conn);
-                while Instant::now() < deadline
-                    && budget.fetch_sub(1, std::sync::atomic::Ordering::Relaxed) > 0
-                {
+                while Instant::now() < deadline && budget.fetch_sub(1, Ordering::Relaxed) > 0 {
                     let mut req = http::Request::get(path.as_str())
                         .header("host", addr.as_str())
                         .header("accept", OCI_MANIFEST);
@@ -319,6 +380,7 @@ pub fn manifest_load(s: &Server, path: &str, conns: usize, secs: u64) -> Load {
                     let t = Instant::now();
                     match send.send_request(req).await {
                         Ok(resp) => {
+                            answered += 1;
                             let ok = resp.status() == 200;
                             let _ = resp.into_body().collect().await;
                             if ok {
@@ -333,16 +395,18 @@ pub fn manifest_load(s: &Server, path: &str, conns: usize, secs: u64) -> Load {
                         }
                     }
                 }
-                (lat, errors)
+                (lat, errors, answered)
             }));
         }
         let start = Instant::now();
         let mut all = Vec::new();
         let mut errors = 0;
+        let mut responses = 0;
         for t in tasks {
-            let (l, e) = t.await.unwrap();
+            let (l, e, a) = t.await.unwrap();
             all.extend(l);
             errors += e;
+            responses += a;
         }
         let elapsed = start.elapsed().as_secs_f64();
         all.sort_unstable();
@@ -357,6 +421,17 @@ pub fn manifest_load(s: &Server, path: &str, conns: usize, secs: u64) -> Load {
             p50_ms: pct(0.50),
             p99_ms: pct(0.99),
             errors,
+            responses,
+            access_lines: None,
         }
-    })
+    });
+    let access_lines = s
+        .access_lines
+        .as_ref()
+        .zip(lines_before)
+        .map(|(c, from)| drained(c, from, load.responses));
+    Load {
+        access_lines,
+        ..load
+    }
 }

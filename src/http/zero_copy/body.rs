@@ -71,14 +71,17 @@ impl SpanBody {
         self.boxed_unsync()
     }
 
-    /// Keeps readahead about [`PREFETCH`] bytes ahead of what is sent, with
-    /// at most one request in flight (off the runtime: it may block while
-    /// reads are queued).
+    /// Keeps readahead between [`PREFETCH`] and twice that ahead of what is
+    /// sent: one request per [`PREFETCH`] bytes, with at most one in flight
+    /// (off the runtime: it may block while reads are queued).
     fn read_ahead(&mut self) {
-        let want = (self.next + PREFETCH).min(self.end);
-        if self.prefetched >= want || self.prefetch.as_ref().is_some_and(|h| !h.is_finished()) {
+        if self.prefetched >= self.end
+            || self.prefetched >= self.next + PREFETCH
+            || self.prefetch.as_ref().is_some_and(|h| !h.is_finished())
+        {
             return;
         }
+        let want = (self.next + 2 * PREFETCH).min(self.end);
         let (from, len) = (self.prefetched, want - self.prefetched);
         self.prefetched = want;
         let zero_copy = self.zero_copy.clone();

@@ -332,7 +332,8 @@ pub async fn handle(
     };
     let resp = if admin::is_admin_path(req.uri().path()) {
         seen.route = "admin";
-        admin::serve(&state, req, client, &mut seen.user).await
+        // Boxed, like every handler: the request's future stays small.
+        Box::pin(admin::serve(&state, req, client, &mut seen.user)).await
     } else {
         serve_oci(&state, req, client, &mut seen).await
     };

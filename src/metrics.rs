@@ -116,6 +116,11 @@ pub struct Metrics {
     pub gc_swept_bytes: Counter,
     /// Corrupt content files verify found and quarantined.
     pub verify_corrupt: Counter,
+    /// Log lines dropped because stderr did not keep up (synced from
+    /// [`crate::logging::dropped_lines`] when scraped).
+    log_lines_dropped: Counter,
+    /// The drop count already added to `log_lines_dropped`.
+    log_lines_synced: std::sync::atomic::AtomicU64,
 }
 
 impl Default for Metrics {
@@ -268,6 +273,12 @@ impl Metrics {
             "Corrupt content files found by verify and quarantined",
             verify_corrupt.clone(),
         );
+        let log_lines_dropped = Counter::default();
+        registry.register(
+            "log_lines_dropped",
+            "Log lines dropped because stderr did not keep up (the log buffer was full)",
+            log_lines_dropped.clone(),
+        );
         let started = Gauge::<i64>::default();
         started.set(i64::try_from(crate::store::unix_now()).unwrap_or(0));
         registry.register(
@@ -300,6 +311,8 @@ impl Metrics {
             gc_swept_blobs,
             gc_swept_bytes,
             verify_corrupt,
+            log_lines_dropped,
+            log_lines_synced: Default::default(),
         }
     }
 
@@ -379,6 +392,12 @@ impl Metrics {
 
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
+        let dropped = crate::logging::dropped_lines();
+        let synced = self
+            .log_lines_synced
+            .fetch_max(dropped, std::sync::atomic::Ordering::Relaxed);
+        self.log_lines_dropped
+            .inc_by(dropped.saturating_sub(synced));
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();

@@ -1,4 +1,7 @@
-//! Prometheus metrics: what operators graph and alert on.
+//! Prometheus metrics: what operators graph and alert on. The per-request
+//! series are reached through handles resolved once (`handles.rs`).
+
+mod handles;
 
 use std::time::Duration;
 
@@ -121,6 +124,8 @@ pub struct Metrics {
     log_lines_dropped: Counter,
     /// The drop count already added to `log_lines_dropped`.
     log_lines_synced: std::sync::atomic::AtomicU64,
+    /// Per-request series resolved once.
+    handles: handles::Handles,
 }
 
 impl Default for Metrics {
@@ -313,6 +318,7 @@ impl Metrics {
             verify_corrupt,
             log_lines_dropped,
             log_lines_synced: Default::default(),
+            handles: Default::default(),
         }
     }
 
@@ -332,26 +338,58 @@ impl Metrics {
         bytes: u64,
         elapsed: Duration,
     ) {
-        self.requests
-            .get_or_create(&RequestLabels {
-                method: method_label(method),
-                route,
-                status,
-            })
-            .inc();
-        self.response_bytes
-            .get_or_create(&RouteLabels { route })
-            .inc_by(bytes);
-        self.duration
-            .get_or_create(&RouteLabels { route })
-            .observe(elapsed.as_secs_f64());
+        let method = method_label(method);
+        let slot = handles::index_of(&handles::ROUTES, route).map(|r| &self.handles.routes[r]);
+        let requests = || {
+            self.requests
+                .get_or_create(&RequestLabels {
+                    method,
+                    route,
+                    status,
+                })
+                .clone()
+        };
+        let per_route = || {
+            (
+                self.response_bytes
+                    .get_or_create(&RouteLabels { route })
+                    .clone(),
+                self.duration.get_or_create(&RouteLabels { route }).clone(),
+            )
+        };
+        let Some(slot) = slot else {
+            requests().inc();
+            let (b, d) = per_route();
+            b.inc_by(bytes);
+            d.observe(elapsed.as_secs_f64());
+            return;
+        };
+        match (
+            handles::index_of(&handles::METHODS, method),
+            handles::STATUSES.iter().position(|s| *s == status),
+        ) {
+            (Some(m), Some(s)) => slot.requests[m][s].get_or_init(requests).inc(),
+            _ => requests().inc(),
+        };
+        let (b, d) = slot.bytes_and_duration.get_or_init(per_route);
+        b.inc_by(bytes);
+        d.observe(elapsed.as_secs_f64());
     }
 
     /// Counts one proxied lookup.
     pub fn observe_cache(&self, kind: &'static str, result: &'static str) {
-        self.cache
-            .get_or_create(&CacheLabels { kind, result })
-            .inc();
+        let labels = || {
+            self.cache
+                .get_or_create(&CacheLabels { kind, result })
+                .clone()
+        };
+        match (
+            handles::index_of(&handles::CACHE_KINDS, kind),
+            handles::index_of(&handles::CACHE_RESULTS, result),
+        ) {
+            (Some(k), Some(r)) => self.handles.cache[k][r].get_or_init(labels).inc(),
+            _ => labels().inc(),
+        };
     }
 
     /// Counts blob bytes received from an upstream.
@@ -403,5 +441,57 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series(m: &Metrics, prefix: &str) -> Vec<String> {
+        m.render()
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn pre_resolved_and_looked_up_series_count_alike() {
+        let m = Metrics::new();
+        let ms = Duration::from_millis(1);
+        for _ in 0..3 {
+            m.observe_request(&http::Method::GET, "manifest", 200, 10, ms);
+        }
+        m.observe_request(&http::Method::GET, "manifest", 418, 5, ms);
+        m.observe_request(&http::Method::GET, "elsewhere", 200, 1, ms);
+        let requests = series(&m, "wharf_http_requests_total");
+        for want in [
+            "wharf_http_requests_total{method=\"GET\",route=\"manifest\",status=\"200\"} 3",
+            "wharf_http_requests_total{method=\"GET\",route=\"manifest\",status=\"418\"} 1",
+            "wharf_http_requests_total{method=\"GET\",route=\"elsewhere\",status=\"200\"} 1",
+        ] {
+            assert!(requests.iter().any(|l| l == want), "{want} in {requests:?}");
+        }
+        assert_eq!(requests.len(), 3, "series appear once used: {requests:?}");
+        assert!(
+            series(&m, "wharf_http_response_bytes_total")
+                .contains(&"wharf_http_response_bytes_total{route=\"manifest\"} 35".to_owned())
+        );
+        assert!(
+            series(&m, "wharf_http_request_duration_seconds_count").contains(
+                &"wharf_http_request_duration_seconds_count{route=\"manifest\"} 4".to_owned()
+            )
+        );
+        m.observe_cache("manifest", "HIT");
+        m.observe_cache("manifest", "HIT");
+        m.observe_cache("odd", "HIT");
+        let cache = series(&m, "wharf_cache_requests_total");
+        assert!(cache.contains(
+            &"wharf_cache_requests_total{kind=\"manifest\",result=\"HIT\"} 2".to_owned()
+        ));
+        assert!(
+            cache.contains(&"wharf_cache_requests_total{kind=\"odd\",result=\"HIT\"} 1".to_owned())
+        );
     }
 }

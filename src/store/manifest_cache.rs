@@ -190,13 +190,27 @@ impl ManifestCache {
     }
 }
 
-/// The key of a lookup of `reference` in `repo`.
+/// The key of a lookup of `reference` (a tag, or a digest's text) in `repo`.
 pub(super) fn key(repo: &str, reference: &str) -> String {
     let mut k = String::with_capacity(repo.len() + 1 + reference.len());
     k.push_str(repo);
     k.push('\0');
     k.push_str(reference);
     k
+}
+
+/// The key of a lookup of `reference` in `repo`, built without formatting.
+pub(super) fn reference_key(repo: &str, reference: &crate::oci::Reference) -> String {
+    match reference {
+        crate::oci::Reference::Tag(t) => key(repo, t.as_str()),
+        crate::oci::Reference::Digest(d) => {
+            let mut k = String::with_capacity(repo.len() + 8 + d.hex().len());
+            k.push_str(repo);
+            k.push_str("\0sha256:");
+            k.push_str(d.hex());
+            k
+        }
+    }
 }
 
 #[cfg(test)]
@@ -229,6 +243,15 @@ mod tests {
         assert!(c.bytes(&d).is_none());
         c.keep_bytes(&d, &Bytes::from_static(b"{}"));
         assert_eq!(c.bytes(&d).as_deref(), Some(&b"{}"[..]));
+    }
+
+    #[test]
+    fn reference_keys_are_the_reference_text() {
+        let d = Digest::of_bytes(b"{}");
+        let r = crate::oci::Reference::Digest(d.clone());
+        assert_eq!(reference_key("a/b", &r), key("a/b", &d.to_string()));
+        let t: crate::oci::Reference = "latest".parse().unwrap();
+        assert_eq!(reference_key("a/b", &t), "a/b\0latest");
     }
 
     #[test]

@@ -232,7 +232,7 @@ impl Store {
         repo: &RepoName,
         reference: &Reference,
     ) -> Result<ManifestInfo, StoreError> {
-        let key = manifest_cache::key(repo.as_str(), &reference.to_string());
+        let key = manifest_cache::reference_key(repo.as_str(), reference);
         // Loaded before the read transaction starts: see `Meta::generation`.
         let generation = self.meta.generation();
         if let Some(hit) = self.manifest_cache.lookup(&key, generation) {

@@ -10,7 +10,7 @@ mod uploads;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
@@ -168,16 +168,6 @@ fn upload_slot(state: &State, ctx: &Ctx) -> Result<crate::limits::SlotGuard, Api
             retry_after: 1,
             message: "too many concurrent uploads from this address".into(),
         })
-}
-
-/// All values of a header joined with commas (dockerd sends `Accept` as several lines).
-fn merged(headers: &HeaderMap, name: header::HeaderName) -> String {
-    headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 /// Parses the `digest` query parameter.

@@ -1,79 +1,114 @@
-//! The access log's text line, written by hand: one line per request is the
-//! most frequent thing the daemon logs, and tracing-subscriber's generic
-//! formatter spent more instructions on it (timestamp through `fmt`, each
-//! field through `Debug` and styling wrappers) than the rest of a cached
-//! manifest GET. The line is byte for byte what the default `Full` format
-//! writes without colours:
+//! The access log's text line, written by hand straight into the log sink:
+//! one line per request is the most frequent thing the daemon logs, and
+//! going through tracing-subscriber's generic formatter (each field through
+//! `dyn Debug`, the timestamp through `fmt`) cost more instructions than the
+//! rest of a cached manifest GET. The line is byte for byte what the default
+//! `Full` format writes without colours (a test compares them):
 //!
 //! `2025-01-02T03:04:05.123456Z  INFO wharf::access: request method=GET route="manifest" …`
 //!
-//! Every other event, an access event inside a span, and any event when
-//! colours are on go to the default formatter unchanged.
+//! The tracing filter still decides (the caller asks `tracing::enabled!`
+//! first). The direct path is installed only for text logs to the sink
+//! without colours; otherwise ([`write`] says so) the caller emits the same
+//! fields as a tracing event: JSON logs, a terminal, a test's subscriber.
 
-use std::cell::Cell;
-use std::fmt;
+use std::cell::{Cell, RefCell};
+use std::fmt::{self, Write as _};
+use std::net::IpAddr;
+use std::sync::OnceLock;
 
-use tracing::field::{Field, Visit};
-use tracing::{Event, Level, Subscriber};
-use tracing_subscriber::fmt::format::{self, Format, Full, Writer};
-use tracing_subscriber::fmt::time::SystemTime;
-use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
-use tracing_subscriber::registry::LookupSpan;
+use tracing::Level;
+
+use super::sink::Sink;
 
 /// The target of the access log's events.
 pub const ACCESS_TARGET: &str = "wharf::access";
 
-/// The text event formatter: access lines by hand, everything else by
-/// tracing-subscriber's `Full` format.
-pub struct TextFormat {
-    full: Format<Full, SystemTime>,
+/// Where access lines go directly, once [`install`]ed.
+static DIRECT: OnceLock<Sink> = OnceLock::new();
+
+/// Sends access lines straight to `sink` from now on (text logs, no colours).
+pub(super) fn install(sink: Sink) {
+    let _ = DIRECT.set(sink);
 }
 
-impl Default for TextFormat {
-    fn default() -> Self {
-        TextFormat {
-            full: format::format(),
-        }
-    }
+/// One request's access-log fields.
+#[derive(Debug, Clone, Copy)]
+pub struct AccessLine<'a> {
+    /// INFO, or WARN for a server error.
+    pub level: Level,
+    /// The request method (a prefix of a long extension method).
+    pub method: &'a str,
+    /// The route's name.
+    pub route: &'a str,
+    /// The repository, or empty.
+    pub repo: &'a str,
+    /// The response status.
+    pub status: u16,
+    /// Body bytes sent (0 for HEAD).
+    pub bytes: u64,
+    /// Milliseconds to the response head.
+    pub ms: f64,
+    /// `X-Cache`, or `-`.
+    pub cache: &'a str,
+    /// The user, or `-`.
+    pub user: &'a str,
+    /// The client address.
+    pub client: IpAddr,
 }
 
-impl<S, N> FormatEvent<S, N> for TextFormat
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-    N: for<'a> FormatFields<'a> + 'static,
-{
-    fn format_event(
-        &self,
-        ctx: &FmtContext<'_, S, N>,
-        mut writer: Writer<'_>,
-        event: &Event<'_>,
-    ) -> fmt::Result {
-        let meta = event.metadata();
-        if meta.target() != ACCESS_TARGET
-            || writer.has_ansi_escapes()
-            || ctx.event_scope().is_some()
-        {
-            return self.full.format_event(ctx, writer, event);
-        }
-        write_timestamp(&mut writer, std::time::SystemTime::now())?;
-        writer.write_str(match *meta.level() {
-            Level::TRACE => "TRACE ",
-            Level::DEBUG => "DEBUG ",
-            Level::INFO => " INFO ",
-            Level::WARN => " WARN ",
-            Level::ERROR => "ERROR ",
-        })?;
-        writer.write_str(meta.target())?;
-        writer.write_str(": ")?;
-        let mut fields = Fields {
-            w: &mut writer,
-            first: true,
-            result: Ok(()),
+thread_local! {
+    /// This thread's line buffer.
+    static LINE: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// Writes `line` to the sink if the direct path is installed; false means
+/// the caller logs it as a tracing event instead.
+pub fn write(line: &AccessLine<'_>) -> bool {
+    let Some(sink) = DIRECT.get() else {
+        return false;
+    };
+    LINE.with(|buf| {
+        let Ok(mut buf) = buf.try_borrow_mut() else {
+            return false;
         };
-        event.record(&mut fields);
-        fields.result?;
-        writer.write_char('\n')
-    }
+        buf.clear();
+        if format_line(&mut buf, line, std::time::SystemTime::now()).is_err() {
+            return false;
+        }
+        sink.append(buf.as_bytes());
+        true
+    })
+}
+
+/// The line as the default `Full` format writes it, newline included.
+fn format_line(out: &mut String, l: &AccessLine<'_>, now: std::time::SystemTime) -> fmt::Result {
+    write_timestamp(out, now)?;
+    out.push_str(match l.level {
+        Level::TRACE => "TRACE ",
+        Level::DEBUG => "DEBUG ",
+        Level::INFO => " INFO ",
+        Level::WARN => " WARN ",
+        Level::ERROR => "ERROR ",
+    });
+    out.push_str(ACCESS_TARGET);
+    out.push_str(": request method=");
+    out.push_str(l.method);
+    out.push_str(" route=");
+    quoted(out, l.route)?;
+    out.push_str(" repo=");
+    quoted(out, l.repo)?;
+    out.push_str(" status=");
+    decimal(out, u64::from(l.status));
+    out.push_str(" bytes=");
+    decimal(out, l.bytes);
+    write!(out, " ms={:?} cache=", l.ms)?;
+    quoted(out, l.cache)?;
+    out.push_str(" user=");
+    quoted(out, l.user)?;
+    write!(out, " client={}", l.client)?;
+    out.push('\n');
+    Ok(())
 }
 
 thread_local! {
@@ -138,54 +173,23 @@ fn civil(secs: u64) -> [u8; 19] {
     out
 }
 
-/// Writes fields as the default visitor does: `name=value` separated by
-/// spaces, the message bare, strings quoted and escaped as `Debug` does.
-struct Fields<'a, 'w> {
-    w: &'a mut Writer<'w>,
-    first: bool,
-    result: fmt::Result,
-}
-
-impl Fields<'_, '_> {
-    /// The separator and `name=` (bare for the message).
-    fn name(&mut self, field: &Field) -> fmt::Result {
-        if self.first {
-            self.first = false;
-        } else {
-            self.w.write_char(' ')?;
-        }
-        match field.name() {
-            "message" => Ok(()),
-            name => {
-                self.w.write_str(name.strip_prefix("r#").unwrap_or(name))?;
-                self.w.write_char('=')
-            }
-        }
-    }
-
-    fn put(&mut self, field: &Field, value: impl FnOnce(&mut Writer<'_>) -> fmt::Result) {
-        if self.result.is_ok() {
-            self.result = self.name(field).and_then(|()| value(self.w));
-        }
-    }
-}
-
-/// `s` quoted as `{:?}` writes it; plain printable ASCII without copying
-/// through the formatting machinery.
-fn quoted(w: &mut Writer<'_>, s: &str) -> fmt::Result {
+/// `s` quoted as `{:?}` writes it; plain printable ASCII without the
+/// formatting machinery.
+fn quoted(out: &mut String, s: &str) -> fmt::Result {
     if s.bytes()
         .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
     {
-        w.write_char('"')?;
-        w.write_str(s)?;
-        w.write_char('"')
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+        Ok(())
     } else {
-        write!(w, "{s:?}")
+        write!(out, "{s:?}")
     }
 }
 
 /// `v` in decimal.
-fn decimal(w: &mut Writer<'_>, mut v: u64) -> fmt::Result {
+fn decimal(out: &mut String, mut v: u64) {
     let mut buf = [0u8; 20];
     let mut i = buf.len();
     loop {
@@ -196,33 +200,8 @@ fn decimal(w: &mut Writer<'_>, mut v: u64) -> fmt::Result {
             break;
         }
     }
-    w.write_str(std::str::from_utf8(&buf[i..]).map_err(|_| fmt::Error)?)
-}
-
-impl Visit for Fields<'_, '_> {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "message" {
-            self.put(field, |w| w.write_str(value));
-        } else {
-            self.put(field, |w| quoted(w, value));
-        }
-    }
-
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        self.put(field, |w| decimal(w, value));
-    }
-
-    fn record_i64(&mut self, field: &Field, value: i64) {
-        self.put(field, |w| {
-            if value < 0 {
-                w.write_char('-')?;
-            }
-            decimal(w, value.unsigned_abs())
-        });
-    }
-
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.put(field, |w| write!(w, "{value:?}"));
+    for b in &buf[i..] {
+        out.push(char::from(*b));
     }
 }
 
@@ -230,6 +209,8 @@ impl Visit for Fields<'_, '_> {
 mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
+
+    use tracing::Level;
 
     #[derive(Clone, Default)]
     struct Buf(Arc<Mutex<Vec<u8>>>);
@@ -244,38 +225,69 @@ mod tests {
         }
     }
 
-    fn emit(fast: bool) -> String {
+    /// What tracing-subscriber's default format writes for `l`, as
+    /// `http::record` emits it when the direct path is not installed.
+    fn default_format(l: &AccessLine<'_>) -> String {
         let buf = Buf::default();
         let b = buf.clone();
-        let builder = tracing_subscriber::fmt()
+        let subscriber = tracing_subscriber::fmt()
             .with_ansi(false)
-            .with_writer(move || b.clone());
-        let record = || {
-            let (status, bytes, ms) = (200u16, 1234u64, 0.25f64);
-            let ip: std::net::IpAddr = "127.0.0.1".parse().unwrap();
-            let method = http::Method::GET;
-            tracing::info!(target: "wharf::access", %method, route = "manifest", repo = "team/app", status, bytes, ms, cache = "-", user = "a \"b\"\u{1b}", client = %ip, "request");
-        };
-        if fast {
-            tracing::subscriber::with_default(
-                builder.event_format(TextFormat::default()).finish(),
-                record,
-            );
-        } else {
-            tracing::subscriber::with_default(builder.finish(), record);
-        }
+            .with_writer(move || b.clone())
+            .finish();
+        let AccessLine {
+            method,
+            route,
+            repo,
+            status,
+            bytes,
+            ms,
+            cache,
+            user,
+            client,
+            ..
+        } = *l;
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(target: "wharf::access", %method, route, repo, status, bytes, ms, cache, user, %client, "request");
+        });
         String::from_utf8(buf.0.lock().unwrap().clone()).unwrap()
     }
 
     #[test]
     fn access_lines_are_what_the_default_format_writes() {
-        let (fast, full) = (emit(true), emit(false));
-        // The timestamps differ by the time between the two calls.
-        let cut = |s: &str| s[27..].to_owned();
-        assert_eq!(cut(&fast), cut(&full));
-        assert!(fast.contains("repo=\"team/app\""), "{fast}");
-        assert_eq!(&fast[26..28], "Z ");
-        assert_eq!(&fast[10..11], "T");
+        let lines = [
+            AccessLine {
+                level: Level::INFO,
+                method: "GET",
+                route: "manifest",
+                repo: "team/app",
+                status: 200,
+                bytes: 1234,
+                ms: 0.25,
+                cache: "-",
+                user: "-",
+                client: "127.0.0.1".parse().unwrap(),
+            },
+            AccessLine {
+                level: Level::INFO,
+                method: "PROPFIND",
+                route: "unmatched",
+                repo: "",
+                status: 404,
+                bytes: 0,
+                ms: 12.000_001,
+                cache: "HIT",
+                user: "a \"b\"\u{1b} \\ é",
+                client: "::1".parse().unwrap(),
+            },
+        ];
+        for l in &lines {
+            let mut ours = String::new();
+            format_line(&mut ours, l, std::time::SystemTime::now()).unwrap();
+            let theirs = default_format(l);
+            // The timestamps differ by the time between the two calls.
+            assert_eq!(ours[27..], theirs[27..], "{ours}{theirs}");
+            assert_eq!(&ours[26..28], "Z ");
+        }
     }
 
     #[test]

@@ -38,12 +38,15 @@ pub fn init(level: &str, format: Format) -> Option<SinkGuard> {
         };
         return None;
     };
+    let direct = sink.clone();
     let builder = builder.with_writer(sink);
     let installed = match format {
         Format::Json => builder.json().try_init(),
-        Format::Text => builder
-            .event_format(access_line::TextFormat::default())
-            .try_init(),
+        Format::Text => builder.try_init(),
     };
-    installed.ok().map(|()| guard)
+    installed.ok()?;
+    if format == Format::Text && !ansi {
+        access_line::install(direct);
+    }
+    Some(guard)
 }

@@ -113,7 +113,8 @@ fn flush_loop<W: Write>(shared: &Shared, mut out: W) {
 }
 
 impl Sink {
-    fn append(&self, line: &[u8]) {
+    /// Appends one whole line (or drops and counts it when the buffer is full).
+    pub(super) fn append(&self, line: &[u8]) {
         let Ok(mut buf) = self.shared.buf.lock() else {
             DROPPED.fetch_add(1, Ordering::Relaxed);
             return;

@@ -33,7 +33,8 @@
 //!   and hands each what it needs, runs everything, shuts down in order;
 //!   [`shutdown`]: the one shutdown signal the server and workers wait on.
 //! - [`cli`]: the command line; the admin commands are clients of the admin API.
-//! - [`config`]: the TOML schema; [`metrics`]: Prometheus counters; [`net`]:
+//! - [`config`]: the TOML schema; [`logging`]: the subscriber and its
+//!   non-blocking sink; [`metrics`]: Prometheus counters; [`net`]:
 //!   client addresses and trusted-proxy ranges, which config and http share.
 
 #![forbid(unsafe_code)]
@@ -47,6 +48,7 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod limits;
+pub mod logging;
 pub mod metrics;
 pub mod net;
 pub mod oci;

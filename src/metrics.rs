@@ -1,4 +1,7 @@
-//! Prometheus metrics: what operators graph and alert on.
+//! Prometheus metrics: what operators graph and alert on. The per-request
+//! series are reached through handles resolved once (`handles.rs`).
+
+mod handles;
 
 use std::time::Duration;
 
@@ -116,6 +119,13 @@ pub struct Metrics {
     pub gc_swept_bytes: Counter,
     /// Corrupt content files verify found and quarantined.
     pub verify_corrupt: Counter,
+    /// Log lines dropped because stderr did not keep up (synced from
+    /// [`crate::logging::dropped_lines`] when scraped).
+    log_lines_dropped: Counter,
+    /// The drop count already added to `log_lines_dropped`.
+    log_lines_synced: std::sync::atomic::AtomicU64,
+    /// Per-request series resolved once.
+    handles: handles::Handles,
 }
 
 impl Default for Metrics {
@@ -268,6 +278,12 @@ impl Metrics {
             "Corrupt content files found by verify and quarantined",
             verify_corrupt.clone(),
         );
+        let log_lines_dropped = Counter::default();
+        registry.register(
+            "log_lines_dropped",
+            "Log lines dropped because stderr did not keep up (the log buffer was full)",
+            log_lines_dropped.clone(),
+        );
         let started = Gauge::<i64>::default();
         started.set(i64::try_from(crate::store::unix_now()).unwrap_or(0));
         registry.register(
@@ -300,6 +316,9 @@ impl Metrics {
             gc_swept_blobs,
             gc_swept_bytes,
             verify_corrupt,
+            log_lines_dropped,
+            log_lines_synced: Default::default(),
+            handles: Default::default(),
         }
     }
 
@@ -319,26 +338,58 @@ impl Metrics {
         bytes: u64,
         elapsed: Duration,
     ) {
-        self.requests
-            .get_or_create(&RequestLabels {
-                method: method_label(method),
-                route,
-                status,
-            })
-            .inc();
-        self.response_bytes
-            .get_or_create(&RouteLabels { route })
-            .inc_by(bytes);
-        self.duration
-            .get_or_create(&RouteLabels { route })
-            .observe(elapsed.as_secs_f64());
+        let method = method_label(method);
+        let slot = handles::index_of(&handles::ROUTES, route).map(|r| &self.handles.routes[r]);
+        let requests = || {
+            self.requests
+                .get_or_create(&RequestLabels {
+                    method,
+                    route,
+                    status,
+                })
+                .clone()
+        };
+        let per_route = || {
+            (
+                self.response_bytes
+                    .get_or_create(&RouteLabels { route })
+                    .clone(),
+                self.duration.get_or_create(&RouteLabels { route }).clone(),
+            )
+        };
+        let Some(slot) = slot else {
+            requests().inc();
+            let (b, d) = per_route();
+            b.inc_by(bytes);
+            d.observe(elapsed.as_secs_f64());
+            return;
+        };
+        match (
+            handles::index_of(&handles::METHODS, method),
+            handles::STATUSES.iter().position(|s| *s == status),
+        ) {
+            (Some(m), Some(s)) => slot.requests[m][s].get_or_init(requests).inc(),
+            _ => requests().inc(),
+        };
+        let (b, d) = slot.bytes_and_duration.get_or_init(per_route);
+        b.inc_by(bytes);
+        d.observe(elapsed.as_secs_f64());
     }
 
     /// Counts one proxied lookup.
     pub fn observe_cache(&self, kind: &'static str, result: &'static str) {
-        self.cache
-            .get_or_create(&CacheLabels { kind, result })
-            .inc();
+        let labels = || {
+            self.cache
+                .get_or_create(&CacheLabels { kind, result })
+                .clone()
+        };
+        match (
+            handles::index_of(&handles::CACHE_KINDS, kind),
+            handles::index_of(&handles::CACHE_RESULTS, result),
+        ) {
+            (Some(k), Some(r)) => self.handles.cache[k][r].get_or_init(labels).inc(),
+            _ => labels().inc(),
+        };
     }
 
     /// Counts blob bytes received from an upstream.
@@ -379,10 +430,68 @@ impl Metrics {
 
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
+        let dropped = crate::logging::dropped_lines();
+        let synced = self
+            .log_lines_synced
+            .fetch_max(dropped, std::sync::atomic::Ordering::Relaxed);
+        self.log_lines_dropped
+            .inc_by(dropped.saturating_sub(synced));
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series(m: &Metrics, prefix: &str) -> Vec<String> {
+        m.render()
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn pre_resolved_and_looked_up_series_count_alike() {
+        let m = Metrics::new();
+        let ms = Duration::from_millis(1);
+        for _ in 0..3 {
+            m.observe_request(&http::Method::GET, "manifest", 200, 10, ms);
+        }
+        m.observe_request(&http::Method::GET, "manifest", 418, 5, ms);
+        m.observe_request(&http::Method::GET, "elsewhere", 200, 1, ms);
+        let requests = series(&m, "wharf_http_requests_total");
+        for want in [
+            "wharf_http_requests_total{method=\"GET\",route=\"manifest\",status=\"200\"} 3",
+            "wharf_http_requests_total{method=\"GET\",route=\"manifest\",status=\"418\"} 1",
+            "wharf_http_requests_total{method=\"GET\",route=\"elsewhere\",status=\"200\"} 1",
+        ] {
+            assert!(requests.iter().any(|l| l == want), "{want} in {requests:?}");
+        }
+        assert_eq!(requests.len(), 3, "series appear once used: {requests:?}");
+        assert!(
+            series(&m, "wharf_http_response_bytes_total")
+                .contains(&"wharf_http_response_bytes_total{route=\"manifest\"} 35".to_owned())
+        );
+        assert!(
+            series(&m, "wharf_http_request_duration_seconds_count").contains(
+                &"wharf_http_request_duration_seconds_count{route=\"manifest\"} 4".to_owned()
+            )
+        );
+        m.observe_cache("manifest", "HIT");
+        m.observe_cache("manifest", "HIT");
+        m.observe_cache("odd", "HIT");
+        let cache = series(&m, "wharf_cache_requests_total");
+        assert!(cache.contains(
+            &"wharf_cache_requests_total{kind=\"manifest\",result=\"HIT\"} 2".to_owned()
+        ));
+        assert!(
+            cache.contains(&"wharf_cache_requests_total{kind=\"odd\",result=\"HIT\"} 1".to_owned())
+        );
     }
 }

@@ -252,7 +252,8 @@ impl Authorizer {
                 // failed login.
                 return Ok(caller(Identity::Anonymous));
             }
-            return match self.login(&user, &password, client.limit_key()).await? {
+            // Boxed: a login's future is large, and most requests carry none.
+            return match Box::pin(self.login(&user, &password, client.limit_key())).await? {
                 true => Ok(caller(Identity::User(user))),
                 false => Err(bad("invalid username or password")),
             };

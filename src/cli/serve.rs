@@ -5,18 +5,14 @@ use std::process::ExitCode;
 
 use crate::config::{Config, LogFormat};
 
-fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("WHARF_LOG")
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    let _ = match config.log.format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
+/// Installs logging as `[log]` says; the guard flushes buffered lines when
+/// dropped.
+fn init_logging(config: &Config) -> Option<crate::logging::SinkGuard> {
+    let format = match config.log.format {
+        LogFormat::Json => crate::logging::Format::Json,
+        LogFormat::Text => crate::logging::Format::Text,
     };
+    crate::logging::init(&config.log.level, format)
 }
 
 /// `wharf check-config --config PATH`: exit 0, or 2 with the error.
@@ -46,7 +42,7 @@ pub(super) fn serve(config: Option<PathBuf>) -> ExitCode {
         },
         None => Config::embedded_default(),
     };
-    init_logging(&config);
+    let logs = init_logging(&config);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -57,10 +53,15 @@ pub(super) fn serve(config: Option<PathBuf>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(crate::app::serve(config, config_path)) {
+    let result = runtime.block_on(crate::app::serve(config, config_path));
+    if let Err(e) = &result {
+        tracing::error!(error = %e, "wharf failed");
+    }
+    // The last buffered lines go out before anything printed directly.
+    drop(logs);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = %e, "wharf failed");
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }

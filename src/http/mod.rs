@@ -333,7 +333,8 @@ pub async fn handle(
     };
     let resp = if admin::is_admin_path(req.uri().path()) {
         seen.route = "admin";
-        admin::serve(&state, req, client, &mut seen.user).await
+        // Boxed, like every handler: the request's future stays small.
+        Box::pin(admin::serve(&state, req, client, &mut seen.user)).await
     } else {
         serve_oci(&state, req, client, &mut seen).await
     };
@@ -391,15 +392,41 @@ fn record(
         .headers()
         .get("x-cache")
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("-")
-        .to_owned();
+        .unwrap_or("-");
     let ms = elapsed.as_secs_f64() * 1000.0;
     // An extension method may be kilobytes long: the log line keeps a prefix.
-    let method: String = method.as_str().chars().take(32).collect();
-    let user = user.unwrap_or_else(|| "-".to_owned());
+    let method = match method.as_str().char_indices().nth(32) {
+        Some((end, _)) => &method.as_str()[..end],
+        None => method.as_str(),
+    };
+    let user = user.as_deref().unwrap_or("-");
+    let line = crate::logging::access_line::AccessLine {
+        level: if status.is_server_error() {
+            tracing::Level::WARN
+        } else {
+            tracing::Level::INFO
+        },
+        method,
+        route,
+        repo: &repo,
+        status: status.as_u16(),
+        bytes,
+        ms,
+        cache,
+        user,
+        client: client.ip,
+    };
+    // The filter decides; the line goes straight to the log sink when text
+    // logs go there, else through tracing as an event with the same fields.
     if status.is_server_error() {
-        tracing::warn!(target: "wharf::access", %method, route, repo, status = status.as_u16(), bytes, ms, cache, user, client = %client.ip, "request");
-    } else {
+        if tracing::enabled!(target: "wharf::access", tracing::Level::WARN)
+            && !crate::logging::access_line::write(&line)
+        {
+            tracing::warn!(target: "wharf::access", %method, route, repo, status = status.as_u16(), bytes, ms, cache, user, client = %client.ip, "request");
+        }
+    } else if tracing::enabled!(target: "wharf::access", tracing::Level::INFO)
+        && !crate::logging::access_line::write(&line)
+    {
         tracing::info!(target: "wharf::access", %method, route, repo, status = status.as_u16(), bytes, ms, cache, user, client = %client.ip, "request");
     }
     resp

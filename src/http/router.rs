@@ -185,25 +185,30 @@ impl Route {
     }
 }
 
+/// Splits `rest` into everything before its last `n` segments and those
+/// segments (in order), without allocating.
+fn split_tail<const N: usize>(rest: &str) -> Option<(&str, [&str; N])> {
+    let mut tail = [""; N];
+    let mut head = rest;
+    for slot in tail.iter_mut().rev() {
+        let (h, seg) = head.rsplit_once('/')?;
+        *slot = seg;
+        head = h;
+    }
+    Some((head, tail))
+}
+
 fn parse_repo_path(rest: &str) -> Result<Route, RouteError> {
-    let segs: Vec<&str> = rest.split('/').collect();
-    let n = segs.len();
-    let name = |upto: usize| -> Result<RepoName, RouteError> {
-        if upto == 0 {
-            return Err(RouteError::NotFound);
-        }
-        Ok(segs[..upto].join("/").parse()?)
-    };
-    if n >= 3 && segs[n - 2] == "tags" && segs[n - 1] == "list" {
-        return Ok(Route::Tags { name: name(n - 2)? });
+    let name = |head: &str| -> Result<RepoName, RouteError> { Ok(head.parse()?) };
+    if let Some((head, ["tags", "list"])) = split_tail(rest) {
+        return Ok(Route::Tags { name: name(head)? });
     }
-    if n >= 3 && segs[n - 2] == "blobs" && segs[n - 1] == "uploads" {
-        return Ok(Route::UploadStart { name: name(n - 2)? });
+    if let Some((head, ["blobs", "uploads"])) = split_tail(rest) {
+        return Ok(Route::UploadStart { name: name(head)? });
     }
-    if n >= 4 && segs[n - 3] == "blobs" && segs[n - 2] == "uploads" {
-        let id = segs[n - 1];
+    if let Some((head, ["blobs", "uploads", id])) = split_tail(rest) {
         if id.is_empty() {
-            return Ok(Route::UploadStart { name: name(n - 3)? });
+            return Ok(Route::UploadStart { name: name(head)? });
         }
         if id.len() > 128
             || !id
@@ -213,30 +218,29 @@ fn parse_repo_path(rest: &str) -> Result<Route, RouteError> {
             return Err(RouteError::NotFound);
         }
         return Ok(Route::Upload {
-            name: name(n - 3)?,
+            name: name(head)?,
             id: id.to_owned(),
         });
     }
-    if n >= 3 {
-        let last = segs[n - 1];
-        match segs[n - 2] {
+    if let Some((head, [kind, last])) = split_tail(rest) {
+        match kind {
             "manifests" => {
                 return Ok(Route::Manifest {
-                    name: name(n - 2)?,
+                    name: name(head)?,
                     reference: last.parse()?,
                 });
             }
             "blobs" => {
                 let digest = last.parse().map_err(NameError::from)?;
                 return Ok(Route::Blob {
-                    name: name(n - 2)?,
+                    name: name(head)?,
                     digest,
                 });
             }
             "referrers" => {
                 let digest = last.parse().map_err(NameError::from)?;
                 return Ok(Route::Referrers {
-                    name: name(n - 2)?,
+                    name: name(head)?,
                     digest,
                 });
             }

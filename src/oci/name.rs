@@ -36,6 +36,30 @@ impl RepoName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// `prefix/rest`, where `rest` is [`valid_suffix`](Self::valid_suffix):
+    /// only what joining can break is checked (`prefix`'s components and the
+    /// length), so routing a mirrored name does not parse it again.
+    pub(crate) fn joined(prefix: &str, rest: &RepoName) -> Result<RepoName, NameError> {
+        let len = prefix.len() + 1 + rest.0.len();
+        if len > MAX_NAME_LEN || !prefix.split('/').all(valid_component) {
+            let whole = format!("{prefix}/{}", rest.0);
+            return Err(NameError::InvalidName(whole.chars().take(300).collect()));
+        }
+        let mut s = String::with_capacity(len);
+        s.push_str(prefix);
+        s.push('/');
+        s.push_str(&rest.0);
+        Ok(RepoName(s))
+    }
+
+    /// `rest`: a valid name, or the part of one after one of its `/`s (its
+    /// components are the name's, so it is valid too).
+    pub(crate) fn valid_suffix(name: &RepoName, rest: &str) -> RepoName {
+        debug_assert!(name.0.ends_with(rest) && !rest.is_empty());
+        debug_assert!(rest.split('/').all(valid_component));
+        RepoName(rest.to_owned())
+    }
 }
 
 impl fmt::Display for RepoName {

@@ -133,22 +133,23 @@ fn under_prefix(name: &str, prefix: &str) -> bool {
 impl RouteRules {
     /// The mirror of `remote` at upstream `upstream`, or a name error when the
     /// upstream or local spelling is not a valid name (too long, say).
-    fn mirror(&self, upstream: usize, remote: &str) -> Result<Mirror, NameError> {
+    fn mirror(&self, upstream: usize, name: &RepoName, remote: &str) -> Result<Mirror, NameError> {
         let uname = self
             .upstreams
             .get(upstream)
             .map(|(n, _)| n.as_str())
             .unwrap_or_default();
-        let remote = if uname == DOCKER_HUB && !remote.contains('/') {
-            format!("library/{remote}")
+        let remote = RepoName::valid_suffix(name, remote);
+        let remote = if uname == DOCKER_HUB && !remote.as_str().contains('/') {
+            RepoName::joined("library", &remote)?
         } else {
-            remote.to_owned()
+            remote
         };
-        let local = format!("{uname}/{remote}");
+        let local = RepoName::joined(uname, &remote)?;
         Ok(Mirror {
             upstream,
-            remote: remote.parse()?,
-            local: local.parse()?,
+            remote,
+            local,
             claimable: false,
         })
     }
@@ -193,12 +194,12 @@ impl RouteRules {
         // Rule 1: an upstream's name as the first component.
         if let Some((first, rest)) = n.split_once('/') {
             if let Some(i) = self.upstreams.iter().position(|(u, _)| u == first) {
-                return Ok(Target::Proxied(self.mirror(i, rest)?));
+                return Ok(Target::Proxied(self.mirror(i, name, rest)?));
             }
         }
         // Rule 2: containerd's ns= names a configured upstream.
         if let Some(i) = ns.and_then(|ns| self.upstreams.iter().position(|(u, _)| u == ns)) {
-            return Ok(Target::Proxied(self.mirror(i, n)?));
+            return Ok(Target::Proxied(self.mirror(i, name, n)?));
         }
         // Rule 3: reserved for pushes, or pushed here before.
         if self.is_reserved_for_pushes(n) || facts.is_hosted(n) {
@@ -207,7 +208,7 @@ impl RouteRules {
         let Some(default) = self.default_upstream() else {
             return Ok(hosted);
         };
-        let mirror = self.mirror(default, n);
+        let mirror = self.mirror(default, name, n);
         // Rule 4: a push may claim a name that holds nothing yet.
         let claimable = self.claim_on_push
             && !self.reserved_upstream_namespace(n)

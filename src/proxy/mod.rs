@@ -118,6 +118,14 @@ pub struct Proxy {
     downloads: Arc<ClientSlots>,
 }
 
+/// Whether a cached tag is served without asking the upstream: its manifest
+/// is here and it was confirmed less than `ttl` seconds ago.
+fn is_fresh(c: &Option<crate::store::CachedTag>, ttl: u64) -> bool {
+    c.as_ref().is_some_and(|c| {
+        c.manifest_present && crate::store::unix_now() < c.checked.saturating_add(ttl)
+    })
+}
+
 fn not_found_manifest(reference: &Reference) -> ProxyError {
     ProxyError::Store(StoreError::ManifestUnknown(reference.to_string()))
 }
@@ -182,10 +190,22 @@ impl Proxy {
         reference: &Reference,
     ) -> Result<(ManifestInfo, CacheResult), ProxyError> {
         let up = self.upstream(upstream)?;
-        let result = match reference {
-            Reference::Digest(d) => self.manifest_by_digest(up, local, remote, d).await,
-            Reference::Tag(t) => self.manifest_by_tag(up, local, remote, t).await,
-        };
+        // The hot path: a manifest by digest, or a tag within its TTL, held
+        // here: no upstream call, so nothing but the hit to record.
+        if let Some(info) = self.manifest_held(up, local, reference).await? {
+            self.metrics
+                .observe_cache("manifest", CacheResult::Hit.as_str());
+            return Ok((info, CacheResult::Hit));
+        }
+        // Boxed: the upstream calls make this future large, and the hot path
+        // above should not carry (and move) it.
+        let result = Box::pin(async {
+            match reference {
+                Reference::Digest(d) => self.manifest_by_digest(up, local, remote, d).await,
+                Reference::Tag(t) => self.manifest_by_tag(up, local, remote, t).await,
+            }
+        })
+        .await;
         if let Ok((_, c)) = &result {
             self.metrics.observe_cache("manifest", c.as_str());
         }
@@ -193,6 +213,27 @@ impl Proxy {
             self.metrics.set_upstream_ratelimit(&up.name, r);
         }
         result
+    }
+
+    /// The manifest if it is answered locally without asking the upstream:
+    /// by digest once stored, by tag while fresh. `None` leaves it to the
+    /// full policy (which checks again under its lock).
+    async fn manifest_held(
+        &self,
+        up: &Upstream,
+        local: &RepoName,
+        reference: &Reference,
+    ) -> Result<Option<ManifestInfo>, ProxyError> {
+        match reference {
+            Reference::Digest(_) => Ok(self.store.manifest_info(local, reference).await.ok()),
+            Reference::Tag(t) => {
+                let cached = self.store.cached_tag(local, t).await?;
+                if !is_fresh(&cached, up.manifest_ttl.as_secs()) {
+                    return Ok(None);
+                }
+                Ok(Some(self.store.manifest_info(local, reference).await?))
+            }
+        }
     }
 
     async fn manifest_by_digest(
@@ -240,11 +281,7 @@ impl Proxy {
     ) -> Result<(ManifestInfo, CacheResult), ProxyError> {
         let reference = Reference::Tag(tag.clone());
         let ttl = up.manifest_ttl.as_secs();
-        let fresh = |c: &Option<crate::store::CachedTag>| {
-            c.as_ref().is_some_and(|c| {
-                c.manifest_present && crate::store::unix_now() < c.checked.saturating_add(ttl)
-            })
-        };
+        let fresh = |c: &Option<crate::store::CachedTag>| is_fresh(c, ttl);
         let cached = self.store.cached_tag(local, tag).await?;
         if fresh(&cached) {
             return Ok((

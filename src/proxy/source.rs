@@ -7,6 +7,7 @@
 //! not here: they are hosted-only and go to the store.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -22,7 +23,9 @@ pub const PAGE_MAX: usize = 10_000;
 /// Where a request's repository is answered from.
 #[derive(Clone)]
 pub struct Source {
-    proxy: Proxy,
+    /// Shared, not cloned: a clone of the engine is seven reference counts
+    /// to bump per request.
+    proxy: Arc<Proxy>,
     /// The local name (what the store knows it as).
     local: RepoName,
     kind: Kind,
@@ -97,7 +100,7 @@ pub fn query_value(v: &str) -> String {
 
 impl Proxy {
     /// A source answering `local` from the store only.
-    pub fn hosted(&self, local: RepoName) -> Source {
+    pub fn hosted(self: &Arc<Self>, local: RepoName) -> Source {
         Source {
             proxy: self.clone(),
             local,
@@ -108,7 +111,7 @@ impl Proxy {
     /// A source answering the mirrored `local` through upstream `upstream`
     /// (where it is `remote`); `requested` is the name the client used.
     pub fn mirror(
-        &self,
+        self: &Arc<Self>,
         local: RepoName,
         upstream: usize,
         remote: RepoName,

@@ -8,7 +8,7 @@ use redb::ReadableTable;
 
 use super::manifest_rows::ManifestRows;
 use super::meta::{TagRecord, decode, encode};
-use super::{Store, StoreError, tables, unix_now};
+use super::{Store, StoreError, manifest_cache, tables, unix_now};
 use crate::oci::{Digest, ManifestView, RepoName, Tag};
 
 /// What the cache knows about a mirrored tag.
@@ -23,14 +23,22 @@ pub struct CachedTag {
 }
 
 impl Store {
-    /// The cached state of `tag` in `repo`, if any.
+    /// The cached state of `tag` in `repo`, if any; from memory while the
+    /// index is unchanged since it was read (`manifest_cache.rs`).
     pub async fn cached_tag(
         &self,
         repo: &RepoName,
         tag: &Tag,
     ) -> Result<Option<CachedTag>, StoreError> {
+        let key = manifest_cache::key(repo.as_str(), tag.as_str());
+        // Loaded before the read transaction starts: see `Meta::generation`.
+        let generation = self.meta.generation();
+        if let Some(hit) = self.manifest_cache.tag(&key, generation) {
+            return Ok(Some(hit));
+        }
         let (r, t) = (repo.to_string(), tag.to_string());
-        self.meta
+        let found = self
+            .meta
             .read(move |txn| {
                 let Some(v) = txn
                     .open_table(tables::TAGS)?
@@ -52,7 +60,11 @@ impl Store {
                     manifest_present: present,
                 }))
             })
-            .await
+            .await?;
+        if let Some(t) = &found {
+            self.manifest_cache.keep_tag(&key, generation, t.clone());
+        }
+        Ok(found)
     }
 
     /// Points `tag` at `digest` (already stored in `repo`) and marks it confirmed now.

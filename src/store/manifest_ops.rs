@@ -10,7 +10,7 @@ use super::closure::RefTables;
 use super::manifest_rows::ManifestRows;
 use super::meta::{BlobRecord, ManifestRecord, TagRecord, decode};
 use super::pin_ops::refuse_if_pinned;
-use super::{Store, StoreError, tables};
+use super::{Store, StoreError, manifest_cache, tables, unix_now};
 use crate::oci::{
     Descriptor, Digest, ManifestView, Reference, RepoName, manifest::MAX_MANIFEST_BYTES,
 };
@@ -224,11 +224,23 @@ impl Store {
     /// manifests, their configs and layers) count as read now, so eviction's
     /// LRU order is by image, not by which blobs a client happened to fetch
     /// (one with the layers already, like dockerd checking a tag, fetches none).
+    /// A lookup answered since the index last changed is answered from memory
+    /// (`manifest_cache.rs`), touching the closure at most once a second
+    /// (last-read times are in seconds).
     pub async fn manifest_info(
         &self,
         repo: &RepoName,
         reference: &Reference,
     ) -> Result<ManifestInfo, StoreError> {
+        let key = manifest_cache::reference_key(repo.as_str(), reference);
+        // Loaded before the read transaction starts: see `Meta::generation`.
+        let generation = self.meta.generation();
+        if let Some(hit) = self.manifest_cache.lookup(&key, generation) {
+            if hit.touch_due(unix_now()) {
+                self.touch_all(hit.closure.iter().map(String::as_str));
+            }
+            return Ok(hit.info.clone());
+        }
         let r = repo.to_string();
         let reference = reference.clone();
         let (info, closure) = self
@@ -260,22 +272,38 @@ impl Store {
             })
             .await?;
         self.touch_all(closure.iter().map(String::as_str));
+        self.manifest_cache.keep_lookup(
+            &key,
+            generation,
+            info.clone(),
+            closure.into_iter().collect(),
+            unix_now(),
+        );
         Ok(info)
     }
 
     /// Reads stored manifest bytes (at most 4 MiB by construction). The
     /// content counts as in use while it is read, so a pass running meanwhile
-    /// leaves it.
+    /// leaves it. Small manifests are kept in memory once read (and verified
+    /// against their digest), so a hot one is not read again.
     pub async fn manifest_bytes(&self, info: &ManifestInfo) -> Result<Bytes, StoreError> {
-        let _reading = self.hold_in_use(&info.digest);
-        let read = self
-            .files
-            .read_small(&info.digest, info.size, MAX_MANIFEST_BYTES)
-            .await?;
-        read.ok_or_else(|| {
+        if let Some(bytes) = self.manifest_cache.bytes(&info.digest) {
+            return Ok(bytes);
+        }
+        let read = {
+            let _reading = self.hold_in_use(&info.digest);
+            self.files
+                .read_small(&info.digest, info.size, MAX_MANIFEST_BYTES)
+                .await?
+        };
+        let bytes = read.ok_or_else(|| {
             tracing::error!(digest = %info.digest, "index names a manifest whose content is missing");
             StoreError::ManifestUnknown(info.digest.to_string())
-        })
+        })?;
+        if info.size <= manifest_cache::MAX_CACHED_MANIFEST {
+            self.manifest_cache.keep_bytes(&info.digest, &bytes);
+        }
+        Ok(bytes)
     }
 
     /// Deletes a manifest (by digest: the manifest, its tags and its referrers

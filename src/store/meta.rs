@@ -4,6 +4,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 
 use redb::{Database, ReadTransaction, ReadableDatabase, WriteTransaction};
@@ -184,6 +185,8 @@ pub struct Meta {
     db: Arc<Database>,
     writer: mpsc::Sender<Box<dyn WriteJob>>,
     thread: Arc<std::sync::Mutex<Option<JoinHandle<()>>>>,
+    /// Counts committed write transactions; see [`Meta::generation`].
+    generation: Arc<AtomicU64>,
 }
 
 impl Meta {
@@ -209,14 +212,26 @@ impl Meta {
         let db = Arc::new(db);
         let (tx, rx) = mpsc::channel(4096);
         let thread_db = db.clone();
+        let generation = Arc::new(AtomicU64::new(0));
+        let thread_generation = generation.clone();
         let thread = std::thread::Builder::new()
             .name("wharf-index-writer".into())
-            .spawn(move || writer_loop(&thread_db, rx))?;
+            .spawn(move || writer_loop(&thread_db, &thread_generation, rx))?;
         Ok(Meta {
             db,
             writer: tx,
             thread: Arc::new(std::sync::Mutex::new(Some(thread))),
+            generation,
         })
+    }
+
+    /// The index's write generation: it grows after every committed write,
+    /// before the writer hears back. What a read transaction started after
+    /// loading generation `g` saw stays true while the generation is still
+    /// `g`, which is how in-memory answers derived from the index (the hot
+    /// manifest lookups) know they are current without reading it again.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// Runs a read-only closure on a blocking thread.
@@ -267,7 +282,12 @@ impl Meta {
     where
         F: FnOnce(&WriteTransaction) -> Result<(), StoreError>,
     {
-        let Meta { db, writer, thread } = self;
+        let Meta {
+            db,
+            writer,
+            thread,
+            generation,
+        } = self;
         drop(writer);
         let handle = thread.lock().ok().and_then(|mut g| g.take());
         if let Some(h) = handle {
@@ -277,6 +297,7 @@ impl Meta {
             last(&txn)?;
             txn.commit().map_err(StoreError::from)
         });
+        generation.fetch_add(1, Ordering::AcqRel);
         if let Err(e) = done {
             tracing::warn!(error = %e, "last index write at shutdown failed");
         }
@@ -284,7 +305,7 @@ impl Meta {
     }
 }
 
-fn writer_loop(db: &Database, mut rx: mpsc::Receiver<Box<dyn WriteJob>>) {
+fn writer_loop(db: &Database, generation: &AtomicU64, mut rx: mpsc::Receiver<Box<dyn WriteJob>>) {
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -293,11 +314,20 @@ fn writer_loop(db: &Database, mut rx: mpsc::Receiver<Box<dyn WriteJob>>) {
                 Err(_) => break,
             }
         }
-        run_batch(db, batch);
+        run_batch(db, generation, batch);
     }
 }
 
-fn run_batch(db: &Database, mut batch: Vec<Box<dyn WriteJob>>) {
+/// Commits `txn`, then moves the generation on (whatever the outcome: a
+/// failed commit may still have changed what readers see), all before any
+/// job of the batch hears back.
+fn commit(txn: WriteTransaction, generation: &AtomicU64) -> Result<(), StoreError> {
+    let r = txn.commit().map_err(StoreError::from);
+    generation.fetch_add(1, Ordering::AcqRel);
+    r
+}
+
+fn run_batch(db: &Database, generation: &AtomicU64, mut batch: Vec<Box<dyn WriteJob>>) {
     let txn = match db.begin_write() {
         Ok(t) => t,
         Err(e) => {
@@ -310,7 +340,7 @@ fn run_batch(db: &Database, mut batch: Vec<Box<dyn WriteJob>>) {
     };
     let all_ok = batch.iter_mut().all(|j| j.apply(&txn));
     if all_ok {
-        let r = txn.commit().map_err(StoreError::from);
+        let r = commit(txn, generation);
         for j in batch {
             j.finish(r.clone());
         }
@@ -323,7 +353,7 @@ fn run_batch(db: &Database, mut batch: Vec<Box<dyn WriteJob>>) {
         match db.begin_write() {
             Ok(txn) => {
                 if j.apply(&txn) {
-                    let r = txn.commit().map_err(StoreError::from);
+                    let r = commit(txn, generation);
                     j.finish(r);
                 } else {
                     let _ = txn.abort();

@@ -11,6 +11,8 @@
 //! batches to `access` (`access.rs`), digests in use by readers and downloads
 //! (`in_use.rs`), the running total of cached bytes against the budget
 //! (`cache_size.rs`), what writes named while a pass runs (`changes.rs`),
+//! hot manifest lookups kept while the index is unchanged
+//! (`manifest_cache.rs`),
 //! crash-safe removal through the `sweeping` table (`sweep.rs`), and the
 //! passes themselves: eviction (`evict_ops.rs`), gc (`gc_ops.rs`), verify
 //! (`verify_ops.rs`), pins (`pin_ops.rs`), all marking through the
@@ -35,6 +37,7 @@ mod commits;
 mod evict_ops;
 mod gc_ops;
 mod labels;
+mod manifest_cache;
 mod manifest_ops;
 mod manifest_rows;
 mod pacer;
@@ -214,6 +217,8 @@ pub struct Store {
     cache: cache_size::CacheSize,
     /// What writes named while a gc or eviction pass runs.
     changes: Arc<changes::Changes>,
+    /// Hot manifest lookups and bytes, current while the index is unchanged.
+    manifest_cache: manifest_cache::ManifestCache,
 }
 
 impl crate::oci::routing::NameFacts for Store {
@@ -283,6 +288,7 @@ impl Store {
             in_use: Default::default(),
             cache: Default::default(),
             changes: Default::default(),
+            manifest_cache: Default::default(),
         };
         let (pushed, mirrored, cached) = store
             .meta

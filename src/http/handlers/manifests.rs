@@ -1,10 +1,12 @@
 //! `GET`/`HEAD`/`PUT`/`DELETE /v2/<name>/manifests/<reference>`. Stored bytes are
 //! served exactly as pushed: the digest a client pushed is the digest it pulls.
 
-use http::{Request, Response, StatusCode, header};
+use bytes::Bytes;
+use http::header::HeaderName;
+use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
-use super::{merged, read_small, respond};
+use super::{read_small, respond};
 use crate::http::body::{Body, empty, full};
 use crate::http::{ApiError, Ctx, State};
 use crate::oci::manifest::{
@@ -13,27 +15,53 @@ use crate::oci::manifest::{
 use crate::oci::{Reference, RepoName};
 use crate::store::StoreError;
 
-/// Whether a client's `Accept` list admits `media_type`. No header, a wildcard,
-/// or a list naming none of the manifest types (old clients) all admit anything.
-pub fn accepts(accept: &str, media_type: &str) -> bool {
-    let types: Vec<&str> = accept
-        .split(',')
-        .map(|t| t.split(';').next().unwrap_or("").trim())
-        .filter(|t| !t.is_empty())
-        .collect();
-    let knows_manifests = types.iter().any(|t| {
+/// Whether a client's `Accept` lines admit `media_type` (dockerd sends
+/// `Accept` as several lines: they count as one list, without joining them).
+/// No header, a wildcard, or a list naming none of the manifest types (old
+/// clients) all admit anything.
+fn accepts_any<'a, I>(lines: impl Fn() -> I, media_type: &str) -> bool
+where
+    I: IntoIterator<Item = &'a str>,
+{
+    let types = || {
+        lines()
+            .into_iter()
+            .flat_map(|l| l.split(','))
+            .map(|t| t.split(';').next().unwrap_or("").trim())
+            .filter(|t| !t.is_empty())
+    };
+    let knows_manifests = types().any(|t| {
         [
             OCI_MANIFEST,
             OCI_INDEX,
             DOCKER_MANIFEST,
             DOCKER_MANIFEST_LIST,
         ]
-        .contains(t)
+        .contains(&t)
     });
-    !knows_manifests
-        || types
-            .iter()
-            .any(|t| *t == media_type || *t == "*/*" || *t == "application/*")
+    !knows_manifests || types().any(|t| t == media_type || t == "*/*" || t == "application/*")
+}
+
+/// A header value from an owned string, without copying it (a value that
+/// is not a valid header value is left out, as `respond` does).
+fn owned_value(s: String) -> Option<HeaderValue> {
+    HeaderValue::from_maybe_shared(Bytes::from(s)).ok()
+}
+
+/// The `Content-Type` of a manifest: the well-known types without an
+/// allocation.
+fn media_type_value(media_type: &str) -> Option<HeaderValue> {
+    for known in [
+        OCI_MANIFEST,
+        OCI_INDEX,
+        DOCKER_MANIFEST,
+        DOCKER_MANIFEST_LIST,
+    ] {
+        if media_type == known {
+            return Some(HeaderValue::from_static(known));
+        }
+    }
+    owned_value(media_type.to_owned())
 }
 
 /// `GET` or `HEAD` a manifest, from the request's
@@ -46,31 +74,51 @@ pub async fn get(
 ) -> Result<Response<Body>, ApiError> {
     let source = ctx.source()?;
     let (info, cache) = source.manifest(reference).await?;
-    let accept = merged(req.headers(), header::ACCEPT);
-    if !accepts(&accept, &info.media_type) {
+    let accept = || {
+        req.headers()
+            .get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+    };
+    if !accepts_any(accept, &info.media_type) {
         return Err(StoreError::ManifestUnknown(format!(
             "{reference} exists as {} but the request's Accept header does not allow that type",
             info.media_type
         ))
         .into());
     }
-    let mut headers = vec![
-        (header::CONTENT_TYPE, info.media_type.clone()),
-        (header::CONTENT_LENGTH, info.size.to_string()),
-        (
-            header::HeaderName::from_static("docker-content-digest"),
-            info.digest.to_string(),
-        ),
-        (header::ETAG, format!("\"{}\"", info.digest)),
-    ];
+    let body = if ctx.method == http::Method::HEAD {
+        empty()
+    } else {
+        full(source.manifest_bytes(&info).await?)
+    };
+    let mut resp = Response::new(body);
+    let h = resp.headers_mut();
+    if let Some(v) = media_type_value(&info.media_type) {
+        h.insert(header::CONTENT_TYPE, v);
+    }
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(info.size));
+    // Built at their exact length: `Bytes` then takes them without another
+    // allocation.
+    let hex = info.digest.hex();
+    let mut etag = String::with_capacity(hex.len() + 9);
+    etag.push_str("\"sha256:");
+    etag.push_str(hex);
+    etag.push('"');
+    let digest = etag[1..etag.len() - 1].to_owned();
+    if let Some(v) = owned_value(etag) {
+        h.insert(header::ETAG, v);
+    }
+    if let Some(v) = owned_value(digest) {
+        h.insert(HeaderName::from_static("docker-content-digest"), v);
+    }
     if let Some(c) = cache {
-        headers.push(super::x_cache(c));
+        h.insert(
+            HeaderName::from_static("x-cache"),
+            HeaderValue::from_static(c.as_str()),
+        );
     }
-    if ctx.method == http::Method::HEAD {
-        return Ok(respond(StatusCode::OK, headers, empty()));
-    }
-    let bytes = source.manifest_bytes(&info).await?;
-    Ok(respond(StatusCode::OK, headers, full(bytes)))
+    Ok(resp)
 }
 
 /// `PUT` a manifest by tag or digest.
@@ -134,6 +182,10 @@ pub async fn delete(
 mod tests {
     use super::*;
 
+    fn accepts(accept: &str, media_type: &str) -> bool {
+        accepts_any(|| [accept], media_type)
+    }
+
     #[test]
     fn accept_rules() {
         assert!(accepts("", OCI_INDEX));
@@ -144,5 +196,11 @@ mod tests {
             OCI_INDEX
         ));
         assert!(!accepts(DOCKER_MANIFEST, OCI_INDEX));
+        // dockerd's several lines count as one list.
+        assert!(accepts_any(|| [DOCKER_MANIFEST, OCI_INDEX], OCI_INDEX));
+        assert!(!accepts_any(
+            || [DOCKER_MANIFEST, DOCKER_MANIFEST_LIST],
+            OCI_INDEX
+        ));
     }
 }

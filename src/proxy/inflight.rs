@@ -152,8 +152,9 @@ enum Located {
     File(u64),
 }
 
-/// Bytes of written chunks kept in memory for readers that keep up: enough to
-/// cover a reader a few network reads behind, small enough for many downloads.
+/// Bytes of written chunks kept in memory (besides the unwritten ones) for
+/// readers that keep up: enough to cover a reader a few network reads behind,
+/// small enough for many downloads.
 const WINDOW_KEEP: usize = 1 << 20;
 
 /// The newest chunks of a download, contiguous, in arrival order. Only chunks
@@ -176,8 +177,11 @@ impl Window {
 
     fn evict(&mut self, written: u64) {
         while let Some(front) = self.chunks.front() {
-            // Keep at least WINDOW_KEEP bytes, and everything not yet written.
-            if self.len - front.len() < WINDOW_KEEP || self.start + front.len() as u64 > written {
+            // Keep everything not yet written, and WINDOW_KEEP bytes of what
+            // is (counting the unwritten bytes towards it left a reader one
+            // network read behind to the file each time a write step began).
+            let next = self.start + front.len() as u64;
+            if next > written || written - next < WINDOW_KEEP as u64 {
                 break;
             }
             self.start += front.len() as u64;
@@ -493,15 +497,23 @@ mod tests {
 
     #[test]
     fn a_reader_behind_the_window_reads_the_file_only_up_to_the_window() {
-        // Everything written but the unwritten tail evicted: the window
-        // starts where the file ends, so a read from the file must stop there
-        // (past it the file may not have the bytes yet), and the rest comes
-        // from memory.
+        // The file may end anywhere past the window start: a read from the
+        // file stops there, and the rest comes from memory.
         let big: &'static [u8] = &[7u8; WINDOW_KEEP];
-        let mut w = window(&[b"0123", b"4567", big]);
-        w.evict(8);
+        let mut w = window(&[b"0123", b"4567", big, b"tail"]);
+        w.evict(8 + WINDOW_KEEP as u64 + 4);
         assert_eq!(w.start, 8);
         assert_eq!(w.locate(2, 1000), Located::File(8));
         assert_eq!(w.locate(8, 9), mem(&[7u8]));
+    }
+
+    #[test]
+    fn unwritten_bytes_do_not_count_towards_what_stays() {
+        // A write step has just begun on the newest MiB: the MiB written
+        // before it stays in memory for readers a little behind.
+        let big: &'static [u8] = &[7u8; WINDOW_KEEP];
+        let mut w = window(&[b"0123", big, big]);
+        w.evict(4 + WINDOW_KEEP as u64);
+        assert_eq!(w.start, 4);
     }
 }

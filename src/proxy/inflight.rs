@@ -122,8 +122,11 @@ impl Download {
         }
     }
 
-    fn in_memory(&self, pos: u64, upto: u64) -> Option<Bytes> {
-        self.window.lock().ok()?.slice(pos, upto)
+    fn locate(&self, pos: u64, upto: u64) -> Located {
+        match self.window.lock() {
+            Ok(w) => w.locate(pos, upto),
+            Err(_) => Located::File(upto),
+        }
     }
 
     fn new(digest: &Digest, state: watch::Receiver<DlState>) -> Arc<Download> {
@@ -138,8 +141,20 @@ impl Download {
     }
 }
 
-/// Bytes of written chunks kept in memory for readers that keep up: enough to
-/// cover a reader a few network reads behind, small enough for many downloads.
+/// Where a reader finds the bytes at its position.
+#[derive(Debug, PartialEq)]
+enum Located {
+    /// In memory: these bytes (up to the end of one chunk, or the limit).
+    Memory(Bytes),
+    /// In the file, which holds them up to this offset (exclusive): the
+    /// start of the window when the reader fell behind it, since the bytes
+    /// after it may not be written yet.
+    File(u64),
+}
+
+/// Bytes of written chunks kept in memory (besides the unwritten ones) for
+/// readers that keep up: enough to cover a reader a few network reads behind,
+/// small enough for many downloads.
 const WINDOW_KEEP: usize = 1 << 20;
 
 /// The newest chunks of a download, contiguous, in arrival order. Only chunks
@@ -162,8 +177,11 @@ impl Window {
 
     fn evict(&mut self, written: u64) {
         while let Some(front) = self.chunks.front() {
-            // Keep at least WINDOW_KEEP bytes, and everything not yet written.
-            if self.len - front.len() < WINDOW_KEEP || self.start + front.len() as u64 > written {
+            // Keep everything not yet written, and WINDOW_KEEP bytes of what
+            // is (counting the unwritten bytes towards it left a reader one
+            // network read behind to the file each time a write step began).
+            let next = self.start + front.len() as u64;
+            if next > written || written - next < WINDOW_KEEP as u64 {
                 break;
             }
             self.start += front.len() as u64;
@@ -172,11 +190,14 @@ impl Window {
         }
     }
 
-    /// The bytes from `pos` up to `upto` or the end of the chunk holding
-    /// `pos`, whichever is first; None when `pos` is not in memory.
-    fn slice(&self, pos: u64, upto: u64) -> Option<Bytes> {
+    /// Where the bytes from `pos` (up to `upto`) are: the newest in memory,
+    /// up to `upto` or the end of the chunk holding `pos`; anything before
+    /// the window in the file, read no further than the window start (the
+    /// file may not hold the bytes after it yet). Past the window (content
+    /// found stored, no chunks at all) the file has everything.
+    fn locate(&self, pos: u64, upto: u64) -> Located {
         if pos < self.start {
-            return None;
+            return Located::File(upto.min(self.start));
         }
         let mut off = self.start;
         for c in &self.chunks {
@@ -184,11 +205,14 @@ impl Window {
             if pos < end {
                 let from = (pos - off) as usize;
                 let to = (upto.min(end) - off) as usize;
-                return (to > from).then(|| c.slice(from..to));
+                if to > from {
+                    return Located::Memory(c.slice(from..to));
+                }
+                break;
             }
             off = end;
         }
-        None
+        Located::File(upto)
     }
 }
 
@@ -319,20 +343,23 @@ pub fn reader(dl: Arc<Download>, start: u64, end: u64) -> mpsc::Receiver<std::io
             };
             let upto = readable.min(end);
             if upto > pos {
-                if let Some(chunk) = dl.in_memory(pos, upto) {
-                    pos += chunk.len() as u64;
-                    if tx.send(Ok(chunk)).await.is_err() {
-                        return;
+                let limit = match dl.locate(pos, upto) {
+                    Located::Memory(chunk) => {
+                        pos += chunk.len() as u64;
+                        if tx.send(Ok(chunk)).await.is_err() {
+                            return;
+                        }
+                        continue;
                     }
-                    continue;
-                }
+                    Located::File(limit) => limit,
+                };
                 let Some(content) = dl.content.get() else {
                     let _ = tx
                         .send(Err(std::io::Error::other("download file missing")))
                         .await;
                     return;
                 };
-                let len = (upto - pos).min(READ_CHUNK as u64) as usize;
+                let len = (limit - pos).min(READ_CHUNK as u64) as usize;
                 let chunk = content.read(pos, len).await;
                 let failed = chunk.is_err();
                 if tx.send(chunk).await.is_err() || failed {
@@ -427,15 +454,22 @@ mod tests {
         w
     }
 
+    fn mem(b: &'static [u8]) -> Located {
+        Located::Memory(Bytes::from_static(b))
+    }
+
     #[test]
     fn slices_stop_at_chunk_ends_and_at_the_limit() {
         let w = window(&[b"abc", b"defg", b"h"]);
-        assert_eq!(w.slice(0, 8).as_deref(), Some(&b"abc"[..]));
-        assert_eq!(w.slice(4, 8).as_deref(), Some(&b"efg"[..]));
-        assert_eq!(w.slice(4, 6).as_deref(), Some(&b"ef"[..]));
-        assert_eq!(w.slice(7, 8).as_deref(), Some(&b"h"[..]));
-        assert_eq!(w.slice(8, 9), None, "past the end");
-        assert_eq!(w.slice(3, 3), None, "empty range");
+        assert_eq!(w.locate(0, 8), mem(b"abc"));
+        assert_eq!(w.locate(4, 8), mem(b"efg"));
+        assert_eq!(w.locate(4, 6), mem(b"ef"));
+        assert_eq!(w.locate(7, 8), mem(b"h"));
+        assert_eq!(
+            w.locate(8, 9),
+            Located::File(9),
+            "past the window: stored content"
+        );
     }
 
     #[test]
@@ -449,12 +483,37 @@ mod tests {
             w.start, 4,
             "the oldest chunk left, the window is back under its size"
         );
-        assert_eq!(w.slice(0, 4), None, "evicted bytes come from the file");
-        assert_eq!(w.slice(4, 5).as_deref(), Some(&[7u8][..]));
         assert_eq!(
-            w.slice(4 + WINDOW_KEEP as u64, 100 + WINDOW_KEEP as u64)
-                .as_deref(),
-            Some(&b"tail"[..])
+            w.locate(0, 4),
+            Located::File(4),
+            "evicted bytes come from the file"
         );
+        assert_eq!(w.locate(4, 5), mem(&[7u8]));
+        assert_eq!(
+            w.locate(4 + WINDOW_KEEP as u64, 100 + WINDOW_KEEP as u64),
+            mem(b"tail")
+        );
+    }
+
+    #[test]
+    fn a_reader_behind_the_window_reads_the_file_only_up_to_the_window() {
+        // The file may end anywhere past the window start: a read from the
+        // file stops there, and the rest comes from memory.
+        let big: &'static [u8] = &[7u8; WINDOW_KEEP];
+        let mut w = window(&[b"0123", b"4567", big, b"tail"]);
+        w.evict(8 + WINDOW_KEEP as u64 + 4);
+        assert_eq!(w.start, 8);
+        assert_eq!(w.locate(2, 1000), Located::File(8));
+        assert_eq!(w.locate(8, 9), mem(&[7u8]));
+    }
+
+    #[test]
+    fn unwritten_bytes_do_not_count_towards_what_stays() {
+        // A write step has just begun on the newest MiB: the MiB written
+        // before it stays in memory for readers a little behind.
+        let big: &'static [u8] = &[7u8; WINDOW_KEEP];
+        let mut w = window(&[b"0123", big, big]);
+        w.evict(4 + WINDOW_KEEP as u64);
+        assert_eq!(w.start, 4);
     }
 }

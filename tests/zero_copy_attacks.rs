@@ -289,3 +289,57 @@ async fn many_connections_at_once_each_get_their_own_blob() {
     }
     w.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn shutdown_drains_a_blob_being_sent_to_a_slow_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = Wharf::start(dir.path()).await;
+    let data = bytes(HUGE, 25);
+    let d = push_blob(&w, "zca/drain", &data).await;
+    let addr = w.addr;
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let (stopping_tx, stopping_rx) = std::sync::mpsc::channel::<()>();
+    let reader = tokio::task::spawn_blocking(move || {
+        let mut s = connect(addr);
+        // Close-delimited framing must not be an option: ask for keep-alive.
+        s.write_all(
+            format!("GET /v2/zca/drain/blobs/{d} HTTP/1.1\r\nHost: wharf\r\n\r\n").as_bytes(),
+        )
+        .unwrap();
+        let mut rest = Vec::new();
+        let (status, head) = read_head(&mut s, &mut rest);
+        assert_eq!(status, 200, "{head}");
+        started_tx.send(()).unwrap();
+        // Shutdown is signalled while most of the blob is unsent.
+        stopping_rx.recv().unwrap();
+        let mut chunk = vec![0u8; 1 << 16];
+        while rest.len() < HUGE {
+            let n = s.read(&mut chunk).expect("read body");
+            assert!(n > 0, "cut {} bytes into the blob by the drain", rest.len());
+            rest.extend_from_slice(&chunk[..n]);
+        }
+        assert!(
+            rest == data,
+            "differs at {:?}",
+            first_difference(&rest, &data)
+        );
+        // And the connection closes after it (no keep-alive while draining).
+        let mut tail = Vec::new();
+        s.read_to_end(&mut tail).unwrap();
+        assert!(tail.is_empty());
+    });
+    started_rx.await.unwrap();
+    let stop = tokio::spawn(w.stop());
+    // The listener is gone once the server has begun its drain.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(addr).await.is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server kept accepting"
+        );
+        tokio::task::yield_now().await;
+    }
+    stopping_tx.send(()).unwrap();
+    reader.await.unwrap();
+    stop.await.unwrap();
+}

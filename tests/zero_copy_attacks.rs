@@ -343,3 +343,60 @@ async fn shutdown_drains_a_blob_being_sent_to_a_slow_reader() {
     reader.await.unwrap();
     stop.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_blob_deleted_collected_and_pushed_again_mid_send_still_arrives_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = "[gc]\ninterval = \"0\"\ngrace = \"0s\"\n";
+    let (w, lc) = Wharf::start_observed(common::config(&dir.path().join("data"), extra)).await;
+    let data = bytes(HUGE, 26);
+    let d = push_blob(&w, "zca/gone", &data).await;
+    let addr = w.addr;
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let d2 = d.clone();
+    let sent = data.clone();
+    let reader = tokio::task::spawn_blocking(move || {
+        let mut s = connect(addr);
+        s.write_all(
+            format!("GET /v2/zca/gone/blobs/{d2} HTTP/1.1\r\nHost: wharf\r\n\r\n").as_bytes(),
+        )
+        .unwrap();
+        let mut rest = Vec::new();
+        let (status, head) = read_head(&mut s, &mut rest);
+        assert_eq!(status, 200, "{head}");
+        started_tx.send(()).unwrap();
+        go_rx.recv().unwrap();
+        let mut chunk = vec![0u8; 1 << 16];
+        while rest.len() < HUGE {
+            let n = s.read(&mut chunk).expect("read body");
+            assert!(n > 0, "cut {} bytes into the blob", rest.len());
+            rest.extend_from_slice(&chunk[..n]);
+        }
+        assert!(
+            rest == sent,
+            "differs at {:?}",
+            first_difference(&rest, &sent)
+        );
+    });
+    started_rx.await.unwrap();
+    // While it is being sent: unlinked and collected (gc keeps the file of
+    // a blob being read; either way the bytes sent must be the blob's); it
+    // can be pushed again afterwards.
+    let r = common::http()
+        .delete(w.url(&format!("/v2/zca/gone/blobs/{d}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    lc.gc.worker.pass(false).await.unwrap();
+    eprintln!(
+        "file still there: {}",
+        common::disk::blob_path(&w.root, &d).exists()
+    );
+    go_tx.send(()).unwrap();
+    reader.await.unwrap();
+    assert_eq!(push_blob(&w, "zca/gone", &data).await, d);
+    drop(lc);
+    w.stop().await;
+}

@@ -106,7 +106,18 @@ fn format_line(out: &mut String, l: &AccessLine<'_>, now: std::time::SystemTime)
     quoted(out, l.cache)?;
     out.push_str(" user=");
     quoted(out, l.user)?;
-    write!(out, " client={}", l.client)?;
+    out.push_str(" client=");
+    match l.client {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                decimal(out, u64::from(octet));
+            }
+        }
+        IpAddr::V6(v6) => write!(out, "{v6}")?,
+    }
     out.push('\n');
     Ok(())
 }
@@ -247,7 +258,11 @@ mod tests {
             ..
         } = *l;
         tracing::subscriber::with_default(subscriber, || {
-            tracing::info!(target: "wharf::access", %method, route, repo, status, bytes, ms, cache, user, %client, "request");
+            if l.level == Level::WARN {
+                tracing::warn!(target: "wharf::access", %method, route, repo, status, bytes, ms, cache, user, %client, "request");
+            } else {
+                tracing::info!(target: "wharf::access", %method, route, repo, status, bytes, ms, cache, user, %client, "request");
+            }
         });
         String::from_utf8(buf.0.lock().unwrap().clone()).unwrap()
     }
@@ -278,6 +293,18 @@ mod tests {
                 cache: "HIT",
                 user: "a \"b\"\u{1b} \\ é",
                 client: "::1".parse().unwrap(),
+            },
+            AccessLine {
+                level: Level::WARN,
+                method: "PUT",
+                route: "manifest",
+                repo: "a/b",
+                status: 503,
+                bytes: u64::MAX,
+                ms: 1e-7,
+                cache: "STALE",
+                user: "ci",
+                client: "10.200.0.255".parse().unwrap(),
             },
         ];
         for l in &lines {

@@ -19,27 +19,25 @@ use crate::store::StoreError;
 /// `Accept` as several lines: they count as one list, without joining them).
 /// No header, a wildcard, or a list naming none of the manifest types (old
 /// clients) all admit anything.
-fn accepts_any<'a, I>(lines: impl Fn() -> I, media_type: &str) -> bool
-where
-    I: IntoIterator<Item = &'a str>,
-{
-    let types = || {
-        lines()
-            .into_iter()
-            .flat_map(|l| l.split(','))
-            .map(|t| t.split(';').next().unwrap_or("").trim())
-            .filter(|t| !t.is_empty())
-    };
-    let knows_manifests = types().any(|t| {
-        [
+fn accepts_any<'a>(lines: impl IntoIterator<Item = &'a str>, media_type: &str) -> bool {
+    let mut knows_manifests = false;
+    let types = lines
+        .into_iter()
+        .flat_map(|l| l.split(','))
+        .map(|t| t.split(';').next().unwrap_or("").trim());
+    for t in types {
+        if t == media_type || t == "*/*" || t == "application/*" {
+            return true;
+        }
+        knows_manifests |= [
             OCI_MANIFEST,
             OCI_INDEX,
             DOCKER_MANIFEST,
             DOCKER_MANIFEST_LIST,
         ]
-        .contains(&t)
-    });
-    !knows_manifests || types().any(|t| t == media_type || t == "*/*" || t == "application/*")
+        .contains(&t);
+    }
+    !knows_manifests
 }
 
 /// A header value from an owned string, without copying it (a value that
@@ -74,12 +72,11 @@ pub async fn get(
 ) -> Result<Response<Body>, ApiError> {
     let source = ctx.source()?;
     let (info, cache) = source.manifest(reference).await?;
-    let accept = || {
-        req.headers()
-            .get_all(header::ACCEPT)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-    };
+    let accept = req
+        .headers()
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok());
     if !accepts_any(accept, &info.media_type) {
         return Err(StoreError::ManifestUnknown(format!(
             "{reference} exists as {} but the request's Accept header does not allow that type",
@@ -183,7 +180,7 @@ mod tests {
     use super::*;
 
     fn accepts(accept: &str, media_type: &str) -> bool {
-        accepts_any(|| [accept], media_type)
+        accepts_any([accept], media_type)
     }
 
     #[test]
@@ -197,9 +194,9 @@ mod tests {
         ));
         assert!(!accepts(DOCKER_MANIFEST, OCI_INDEX));
         // dockerd's several lines count as one list.
-        assert!(accepts_any(|| [DOCKER_MANIFEST, OCI_INDEX], OCI_INDEX));
+        assert!(accepts_any([DOCKER_MANIFEST, OCI_INDEX], OCI_INDEX));
         assert!(!accepts_any(
-            || [DOCKER_MANIFEST, DOCKER_MANIFEST_LIST],
+            [DOCKER_MANIFEST, DOCKER_MANIFEST_LIST],
             OCI_INDEX
         ));
     }

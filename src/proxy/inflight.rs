@@ -153,9 +153,12 @@ enum Located {
 }
 
 /// Bytes of written chunks kept in memory (besides the unwritten ones) for
-/// readers that keep up: enough to cover a reader a few network reads behind,
-/// small enough for many downloads.
-const WINDOW_KEEP: usize = 1 << 20;
+/// readers that keep up: more than one network read (hyper reads up to about
+/// 400 KiB at a time), so a reader a read behind stays in memory; small
+/// enough that a download holds at most 2.5 MiB (this, plus a step being
+/// written and one gathering), for many downloads and a peak RSS under half
+/// Distribution's.
+const WINDOW_KEEP: usize = 512 << 10;
 
 /// The newest chunks of a download, contiguous, in arrival order. Only chunks
 /// the file already holds are dropped, so whatever is before the window can be

@@ -119,6 +119,9 @@ pub struct Metrics {
     pub gc_swept_bytes: Counter,
     /// Corrupt content files verify found and quarantined.
     pub verify_corrupt: Counter,
+    /// Blob bytes answered with `sendfile` from the page cache (plain-TCP
+    /// HTTP/1); the rest of `http_response_bytes` for blobs was copied.
+    pub blob_zero_copy_bytes: Counter,
     /// Log lines dropped because stderr did not keep up (synced from
     /// [`crate::logging::dropped_lines`] when scraped).
     log_lines_dropped: Counter,
@@ -278,6 +281,12 @@ impl Metrics {
             "Corrupt content files found by verify and quarantined",
             verify_corrupt.clone(),
         );
+        let blob_zero_copy_bytes = Counter::default();
+        registry.register(
+            "blob_zero_copy_bytes",
+            "Blob bytes answered with sendfile straight from the page cache (plain-TCP HTTP/1)",
+            blob_zero_copy_bytes.clone(),
+        );
         let log_lines_dropped = Counter::default();
         registry.register(
             "log_lines_dropped",
@@ -316,6 +325,7 @@ impl Metrics {
             gc_swept_blobs,
             gc_swept_bytes,
             verify_corrupt,
+            blob_zero_copy_bytes,
             log_lines_dropped,
             log_lines_synced: Default::default(),
             handles: Default::default(),

@@ -90,6 +90,18 @@ fn read_response(s: &mut TcpStream, rest: &mut Vec<u8>, head_request: bool) -> R
     }
 }
 
+/// `wharf_blob_zero_copy_bytes_total`: blob bytes answered with sendfile.
+async fn zero_copy_bytes(w: &Wharf) -> u64 {
+    common::metrics_text(w)
+        .await
+        .lines()
+        .find_map(|l| l.strip_prefix("wharf_blob_zero_copy_bytes_total "))
+        .expect("the zero-copy counter is exported")
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 fn get_request(path: &str, range: Option<&str>) -> String {
     let range = range
         .map(|r| format!("Range: bytes={r}\r\n"))
@@ -107,10 +119,12 @@ async fn whole_blobs_and_ranges_come_out_right_on_one_kept_alive_connection() {
     let ds = push_blob(&w, "zc/big", &small).await;
     let path = format!("/v2/zc/big/blobs/{d}");
     let addr = w.addr;
-    tokio::task::spawn_blocking(move || {
+    let before = zero_copy_bytes(&w).await;
+    let sent = tokio::task::spawn_blocking(move || {
         let mut s = TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         let mut rest = Vec::new();
+        let mut sent = 0u64;
         let span = 2usize << 20;
         // (range, expected bytes) in order, all on one connection.
         let cases: Vec<(Option<String>, &[u8])> = vec![
@@ -133,6 +147,7 @@ async fn whole_blobs_and_ranges_come_out_right_on_one_kept_alive_connection() {
             assert_eq!(r.status, status, "{range:?}");
             assert_eq!(r.body.len(), want.len(), "{range:?}");
             assert!(r.body == *want, "bytes differ for range {range:?}");
+            sent += r.body.len() as u64;
             if let Some(range) = range
                 && r.status == 206
             {
@@ -151,6 +166,7 @@ async fn whole_blobs_and_ranges_come_out_right_on_one_kept_alive_connection() {
             .unwrap();
         let r = read_response(&mut s, &mut rest, false);
         assert_eq!(r.body, small);
+        sent += small.len() as u64;
         // An unsatisfiable range is refused, and the connection goes on.
         s.write_all(get_request(&path, Some(&format!("{BIG}-"))).as_bytes())
             .unwrap();
@@ -161,9 +177,12 @@ async fn whole_blobs_and_ranges_come_out_right_on_one_kept_alive_connection() {
         let r = read_response(&mut s, &mut rest, false);
         assert_eq!(r.body, &data[10..20]);
         assert!(rest.is_empty());
+        sent + 10
     })
     .await
     .unwrap();
+    // Every byte of those bodies went by sendfile, not through a copy.
+    assert_eq!(zero_copy_bytes(&w).await - before, sent);
     w.stop().await;
 }
 
@@ -239,6 +258,11 @@ async fn http2_gets_the_same_bytes_without_placeholders() {
         .unwrap();
     assert_eq!(r.status(), 206);
     assert_eq!(r.bytes().await.unwrap(), &data[2097150..2097161]);
+    assert_eq!(
+        zero_copy_bytes(&w).await,
+        0,
+        "HTTP/2 copies, it has no sendfile path"
+    );
     w.stop().await;
 }
 

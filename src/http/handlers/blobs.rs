@@ -119,7 +119,7 @@ pub async fn get(
         }
     };
     let body = match body {
-        BlobBody::Local(reader) => local_body(req, reader, start, end),
+        BlobBody::Local(reader) => local_body(state, req, reader, start, end),
         BlobBody::Streaming(dl) => ChannelBody::new(reader(dl, start, end), end - start).boxed(),
     };
     Ok(respond(status, h, body))
@@ -128,14 +128,23 @@ pub async fn get(
 /// A stored blob's bytes `start..end`: sent from the file without a copy on
 /// a plain-TCP HTTP/1 connection where the backend allows it, read and
 /// streamed otherwise (TLS, HTTP/2, backends without local files).
-fn local_body(req: &Request<Incoming>, reader: BlobReader, start: u64, end: u64) -> Body {
+fn local_body(
+    state: &State,
+    req: &Request<Incoming>,
+    reader: BlobReader,
+    start: u64,
+    end: u64,
+) -> Body {
     let spans = req
         .extensions()
         .get::<Spans>()
         .filter(|_| req.version() <= http::Version::HTTP_11);
     match spans {
         Some(spans) => match SpanBody::new(reader, spans.clone(), start, end) {
-            Ok(body) => body.boxed(),
+            Ok(body) => {
+                state.metrics.blob_zero_copy_bytes.inc_by(end - start);
+                body.boxed()
+            }
             Err(reader) => ReaderBody::new(reader, start, end).boxed(),
         },
         None => ReaderBody::new(reader, start, end).boxed(),

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use common::disk::{content_on_disk, files_under};
 use common::image::{Image, OCI_MANIFEST, tar_with_file};
 use common::upstreams::{hub, hub_blob_bytes, metric, mirror_config, publish};
+use common::wait_for;
 use common::{Wharf, WharfProcess, bytes, digest, get_oci, http, push_image};
 use wharf::config::Config;
 use wharf::oci::Reference;
@@ -47,19 +48,6 @@ async fn pull(w: &Wharf, repo: &str, tag: &str, img: &Image) -> String {
         assert_eq!(r.bytes().await.unwrap().as_ref(), b, "{repo} {bd}");
     }
     d
-}
-
-/// Polls `cond` until it holds, failing after `secs`.
-async fn wait_for<F, Fut>(secs: u64, what: &str, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !cond().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::image::{Image, OCI_MANIFEST, tar_with_file};
 use common::upstreams::{hub, metric, mirror_config, publish};
+use common::wait_for;
 use common::{Wharf, bytes, digest, get_oci, http, push_image, status};
 use reqwest::Method;
 use wharf::config::Config;
@@ -29,19 +30,6 @@ async fn warm(w: &Wharf, path: &str, n: usize) -> String {
         assert_eq!(digest(&body), last, "{path}: the bytes are the digest's");
     }
     last
-}
-
-/// Polls `cond` until it holds, failing after `secs`.
-async fn wait_for<F, Fut>(secs: u64, what: &str, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while !cond().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

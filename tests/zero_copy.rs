@@ -8,87 +8,14 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::certs::pki;
+use common::raw_http::{connect, get_request, read_response};
 use common::{Wharf, bytes, digest, push_blob};
 
 /// Larger than one zero-copy span (2 MiB) twice over, and not a multiple of it.
 const BIG: usize = (5 << 20) + 17;
-
-/// One HTTP/1.1 response read off a raw connection: status, headers, body.
-struct Raw {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Raw {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Reads one response (Content-Length framed; no body for HEAD) from `s`,
-/// keeping whatever follows it in `rest`.
-fn read_response(s: &mut TcpStream, rest: &mut Vec<u8>, head_request: bool) -> Raw {
-    let mut buf = std::mem::take(rest);
-    let mut chunk = vec![0u8; 1 << 16];
-    let end = loop {
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        let n = s.read(&mut chunk).expect("read headers");
-        assert!(n > 0, "connection closed before the headers");
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8(buf[..end].to_vec()).expect("ASCII headers");
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers: Vec<(String, String)> = lines
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            let (n, v) = l.split_once(':').unwrap();
-            (n.trim().to_owned(), v.trim().to_owned())
-        })
-        .collect();
-    let len: usize = if head_request {
-        0
-    } else {
-        headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
-            .map(|(_, v)| v.parse().unwrap())
-            .unwrap_or(0)
-    };
-    let mut body = buf[end..].to_vec();
-    while body.len() < len {
-        let n = s.read(&mut chunk).expect("read body");
-        assert!(
-            n > 0,
-            "connection closed {} bytes into a {len}-byte body",
-            body.len()
-        );
-        body.extend_from_slice(&chunk[..n]);
-    }
-    *rest = body.split_off(len);
-    Raw {
-        status,
-        headers,
-        body,
-    }
-}
 
 /// `wharf_blob_zero_copy_bytes_total`: blob bytes answered with sendfile.
 async fn zero_copy_bytes(w: &Wharf) -> u64 {
@@ -100,13 +27,6 @@ async fn zero_copy_bytes(w: &Wharf) -> u64 {
         .trim()
         .parse()
         .unwrap()
-}
-
-fn get_request(path: &str, range: Option<&str>) -> String {
-    let range = range
-        .map(|r| format!("Range: bytes={r}\r\n"))
-        .unwrap_or_default();
-    format!("GET {path} HTTP/1.1\r\nHost: wharf\r\n{range}\r\n")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -121,8 +41,7 @@ async fn whole_blobs_and_ranges_come_out_right_on_one_kept_alive_connection() {
     let addr = w.addr;
     let before = zero_copy_bytes(&w).await;
     let sent = tokio::task::spawn_blocking(move || {
-        let mut s = TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut s = connect(addr);
         let mut rest = Vec::new();
         let mut sent = 0u64;
         let span = 2usize << 20;
@@ -196,8 +115,7 @@ async fn pipelined_requests_each_get_their_own_bytes() {
     let db = push_blob(&w, "zc/pipe", &b).await;
     let addr = w.addr;
     tokio::task::spawn_blocking(move || {
-        let mut s = TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut s = connect(addr);
         // Five requests in one write, before any response is read: their
         // placeholders queue on one connection.
         let reqs = [
@@ -330,7 +248,7 @@ async fn a_client_that_hangs_up_mid_blob_releases_it_and_the_server_goes_on() {
     let in_use = lc.store().in_use().clone();
     let d2 = d.clone();
     tokio::task::spawn_blocking(move || {
-        let mut s = TcpStream::connect(addr).unwrap();
+        let mut s = connect(addr);
         s.write_all(get_request(&path, None).as_bytes()).unwrap();
         let mut first = vec![0u8; 1 << 16];
         s.read_exact(&mut first).unwrap();

@@ -6,76 +6,14 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
+use common::raw_http::{connect, read_head, read_response};
 use common::{Wharf, bytes, push_blob};
 
 /// Far more than loopback socket buffers hold: the server is still sending
 /// the blob when the next request is handled.
 const HUGE: usize = 32 << 20;
-
-/// One response read off a raw connection.
-struct Raw {
-    status: u16,
-    head: String,
-    body: Vec<u8>,
-}
-
-/// Reads one response's head from `s` (after what is left in `rest`).
-fn read_head(s: &mut TcpStream, rest: &mut Vec<u8>) -> (u16, String) {
-    let mut chunk = vec![0u8; 1 << 16];
-    let end = loop {
-        if let Some(i) = rest.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        let n = s.read(&mut chunk).expect("read headers");
-        assert!(n > 0, "connection closed before the headers");
-        rest.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&rest[..end]).into_owned();
-    rest.drain(..end);
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (status, head)
-}
-
-/// Reads one Content-Length framed response (no body for HEAD or 1xx).
-fn read_response(s: &mut TcpStream, rest: &mut Vec<u8>, head_request: bool) -> Raw {
-    let (status, head) = read_head(s, rest);
-    let len: usize = if head_request || (100..200).contains(&status) {
-        0
-    } else {
-        head.lines()
-            .find_map(|l| {
-                let (n, v) = l.split_once(':')?;
-                n.eq_ignore_ascii_case("content-length")
-                    .then(|| v.trim().parse().ok())?
-            })
-            .unwrap_or(0)
-    };
-    let mut chunk = vec![0u8; 1 << 16];
-    while rest.len() < len {
-        let n = s.read(&mut chunk).expect("read body");
-        assert!(
-            n > 0,
-            "connection closed {} bytes into a {len}-byte body",
-            rest.len()
-        );
-        rest.extend_from_slice(&chunk[..n]);
-    }
-    let body = rest.drain(..len).collect();
-    Raw { status, head, body }
-}
-
-fn connect(addr: SocketAddr) -> TcpStream {
-    let s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    s
-}
 
 /// Where the first difference is, for a readable failure.
 fn first_difference(got: &[u8], want: &[u8]) -> Option<usize> {

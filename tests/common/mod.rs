@@ -10,6 +10,7 @@ pub mod dockerd;
 pub mod image;
 pub mod nginx;
 pub mod oras;
+pub mod raw_http;
 pub mod upstreams;
 
 use std::io::{BufRead, BufReader};
@@ -602,4 +603,21 @@ pub async fn get_oci(w: &Wharf, path: &str) -> reqwest::Response {
         .send()
         .await
         .unwrap()
+}
+
+/// Polls `cond` until it holds, failing after `secs` (a condition with a
+/// deadline, never a fixed sleep).
+pub async fn wait_for<F, Fut>(secs: u64, what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while !cond().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }

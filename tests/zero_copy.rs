@@ -290,18 +290,22 @@ async fn a_stored_file_shorter_than_its_size_cuts_the_response_short() {
         let f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
         f.set_len(keep as u64).unwrap();
         drop(f);
-        let r = common::http()
+        // The response ends early with an error: a client never takes it
+        // for whole. Whether the headers went out first is a race (hyper
+        // may flush them while the first span is read), so the connection
+        // may also close before any response: both are a failed fetch.
+        let sent = common::http()
             .get(w.url(&format!("/v2/zc/short/blobs/{d}")))
             .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        assert_eq!(r.content_length(), Some(BIG as u64));
-        // The body ends early with an error: a client never takes it for whole.
-        assert!(
-            r.bytes().await.is_err(),
-            "a file cut to {keep} bytes must not complete a body"
-        );
+            .await;
+        if let Ok(r) = sent {
+            assert_eq!(r.status(), 200);
+            assert_eq!(r.content_length(), Some(BIG as u64));
+            assert!(
+                r.bytes().await.is_err(),
+                "a file cut to {keep} bytes must not complete a body"
+            );
+        }
     }
     // The server goes on serving other content.
     let ok = bytes(3000, 9);

@@ -468,7 +468,7 @@ impl Upstream {
             &self.http,
             realm,
             service,
-            scope,
+            &[scope],
             self.credentials.as_ref(),
         ))
         .await?;

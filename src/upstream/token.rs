@@ -88,16 +88,17 @@ impl Challenge {
 /// A token response is a JWT or two in JSON; anything near this is not one.
 const MAX_TOKEN_RESPONSE_BYTES: u64 = 1 << 20;
 
-/// Asks the token service at `realm` for a token for `scope`, with
+/// Asks the token service at `realm` for one token covering `scopes` (one
+/// `scope` parameter each, as Docker Hub and wharf read them), with
 /// `credentials` if configured: the token and how long to trust it.
 pub(super) async fn fetch(
     http: &reqwest::Client,
     realm: &str,
     service: Option<&str>,
-    scope: &str,
+    scopes: &[&str],
     credentials: Option<&(String, String)>,
 ) -> Result<(String, Duration), UpstreamError> {
-    let mut q: Vec<(&str, &str)> = vec![("scope", scope)];
+    let mut q: Vec<(&str, &str)> = scopes.iter().map(|s| ("scope", *s)).collect();
     if let Some(s) = service {
         q.push(("service", s));
     }

@@ -17,7 +17,8 @@
 //!   routing), which answers blob, manifest, tags and referrers reads with the
 //!   cache policy (TTL, stale-on-error, 404s) inside; the pull-through engine and
 //!   the one download per digest (`inflight`).
-//! - [`upstream`]: one registry transport (auth challenges, tokens, limits, breaker).
+//! - [`upstream`]: one registry transport (auth challenges, tokens, limits, breaker);
+//!   `upstream::target` pushes replicated repositories to another registry.
 //! - [`auth`]: who may do what.
 //! - [`http`]: one surface per API over one pipeline (client address, access log,
 //!   metrics): the OCI API (typed router, name routing of each request into its

@@ -492,7 +492,7 @@ fn content_type(h: &HeaderMap) -> String {
 
 /// The `Docker-Content-Digest` a response announced, if any; a malformed one
 /// is an invalid response.
-fn announced_digest(h: &HeaderMap) -> Result<Option<Digest>, UpstreamError> {
+pub(super) fn announced_digest(h: &HeaderMap) -> Result<Option<Digest>, UpstreamError> {
     h.get("docker-content-digest")
         .and_then(|v| v.to_str().ok())
         .map(|v| v.parse::<Digest>())

@@ -1,4 +1,5 @@
-//! Upstream registries: the HTTP client that fetches what is not cached yet.
+//! Upstream registries: the HTTP client that fetches what is not cached yet,
+//! and (`target`) the one that pushes replicated repositories to another registry.
 //! Depends only on `oci`; rate limits, retries, deadlines, auth and the
 //! circuit breaker live here.
 
@@ -8,12 +9,14 @@ pub mod deadline;
 pub mod error;
 pub mod peers;
 pub mod response;
+pub mod target;
 pub mod token;
 
 use std::sync::Arc;
 
 pub use client::{Upstream, UpstreamError, UpstreamManifest, UpstreamSettings};
 pub use deadline::Deadline;
+pub use target::{Deleted, Target, TargetSettings};
 
 /// All configured upstreams, in configuration order (routing's indices).
 pub struct Upstreams(Vec<Arc<Upstream>>);

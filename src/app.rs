@@ -126,6 +126,21 @@ async fn build(config: &Config) -> Result<Parts, AppError> {
     workers.push(Box::new(move |rx| expiry.spawn(rx)));
     let lifecycle = Lifecycle::new(config, store.clone(), metrics.clone());
     lifecycle.register(&mut registry);
+    let replicate = build_replicate(config, &store, &metrics)?;
+    if let Some(h) = &replicate {
+        registry.add(h.control.clone());
+        let control = h.control.clone();
+        h.worker.attach(move || control.kick());
+        let h = h.clone();
+        workers.push(Box::new(move |rx| {
+            let first = h.clone();
+            tokio::spawn(async move {
+                first.worker.forget_removed_targets().await;
+                first.control.kick();
+                first.spawn(rx).await.ok();
+            })
+        }));
+    }
 
     let state = Arc::new(State {
         store: store.clone(),
@@ -144,6 +159,7 @@ async fn build(config: &Config) -> Result<Parts, AppError> {
         trusted_proxies: config.server.trusted_proxies.clone(),
         workers: registry,
         lifecycle: lifecycle.clone(),
+        replicate,
         started: std::time::Instant::now(),
         cache_budget: crate::http::CacheBudget {
             max_cache_size: config.storage.max_cache_size.0,
@@ -261,6 +277,66 @@ fn warn_shadowed_pushes(state: &State) {
     }
 }
 
+/// The credentials `username` and the password in `password_file` (read
+/// here, once), when both are set.
+fn read_credentials(
+    username: &Option<String>,
+    password_file: &Option<std::path::PathBuf>,
+) -> Result<Option<(String, String)>, String> {
+    let password = match password_file {
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .map_err(|e| format!("cannot read password_file {}: {e}", p.display()))?
+                .trim_end_matches(['\n', '\r'])
+                .to_owned(),
+        ),
+        None => None,
+    };
+    match (username, password) {
+        (Some(user), Some(pw)) => Ok(Some((user.clone(), pw))),
+        (None, None) => Ok(None),
+        _ => Err("username and password_file must be set together".into()),
+    }
+}
+
+/// The replicate worker, when `[[replicate]]` rules exist: one target
+/// client per rule.
+fn build_replicate(
+    config: &Config,
+    store: &Arc<Store>,
+    metrics: &Arc<Metrics>,
+) -> Result<Option<crate::workers::Handle<crate::workers::replicate::Replicate>>, AppError> {
+    use crate::upstream::target::{Target, TargetSettings};
+    if config.replicate.is_empty() {
+        return Ok(None);
+    }
+    let mut specs = Vec::new();
+    for r in &config.replicate {
+        let err = |message: String| AppError::Upstream {
+            name: format!("replicate target {}", r.target()),
+            message,
+        };
+        let credentials = read_credentials(&r.username, &r.password_file).map_err(err)?;
+        let target = Target::new(TargetSettings {
+            url: r.target().to_owned(),
+            credentials,
+        })
+        .map_err(|e| err(e.to_string()))?;
+        specs.push(crate::workers::replicate::RuleSpec {
+            target,
+            patterns: r.repos.clone(),
+            every: r.every.0,
+            deletes: r.delete,
+        });
+    }
+    let worker = crate::workers::replicate::Replicate::new(store.clone(), metrics.clone(), specs)
+        .map_err(|e| AppError::Upstream {
+        name: "replicate".into(),
+        message: e.to_string(),
+    })?;
+    Ok(Some(crate::workers::Handle::new(worker, metrics.clone())))
+}
+
 /// One client per `[[upstream]]`; a password is read from its file here, once.
 fn build_upstreams(config: &Config) -> Result<crate::upstream::Upstreams, AppError> {
     let mut settings = Vec::new();
@@ -269,20 +345,7 @@ fn build_upstreams(config: &Config) -> Result<crate::upstream::Upstreams, AppErr
             name: u.name.clone(),
             message,
         };
-        let password = match &u.password_file {
-            Some(p) => Some(
-                std::fs::read_to_string(p)
-                    .map_err(|e| err(format!("cannot read password_file {}: {e}", p.display())))?
-                    .trim_end_matches(['\n', '\r'])
-                    .to_owned(),
-            ),
-            None => None,
-        };
-        let credentials = match (&u.username, password) {
-            (Some(user), Some(pw)) => Some((user.clone(), pw)),
-            (None, None) => None,
-            _ => return Err(err("username and password_file must be set together".into())),
-        };
+        let credentials = read_credentials(&u.username, &u.password_file).map_err(err)?;
         settings.push(crate::upstream::UpstreamSettings {
             name: u.name.clone(),
             url: u.url.clone(),

@@ -2,6 +2,7 @@
 //! series are reached through handles resolved once (`handles.rs`).
 
 mod handles;
+pub mod replication;
 
 use std::time::Duration;
 
@@ -129,6 +130,8 @@ pub struct Metrics {
     log_lines_synced: std::sync::atomic::AtomicU64,
     /// Per-request series resolved once.
     handles: handles::Handles,
+    /// The replicate worker's series.
+    pub replication: replication::ReplicationMetrics,
 }
 
 impl Default for Metrics {
@@ -300,6 +303,7 @@ impl Metrics {
             "Unix time the process started",
             started,
         );
+        let replication = replication::ReplicationMetrics::register(&mut registry);
         Metrics {
             registry,
             requests,
@@ -329,6 +333,7 @@ impl Metrics {
             log_lines_dropped,
             log_lines_synced: Default::default(),
             handles: Default::default(),
+            replication,
         }
     }
 

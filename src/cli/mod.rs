@@ -1,6 +1,6 @@
 //! The `wharf` command line: argument types (parsed by `main.rs`) and the
 //! dispatch to one file per command group. The admin commands (`ls`, `du`,
-//! `rm`, `gc`, `verify`, `pin`, `unpin`, `status`) are clients of the running
+//! `rm`, `gc`, `verify`, `pin`, `unpin`, `status`, `replicate`) are clients of the running
 //! daemon's admin API (`/_wharf/v1/`): redb allows one process per index.
 
 mod client;
@@ -8,6 +8,7 @@ mod format;
 mod housekeeping;
 mod pins;
 mod progress;
+mod replicate;
 mod repos;
 mod serve;
 mod status;
@@ -110,6 +111,16 @@ pub enum Command {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Replication targets: queue length, last success and last error of
+    /// each `[[replicate]]` rule.
+    Replicate {
+        /// Run a pass now (both sides compared) and print what it did first.
+        #[arg(long)]
+        now: bool,
+        /// Daemon and output options.
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
 }
 
 /// `wharf user ...`
@@ -172,5 +183,6 @@ pub fn run(cli: Cli) -> ExitCode {
             admin: a,
         } => admin(&a, &|c| pins::unpin(c, &reference)),
         Command::Status { admin: a } => admin(&a, &status::status),
+        Command::Replicate { now, admin: a } => admin(&a, &|c| replicate::replicate(c, now)),
     }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 mod not_built;
+mod replicate;
 
 /// Why a configuration cannot be used; the message names the key and, where it can,
 /// the line.
@@ -454,13 +455,14 @@ fn default_sync_every() -> HumanDuration {
     HumanDuration(Duration::from_secs(3600))
 }
 
-/// One `[[replicate]]` job copying hosted repositories to a peer.
+/// One `[[replicate]]` rule: hosted repositories matching `repos` are copied
+/// to the registry at `to` (see `workers/replicate/`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReplicateConfig {
-    /// Repository globs.
+    /// Repository globs (`team/*`; `*` crosses `/`, as in `[[auth.rule]]`).
     pub repos: Vec<String>,
-    /// Peer base URL.
+    /// Base URL of the target registry (any v2 registry).
     pub to: String,
     /// Credentials for the target.
     #[serde(default)]
@@ -468,12 +470,24 @@ pub struct ReplicateConfig {
     /// File holding the target's password.
     #[serde(default)]
     pub password_file: Option<PathBuf>,
-    /// Reconcile period.
+    /// How often the tags on both sides are compared (the reconcile).
+    #[serde(default = "default_reconcile_every")]
+    pub every: HumanDuration,
+    /// Whether tag and manifest deletions follow to the target.
     #[serde(default)]
-    pub every: Option<HumanDuration>,
-    /// Whether deletions follow.
-    #[serde(default)]
-    pub delete: Option<bool>,
+    pub delete: bool,
+}
+
+fn default_reconcile_every() -> HumanDuration {
+    HumanDuration(Duration::from_secs(600))
+}
+
+impl ReplicateConfig {
+    /// The target's URL without a trailing `/`: the rule's identity in the
+    /// replication queue.
+    pub fn target(&self) -> &str {
+        self.to.trim_end_matches('/')
+    }
 }
 
 /// `[gc]`
@@ -697,6 +711,7 @@ impl Config {
                 ));
             }
         }
+        replicate::validate(&self.replicate, &at)?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(format!(
                 "{}log.level {:?} is not a level or tracing filter",

@@ -36,15 +36,6 @@ pub(super) fn refusal(cfg: &Config, _text: &str) -> Option<(&'static str, String
             ),
         ));
     }
-    if !cfg.replicate.is_empty() {
-        return Some((
-            "[[replicate]]",
-            not_yet(
-                "[[replicate]] (the replication worker)",
-                "the [[replicate]] sections",
-            ),
-        ));
-    }
     if cfg.ui.enabled {
         return Some((
             "enabled",
@@ -73,10 +64,6 @@ mod tests {
             (
                 "[[sync]]\nimage = \"docker.io/library/nginx\"\ntags = [\"latest\"]\n",
                 "[[sync]]",
-            ),
-            (
-                "[[replicate]]\nrepos = [\"team/*\"]\nto = \"http://h:5000\"\n",
-                "[[replicate]]",
             ),
             ("[ui]\nenabled = true\n", "[ui] enabled"),
         ] {

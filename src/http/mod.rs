@@ -59,6 +59,8 @@ pub struct State {
     /// The storage lifecycle workers (gc, evict, verify) the admin API runs
     /// passes of, and the store's pins.
     pub lifecycle: crate::workers::lifecycle::Lifecycle,
+    /// The replicate worker, when `[[replicate]]` rules exist.
+    pub replicate: Option<crate::workers::Handle<crate::workers::replicate::Replicate>>,
     /// When the daemon started (the admin API's uptime).
     pub started: Instant,
     /// The cache budget the admin API reports usage against.

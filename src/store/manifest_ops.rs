@@ -10,7 +10,7 @@ use super::closure::RefTables;
 use super::manifest_rows::ManifestRows;
 use super::meta::{BlobRecord, ManifestRecord, TagRecord, decode};
 use super::pin_ops::refuse_if_pinned;
-use super::{Store, StoreError, manifest_cache, tables, unix_now};
+use super::{Store, StoreError, manifest_cache, replication_ops, tables, unix_now};
 use crate::oci::{
     Descriptor, Digest, ManifestView, Reference, RepoName, manifest::MAX_MANIFEST_BYTES,
 };
@@ -196,14 +196,19 @@ impl Store {
         let r = repo.to_string();
         let v = view.clone();
         let changes = self.changes_handle();
+        let replica = self.replica.clone();
+        let change = replication_ops::pushed(repo, reference);
         // Checked again where it counts: a blob may have been unlinked (or
-        // collected) since.
+        // collected) since. Replication is queued in the same transaction:
+        // an acknowledged push is never missing from the queue.
         let recorded = self
             .meta
             .write(move |txn| {
                 check_references_write(txn, &r, &v)?;
                 changes.note(rows.named().iter().map(String::as_str));
-                rows.insert(txn)
+                let delta = rows.insert(txn)?;
+                replica.enqueue(txn, &change)?;
+                Ok(delta)
             })
             .await;
         let delta = match recorded {
@@ -216,6 +221,7 @@ impl Store {
         drop(hold);
         self.cache_delta(delta);
         self.mark_pushed(repo);
+        self.replica.kick_if_queued();
         Ok(PutManifest { digest, subject })
     }
 
@@ -316,6 +322,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let r = repo.to_string();
         let reference = reference.clone();
+        let replica = self.replica.clone();
         self.meta
             .write(move |txn| {
                 let unknown = || StoreError::ManifestUnknown(reference.to_string());
@@ -323,13 +330,24 @@ impl Store {
                     Reference::Tag(t) => refuse_if_pinned(txn, &r, Some(t.as_str()), None)?,
                     Reference::Digest(d) => refuse_if_pinned(txn, &r, None, Some(&d.to_string()))?,
                 }
+                let mut change = replication_ops::Change {
+                    repo: r.clone(),
+                    reference: reference.to_string(),
+                    op: replication_ops::QueueOp::Delete,
+                    digest: None,
+                };
                 match &reference {
                     Reference::Tag(t) => {
                         let removed = txn
                             .open_table(tables::TAGS)?
                             .remove((r.as_str(), t.as_str()))?
-                            .is_some();
-                        if removed { Ok(()) } else { Err(unknown()) }
+                            .map(|v| decode::<TagRecord>(v.value()))
+                            .transpose()?;
+                        let Some(old) = removed else {
+                            return Err(unknown());
+                        };
+                        change.digest = Some(old.digest);
+                        replica.enqueue(txn, &change)
                     }
                     Reference::Digest(dg) => {
                         let d = dg.to_string();
@@ -365,11 +383,13 @@ impl Store {
                                 d.as_str(),
                             ))?;
                         }
-                        Ok(())
+                        replica.enqueue(txn, &change)
                     }
                 }
             })
-            .await
+            .await?;
+        self.replica.kick_if_queued();
+        Ok(())
     }
 
     /// Tags of `repo` in lexical order after `last`, at most `n`.

@@ -43,6 +43,7 @@ mod manifest_rows;
 mod pacer;
 mod pin_ops;
 mod reconcile;
+mod replication_ops;
 mod sweep;
 mod verify_ops;
 
@@ -60,6 +61,7 @@ pub use gc_ops::GcOutcome;
 pub use manifest_ops::{ManifestInfo, Page, PutManifest};
 pub use meta::{Meta, Origin};
 pub use pin_ops::Pin;
+pub use replication_ops::{MAX_QUEUE, QueueItem, QueueOp, ReplicaRule};
 pub use uploads::{
     MAX_UPLOADS, MAX_UPLOADS_PER_CLIENT, SessionHandle, UNWRITTEN_UPLOAD_EXPIRY, UploadSession,
     UploadTable,
@@ -219,6 +221,8 @@ pub struct Store {
     changes: Arc<changes::Changes>,
     /// Hot manifest lookups and bytes, current while the index is unchanged.
     manifest_cache: manifest_cache::ManifestCache,
+    /// Which hosted repositories pushes and deletions are queued for.
+    replica: Arc<replication_ops::ReplicaRules>,
 }
 
 impl crate::oci::routing::NameFacts for Store {
@@ -289,6 +293,7 @@ impl Store {
             cache: Default::default(),
             changes: Default::default(),
             manifest_cache: Default::default(),
+            replica: Default::default(),
         };
         let (pushed, mirrored, cached) = store
             .meta

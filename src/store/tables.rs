@@ -41,3 +41,7 @@ pub const PINS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("pins-0"
 pub const SWEEPING: TableDefinition<'_, &str, u64> = TableDefinition::new("sweeping-0");
 /// key → number: `"version"` is the index schema version (see `store/migrate.rs`).
 pub const SCHEMA: TableDefinition<'_, &str, u64> = TableDefinition::new("schema-0");
+/// sequence → [`super::replication_ops::QueueItem`]: replication work not
+/// done yet, in the order it was queued (see `store/replication_ops.rs`).
+pub const REPLICATION_QUEUE: TableDefinition<'_, u64, &[u8]> =
+    TableDefinition::new("replication_queue-0");

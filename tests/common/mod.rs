@@ -11,6 +11,7 @@ pub mod image;
 pub mod nginx;
 pub mod oras;
 pub mod raw_http;
+pub mod replica;
 pub mod upstreams;
 
 use std::io::{BufRead, BufReader};

@@ -9,6 +9,7 @@ pub mod error;
 mod evict;
 mod gc;
 mod pins;
+mod replicate;
 mod repos;
 mod request;
 mod rm;
@@ -88,6 +89,8 @@ async fn dispatch(
         AdminRoute::Pins => pins::list(state).await,
         AdminRoute::Pin => pins::pin(state, req).await,
         AdminRoute::Unpin => pins::unpin(state, req).await,
+        AdminRoute::Replicate => replicate::show(state).await,
+        AdminRoute::ReplicateRun => replicate::run(state).await,
     }
 }
 

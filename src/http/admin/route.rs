@@ -44,6 +44,11 @@ pub enum AdminRoute {
     Pin,
     /// `POST /_wharf/v1/unpin` `{"reference":"..."}`: removes a pin.
     Unpin,
+    /// `GET /_wharf/v1/replicate`: each replication target's queue and state.
+    Replicate,
+    /// `POST /_wharf/v1/replicate/run`: one replication pass now (both sides
+    /// compared), its report.
+    ReplicateRun,
 }
 
 /// Whether `path` belongs to the admin surface (it answers every path under
@@ -95,6 +100,8 @@ impl AdminRoute {
             ["pins"] => AdminRoute::Pins,
             ["pin"] => AdminRoute::Pin,
             ["unpin"] => AdminRoute::Unpin,
+            ["replicate"] => AdminRoute::Replicate,
+            ["replicate", "run"] => AdminRoute::ReplicateRun,
             _ => return Ok(None),
         }))
     }
@@ -106,14 +113,16 @@ impl AdminRoute {
             | AdminRoute::Repo { .. }
             | AdminRoute::Usage
             | AdminRoute::Status
-            | AdminRoute::Pins => Method::GET,
+            | AdminRoute::Pins
+            | AdminRoute::Replicate => Method::GET,
             AdminRoute::Rm
             | AdminRoute::WorkerRun { .. }
             | AdminRoute::Gc
             | AdminRoute::Verify
             | AdminRoute::Evict
             | AdminRoute::Pin
-            | AdminRoute::Unpin => Method::POST,
+            | AdminRoute::Unpin
+            | AdminRoute::ReplicateRun => Method::POST,
         }
     }
 }

@@ -1,0 +1,241 @@
+//! One queue item done against a target: copying a reference (the blobs the
+//! target lacks, child manifests before an index, the manifest, then the
+//! tag) or deleting one. Bytes are sent as stored: the target gets the
+//! digests the client pushed.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+
+use super::TargetRule;
+use super::body::ReaderBody;
+use crate::oci::{Digest, ManifestView, Reference, RepoName};
+use crate::store::{ManifestInfo, Store, StoreError};
+use crate::upstream::UpstreamError;
+use crate::upstream::target::Deleted;
+
+/// How deep an index may nest (an index of indexes is allowed once).
+const MAX_DEPTH: usize = 2;
+
+/// Why an item could not be done.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum CopyError {
+    /// The target failed or refused.
+    #[error("target: {0}")]
+    Target(#[from] UpstreamError),
+    /// The local store failed.
+    #[error("local store: {0}")]
+    Store(#[from] StoreError),
+    /// The item can never succeed as it is; it is dropped (and logged).
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl CopyError {
+    /// The target is down or asks us to slow down: stop sending it anything
+    /// for now (every other item would fail the same way).
+    pub(super) fn is_outage(&self) -> bool {
+        matches!(
+            self,
+            CopyError::Target(
+                UpstreamError::Unavailable(_)
+                    | UpstreamError::CircuitOpen(_)
+                    | UpstreamError::TooManyRequests { .. }
+                    | UpstreamError::Denied(_)
+            )
+        )
+    }
+
+    /// How long the target asked us to wait, in seconds.
+    pub(super) fn retry_after(&self) -> Option<u64> {
+        match self {
+            CopyError::Target(UpstreamError::TooManyRequests { retry_after }) => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// What a pass did to one target, counted as it goes.
+#[derive(Debug, Default, Serialize)]
+pub struct PassCounts {
+    /// References copied (the target now has them as here).
+    pub copied: AtomicU64,
+    /// References deleted on the target.
+    pub deleted: AtomicU64,
+    /// Blobs uploaded.
+    pub blobs_sent: AtomicU64,
+    /// Blobs mounted from another repository on the target.
+    pub blobs_mounted: AtomicU64,
+    /// Blobs the target had already.
+    pub blobs_present: AtomicU64,
+    /// Blob and manifest bytes uploaded.
+    pub bytes_sent: AtomicU64,
+    /// Attempts that failed (the items stay queued).
+    pub failed: AtomicU64,
+    /// Items the target refused for good (dropped, logged).
+    pub dropped: AtomicU64,
+}
+
+fn add(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
+}
+
+/// One item's work on one target.
+pub(super) struct Copier<'a> {
+    pub(super) store: &'a Store,
+    pub(super) rule: &'a TargetRule,
+    pub(super) counts: &'a PassCounts,
+}
+
+impl Copier<'_> {
+    /// Makes the target hold `reference` of `repo` as it is here now. A
+    /// reference that is gone here (deleted since it was queued) is done.
+    pub(super) async fn copy(&self, repo: &RepoName, reference: &str) -> Result<(), CopyError> {
+        let reference: Reference = reference
+            .parse()
+            .map_err(|e| CopyError::Permanent(format!("queued reference {reference:?}: {e}")))?;
+        let info = match self.store.manifest_info(repo, &reference).await {
+            Ok(info) => info,
+            Err(StoreError::ManifestUnknown(_) | StoreError::NameUnknown(_)) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        let target = &self.rule.target;
+        if let Reference::Tag(tag) = &reference {
+            if target.manifest_digest(repo.as_str(), tag.as_str()).await?
+                == Some(info.digest.clone())
+            {
+                return Ok(());
+            }
+        }
+        let bytes = self.manifest(repo, &info, 0).await?;
+        if let Reference::Tag(tag) = &reference {
+            target
+                .put_manifest(repo.as_str(), tag.as_str(), &info.media_type, bytes)
+                .await?;
+        }
+        add(&self.counts.copied, 1);
+        Ok(())
+    }
+
+    /// Makes the target hold the manifest `info` (and everything it needs)
+    /// by digest; returns its bytes.
+    async fn manifest(
+        &self,
+        repo: &RepoName,
+        info: &ManifestInfo,
+        depth: usize,
+    ) -> Result<bytes::Bytes, CopyError> {
+        let bytes = self.store.manifest_bytes(info).await?;
+        let target = &self.rule.target;
+        let digest = info.digest.to_string();
+        if target.manifest_digest(repo.as_str(), &digest).await? == Some(info.digest.clone()) {
+            return Ok(bytes);
+        }
+        let (b, mt) = (bytes.clone(), info.media_type.clone());
+        let view = tokio::task::spawn_blocking(move || ManifestView::parse(&b, &mt))
+            .await
+            .map_err(StoreError::from)?
+            .map_err(|e| CopyError::Permanent(format!("stored manifest {digest}: {e}")))?;
+        for child in &view.children {
+            if depth >= MAX_DEPTH {
+                return Err(CopyError::Permanent(format!(
+                    "{digest} nests indexes deeper than {MAX_DEPTH}"
+                )));
+            }
+            let child_info = self
+                .store
+                .manifest_info(repo, &Reference::Digest(child.digest.clone()))
+                .await?;
+            Box::pin(self.manifest(repo, &child_info, depth + 1)).await?;
+        }
+        for blob in &view.blobs {
+            self.blob(repo, &blob.digest).await?;
+        }
+        target
+            .put_manifest(repo.as_str(), &digest, &info.media_type, bytes.clone())
+            .await?;
+        add(&self.counts.bytes_sent, bytes.len() as u64);
+        Ok(bytes)
+    }
+
+    /// Makes the target hold blob `digest` in `repo`: present already,
+    /// mounted from a repository of the target known to have it, or sent.
+    async fn blob(&self, repo: &RepoName, digest: &Digest) -> Result<(), CopyError> {
+        let target = &self.rule.target;
+        let _mine = self.rule.mounts.handle(digest).await;
+        if target.has_blob(repo.as_str(), digest).await? {
+            self.rule.mounts.remember(digest, repo.as_str());
+            add(&self.counts.blobs_present, 1);
+            return Ok(());
+        }
+        if let Some(from) = self.rule.mounts.source(digest) {
+            if from != repo.as_str() && target.mount_blob(repo.as_str(), digest, &from).await? {
+                self.rule.mounts.remember(digest, repo.as_str());
+                add(&self.counts.blobs_mounted, 1);
+                return Ok(());
+            }
+        }
+        let (reader, size) = self.store.open_blob(repo, digest).await?;
+        let body = reqwest::Body::wrap(ReaderBody::new(reader, size));
+        target.push_blob(repo.as_str(), digest, size, body).await?;
+        self.rule.mounts.remember(digest, repo.as_str());
+        add(&self.counts.blobs_sent, 1);
+        add(&self.counts.bytes_sent, size);
+        Ok(())
+    }
+
+    /// Removes `reference` of `repo` from the target. `was` is the manifest a
+    /// deleted tag named here. A target that cannot delete a tag alone
+    /// (Distribution 2.8) loses the tag by its manifest's deletion, but only
+    /// when no tag here still names that manifest.
+    pub(super) async fn delete(
+        &self,
+        repo: &RepoName,
+        reference: &str,
+        was: Option<&str>,
+    ) -> Result<(), CopyError> {
+        let target = &self.rule.target;
+        match target.delete_manifest(repo.as_str(), reference).await? {
+            Deleted::Done | Deleted::Absent => {
+                add(&self.counts.deleted, 1);
+                return Ok(());
+            }
+            Deleted::Unsupported => {}
+        }
+        let refuses = || {
+            CopyError::Permanent(format!(
+                "{} refuses to delete {repo}:{reference} (for Distribution, set storage.delete.enabled: true)",
+                target.url()
+            ))
+        };
+        let is_tag = matches!(reference.parse::<Reference>(), Ok(Reference::Tag(_)));
+        let Some(was) = was.filter(|_| is_tag) else {
+            return Err(refuses());
+        };
+        let still_named = self
+            .store
+            .tag_digests(repo)
+            .await?
+            .iter()
+            .any(|(_, d)| d == was);
+        if still_named {
+            return Err(CopyError::Permanent(format!(
+                "{} cannot delete the tag {repo}:{reference} alone, and another tag here still names its manifest {was}",
+                target.url()
+            )));
+        }
+        let there = target.manifest_digest(repo.as_str(), reference).await?;
+        if there.as_ref().map(Digest::to_string).as_deref() != Some(was) {
+            // The tag there names something else (or nothing): not ours to remove.
+            add(&self.counts.deleted, 1);
+            return Ok(());
+        }
+        match target.delete_manifest(repo.as_str(), was).await? {
+            Deleted::Done | Deleted::Absent => {
+                add(&self.counts.deleted, 1);
+                Ok(())
+            }
+            Deleted::Unsupported => Err(refuses()),
+        }
+    }
+}

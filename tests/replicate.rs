@@ -1,0 +1,153 @@
+//! Replication (`[[replicate]]`) to real registries: a second wharf with
+//! token auth and Debian's `docker-registry` (Distribution 2.8.2) with
+//! htpasswd. Pushes arrive with the digests the client pushed, deletions
+//! follow, and nothing queued is lost across a target outage or a kill.
+
+mod common;
+
+use common::image::{Image, tar_with_file};
+use common::replica::{Remote, push, push_index, rule};
+use common::{Wharf, bytes, upstreams};
+
+fn image(seed: u64, base: &[u8]) -> Image {
+    Image::new(vec![
+        tar_with_file("base", base),
+        tar_with_file("app", &bytes(100_000 + seed as usize, seed)),
+    ])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pushes_reach_a_second_wharf_with_their_digests_and_deletions_follow() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = upstreams::hub(dir.path()).await;
+    let pw = dir.path().join("target-pw");
+    std::fs::write(&pw, "pusher-pw\n").unwrap();
+    let a = Wharf::start_with(
+        &dir.path().join("a"),
+        &rule("team/*", &hub.base, "pusher", &pw, "delete = true"),
+    )
+    .await;
+    let base = bytes(2 << 20, 1);
+    let (one, two) = (image(2, &base), image(3, &base));
+    let d1 = push(&a, "team/one", "v1", &one).await;
+    let d2 = push(&a, "team/two", "v1", &two).await;
+    let amd = Image::for_platform(vec![tar_with_file("x", &bytes(5000, 4))], "amd64");
+    let arm = Image::for_platform(vec![tar_with_file("y", &bytes(6000, 5))], "arm64");
+    let di = push_index(
+        &a,
+        "team/multi",
+        "latest",
+        &[(&amd, "amd64"), (&arm, "arm64")],
+    )
+    .await;
+    // Not covered by the rule: stays here.
+    push(&a, "other/app", "v1", &image(6, b"o")).await;
+
+    let target = Remote::Wharf(hub.base.clone());
+    target.wait_for("team/one", "v1", Some(&d1), 30).await;
+    target.wait_for("team/two", "v1", Some(&d2), 30).await;
+    target.wait_for("team/multi", "latest", Some(&di), 30).await;
+    // The children of the index are there by digest, and every blob is
+    // byte for byte what was pushed.
+    for img in [&amd, &arm] {
+        let d = common::digest(&img.manifest);
+        assert_eq!(
+            target.digest("team/multi", &d).await.as_deref(),
+            Some(d.as_str())
+        );
+        for (bd, b) in img.blobs() {
+            assert!(target.blob("team/multi", &bd).await == b);
+        }
+    }
+    for (bd, b) in two.blobs() {
+        assert!(target.blob("team/two", &bd).await == b);
+    }
+    assert_eq!(target.digest("other/app", "v1").await, None);
+
+    // A deleted tag goes on the target too.
+    let r = common::http()
+        .delete(a.url("/v2/team/one/manifests/v1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    target.wait_for("team/one", "v1", None, 30).await;
+    assert_eq!(
+        target.digest("team/two", "v1").await.as_deref(),
+        Some(d2.as_str())
+    );
+
+    // The admin API shows the target with nothing left.
+    let v = common::get_json(&a, "/_wharf/v1/replicate").await;
+    let t = &v["targets"][0];
+    assert_eq!(t["target"], hub.base.as_str());
+    assert_eq!(t["queued"], 0, "{v}");
+    assert!(t["items_done"].as_u64().unwrap() >= 4, "{v}");
+    a.stop().await;
+    hub.stop().await;
+}
+
+/// The queued items a wharf's admin API reports for its first target.
+async fn queued(base: &str) -> u64 {
+    let v: serde_json::Value = common::http()
+        .get(format!("{base}/_wharf/v1/replicate"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["targets"][0]["queued"].as_u64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nothing_queued_is_lost_across_a_target_outage_and_a_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = upstreams::hub(dir.path()).await;
+    let hub_addr = hub.addr;
+    let pw = dir.path().join("target-pw");
+    std::fs::write(&pw, "pusher-pw\n").unwrap();
+    let extra = rule("team/*", &hub.base, "pusher", &pw, "");
+    let root = dir.path().join("a-data");
+    let adir = dir.path().join("a");
+    std::fs::create_dir_all(&adir).unwrap();
+    let target = Remote::Wharf(hub.base.clone());
+
+    let a = common::WharfProcess::spawn(&adir, &root, &extra);
+    let aw = common::replica::Endpoint(a.base.clone());
+    let base = bytes(1 << 20, 7);
+    let d1 = aw.push("team/app", "v1", &image(8, &base)).await;
+    target.wait_for("team/app", "v1", Some(&d1), 30).await;
+
+    // The target goes away; pushes are still acknowledged at once and queued.
+    hub.stop().await;
+    let d2 = aw.push("team/app", "v2", &image(9, &base)).await;
+    let d3 = aw.push("team/lib", "v1", &image(10, &base)).await;
+    let a_base = a.base.clone();
+    common::wait_for(30, "the pushes queued for the stopped target", || {
+        let b = a_base.clone();
+        async move { queued(&b).await >= 2 }
+    })
+    .await;
+    // Killed with the items still queued.
+    drop(a);
+
+    // Back up first, with the target still down; then the target comes back.
+    let a = common::WharfProcess::spawn(&adir, &root, &extra);
+    assert!(queued(&a.base).await >= 2, "the queue survived the kill");
+    let hub = upstreams::restart_hub(dir.path(), hub_addr).await;
+    target.wait_for("team/app", "v2", Some(&d2), 60).await;
+    target.wait_for("team/lib", "v1", Some(&d3), 60).await;
+    assert_eq!(
+        target.digest("team/app", "v1").await.as_deref(),
+        Some(d1.as_str())
+    );
+    let a_base = a.base.clone();
+    common::wait_for(30, "an empty queue", || {
+        let b = a_base.clone();
+        async move { queued(&b).await == 0 }
+    })
+    .await;
+    drop(a);
+    hub.stop().await;
+}

@@ -185,9 +185,10 @@ impl Copier<'_> {
     }
 
     /// Removes `reference` of `repo` from the target. `was` is the manifest a
-    /// deleted tag named here. A target that cannot delete a tag alone
-    /// (Distribution 2.8) loses the tag by its manifest's deletion, but only
-    /// when no tag here still names that manifest.
+    /// deleted tag named here (unknown for a tag only the target had). A
+    /// target that cannot delete a tag alone (Distribution 2.8) loses the tag
+    /// by the deletion of the manifest it names there, but only when that is
+    /// the manifest the tag named here and no tag here still names it.
     pub(super) async fn delete(
         &self,
         repo: &RepoName,
@@ -209,27 +210,35 @@ impl Copier<'_> {
             ))
         };
         let is_tag = matches!(reference.parse::<Reference>(), Ok(Reference::Tag(_)));
-        let Some(was) = was.filter(|_| is_tag) else {
+        if !is_tag {
             return Err(refuses());
+        }
+        // The manifest the tag names on the target now; a tag only the target
+        // had (a reconcile's deletion) is known by this alone.
+        let Some(there) = target.manifest_digest(repo.as_str(), reference).await? else {
+            add(&self.counts.deleted, 1);
+            return Ok(());
         };
+        let there = there.to_string();
+        if was.is_some_and(|w| w != there) {
+            // The tag there names something else than what went here: not
+            // ours to remove.
+            add(&self.counts.deleted, 1);
+            return Ok(());
+        }
         let still_named = self
             .store
             .tag_digests(repo)
             .await?
             .iter()
-            .any(|(_, d)| d == was);
+            .any(|(_, d)| *d == there);
         if still_named {
             return Err(CopyError::Permanent(format!(
-                "{} cannot delete the tag {repo}:{reference} alone, and another tag here still names its manifest {was}",
+                "{} cannot delete the tag {repo}:{reference} alone, and a tag here still names its manifest {there}",
                 target.url()
             )));
         }
-        let there = target.manifest_digest(repo.as_str(), reference).await?;
-        if there.as_ref().map(Digest::to_string).as_deref() != Some(was) {
-            // The tag there names something else (or nothing): not ours to remove.
-            add(&self.counts.deleted, 1);
-            return Ok(());
-        }
+        let was = there.as_str();
         match target.delete_manifest(repo.as_str(), was).await? {
             Deleted::Done | Deleted::Absent => {
                 add(&self.counts.deleted, 1);

@@ -2,6 +2,7 @@
 //! series are reached through handles resolved once (`handles.rs`).
 
 mod handles;
+pub mod sync;
 
 use std::time::Duration;
 
@@ -129,6 +130,8 @@ pub struct Metrics {
     log_lines_synced: std::sync::atomic::AtomicU64,
     /// Per-request series resolved once.
     handles: handles::Handles,
+    /// The sync worker's series.
+    pub sync: sync::SyncMetrics,
 }
 
 impl Default for Metrics {
@@ -293,6 +296,7 @@ impl Metrics {
             "Log lines dropped because stderr did not keep up (the log buffer was full)",
             log_lines_dropped.clone(),
         );
+        let sync = sync::SyncMetrics::register(&mut registry);
         let started = Gauge::<i64>::default();
         started.set(i64::try_from(crate::store::unix_now()).unwrap_or(0));
         registry.register(
@@ -329,6 +333,7 @@ impl Metrics {
             log_lines_dropped,
             log_lines_synced: Default::default(),
             handles: Default::default(),
+            sync,
         }
     }
 

@@ -59,6 +59,8 @@ pub struct State {
     /// The storage lifecycle workers (gc, evict, verify) the admin API runs
     /// passes of, and the store's pins.
     pub lifecycle: crate::workers::lifecycle::Lifecycle,
+    /// The sync worker (`wharf sync [--now]`).
+    pub sync: crate::workers::Handle<crate::workers::sync::Sync>,
     /// When the daemon started (the admin API's uptime).
     pub started: Instant,
     /// The cache budget the admin API reports usage against.

@@ -207,6 +207,7 @@ impl Meta {
             txn.open_table(tables::PINS)?;
             txn.open_table(tables::SWEEPING)?;
             txn.open_table(tables::SCHEMA)?;
+            txn.open_table(tables::SYNC_STATE)?;
         }
         txn.commit()?;
         let db = Arc::new(db);

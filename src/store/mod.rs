@@ -44,6 +44,7 @@ mod pacer;
 mod pin_ops;
 mod reconcile;
 mod sweep;
+mod sync_ops;
 mod verify_ops;
 
 use std::path::{Path, PathBuf};
@@ -60,6 +61,7 @@ pub use gc_ops::GcOutcome;
 pub use manifest_ops::{ManifestInfo, Page, PutManifest};
 pub use meta::{Meta, Origin};
 pub use pin_ops::Pin;
+pub use sync_ops::{Missing, SyncState};
 pub use uploads::{
     MAX_UPLOADS, MAX_UPLOADS_PER_CLIENT, SessionHandle, UNWRITTEN_UPLOAD_EXPIRY, UploadSession,
     UploadTable,

@@ -41,3 +41,6 @@ pub const PINS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("pins-0"
 pub const SWEEPING: TableDefinition<'_, &str, u64> = TableDefinition::new("sweeping-0");
 /// key → number: `"version"` is the index schema version (see `store/migrate.rs`).
 pub const SCHEMA: TableDefinition<'_, &str, u64> = TableDefinition::new("schema-0");
+/// `[[sync]]` rule key (image and tags) → [`super::sync_ops::SyncState`]:
+/// last run, last pass summary, the digests seen (bounded).
+pub const SYNC_STATE: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("sync_state-0");

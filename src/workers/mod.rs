@@ -9,6 +9,7 @@ pub mod access;
 pub mod evict;
 pub mod gc;
 pub mod lifecycle;
+pub mod sync;
 pub mod uploads;
 pub mod verify;
 

@@ -14,6 +14,7 @@ mod request;
 mod rm;
 pub mod route;
 mod status;
+mod sync;
 mod usage;
 mod verify;
 mod workers;
@@ -88,6 +89,8 @@ async fn dispatch(
         AdminRoute::Pins => pins::list(state).await,
         AdminRoute::Pin => pins::pin(state, req).await,
         AdminRoute::Unpin => pins::unpin(state, req).await,
+        AdminRoute::Sync => sync::list(state).await,
+        AdminRoute::SyncNow => sync::run(state, req).await,
     }
 }
 

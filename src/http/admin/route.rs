@@ -44,6 +44,10 @@ pub enum AdminRoute {
     Pin,
     /// `POST /_wharf/v1/unpin` `{"reference":"..."}`: removes a pin.
     Unpin,
+    /// `GET /_wharf/v1/sync`: the sync rules and their last passes.
+    Sync,
+    /// `POST /_wharf/v1/sync`: every sync rule now, its report.
+    SyncNow,
 }
 
 /// Whether `path` belongs to the admin surface (it answers every path under
@@ -62,7 +66,11 @@ impl AdminRoute {
         if segs.iter().any(|s| s.is_empty()) {
             return Err(not_found());
         }
-        let route = Self::parse_path(&segs)?.ok_or_else(not_found)?;
+        let route = match (Self::parse_path(&segs)?.ok_or_else(not_found)?, method) {
+            // One path, two methods: listing and running.
+            (AdminRoute::Sync, &Method::POST) => AdminRoute::SyncNow,
+            (r, _) => r,
+        };
         let allow = route.method();
         if *method != allow {
             return Err(AdminError::MethodNotAllowed {
@@ -95,6 +103,7 @@ impl AdminRoute {
             ["pins"] => AdminRoute::Pins,
             ["pin"] => AdminRoute::Pin,
             ["unpin"] => AdminRoute::Unpin,
+            ["sync"] => AdminRoute::Sync,
             _ => return Ok(None),
         }))
     }
@@ -106,14 +115,16 @@ impl AdminRoute {
             | AdminRoute::Repo { .. }
             | AdminRoute::Usage
             | AdminRoute::Status
-            | AdminRoute::Pins => Method::GET,
+            | AdminRoute::Pins
+            | AdminRoute::Sync => Method::GET,
             AdminRoute::Rm
             | AdminRoute::WorkerRun { .. }
             | AdminRoute::Gc
             | AdminRoute::Verify
             | AdminRoute::Evict
             | AdminRoute::Pin
-            | AdminRoute::Unpin => Method::POST,
+            | AdminRoute::Unpin
+            | AdminRoute::SyncNow => Method::POST,
         }
     }
 }
@@ -172,6 +183,8 @@ mod tests {
             (Method::GET, "/_wharf/v1/pins", AdminRoute::Pins),
             (Method::POST, "/_wharf/v1/pin", AdminRoute::Pin),
             (Method::POST, "/_wharf/v1/unpin", AdminRoute::Unpin),
+            (Method::GET, "/_wharf/v1/sync", AdminRoute::Sync),
+            (Method::POST, "/_wharf/v1/sync", AdminRoute::SyncNow),
         ] {
             assert_eq!(parse(m, p).unwrap(), want, "{p}");
         }

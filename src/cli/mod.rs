@@ -1,6 +1,6 @@
 //! The `wharf` command line: argument types (parsed by `main.rs`) and the
 //! dispatch to one file per command group. The admin commands (`ls`, `du`,
-//! `rm`, `gc`, `verify`, `pin`, `unpin`, `status`) are clients of the running
+//! `rm`, `gc`, `verify`, `pin`, `unpin`, `status`, `sync`) are clients of the running
 //! daemon's admin API (`/_wharf/v1/`): redb allows one process per index.
 
 mod client;
@@ -11,6 +11,7 @@ mod progress;
 mod repos;
 mod serve;
 mod status;
+mod sync;
 mod usage;
 mod user;
 
@@ -104,6 +105,15 @@ pub enum Command {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// The [[sync]] rules and their last passes; --now runs them all now.
+    Sync {
+        /// Run every rule now and print what the pass did.
+        #[arg(long)]
+        now: bool,
+        /// Daemon and output options.
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
     /// Every worker: last run, next run, result, what it did.
     Status {
         /// Daemon and output options.
@@ -172,5 +182,6 @@ pub fn run(cli: Cli) -> ExitCode {
             admin: a,
         } => admin(&a, &|c| pins::unpin(c, &reference)),
         Command::Status { admin: a } => admin(&a, &status::status),
+        Command::Sync { now, admin: a } => admin(&a, &|c| sync::sync(c, now)),
     }
 }

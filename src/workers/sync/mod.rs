@@ -149,7 +149,7 @@ impl Sync {
         if failures.is_empty() {
             Ok(report)
         } else {
-            Err(super::WorkerError::Other(format!(
+            Err(super::WorkerError::Upstream(format!(
                 "sync: the tag list failed for {}",
                 failures.join("; ")
             )))

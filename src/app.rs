@@ -133,6 +133,9 @@ async fn build(config: &Config) -> Result<Parts, AppError> {
     let sync = build_sync(config, &proxy, &store, upstreams, &metrics)?;
     if !config.sync.is_empty() {
         registry.add(sync.control.clone());
+        // A first pass at start: rules never run, or overdue while wharf was
+        // down, run now; the others wait for their time (`sync_state`).
+        sync.control.kick();
         let s = sync.clone();
         workers.push(Box::new(move |rx| s.spawn(rx)));
     }

@@ -322,6 +322,109 @@ async fn an_upstream_that_is_down_fails_the_pass_which_is_retried() {
     hub_w.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn under_the_pull_limit_floor_a_rule_pauses_its_fetches() {
+    use std::sync::{Arc, Mutex};
+    let dir = tempfile::tempdir().unwrap();
+    let gets = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = gets.clone();
+    let d = digest(b"a manifest the mirror never fetches");
+    // A Docker-Hub-like upstream with 3 pulls left in its window.
+    let hub = common::upstreams::fake(move |req| {
+        let rl = ("ratelimit-remaining", "3;w=21600");
+        let path = req.uri.path().to_owned();
+        if path == "/v2/library/rl/tags/list" {
+            return common::upstreams::answer(
+                200,
+                &[rl, ("content-type", "application/json")],
+                r#"{"name":"library/rl","tags":["1","2","10"]}"#,
+            );
+        }
+        if req.method == http::Method::HEAD && path.starts_with("/v2/library/rl/manifests/") {
+            return common::upstreams::answer(
+                200,
+                &[
+                    rl,
+                    ("docker-content-digest", d.as_str()),
+                    ("content-type", common::image::OCI_MANIFEST),
+                    ("content-length", "100"),
+                ],
+                "",
+            );
+        }
+        seen.lock().unwrap().push(format!("{} {path}", req.method));
+        common::upstreams::answer(404, &[rl], "")
+    })
+    .await;
+    let extra = mirror_config(
+        &hub.url,
+        "",
+        "[[sync]]\nimage = \"docker.io/library/rl\"\ntags = [\"?\"]\nevery = \"1h\"\n",
+    );
+    let m = Wharf::start_config(common::config(&dir.path().join("mirror"), &extra)).await;
+    let v = sync_now(&m).await;
+    let r = &v["rules"][0];
+    assert_eq!(r["matched"], 2, "{v}");
+    assert_eq!(r["skipped"], 2, "{v}");
+    assert_eq!(r["fetched"], 0, "{v}");
+    let why = r["paused"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("3 pulls left") && why.contains("ratelimit_floor = 10"),
+        "{v}"
+    );
+    assert_eq!(
+        *gets.lock().unwrap(),
+        Vec::<String>::new(),
+        "only HEADs after the floor"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "wharf_sync_paused_total{image=\"docker.io/library/rl\"}"
+        )
+        .await,
+        1.0
+    );
+    let (code, out, err) = wharf_cli(&["sync", "--url", &m.base]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("paused") && out.contains("3 pulls left"),
+        "{out}"
+    );
+    m.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rules_run_at_start_and_a_restart_runs_only_what_is_due() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub(dir.path()).await;
+    publish(&hub, "library/boot", "1", &small_image(80)).await;
+    let rules = "[[sync]]\nimage = \"docker.io/library/boot\"\ntags = [\"1\"]\nevery = \"1h\"\n";
+    let m = mirror(dir.path(), &hub, rules).await;
+    // every = 1h, yet the first pass comes at start.
+    wait_for(20, "the pass at start", || async {
+        local_tags(&m, "docker.io/library/boot").await == ["1"]
+    })
+    .await;
+    let first = get_json(&m, "/_wharf/v1/sync").await["rules"][0]["last_run"].clone();
+    let root = m.root.clone();
+    m.stop().await;
+    let heads = served(&hub, "HEAD", "manifest").await;
+    let extra = mirror_config(&hub.base, "manifest_ttl = \"1h\"\n", rules);
+    let m = Wharf::start_config(common::config(&root, &extra)).await;
+    wait_for(20, "the pass at restart", || async {
+        let v = get_json(&m, "/_wharf/v1/sync").await;
+        v["worker"]["runs"].as_u64().unwrap_or(0) >= 1
+    })
+    .await;
+    let v = get_json(&m, "/_wharf/v1/sync").await;
+    assert_eq!(v["worker"]["last_report"]["not_due"], 1, "{v}");
+    assert_eq!(v["rules"][0]["last_run"], first, "{v}");
+    assert_eq!(served(&hub, "HEAD", "manifest").await, heads);
+    m.stop().await;
+    hub.stop().await;
+}
+
 /// Runs the `wharf` binary.
 async fn wharf_cli(args: &[&str]) -> (i32, String, String) {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_wharf"))

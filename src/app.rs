@@ -17,6 +17,7 @@ use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::store::{Store, StoreError};
 use crate::workers::lifecycle::Lifecycle;
+use crate::workers::sync::{Sync, SyncRule};
 use crate::workers::uploads::UploadExpiry;
 
 /// Why the daemon could not start or run.
@@ -47,6 +48,9 @@ pub enum AppError {
     /// The TLS certificate or key is unusable.
     #[error("{0}")]
     Tls(#[from] crate::tls::TlsError),
+    /// A `[[sync]]` rule cannot be built.
+    #[error("[[sync]]: {0}")]
+    Sync(String),
 }
 
 /// Runs wharf on an already-bound listener until `shutdown` turns true.
@@ -107,7 +111,7 @@ async fn build(config: &Config) -> Result<Parts, AppError> {
     })?);
     let proxy = Arc::new(Proxy::new(
         store.clone(),
-        upstreams,
+        upstreams.clone(),
         peers,
         metrics.clone(),
         ClientSlots::new(
@@ -141,6 +145,15 @@ async fn build(config: &Config) -> Result<Parts, AppError> {
             })
         }));
     }
+    let sync = build_sync(config, &proxy, &store, upstreams, &metrics)?;
+    if !config.sync.is_empty() {
+        registry.add(sync.control.clone());
+        // A first pass at start: rules never run, or overdue while wharf was
+        // down, run now; the others wait for their time (`sync_state`).
+        sync.control.kick();
+        let s = sync.clone();
+        workers.push(Box::new(move |rx| s.spawn(rx)));
+    }
 
     let state = Arc::new(State {
         store: store.clone(),
@@ -160,6 +173,7 @@ async fn build(config: &Config) -> Result<Parts, AppError> {
         workers: registry,
         lifecycle: lifecycle.clone(),
         replicate,
+        sync,
         started: std::time::Instant::now(),
         cache_budget: crate::http::CacheBudget {
             max_cache_size: config.storage.max_cache_size.0,
@@ -335,6 +349,33 @@ fn build_replicate(
         message: e.to_string(),
     })?;
     Ok(Some(crate::workers::Handle::new(worker, metrics.clone())))
+}
+
+/// The sync worker over the `[[sync]]` rules (none: it only answers the
+/// admin API with an empty list).
+fn build_sync(
+    config: &Config,
+    proxy: &Arc<Proxy>,
+    store: &Arc<Store>,
+    upstreams: Arc<crate::upstream::Upstreams>,
+    metrics: &Arc<Metrics>,
+) -> Result<crate::workers::Handle<Sync>, AppError> {
+    let rules = SyncRule::from_config(config).map_err(AppError::Sync)?;
+    let share = Sync::download_share(
+        config.server.max_downloads,
+        config.server.downloads_per_client,
+    );
+    Ok(crate::workers::Handle::new(
+        Sync::new(
+            rules,
+            proxy.clone(),
+            store.clone(),
+            upstreams,
+            metrics.clone(),
+            share,
+        ),
+        metrics.clone(),
+    ))
 }
 
 /// One client per `[[upstream]]`; a password is read from its file here, once.

@@ -3,6 +3,7 @@
 
 mod handles;
 pub mod replication;
+pub mod sync;
 
 use std::time::Duration;
 
@@ -132,6 +133,8 @@ pub struct Metrics {
     handles: handles::Handles,
     /// The replicate worker's series.
     pub replication: replication::ReplicationMetrics,
+    /// The sync worker's series.
+    pub sync: sync::SyncMetrics,
 }
 
 impl Default for Metrics {
@@ -296,6 +299,7 @@ impl Metrics {
             "Log lines dropped because stderr did not keep up (the log buffer was full)",
             log_lines_dropped.clone(),
         );
+        let sync = sync::SyncMetrics::register(&mut registry);
         let started = Gauge::<i64>::default();
         started.set(i64::try_from(crate::store::unix_now()).unwrap_or(0));
         registry.register(
@@ -334,6 +338,7 @@ impl Metrics {
             log_lines_synced: Default::default(),
             handles: Default::default(),
             replication,
+            sync,
         }
     }
 

@@ -1,6 +1,6 @@
 //! The `wharf` command line: argument types (parsed by `main.rs`) and the
 //! dispatch to one file per command group. The admin commands (`ls`, `du`,
-//! `rm`, `gc`, `verify`, `pin`, `unpin`, `status`, `replicate`) are clients of the running
+//! `rm`, `gc`, `verify`, `pin`, `unpin`, `status`, `sync`, `replicate`) are clients of the running
 //! daemon's admin API (`/_wharf/v1/`): redb allows one process per index.
 
 mod client;
@@ -12,6 +12,7 @@ mod replicate;
 mod repos;
 mod serve;
 mod status;
+mod sync;
 mod usage;
 mod user;
 
@@ -105,6 +106,15 @@ pub enum Command {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// The [[sync]] rules and their last passes; --now runs them all now.
+    Sync {
+        /// Run every rule now and print what the pass did.
+        #[arg(long)]
+        now: bool,
+        /// Daemon and output options.
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
     /// Every worker: last run, next run, result, what it did.
     Status {
         /// Daemon and output options.
@@ -184,5 +194,6 @@ pub fn run(cli: Cli) -> ExitCode {
         } => admin(&a, &|c| pins::unpin(c, &reference)),
         Command::Status { admin: a } => admin(&a, &status::status),
         Command::Replicate { now, admin: a } => admin(&a, &|c| replicate::replicate(c, now)),
+        Command::Sync { now, admin: a } => admin(&a, &|c| sync::sync(c, now)),
     }
 }

@@ -11,6 +11,9 @@ use serde::Deserialize;
 
 mod not_built;
 mod replicate;
+mod sync;
+
+pub use sync::DEFAULT_RATELIMIT_FLOOR;
 
 /// Why a configuration cannot be used; the message names the key and, where it can,
 /// the line.
@@ -449,6 +452,14 @@ pub struct SyncConfig {
     /// Platforms of an index to keep (default: all).
     #[serde(default)]
     pub platforms: Vec<String>,
+    /// Under this many pulls left in Docker Hub's window
+    /// (`ratelimit-remaining`), the rule stops fetching for the pass.
+    #[serde(default = "default_ratelimit_floor")]
+    pub ratelimit_floor: u64,
+}
+
+fn default_ratelimit_floor() -> u64 {
+    DEFAULT_RATELIMIT_FLOOR
 }
 
 fn default_sync_every() -> HumanDuration {
@@ -712,6 +723,7 @@ impl Config {
             }
         }
         replicate::validate(&self.replicate, &at)?;
+        sync::validate(self, &at)?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             return Err(format!(
                 "{}log.level {:?} is not a level or tracing filter",

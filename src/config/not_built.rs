@@ -27,15 +27,6 @@ pub(super) fn refusal(cfg: &Config, _text: &str) -> Option<(&'static str, String
             not_yet("[storage.s3] (the S3 backend)", "the section"),
         ));
     }
-    if !cfg.sync.is_empty() {
-        return Some((
-            "[[sync]]",
-            not_yet(
-                "[[sync]] (the background sync worker)",
-                "the [[sync]] sections",
-            ),
-        ));
-    }
     if cfg.ui.enabled {
         return Some((
             "enabled",
@@ -61,10 +52,6 @@ mod tests {
         for (text, key) in [
             ("[storage]\nbackend = \"s3\"\n", "backend"),
             ("[storage.s3]\nbucket = \"b\"\n", "storage.s3"),
-            (
-                "[[sync]]\nimage = \"docker.io/library/nginx\"\ntags = [\"latest\"]\n",
-                "[[sync]]",
-            ),
             ("[ui]\nenabled = true\n", "[ui] enabled"),
         ] {
             let e = refused(text);

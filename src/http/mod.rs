@@ -61,6 +61,8 @@ pub struct State {
     pub lifecycle: crate::workers::lifecycle::Lifecycle,
     /// The replicate worker, when `[[replicate]]` rules exist.
     pub replicate: Option<crate::workers::Handle<crate::workers::replicate::Replicate>>,
+    /// The sync worker (`wharf sync [--now]`).
+    pub sync: crate::workers::Handle<crate::workers::sync::Sync>,
     /// When the daemon started (the admin API's uptime).
     pub started: Instant,
     /// The cache budget the admin API reports usage against.

@@ -97,6 +97,70 @@ pub fn of_config(bytes: &[u8]) -> Option<String> {
     serde_json::from_slice::<Platform>(bytes).ok()?.label()
 }
 
+/// A platform as configuration writes it (`linux/amd64`, `linux/arm/v7`): what
+/// a `[[sync]]` rule's `platforms` keeps of an index. Without a variant it
+/// matches every variant of the architecture.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlatformSpec {
+    os: String,
+    architecture: String,
+    variant: Option<String>,
+}
+
+impl std::str::FromStr for PlatformSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let parts: Vec<&str> = s.split('/').collect();
+        let ok = |p: &str| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        };
+        match parts.as_slice() {
+            [os, arch] | [os, arch, _] if ok(os) && ok(arch) => {
+                let variant = parts.get(2).map(|v| (*v).to_owned());
+                if variant.as_deref().is_some_and(|v| !ok(v)) {
+                    return Err(format!("{s:?} is not os/arch[/variant]"));
+                }
+                Ok(PlatformSpec {
+                    os: (*os).to_owned(),
+                    architecture: (*arch).to_owned(),
+                    variant,
+                })
+            }
+            _ => Err(format!(
+                "{s:?} is not os/arch[/variant] (lowercase, like linux/amd64 or linux/arm/v7)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for PlatformSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(v) = &self.variant {
+            write!(f, "/{v}")?;
+        }
+        Ok(())
+    }
+}
+
+impl PlatformSpec {
+    /// Whether an index entry's `platform` object is this platform.
+    pub fn matches(&self, platform: &serde_json::Value) -> bool {
+        let Ok(p) = serde_json::from_value::<Platform>(platform.clone()) else {
+            return false;
+        };
+        p.os == self.os
+            && p.architecture == self.architecture
+            && match &self.variant {
+                None => true,
+                Some(v) => p.variant.as_deref() == Some(v.as_str()),
+            }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,5 +198,31 @@ mod tests {
             Some("linux/arm/v7".into())
         );
         assert_eq!(of_config(b"{}"), None);
+    }
+
+    #[test]
+    fn platform_specs_parse_and_match() {
+        let amd: PlatformSpec = "linux/amd64".parse().unwrap();
+        let v7: PlatformSpec = "linux/arm/v7".parse().unwrap();
+        assert_eq!(v7.to_string(), "linux/arm/v7");
+        for bad in [
+            "linux",
+            "linux/",
+            "/amd64",
+            "linux/amd64/v1/x",
+            "Linux/amd64",
+            "",
+        ] {
+            assert!(bad.parse::<PlatformSpec>().is_err(), "{bad}");
+        }
+        let p = |j: &str| serde_json::from_str::<serde_json::Value>(j).unwrap();
+        assert!(amd.matches(&p(r#"{"os":"linux","architecture":"amd64"}"#)));
+        assert!(amd.matches(&p(
+            r#"{"os":"linux","architecture":"amd64","variant":"v3"}"#
+        )));
+        assert!(!amd.matches(&p(r#"{"os":"linux","architecture":"arm64"}"#)));
+        assert!(v7.matches(&p(r#"{"os":"linux","architecture":"arm","variant":"v7"}"#)));
+        assert!(!v7.matches(&p(r#"{"os":"linux","architecture":"arm","variant":"v6"}"#)));
+        assert!(!amd.matches(&p("null")));
     }
 }

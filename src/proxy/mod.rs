@@ -15,6 +15,7 @@
 //!   stale; only true misses fail.
 
 pub mod inflight;
+mod prefetch;
 pub mod source;
 
 use std::collections::HashMap;
@@ -118,6 +119,43 @@ pub struct Proxy {
     downloads: Arc<ClientSlots>,
 }
 
+/// How a tag lookup treats the cache and the upstream.
+#[derive(Debug, Clone, Copy)]
+struct TagCheck {
+    /// A tag confirmed within the TTL is served without asking.
+    ttl: bool,
+    /// A tag that moved to content not stored here is fetched.
+    fetch: bool,
+}
+
+impl TagCheck {
+    /// What a client's pull does.
+    const CLIENT: TagCheck = TagCheck {
+        ttl: true,
+        fetch: true,
+    };
+}
+
+/// What a tag lookup found.
+#[derive(Debug, Clone)]
+pub enum TagAnswer {
+    /// The tag's manifest, stored here, and where it came from.
+    Served(ManifestInfo, CacheResult),
+    /// The tag moved upstream to this manifest, not stored here and not
+    /// fetched (the caller asked for a HEAD only).
+    Moved(Digest),
+}
+
+impl TagAnswer {
+    /// The served manifest; a move not fetched is unknown here.
+    fn served(self, reference: &Reference) -> Result<(ManifestInfo, CacheResult), ProxyError> {
+        match self {
+            TagAnswer::Served(info, c) => Ok((info, c)),
+            TagAnswer::Moved(_) => Err(not_found_manifest(reference)),
+        }
+    }
+}
+
 /// Whether a cached tag is served without asking the upstream: its manifest
 /// is here and it was confirmed less than `ttl` seconds ago.
 fn is_fresh(c: &Option<crate::store::CachedTag>, ttl: u64) -> bool {
@@ -202,7 +240,10 @@ impl Proxy {
         let result = Box::pin(async {
             match reference {
                 Reference::Digest(d) => self.manifest_by_digest(up, local, remote, d).await,
-                Reference::Tag(t) => self.manifest_by_tag(up, local, remote, t).await,
+                Reference::Tag(t) => self
+                    .manifest_by_tag(up, local, remote, t, TagCheck::CLIENT)
+                    .await
+                    .and_then(|a| a.served(reference)),
             }
         })
         .await;
@@ -272,19 +313,24 @@ impl Proxy {
         ))
     }
 
+    /// A tag by the policy: trusted within the TTL (unless `check.ttl` is
+    /// off: a forced revalidation), then a HEAD, and a GET by digest when it
+    /// moved to content not stored here (unless `check.fetch` is off: then
+    /// the answer says where it moved).
     async fn manifest_by_tag(
         &self,
         up: &Upstream,
         local: &RepoName,
         remote: &RepoName,
         tag: &crate::oci::Tag,
-    ) -> Result<(ManifestInfo, CacheResult), ProxyError> {
+        check: TagCheck,
+    ) -> Result<TagAnswer, ProxyError> {
         let reference = Reference::Tag(tag.clone());
         let ttl = up.manifest_ttl.as_secs();
-        let fresh = |c: &Option<crate::store::CachedTag>| is_fresh(c, ttl);
+        let fresh = |c: &Option<crate::store::CachedTag>| check.ttl && is_fresh(c, ttl);
         let cached = self.store.cached_tag(local, tag).await?;
         if fresh(&cached) {
-            return Ok((
+            return Ok(TagAnswer::Served(
                 self.store.manifest_info(local, &reference).await?,
                 CacheResult::Hit,
             ));
@@ -297,17 +343,19 @@ impl Proxy {
         let _guard = lock.lock().await;
         let cached = self.store.cached_tag(local, tag).await?;
         if fresh(&cached) {
-            return Ok((
+            return Ok(TagAnswer::Served(
                 self.store.manifest_info(local, &reference).await?,
                 CacheResult::Hit,
             ));
         }
         let stale = cached.as_ref().filter(|c| c.manifest_present);
-        let serve_stale = async |e: UpstreamError| match stale {
+        // A forced revalidation wants the upstream's answer: its failure is
+        // the caller's to report, never hidden behind the cached tag.
+        let serve_stale = async |e: UpstreamError| match stale.filter(|_| check.ttl) {
             Some(_) => {
                 tracing::warn!(repo = %local, %tag, error = %e, "upstream failed; serving the cached tag past its TTL");
                 self.metrics.observe_cache("manifest", "STALE");
-                Ok((
+                Ok(TagAnswer::Served(
                     self.store.manifest_info(local, &reference).await?,
                     CacheResult::Stale,
                 ))
@@ -327,7 +375,7 @@ impl Proxy {
             let unchanged = stale.is_some_and(|c| c.digest == head.digest);
             self.store.confirm_tag(local, tag, &head.digest).await?;
             let info = self.store.manifest_info(local, &reference).await?;
-            return Ok((
+            return Ok(TagAnswer::Served(
                 info,
                 if unchanged {
                     CacheResult::Hit
@@ -335,6 +383,9 @@ impl Proxy {
                     CacheResult::Miss
                 },
             ));
+        }
+        if !check.fetch && head.body.is_none() {
+            return Ok(TagAnswer::Moved(head.digest));
         }
         let m = if head.body.is_some() {
             // The upstream sent no digest on HEAD, so the manifest was fetched
@@ -355,10 +406,31 @@ impl Proxy {
         self.store
             .put_cached_manifest(local, Some(tag), &m.digest, &m.media_type, body, &up.name)
             .await?;
-        Ok((
+        Ok(TagAnswer::Served(
             self.store.manifest_info(local, &reference).await?,
             CacheResult::Miss,
         ))
+    }
+
+    /// Revalidates a mirrored tag now, whatever its TTL (the sync worker):
+    /// one HEAD, and when the tag moved to content not stored here, a GET by
+    /// digest if `fetch` (otherwise the answer says where it moved). Upstream
+    /// failures are returned, never answered with the cached tag.
+    pub async fn revalidate_tag(
+        &self,
+        upstream: usize,
+        local: &RepoName,
+        remote: &RepoName,
+        tag: &crate::oci::Tag,
+        fetch: bool,
+    ) -> Result<TagAnswer, ProxyError> {
+        let up = self.upstream(upstream)?;
+        let check = TagCheck { ttl: false, fetch };
+        let result = Box::pin(self.manifest_by_tag(up, local, remote, tag, check)).await;
+        if let Some(r) = up.ratelimit_remaining() {
+            self.metrics.set_upstream_ratelimit(&up.name, r);
+        }
+        result
     }
 
     /// The upstream's tags of `remote` (the query passed through), with its

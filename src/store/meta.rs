@@ -208,6 +208,7 @@ impl Meta {
             txn.open_table(tables::SWEEPING)?;
             txn.open_table(tables::SCHEMA)?;
             txn.open_table(tables::REPLICATION_QUEUE)?;
+            txn.open_table(tables::SYNC_STATE)?;
         }
         txn.commit()?;
         let db = Arc::new(db);

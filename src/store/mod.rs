@@ -45,6 +45,7 @@ mod pin_ops;
 mod reconcile;
 mod replication_ops;
 mod sweep;
+mod sync_ops;
 mod verify_ops;
 
 use std::path::{Path, PathBuf};
@@ -62,6 +63,7 @@ pub use manifest_ops::{ManifestInfo, Page, PutManifest};
 pub use meta::{Meta, Origin};
 pub use pin_ops::Pin;
 pub use replication_ops::{MAX_QUEUE, QueueItem, QueueOp, ReplicaRule};
+pub use sync_ops::{Missing, SyncState};
 pub use uploads::{
     MAX_UPLOADS, MAX_UPLOADS_PER_CLIENT, SessionHandle, UNWRITTEN_UPLOAD_EXPIRY, UploadSession,
     UploadTable,

@@ -45,3 +45,6 @@ pub const SCHEMA: TableDefinition<'_, &str, u64> = TableDefinition::new("schema-
 /// done yet, in the order it was queued (see `store/replication_ops.rs`).
 pub const REPLICATION_QUEUE: TableDefinition<'_, u64, &[u8]> =
     TableDefinition::new("replication_queue-0");
+/// `[[sync]]` rule key (image and tags) → [`super::sync_ops::SyncState`]:
+/// last run, last pass summary, the digests seen (bounded).
+pub const SYNC_STATE: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("sync_state-0");

@@ -10,6 +10,7 @@ pub mod evict;
 pub mod gc;
 pub mod lifecycle;
 pub mod replicate;
+pub mod sync;
 pub mod uploads;
 pub mod verify;
 
@@ -33,6 +34,10 @@ pub enum WorkerError {
     /// Anything else, said in words (an upstream, a target registry).
     #[error("{0}")]
     Other(String),
+    /// A registry the pass talks to (an upstream, a target) failed; the
+    /// message says which and how, and is safe to show an admin.
+    #[error("{0}")]
+    Upstream(String),
     /// A pass asked for on demand is already waiting or running; asking again
     /// would only queue more of the same work.
     #[error("a {0} pass asked for on demand is already waiting or running; wait for it to finish")]

@@ -54,6 +54,10 @@ pub enum AdminError {
     /// Something else broke; logged, and the client is told to look there.
     #[error("{0}")]
     Internal(String),
+    /// A registry a pass talked to failed (an upstream down): 502, with the
+    /// message (it names the registry and what it answered, nothing internal).
+    #[error("{0}")]
+    Upstream(String),
 }
 
 #[derive(serde::Serialize)]
@@ -95,6 +99,7 @@ impl From<crate::workers::WorkerError> for AdminError {
         match e {
             crate::workers::WorkerError::Store(s) => AdminError::Store(s),
             crate::workers::WorkerError::Other(m) => AdminError::Internal(m),
+            crate::workers::WorkerError::Upstream(m) => AdminError::Upstream(m),
             e @ crate::workers::WorkerError::Busy(_) => AdminError::TooManyRequests {
                 retry_after: 5,
                 message: e.to_string(),
@@ -124,6 +129,7 @@ impl AdminError {
                 _ => (S::INTERNAL_SERVER_ERROR, "INTERNAL"),
             },
             AdminError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "INTERNAL"),
+            AdminError::Upstream(_) => (S::BAD_GATEWAY, "UPSTREAM_FAILED"),
         }
     }
 
@@ -134,6 +140,7 @@ impl AdminError {
             tracing::warn!(error = %self, "admin request failed");
             match &self {
                 AdminError::Store(StoreError::Closed) => "wharf is shutting down".to_owned(),
+                AdminError::Upstream(m) => m.clone(),
                 _ => "internal error; see the server log".to_owned(),
             }
         } else {

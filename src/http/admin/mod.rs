@@ -15,6 +15,7 @@ mod request;
 mod rm;
 pub mod route;
 mod status;
+mod sync;
 mod usage;
 mod verify;
 mod workers;
@@ -91,6 +92,8 @@ async fn dispatch(
         AdminRoute::Unpin => pins::unpin(state, req).await,
         AdminRoute::Replicate => replicate::show(state).await,
         AdminRoute::ReplicateRun => replicate::run(state).await,
+        AdminRoute::Sync => sync::list(state).await,
+        AdminRoute::SyncNow => sync::run(state, req).await,
     }
 }
 

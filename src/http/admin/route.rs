@@ -49,6 +49,10 @@ pub enum AdminRoute {
     /// `POST /_wharf/v1/replicate/run`: one replication pass now (both sides
     /// compared), its report.
     ReplicateRun,
+    /// `GET /_wharf/v1/sync`: the sync rules and their last passes.
+    Sync,
+    /// `POST /_wharf/v1/sync`: every sync rule now, its report.
+    SyncNow,
 }
 
 /// Whether `path` belongs to the admin surface (it answers every path under
@@ -67,7 +71,11 @@ impl AdminRoute {
         if segs.iter().any(|s| s.is_empty()) {
             return Err(not_found());
         }
-        let route = Self::parse_path(&segs)?.ok_or_else(not_found)?;
+        let route = match (Self::parse_path(&segs)?.ok_or_else(not_found)?, method) {
+            // One path, two methods: listing and running.
+            (AdminRoute::Sync, &Method::POST) => AdminRoute::SyncNow,
+            (r, _) => r,
+        };
         let allow = route.method();
         if *method != allow {
             return Err(AdminError::MethodNotAllowed {
@@ -102,6 +110,7 @@ impl AdminRoute {
             ["unpin"] => AdminRoute::Unpin,
             ["replicate"] => AdminRoute::Replicate,
             ["replicate", "run"] => AdminRoute::ReplicateRun,
+            ["sync"] => AdminRoute::Sync,
             _ => return Ok(None),
         }))
     }
@@ -114,7 +123,8 @@ impl AdminRoute {
             | AdminRoute::Usage
             | AdminRoute::Status
             | AdminRoute::Pins
-            | AdminRoute::Replicate => Method::GET,
+            | AdminRoute::Replicate
+            | AdminRoute::Sync => Method::GET,
             AdminRoute::Rm
             | AdminRoute::WorkerRun { .. }
             | AdminRoute::Gc
@@ -122,7 +132,8 @@ impl AdminRoute {
             | AdminRoute::Evict
             | AdminRoute::Pin
             | AdminRoute::Unpin
-            | AdminRoute::ReplicateRun => Method::POST,
+            | AdminRoute::ReplicateRun
+            | AdminRoute::SyncNow => Method::POST,
         }
     }
 }
@@ -181,6 +192,8 @@ mod tests {
             (Method::GET, "/_wharf/v1/pins", AdminRoute::Pins),
             (Method::POST, "/_wharf/v1/pin", AdminRoute::Pin),
             (Method::POST, "/_wharf/v1/unpin", AdminRoute::Unpin),
+            (Method::GET, "/_wharf/v1/sync", AdminRoute::Sync),
+            (Method::POST, "/_wharf/v1/sync", AdminRoute::SyncNow),
         ] {
             assert_eq!(parse(m, p).unwrap(), want, "{p}");
         }

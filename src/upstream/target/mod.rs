@@ -254,6 +254,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn calls_can_run_on_any_worker_thread() {
+        fn send<T: Send>(_: &T) {}
+        fn shared<T: Send + Sync>() {}
+        shared::<Target>();
+        let t = Target::new(TargetSettings {
+            url: "http://127.0.0.1:9".into(),
+            credentials: None,
+        })
+        .unwrap();
+        let d = Digest::of_bytes(b"x");
+        send(&t.push_blob("a", &d, 1, reqwest::Body::from("x")));
+        send(&t.mount_blob("a", &d, "b"));
+        send(&t.put_manifest("a", "t", "x", Bytes::new()));
+        send(&t.manifest_digest("a", "t"));
+        send(&t.delete_manifest("a", "t"));
+        send(&t.tags("a", 1));
+        send(&t.has_blob("a", &d));
+    }
+
+    #[test]
     fn target_urls_are_checked_and_trimmed() {
         let t = |u: &str| {
             Target::new(TargetSettings {

@@ -151,3 +151,124 @@ async fn nothing_queued_is_lost_across_a_target_outage_and_a_kill() {
     drop(a);
     hub.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pushes_reach_distribution_with_htpasswd_and_deletions_follow() {
+    if !common::have_tool("docker-registry") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ddir = dir.path().join("dist");
+    std::fs::create_dir_all(&ddir).unwrap();
+    let dist = tokio::task::spawn_blocking(move || {
+        common::distribution_target::start(&ddir, &[("repl", "repl-pw")])
+    })
+    .await
+    .unwrap();
+    let pw = dir.path().join("dist-pw");
+    std::fs::write(&pw, "repl-pw").unwrap();
+    let a = Wharf::start_with(
+        &dir.path().join("a"),
+        &rule("team/*", &dist.base, "repl", &pw, "delete = true"),
+    )
+    .await;
+    let base = bytes(1 << 20, 11);
+    let (one, two) = (image(12, &base), image(13, &base));
+    let d1 = push(&a, "team/one", "v1", &one).await;
+    let d2 = push(&a, "team/two", "v1", &two).await;
+    // A second tag naming the same manifest as team/two:v1.
+    common::replica::put(
+        &a,
+        "team/two",
+        "stable",
+        common::image::OCI_MANIFEST,
+        &two.manifest,
+    )
+    .await;
+    let amd = Image::for_platform(vec![tar_with_file("x", &bytes(7000, 14))], "amd64");
+    let arm = Image::for_platform(vec![tar_with_file("y", &bytes(8000, 15))], "arm64");
+    let di = push_index(
+        &a,
+        "team/multi",
+        "latest",
+        &[(&amd, "amd64"), (&arm, "arm64")],
+    )
+    .await;
+
+    let target = Remote::Basic(dist.base.clone(), "repl".into(), "repl-pw".into());
+    target.wait_for("team/one", "v1", Some(&d1), 30).await;
+    target.wait_for("team/two", "v1", Some(&d2), 30).await;
+    target.wait_for("team/two", "stable", Some(&d2), 30).await;
+    target.wait_for("team/multi", "latest", Some(&di), 30).await;
+    for (bd, b) in one.blobs().into_iter().chain(arm.blobs()) {
+        let repo = if one.blobs().iter().any(|(d, _)| *d == bd) {
+            "team/one"
+        } else {
+            "team/multi"
+        };
+        assert!(target.blob(repo, &bd).await == b);
+    }
+
+    // Distribution cannot delete a tag alone: the manifest it names goes,
+    // since no tag here names it any more.
+    let del = |path: &str| common::http().delete(a.url(path)).send();
+    assert_eq!(
+        del("/v2/team/one/manifests/v1").await.unwrap().status(),
+        202
+    );
+    target.wait_for("team/one", "v1", None, 30).await;
+    // team/two:stable still names v1's manifest here: deleting v1 there would
+    // take stable too, so the target keeps it and says why.
+    assert_eq!(
+        del("/v2/team/two/manifests/v1").await.unwrap().status(),
+        202
+    );
+    common::wait_for(30, "the refusal in the target's status", || async {
+        let v = common::get_json(&a, "/_wharf/v1/replicate").await;
+        v["targets"][0]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("cannot delete the tag team/two:v1 alone"))
+    })
+    .await;
+    assert_eq!(
+        target.digest("team/two", "stable").await.as_deref(),
+        Some(d2.as_str())
+    );
+    a.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_target_answering_500_then_429_gets_the_items_after_backoff() {
+    use common::faulty::{Fault, faulty};
+    let dir = tempfile::tempdir().unwrap();
+    let hub = upstreams::hub(dir.path()).await;
+    // The worker meets two 500s first, then two 429s asking for 2 s.
+    let limited = faulty(&hub.base, Fault::new(2, 429).header("retry-after", "2")).await;
+    let failing = faulty(&limited.url, Fault::new(2, 500)).await;
+    let pw = dir.path().join("target-pw");
+    std::fs::write(&pw, "pusher-pw\n").unwrap();
+    let a = Wharf::start_with(
+        &dir.path().join("a"),
+        &rule("team/*", &failing.url, "pusher", &pw, ""),
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let d = push(&a, "team/app", "v1", &image(20, b"base")).await;
+    let target = Remote::Wharf(hub.base.clone());
+    target.wait_for("team/app", "v1", Some(&d), 60).await;
+    assert_eq!(failing.faults(), 2);
+    assert_eq!(limited.faults(), 2);
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(2),
+        "the target's Retry-After was honoured"
+    );
+    let v = common::get_json(&a, "/_wharf/v1/replicate").await;
+    let t = &v["targets"][0];
+    assert!(t["items_failed"].as_u64().unwrap() >= 1, "{v}");
+    assert!(t["last_success"].as_u64().is_some(), "{v}");
+    for (bd, b) in image(20, b"base").blobs() {
+        assert!(target.blob("team/app", &bd).await == b);
+    }
+    a.stop().await;
+    hub.stop().await;
+}

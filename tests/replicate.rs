@@ -272,3 +272,71 @@ async fn a_target_answering_500_then_429_gets_the_items_after_backoff() {
     a.stop().await;
     hub.stop().await;
 }
+
+/// Runs `wharf ARGS --url BASE`; returns (exit code, stdout, stderr).
+async fn cli(base: &str, args: &[&str]) -> (i32, String, String) {
+    let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    all.extend(["--url".to_owned(), base.to_owned()]);
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(&all)
+        .env_remove("WHARF_PASSWORD")
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wharf_replicate_shows_each_target_and_now_runs_a_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = upstreams::hub(dir.path()).await;
+    let pw = dir.path().join("target-pw");
+    std::fs::write(&pw, "pusher-pw\n").unwrap();
+    let a = Wharf::start_with(
+        &dir.path().join("a"),
+        &rule("team/*", &hub.base, "pusher", &pw, "every = \"1h\""),
+    )
+    .await;
+    let d = push(&a, "team/app", "v1", &image(30, b"b")).await;
+    Remote::Wharf(hub.base.clone())
+        .wait_for("team/app", "v1", Some(&d), 30)
+        .await;
+
+    // --now compares both sides: the tag is there, nothing is sent.
+    let (code, out, err) = cli(&a.base, &["replicate", "--now"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("{}: copied 0", hub.base)), "{out}");
+    assert!(out.contains("0 left"), "{out}");
+    let (code, out, err) = cli(&a.base, &["replicate"]).await;
+    assert_eq!(code, 0, "{err}");
+    let header = out.lines().next().unwrap_or_default();
+    for col in ["TARGET", "REPOS", "QUEUED", "LAST SUCCESS", "LAST COMPARED"] {
+        assert!(header.contains(col), "{out}");
+    }
+    let row = out.lines().nth(1).unwrap_or_default();
+    assert!(row.contains(&hub.base) && row.contains("team/*"), "{out}");
+    let (code, out, _) = cli(&a.base, &["replicate", "--json"]).await;
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["targets"][0]["queued"], 0, "{v}");
+    assert!(v["targets"][0]["items_done"].as_u64().unwrap() >= 1, "{v}");
+    a.stop().await;
+
+    // Without rules: said plainly, and --now is refused with the reason.
+    let plain = Wharf::start(&dir.path().join("plain")).await;
+    let (code, out, _) = cli(&plain.base, &["replicate"]).await;
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("no [[replicate]] rules are configured"),
+        "{out}"
+    );
+    let (code, _, err) = cli(&plain.base, &["replicate", "--now"]).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("no [[replicate]] rules"), "{err}");
+    plain.stop().await;
+    hub.stop().await;
+}

@@ -1,6 +1,6 @@
 //! One tag of one rule brought up to date: a forced revalidation (one HEAD,
-//! which also marks the tag checked), then whatever of its closure is
-//! missing locally (the platform manifests the rule keeps, configs, layers)
+//! which also marks the tag checked; a tag that moved gets a second one that
+//! fetches), then whatever of its closure is missing locally (the platform manifests the rule keeps, configs, layers)
 //! fetched through the client path. An unchanged tag with everything here
 //! costs its HEAD and nothing else.
 
@@ -88,10 +88,23 @@ impl Ctx {
     /// Brings `tag` up to date.
     pub async fn sync(self: &Arc<Self>, tag: &Tag) -> Result<Outcome, ProxyError> {
         let r = &self.rule;
-        let answer = self
+        // The HEAD first, which also brings the upstream's current pull
+        // allowance: the pause is decided on that, never on a figure left
+        // from an earlier pass. A tag that moved is then fetched through the
+        // same revalidation (one more HEAD, free), unless paused.
+        let mut answer = self
             .proxy
-            .revalidate_tag(r.upstream, &r.local, &r.remote, tag, !self.paused())
+            .revalidate_tag(r.upstream, &r.local, &r.remote, tag, false)
             .await?;
+        if matches!(answer, TagAnswer::Moved(_)) {
+            if self.paused() {
+                return Ok(Outcome::Skipped);
+            }
+            answer = self
+                .proxy
+                .revalidate_tag(r.upstream, &r.local, &r.remote, tag, true)
+                .await?;
+        }
         let (info, cache) = match answer {
             TagAnswer::Served(info, cache) => (info, cache),
             TagAnswer::Moved(_) => return Ok(Outcome::Skipped),

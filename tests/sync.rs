@@ -250,6 +250,47 @@ async fn a_platform_rule_fetches_only_that_platform() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn foreign_layers_are_never_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub(dir.path()).await;
+    let img = small_image(90);
+    common::upstreams::publish_blobs(&hub, "library/win", &img).await;
+    // A Windows-style image: one layer lives on another server (urls).
+    let mut m: Value = serde_json::from_slice(&img.manifest).unwrap();
+    m["layers"].as_array_mut().unwrap().push(serde_json::json!({
+        "mediaType": "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+        "digest": digest(b"a base layer from elsewhere"),
+        "size": 27,
+        "urls": ["https://example.invalid/layer"]
+    }));
+    let body = serde_json::to_vec(&m).unwrap();
+    common::upstreams::put_manifest(
+        &hub,
+        "library/win",
+        "ltsc",
+        common::image::OCI_MANIFEST,
+        &body,
+    )
+    .await;
+    let mirror = mirror(
+        dir.path(),
+        &hub,
+        "[[sync]]\nimage = \"docker.io/library/win\"\ntags = [\"ltsc\"]\nevery = \"1h\"\n",
+    )
+    .await;
+    let first = start_pass(&mirror).await;
+    assert_eq!(first["fetched"], 1, "{first}");
+    assert_eq!(first["errors"], 0, "{first}");
+    let gets = served(&hub, "GET", "blob").await;
+    let v = sync_now(&mirror).await;
+    assert_eq!(v["rules"][0]["unchanged"], 1, "{v}");
+    assert_eq!(v["rules"][0]["errors"], 0, "{v}");
+    assert_eq!(served(&hub, "GET", "blob").await, gets);
+    mirror.stop().await;
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_client_pull_during_a_pass_shares_its_downloads() {
     let dir = tempfile::tempdir().unwrap();
     let hub = hub(dir.path()).await;

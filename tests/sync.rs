@@ -29,6 +29,17 @@ async fn sync_now(m: &Wharf) -> Value {
     serde_json::from_str(&body).unwrap()
 }
 
+/// The report of the pass a mirror runs at start (every rule is due then),
+/// once it is recorded.
+async fn start_pass(m: &Wharf) -> Value {
+    wait_for(60, "the pass at start", || async {
+        let v = get_json(m, "/_wharf/v1/sync").await;
+        v["worker"]["runs"].as_u64().unwrap_or(0) >= 1 && v["worker"]["running"] == false
+    })
+    .await;
+    get_json(m, "/_wharf/v1/sync").await["rules"][0]["last"].clone()
+}
+
 /// Requests the hub served, by method and route (any status).
 async fn served(hub: &Wharf, method: &str, route: &str) -> f64 {
     metric(
@@ -136,8 +147,8 @@ async fn unchanged_tags_cost_one_head_each_and_synced_tags_are_hits() {
         "[[sync]]\nimage = \"web\"\ntags = [\"1.2*\"]\nevery = \"1h\"\n",
     )
     .await;
-    let first = sync_now(&m).await;
-    let r = &first["rules"][0];
+    let first = start_pass(&m).await;
+    let r = &first;
     assert_eq!(r["tags_seen"], 4, "{first}");
     assert_eq!(
         r["matched"], 2,
@@ -204,15 +215,15 @@ async fn a_platform_rule_fetches_only_that_platform() {
         &[(&amd, "amd64"), (&arm, "arm64")],
     )
     .await;
+    let before = hub_blob_bytes(&hub).await;
     let m = mirror(
         dir.path(),
         &hub,
         "[[sync]]\nimage = \"docker.io/library/multi\"\ntags = [\"2\"]\nplatforms = [\"linux/arm64\"]\n",
     )
     .await;
-    let before = hub_blob_bytes(&hub).await;
-    let v = sync_now(&m).await;
-    assert_eq!(v["rules"][0]["fetched"], 1, "{v}");
+    let v = start_pass(&m).await;
+    assert_eq!(v["fetched"], 1, "{v}");
     assert!(stored(&m, &digest(&idx)));
     assert!(stored(&m, &digest(&arm.manifest)));
     for (d, _) in arm.blobs() {
@@ -239,21 +250,66 @@ async fn a_platform_rule_fetches_only_that_platform() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn foreign_layers_are_never_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub(dir.path()).await;
+    let img = small_image(90);
+    common::upstreams::publish_blobs(&hub, "library/win", &img).await;
+    // A Windows-style image: one layer lives on another server (urls).
+    let mut m: Value = serde_json::from_slice(&img.manifest).unwrap();
+    m["layers"].as_array_mut().unwrap().push(serde_json::json!({
+        "mediaType": "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+        "digest": digest(b"a base layer from elsewhere"),
+        "size": 27,
+        "urls": ["https://example.invalid/layer"]
+    }));
+    let body = serde_json::to_vec(&m).unwrap();
+    common::upstreams::put_manifest(
+        &hub,
+        "library/win",
+        "ltsc",
+        common::image::OCI_MANIFEST,
+        &body,
+    )
+    .await;
+    let mirror = mirror(
+        dir.path(),
+        &hub,
+        "[[sync]]\nimage = \"docker.io/library/win\"\ntags = [\"ltsc\"]\nevery = \"1h\"\n",
+    )
+    .await;
+    let first = start_pass(&mirror).await;
+    assert_eq!(first["fetched"], 1, "{first}");
+    assert_eq!(first["errors"], 0, "{first}");
+    let gets = served(&hub, "GET", "blob").await;
+    let v = sync_now(&mirror).await;
+    assert_eq!(v["rules"][0]["unchanged"], 1, "{v}");
+    assert_eq!(v["rules"][0]["errors"], 0, "{v}");
+    assert_eq!(served(&hub, "GET", "blob").await, gets);
+    mirror.stop().await;
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_client_pull_during_a_pass_shares_its_downloads() {
     let dir = tempfile::tempdir().unwrap();
     let hub = hub(dir.path()).await;
     let img = Image::new(
         (0..4)
-            .map(|i| tar_with_file("big", &bytes(24 << 20, 40 + i)))
+            .map(|i| tar_with_file("big", &bytes(8 << 20, 40 + i)))
             .collect(),
     );
-    publish(&hub, "library/big", "1", &img).await;
+    // The pass at start finds nothing to do; the image comes after it.
+    let tiny = small_image(39);
+    publish(&hub, "library/big", "0", &tiny).await;
     let m = mirror(
         dir.path(),
         &hub,
         "[[sync]]\nimage = \"docker.io/library/big\"\ntags = [\"1\"]\nevery = \"1h\"\n",
     )
     .await;
+    assert_eq!(start_pass(&m).await["matched"], 0);
+    publish(&hub, "library/big", "1", &img).await;
     let pass = tokio::spawn({
         let url = m.url("/_wharf/v1/sync");
         async move { http().post(url).send().await.unwrap().status() }
@@ -362,8 +418,8 @@ async fn under_the_pull_limit_floor_a_rule_pauses_its_fetches() {
         "[[sync]]\nimage = \"docker.io/library/rl\"\ntags = [\"?\"]\nevery = \"1h\"\n",
     );
     let m = Wharf::start_config(common::config(&dir.path().join("mirror"), &extra)).await;
-    let v = sync_now(&m).await;
-    let r = &v["rules"][0];
+    let v = start_pass(&m).await;
+    let r = &v;
     assert_eq!(r["matched"], 2, "{v}");
     assert_eq!(r["skipped"], 2, "{v}");
     assert_eq!(r["fetched"], 0, "{v}");
@@ -402,10 +458,8 @@ async fn rules_run_at_start_and_a_restart_runs_only_what_is_due() {
     let rules = "[[sync]]\nimage = \"docker.io/library/boot\"\ntags = [\"1\"]\nevery = \"1h\"\n";
     let m = mirror(dir.path(), &hub, rules).await;
     // every = 1h, yet the first pass comes at start.
-    wait_for(20, "the pass at start", || async {
-        local_tags(&m, "docker.io/library/boot").await == ["1"]
-    })
-    .await;
+    assert_eq!(start_pass(&m).await["fetched"], 1);
+    assert_eq!(local_tags(&m, "docker.io/library/boot").await, ["1"]);
     let first = get_json(&m, "/_wharf/v1/sync").await["rules"][0]["last_run"].clone();
     let root = m.root.clone();
     m.stop().await;
@@ -451,6 +505,7 @@ async fn wharf_sync_prints_the_rules_and_now_runs_them() {
         "[[sync]]\nimage = \"docker.io/library/cli\"\ntags = [\"3.*\"]\nevery = \"1h\"\n",
     )
     .await;
+    assert_eq!(start_pass(&m).await["fetched"], 1);
     let (code, out, err) = wharf_cli(&["sync", "--now", "--url", &m.base]).await;
     assert_eq!(code, 0, "{err}");
     assert!(
@@ -458,7 +513,7 @@ async fn wharf_sync_prints_the_rules_and_now_runs_them() {
         "{out}"
     );
     assert!(
-        out.contains("sync ran 1 rule: 1 tags fetched, 0 errors"),
+        out.contains("sync ran 1 rule: 0 tags fetched, 0 errors"),
         "{out}"
     );
     let (code, out, err) = wharf_cli(&["sync", "--url", &m.base]).await;
@@ -470,7 +525,7 @@ async fn wharf_sync_prints_the_rules_and_now_runs_them() {
     let (code, out, _) = wharf_cli(&["sync", "--json", "--url", &m.base]).await;
     assert_eq!(code, 0);
     let v: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(v["rules"][0]["last"]["fetched"], 1, "{v}");
+    assert_eq!(v["rules"][0]["last"]["unchanged"], 1, "{v}");
 
     // A hosted image or a bad glob is refused at load, naming key and line.
     for (rule, needle, at) in [

@@ -1,9 +1,10 @@
 //! One tag of one rule brought up to date: a forced revalidation (one HEAD,
-//! which also marks the tag checked), then whatever of its closure is
-//! missing locally (the platform manifests the rule keeps, configs, layers)
+//! which also marks the tag checked; a tag that moved gets a second one that
+//! fetches), then whatever of its closure is missing locally (the platform manifests the rule keeps, configs, layers)
 //! fetched through the client path. An unchanged tag with everything here
 //! costs its HEAD and nothing else.
 
+use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,6 +27,11 @@ pub const SYNC_CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
 const SLOT_WAIT: Duration = Duration::from_secs(120);
 /// How often it looks for one meanwhile.
 const SLOT_POLL: Duration = Duration::from_millis(200);
+
+/// Whether a manifest media type is an index (OCI or Docker's list).
+fn is_index(media_type: &str) -> bool {
+    media_type == OCI_INDEX || media_type == DOCKER_MANIFEST_LIST
+}
 
 /// What became of one tag.
 #[derive(Debug)]
@@ -88,10 +94,23 @@ impl Ctx {
     /// Brings `tag` up to date.
     pub async fn sync(self: &Arc<Self>, tag: &Tag) -> Result<Outcome, ProxyError> {
         let r = &self.rule;
-        let answer = self
+        // The HEAD first, which also brings the upstream's current pull
+        // allowance: the pause is decided on that, never on a figure left
+        // from an earlier pass. A tag that moved is then fetched through the
+        // same revalidation (one more HEAD, free), unless paused.
+        let mut answer = self
             .proxy
-            .revalidate_tag(r.upstream, &r.local, &r.remote, tag, !self.paused())
+            .revalidate_tag(r.upstream, &r.local, &r.remote, tag, false)
             .await?;
+        if matches!(answer, TagAnswer::Moved(_)) {
+            if self.paused() {
+                return Ok(Outcome::Skipped);
+            }
+            answer = self
+                .proxy
+                .revalidate_tag(r.upstream, &r.local, &r.remote, tag, true)
+                .await?;
+        }
         let (info, cache) = match answer {
             TagAnswer::Served(info, cache) => (info, cache),
             TagAnswer::Moved(_) => return Ok(Outcome::Skipped),
@@ -126,8 +145,14 @@ impl Ctx {
             changed = true;
             missing = self
                 .store
-                .closure_missing(&r.local, &info.digest, children)
+                .closure_missing(&r.local, &info.digest, children.clone())
                 .await?;
+        }
+        if !missing.blobs.is_empty() {
+            // Registries do not serve foreign layers (Windows base layers):
+            // never ask for them, or such a tag would fail every pass.
+            let foreign = self.foreign_layers(&info, children).await?;
+            missing.blobs.retain(|d| !foreign.contains(d));
         }
         if missing.blobs.is_empty() {
             return Ok(if changed {
@@ -166,21 +191,66 @@ impl Ctx {
         }
     }
 
-    /// The children of an index the rule keeps: `None` for all of them (no
-    /// `platforms`, or not an index).
-    async fn children(&self, info: &ManifestInfo) -> Result<Option<Vec<Digest>>, ProxyError> {
-        let specs = &self.rule.platforms;
-        if specs.is_empty()
-            || !(info.media_type == OCI_INDEX || info.media_type == DOCKER_MANIFEST_LIST)
-        {
-            return Ok(None);
+    /// The foreign layers the image manifests of `root` name (the root
+    /// itself, or the `children` of an index: those kept, or all of them).
+    async fn foreign_layers(
+        &self,
+        root: &ManifestInfo,
+        children: Option<Vec<Digest>>,
+    ) -> Result<HashSet<Digest>, ProxyError> {
+        let images: Vec<ManifestInfo> = match children {
+            Some(kids) => self.infos(&kids).await,
+            None if is_index(&root.media_type) => {
+                let view = self.view(root).await?;
+                let kids: Vec<Digest> = view.children.iter().map(|c| c.digest.clone()).collect();
+                self.infos(&kids).await
+            }
+            None => vec![root.clone()],
+        };
+        let mut out = HashSet::new();
+        for info in &images {
+            let view = self.view(info).await?;
+            out.extend(
+                view.blobs
+                    .iter()
+                    .filter(|b| b.is_foreign())
+                    .map(|b| b.digest.clone()),
+            );
         }
+        Ok(out)
+    }
+
+    /// What the store knows of those of the manifests `digests` it holds.
+    async fn infos(&self, digests: &[Digest]) -> Vec<ManifestInfo> {
+        let mut out = Vec::new();
+        for d in digests {
+            let reference = Reference::Digest(d.clone());
+            if let Ok(info) = self.store.manifest_info(&self.rule.local, &reference).await {
+                out.push(info);
+            }
+        }
+        out
+    }
+
+    /// A stored manifest, parsed off the runtime.
+    async fn view(&self, info: &ManifestInfo) -> Result<ManifestView, ProxyError> {
         let bytes = self.store.manifest_bytes(info).await?;
         let mt = info.media_type.clone();
         let view = tokio::task::spawn_blocking(move || ManifestView::parse(&bytes, &mt))
             .await
             .map_err(crate::store::StoreError::from)?
             .map_err(|e| crate::store::StoreError::ManifestInvalid(e.to_string()))?;
+        Ok(view)
+    }
+
+    /// The children of an index the rule keeps: `None` for all of them (no
+    /// `platforms`, or not an index).
+    async fn children(&self, info: &ManifestInfo) -> Result<Option<Vec<Digest>>, ProxyError> {
+        let specs = &self.rule.platforms;
+        if specs.is_empty() || !is_index(&info.media_type) {
+            return Ok(None);
+        }
+        let view = self.view(info).await?;
         let kept: Vec<Digest> = view
             .children
             .iter()

@@ -29,14 +29,17 @@
 //! - [`server`]: the accept loop, hyper-util connections (plain TCP wrapped in
 //!   `ZeroCopyStream`) and the graceful drain.
 //! - [`workers`]: background tasks in one Worker shape (upload expiry; the storage
-//!   lifecycle: access-time flush, evict, gc, verify; sync of upstream images; later replicate).
+//!   lifecycle: access-time flush, evict, gc, verify; sync of upstream images;
+//!   replicate, over the durable queue the store writes with each push).
 //! - [`app`]: the composition root: builds store, auth, upstreams, proxy and workers
 //!   and hands each what it needs, runs everything, shuts down in order;
 //!   [`shutdown`]: the one shutdown signal the server and workers wait on.
 //! - [`cli`]: the command line; the admin commands are clients of the admin API.
 //! - [`config`]: the TOML schema; [`logging`]: the subscriber and its
 //!   non-blocking sink; [`metrics`]: Prometheus counters; [`net`]:
-//!   client addresses and trusted-proxy ranges, which config and http share.
+//!   client addresses and trusted-proxy ranges, which config and http share;
+//!   [`blob_body`]: a stored blob as an HTTP body, which responses and
+//!   replication uploads share.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -45,6 +48,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod blob_body;
 pub mod cli;
 pub mod config;
 pub mod http;

@@ -4,7 +4,7 @@ use http::{Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 
 use super::respond;
-use crate::http::body::{Body, ChannelBody, ReaderBody, empty};
+use crate::http::body::{Body, ChannelBody, ReaderBody, blob, empty};
 use crate::http::zero_copy::{SpanBody, Spans};
 use crate::http::{ApiError, Ctx, State};
 use crate::oci::{Digest, RepoName};
@@ -145,9 +145,9 @@ fn local_body(
                 state.metrics.blob_zero_copy_bytes.inc_by(end - start);
                 body.boxed()
             }
-            Err(reader) => ReaderBody::new(reader, start, end).boxed(),
+            Err(reader) => blob(ReaderBody::new(reader, start, end)),
         },
-        None => ReaderBody::new(reader, start, end).boxed(),
+        None => blob(ReaderBody::new(reader, start, end)),
     }
 }
 

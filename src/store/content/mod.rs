@@ -34,7 +34,7 @@ use crate::oci::Digest;
 
 pub use fs::FsBackend;
 pub use pace::Pace;
-pub use reader::{BlobReader, Pending, ReadAt};
+pub use reader::{BlobReader, Chunks, Pending, ReadAt};
 pub use writer::BlobWriter;
 pub use zero_copy::ZeroCopy;
 

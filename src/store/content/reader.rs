@@ -95,6 +95,67 @@ impl BlobReader {
     }
 }
 
+/// Bytes `[start, end)` of a blob in [`super::READ_CHUNK`] steps, the next
+/// read started as soon as the last is handed on: what every body that
+/// streams content (a response, an upload to a replication target) polls,
+/// so a blob is never held whole and the disk stays one chunk ahead.
+pub struct Chunks {
+    reader: BlobReader,
+    next: u64,
+    end: u64,
+    delivered: u64,
+    total: u64,
+    inflight: Option<Pending>,
+}
+
+impl Chunks {
+    /// Bytes `start..end` of `reader`'s blob.
+    pub fn new(reader: BlobReader, start: u64, end: u64) -> Chunks {
+        let mut c = Chunks {
+            reader,
+            next: start,
+            end,
+            delivered: 0,
+            total: end.saturating_sub(start),
+            inflight: None,
+        };
+        c.start_read();
+        c
+    }
+
+    fn start_read(&mut self) {
+        if self.next >= self.end || self.inflight.is_some() {
+            return;
+        }
+        let len = (self.end - self.next).min(super::READ_CHUNK as u64) as usize;
+        self.inflight = Some(self.reader.read(self.next, len));
+        self.next += len as u64;
+    }
+
+    /// The next chunk; `None` after the last.
+    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<std::io::Result<Bytes>>> {
+        let Some(h) = self.inflight.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let r = ready!(Pin::new(h).poll(cx));
+        self.inflight = None;
+        Poll::Ready(Some(r.inspect(|bytes| {
+            self.delivered += bytes.len() as u64;
+            self.start_read();
+        })))
+    }
+
+    /// Whether every chunk has been handed on.
+    pub fn is_end(&self) -> bool {
+        self.inflight.is_none() && self.next >= self.end
+    }
+
+    /// Bytes not handed on yet.
+    pub fn remaining(&self) -> u64 {
+        self.total - self.delivered
+    }
+}
+
 impl std::fmt::Debug for BlobReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BlobReader")

@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::Serialize;
 
 use super::TargetRule;
-use super::body::ReaderBody;
 use crate::oci::{Digest, ManifestView, Reference, RepoName};
 use crate::store::{ManifestInfo, Store, StoreError};
 use crate::upstream::UpstreamError;
@@ -176,7 +175,7 @@ impl Copier<'_> {
             }
         }
         let (reader, size) = self.store.open_blob(repo, digest).await?;
-        let body = reqwest::Body::wrap(ReaderBody::new(reader, size));
+        let body = reqwest::Body::wrap(crate::blob_body::ReaderBody::new(reader, 0, size));
         target.push_blob(repo.as_str(), digest, size, body).await?;
         self.rule.mounts.remember(digest, repo.as_str());
         add(&self.counts.blobs_sent, 1);

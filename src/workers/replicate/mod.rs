@@ -12,7 +12,6 @@
 //! tries again with backoff (honouring `Retry-After`). Nothing leaves the
 //! queue before the target has it, so a kill at any point only repeats work.
 
-mod body;
 mod copy;
 mod mounts;
 mod reconcile;

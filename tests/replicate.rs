@@ -16,17 +16,24 @@ fn image(seed: u64, base: &[u8]) -> Image {
     ])
 }
 
+/// A target wharf (token auth, user `pusher`) and a source wharf with one
+/// `[[replicate]]` rule copying `team/*` to it (`extra` keys added).
+async fn source_and_target(dir: &std::path::Path, extra: &str) -> (Wharf, Wharf) {
+    let hub = upstreams::hub(dir).await;
+    let pw = dir.join("target-pw");
+    std::fs::write(&pw, "pusher-pw\n").unwrap();
+    let a = Wharf::start_with(
+        &dir.join("a"),
+        &rule("team/*", &hub.base, "pusher", &pw, extra),
+    )
+    .await;
+    (a, hub)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn pushes_reach_a_second_wharf_with_their_digests_and_deletions_follow() {
     let dir = tempfile::tempdir().unwrap();
-    let hub = upstreams::hub(dir.path()).await;
-    let pw = dir.path().join("target-pw");
-    std::fs::write(&pw, "pusher-pw\n").unwrap();
-    let a = Wharf::start_with(
-        &dir.path().join("a"),
-        &rule("team/*", &hub.base, "pusher", &pw, "delete = true"),
-    )
-    .await;
+    let (a, hub) = source_and_target(dir.path(), "delete = true").await;
     let base = bytes(2 << 20, 1);
     let (one, two) = (image(2, &base), image(3, &base));
     let d1 = push(&a, "team/one", "v1", &one).await;
@@ -275,32 +282,15 @@ async fn a_target_answering_500_then_429_gets_the_items_after_backoff() {
 
 /// Runs `wharf ARGS --url BASE`; returns (exit code, stdout, stderr).
 async fn cli(base: &str, args: &[&str]) -> (i32, String, String) {
-    let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    all.extend(["--url".to_owned(), base.to_owned()]);
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
-        .args(&all)
-        .env_remove("WHARF_PASSWORD")
-        .output()
-        .await
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let mut all = args.to_vec();
+    all.extend(["--url", base]);
+    common::wharf_cli(&all).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn wharf_replicate_shows_each_target_and_now_runs_a_pass() {
     let dir = tempfile::tempdir().unwrap();
-    let hub = upstreams::hub(dir.path()).await;
-    let pw = dir.path().join("target-pw");
-    std::fs::write(&pw, "pusher-pw\n").unwrap();
-    let a = Wharf::start_with(
-        &dir.path().join("a"),
-        &rule("team/*", &hub.base, "pusher", &pw, "every = \"1h\""),
-    )
-    .await;
+    let (a, hub) = source_and_target(dir.path(), "every = \"1h\"").await;
     let d = push(&a, "team/app", "v1", &image(30, b"b")).await;
     Remote::Wharf(hub.base.clone())
         .wait_for("team/app", "v1", Some(&d), 30)

@@ -441,7 +441,7 @@ async fn under_the_pull_limit_floor_a_rule_pauses_its_fetches() {
         .await,
         1.0
     );
-    let (code, out, err) = wharf_cli(&["sync", "--url", &m.base]).await;
+    let (code, out, err) = common::wharf_cli(&["sync", "--url", &m.base]).await;
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains("paused") && out.contains("3 pulls left"),
@@ -479,21 +479,6 @@ async fn rules_run_at_start_and_a_restart_runs_only_what_is_due() {
     hub.stop().await;
 }
 
-/// Runs the `wharf` binary.
-async fn wharf_cli(args: &[&str]) -> (i32, String, String) {
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
-        .args(args)
-        .env_remove("WHARF_PASSWORD")
-        .output()
-        .await
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn wharf_sync_prints_the_rules_and_now_runs_them() {
     let dir = tempfile::tempdir().unwrap();
@@ -506,7 +491,7 @@ async fn wharf_sync_prints_the_rules_and_now_runs_them() {
     )
     .await;
     assert_eq!(start_pass(&m).await["fetched"], 1);
-    let (code, out, err) = wharf_cli(&["sync", "--now", "--url", &m.base]).await;
+    let (code, out, err) = common::wharf_cli(&["sync", "--now", "--url", &m.base]).await;
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains("IMAGE") && out.contains("docker.io/library/cli"),
@@ -516,13 +501,13 @@ async fn wharf_sync_prints_the_rules_and_now_runs_them() {
         out.contains("sync ran 1 rule: 0 tags fetched, 0 errors"),
         "{out}"
     );
-    let (code, out, err) = wharf_cli(&["sync", "--url", &m.base]).await;
+    let (code, out, err) = common::wharf_cli(&["sync", "--url", &m.base]).await;
     assert_eq!(code, 0, "{err}");
     assert!(
         out.contains("LAST RUN") && out.contains("3.*") && out.contains(" ok"),
         "{out}"
     );
-    let (code, out, _) = wharf_cli(&["sync", "--json", "--url", &m.base]).await;
+    let (code, out, _) = common::wharf_cli(&["sync", "--json", "--url", &m.base]).await;
     assert_eq!(code, 0);
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["rules"][0]["last"]["unchanged"], 1, "{v}");
@@ -542,7 +527,8 @@ async fn wharf_sync_prints_the_rules_and_now_runs_them() {
             format!("[hosted]\nprefixes = [\"team/\"]\n[[sync]]\n{rule}"),
         )
         .unwrap();
-        let (code, _, err) = wharf_cli(&["check-config", "--config", file.to_str().unwrap()]).await;
+        let (code, _, err) =
+            common::wharf_cli(&["check-config", "--config", file.to_str().unwrap()]).await;
         assert_ne!(code, 0);
         assert!(
             err.contains(needle) && err.contains(&format!("line {at}:")),

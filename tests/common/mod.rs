@@ -624,3 +624,19 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// Runs the `wharf` binary with `args` (no password in the environment);
+/// returns its exit code, stdout and stderr.
+pub async fn wharf_cli(args: &[&str]) -> (i32, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(args)
+        .env_remove("WHARF_PASSWORD")
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -4,8 +4,11 @@
 
 pub mod cpu;
 pub mod floor;
+pub mod image_set;
 pub mod link;
 pub mod nginx;
+pub mod pair;
+pub mod scrape;
 pub mod table;
 pub mod warm;
 

@@ -1,7 +1,8 @@
 //! Replication (issue 11): wharf's `[[replicate]]` worker against `skopeo sync`
 //! copying the same images from the same source wharf to a fresh target of
-//! the same kind (a wharf with htpasswd and Docker-Hub-style token auth), same
-//! machine, same run.
+//! the same kind, same machine, same run. Targets: a wharf with htpasswd and
+//! Docker-Hub-style token auth, and Distribution 2.8.2 (`docker-registry`)
+//! with htpasswd (`BENCH_TARGETS=wharf` or `distribution` runs one).
 //!
 //! The set: `BENCH_IMAGES` images (default 50) of `BENCH_BASE` shared base
 //! layers (default 9) plus one layer and one config of their own, every layer
@@ -24,9 +25,12 @@
 //!   as `nobody` with a fresh `HOME`, so its blob-info cache starts cold; its
 //!   CPU seconds are its rusage, and the source's CPU for serving it is shown
 //!   beside.
-//! - both: the blob bytes the target received (`wharf_upload_bytes_total`),
-//!   the requests it served (`wharf_http_requests_total`, by method, route
-//!   and status), its CPU seconds.
+//! - both: the blob bytes the target received (a wharf's
+//!   `wharf_upload_bytes_total`; for Distribution, every byte clients sent
+//!   it, counted by a TCP relay in front of it, with the connections they
+//!   opened), the requests it served (`wharf_http_requests_total`, or
+//!   Distribution's `registry_http_requests_total` from its debug listener,
+//!   by method, route and status), its CPU seconds.
 //!
 //! Run: `cargo bench --bench replicate`.
 
@@ -38,10 +42,12 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::cpu::children_cpu_secs;
+use common::distribution_debug;
 use common::image_set::{ImageSet, Layout, image_set, missing, push_set};
 use common::pair::{goals_header, header, row};
 use common::scrape::{Scrape, delta};
 use common::table::{Goal, goal};
+use common::tcp_count::{Counted, relay};
 use common::*;
 
 /// The target's user (both targets read the same htpasswd).
@@ -63,6 +69,8 @@ struct Run {
     missing: Vec<String>,
     /// Failed attempts the copier reported.
     failed: u64,
+    /// Connections the copier opened to the target (Distribution only).
+    connections: Option<f64>,
 }
 
 impl Run {
@@ -71,17 +79,125 @@ impl Run {
     }
 }
 
-/// A fresh target: a wharf with htpasswd and token auth (anonymous pulls
-/// on, like Docker Hub), hosted only.
-fn start_target(dir: &Path, htpasswd: &Path) -> Server {
-    start_wharf_with(
-        dir,
-        None,
-        &format!(
-            "[auth]\nhtpasswd = {:?}\nscheme = \"token\"\nanonymous_pull = true\n[hosted]\nonly = true\n",
-            htpasswd.display().to_string()
-        ),
-    )
+/// The kinds of target.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    /// A wharf with htpasswd and token auth (anonymous pulls on, like
+    /// Docker Hub), hosted only.
+    Wharf,
+    /// Distribution 2.8.2 with htpasswd (Basic), behind a byte-counting relay.
+    Distribution,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Wharf => "a wharf (htpasswd, token auth)",
+            Kind::Distribution => "Distribution 2.8.2 (htpasswd, Basic)",
+        }
+    }
+}
+
+/// A fresh target registry.
+struct Target {
+    kind: Kind,
+    server: Server,
+    /// Where copiers send (the relay, for Distribution).
+    url: String,
+    /// Where its `/metrics` is served.
+    metrics: String,
+    relay: Option<Counted>,
+}
+
+/// What a target had received at one moment.
+struct Reading {
+    bytes: f64,
+    requests: BTreeMap<String, f64>,
+    connections: Option<f64>,
+    cpu: f64,
+}
+
+impl Target {
+    /// Starts one on `dir`; `None` when that kind is not installed.
+    fn start(kind: Kind, dir: &Path, htpasswd: &Path) -> Option<Target> {
+        match kind {
+            Kind::Wharf => {
+                let server = start_wharf_with(
+                    dir,
+                    None,
+                    &format!(
+                        "[auth]\nhtpasswd = {:?}\nscheme = \"token\"\nanonymous_pull = true\n[hosted]\nonly = true\n",
+                        htpasswd.display().to_string()
+                    ),
+                );
+                Some(Target {
+                    kind,
+                    url: server.base.clone(),
+                    metrics: server.base.clone(),
+                    server,
+                    relay: None,
+                })
+            }
+            Kind::Distribution => {
+                let d = distribution_debug::start(dir, htpasswd)?;
+                let relay = relay(d.server.base.trim_start_matches("http://"));
+                Some(Target {
+                    kind,
+                    url: relay.base.clone(),
+                    metrics: d.metrics,
+                    server: d.server,
+                    relay: Some(relay),
+                })
+            }
+        }
+    }
+
+    /// Its counters now.
+    fn read(&self) -> Reading {
+        let m = Scrape::of(&self.metrics);
+        let cpu = self.server.cpu_secs();
+        match self.kind {
+            Kind::Wharf => Reading {
+                bytes: m.sum("wharf_upload_bytes_total"),
+                requests: m.requests(),
+                connections: None,
+                cpu,
+            },
+            Kind::Distribution => Reading {
+                bytes: self
+                    .relay
+                    .as_ref()
+                    .map(|r| r.bytes_in() as f64)
+                    .unwrap_or(0.0),
+                requests: m.counts(
+                    "registry_http_requests_total",
+                    &["method", "handler", "code"],
+                ),
+                connections: self.relay.as_ref().map(|r| r.connections() as f64),
+                cpu,
+            },
+        }
+    }
+}
+
+impl Run {
+    /// A run of `secs` between two readings of its target.
+    fn between(secs: f64, before: &Reading, after: &Reading) -> Run {
+        Run {
+            secs,
+            bytes: after.bytes - before.bytes,
+            requests: delta(&before.requests, &after.requests),
+            copier_cpu: 0.0,
+            serving_cpu: None,
+            target_cpu: after.cpu - before.cpu,
+            missing: Vec::new(),
+            failed: 0,
+            connections: after
+                .connections
+                .zip(before.connections)
+                .map(|(a, b)| a - b),
+        }
+    }
 }
 
 /// The source wharf on `dir` (no users: loopback pushes and admin), with a
@@ -120,16 +236,22 @@ fn replicate_state(base: &str) -> serde_json::Value {
 }
 
 /// wharf's replication of `set` from the source in `src_dir` to a fresh
-/// target.
-fn wharf_run(dir: &Path, src_dir: &Path, set: &ImageSet, htpasswd: &Path) -> Run {
+/// target of `kind`; `None` when that kind is not installed.
+fn wharf_run(
+    kind: Kind,
+    dir: &Path,
+    src_dir: &Path,
+    set: &ImageSet,
+    htpasswd: &Path,
+) -> Option<Run> {
     let pw = dir.join("target-pw");
     std::fs::write(&pw, format!("{}\n", USER.1)).unwrap();
-    let t = start_target(&subdir(dir, "wharf-target"), htpasswd);
-    let (before, t_cpu) = (Scrape::of(&t.base), t.cpu_secs());
+    let t = Target::start(kind, &subdir(dir, "wharf-target"), htpasswd)?;
+    let before = t.read();
     let tags = set.images.len() as u64;
 
     let start = Instant::now();
-    let s = start_source(src_dir, Some((&t.base, &pw)));
+    let s = start_source(src_dir, Some((&t.url, &pw)));
     let deadline = start + Duration::from_secs(900);
     let state = loop {
         let st = replicate_state(&s.base);
@@ -145,30 +267,28 @@ fn wharf_run(dir: &Path, src_dir: &Path, set: &ImageSet, htpasswd: &Path) -> Run
     };
     let secs = start.elapsed().as_secs_f64();
     let copier_cpu = s.cpu_secs();
-    let after = Scrape::of(&t.base);
-    let target_cpu = t.cpu_secs() - t_cpu;
-    let run = Run {
-        secs,
-        bytes: after.sum("wharf_upload_bytes_total") - before.sum("wharf_upload_bytes_total"),
-        requests: delta(&before.requests(), &after.requests()),
-        copier_cpu,
-        serving_cpu: None,
-        target_cpu,
-        missing: missing(&t.base, USER, set),
-        failed: state["items_failed"].as_u64().unwrap_or(0),
-    };
+    let mut run = Run::between(secs, &before, &t.read());
+    run.copier_cpu = copier_cpu;
+    run.failed = state["items_failed"].as_u64().unwrap_or(0);
+    run.missing = missing(&t.server.base, USER, set);
     stop(s);
-    run
+    Some(run)
 }
 
 /// `skopeo sync` of `set` from the source in `src_dir` to a fresh target;
 /// `None` when skopeo is not installed.
-fn skopeo_run(dir: &Path, src_dir: &Path, set: &ImageSet, htpasswd: &Path) -> Option<Run> {
+fn skopeo_run(
+    kind: Kind,
+    dir: &Path,
+    src_dir: &Path,
+    set: &ImageSet,
+    htpasswd: &Path,
+) -> Option<Run> {
     if Command::new("skopeo").arg("--version").output().is_err() {
         return None;
     }
+    let t = Target::start(kind, &subdir(dir, "skopeo-target"), htpasswd)?;
     let s = start_source(src_dir, None);
-    let t = start_target(&subdir(dir, "skopeo-target"), htpasswd);
     // skopeo runs as nobody with its own HOME: a blob-info cache of its own,
     // empty at the start, as wharf's memory of the target is.
     let home = tempfile::tempdir().unwrap();
@@ -189,7 +309,7 @@ fn skopeo_run(dir: &Path, src_dir: &Path, set: &ImageSet, htpasswd: &Path) -> Op
     std::fs::write(&yaml_path, yaml).unwrap();
     let log = std::fs::File::create(dir.join("skopeo.log")).unwrap();
 
-    let (before, t_cpu, s_cpu) = (Scrape::of(&t.base), t.cpu_secs(), s.cpu_secs());
+    let (before, s_cpu) = (t.read(), s.cpu_secs());
     let cpu0 = children_cpu_secs();
     let start = Instant::now();
     let status = Command::new("setpriv")
@@ -208,7 +328,7 @@ fn skopeo_run(dir: &Path, src_dir: &Path, set: &ImageSet, htpasswd: &Path) -> Op
             &format!("{}:{}", USER.0, USER.1),
         ])
         .arg(&yaml_path)
-        .arg(format!("{}/team", host(&t.base)))
+        .arg(format!("{}/team", host(&t.url)))
         .env("HOME", home.path())
         .env("TMPDIR", home.path())
         .env("XDG_RUNTIME_DIR", home.path())
@@ -223,40 +343,31 @@ fn skopeo_run(dir: &Path, src_dir: &Path, set: &ImageSet, htpasswd: &Path) -> Op
         "skopeo sync failed: see {}",
         dir.join("skopeo.log").display()
     );
-    let after = Scrape::of(&t.base);
-    let run = Run {
-        secs,
-        bytes: after.sum("wharf_upload_bytes_total") - before.sum("wharf_upload_bytes_total"),
-        requests: delta(&before.requests(), &after.requests()),
-        copier_cpu,
-        serving_cpu: Some(s.cpu_secs() - s_cpu),
-        target_cpu: t.cpu_secs() - t_cpu,
-        missing: missing(&t.base, USER, set),
-        failed: 0,
-    };
+    let mut run = Run::between(secs, &before, &t.read());
+    run.copier_cpu = copier_cpu;
+    run.serving_cpu = Some(s.cpu_secs() - s_cpu);
+    run.missing = missing(&t.server.base, USER, set);
     stop(s);
     Some(run)
 }
 
-/// Pushes `set` to a fresh source and copies it both ways.
-fn measure(root: &Path, layout: Layout, set: &ImageSet, htpasswd: &Path) -> (Run, Option<Run>) {
-    let dir = subdir(root, &format!("{layout:?}"));
-    let src_dir = subdir(&dir, "source");
+/// Pushes `set` to a fresh source; its directory.
+fn seed_source(root: &Path, layout: Layout, set: &ImageSet) -> std::path::PathBuf {
+    let src_dir = subdir(root, &format!("{layout:?}-source"));
     let s = start_source(&src_dir, None);
     push_set(&s.base, set);
     stop(s);
-    let w = wharf_run(&dir, &src_dir, set, htpasswd);
-    let k = skopeo_run(&dir, &src_dir, set, htpasswd);
-    (w, k)
+    src_dir
 }
 
-fn report(layout: Layout, set: &ImageSet, w: &Run, k: Option<&Run>) {
+fn report(kind: Kind, layout: Layout, set: &ImageSet, w: &Run, k: Option<&Run>) {
     let mib = |b: f64| b / f64::from(1u32 << 20);
     header(
         &format!(
-            "replicate {} images as {} ({:.0} MiB distinct blob bytes, {:.0} MiB if sent whole)",
+            "replicate {} images as {} to {} ({:.0} MiB distinct blob bytes, {:.0} MiB if sent whole)",
             set.images.len(),
             layout.name(),
+            kind.name(),
             mib(set.unique_bytes() as f64),
             mib(set.naive_bytes() as f64)
         ),
@@ -264,16 +375,23 @@ fn report(layout: Layout, set: &ImageSet, w: &Run, k: Option<&Run>) {
         "skopeo sync",
     );
     row("wall time (s)", w.secs, k.map(|k| k.secs));
-    row(
-        "blob bytes the target received (MiB)",
-        mib(w.bytes),
-        k.map(|k| mib(k.bytes)),
-    );
+    let bytes = match kind {
+        Kind::Wharf => "blob bytes the target received (MiB)",
+        Kind::Distribution => "bytes sent to the target, all TCP (MiB)",
+    };
+    row(bytes, mib(w.bytes), k.map(|k| mib(k.bytes)));
     row(
         "requests the target served",
         w.requests_total(),
         k.map(Run::requests_total),
     );
+    if let Some(c) = w.connections {
+        row(
+            "connections opened to the target",
+            c,
+            k.and_then(|k| k.connections),
+        );
+    }
     row(
         "copier CPU s (source wharf / skopeo)",
         w.copier_cpu,
@@ -317,13 +435,15 @@ fn report(layout: Layout, set: &ImageSet, w: &Run, k: Option<&Run>) {
     }
 
     goals_header("issue 11");
+    if kind == Kind::Wharf {
+        goal(
+            "target blob bytes / distinct blob bytes, wharf",
+            Some(w.bytes / set.unique_bytes() as f64),
+            Goal::AtMost(1.0),
+        );
+    }
     goal(
-        "target blob bytes / distinct blob bytes, wharf",
-        Some(w.bytes / set.unique_bytes() as f64),
-        Goal::AtMost(1.0),
-    );
-    goal(
-        "target blob bytes: wharf / skopeo sync",
+        "bytes to the target: wharf / skopeo sync",
         k.map(|k| w.bytes / k.bytes),
         Goal::AtMost(1.0),
     );
@@ -339,15 +459,30 @@ fn report(layout: Layout, set: &ImageSet, w: &Run, k: Option<&Run>) {
     );
 }
 
+/// A list knob from the environment: `all` (or unset) gives every value.
+fn pick<T: Copy>(var: &str, all: &[(&str, T)]) -> Vec<T> {
+    match std::env::var(var) {
+        Ok(v) if v != "all" => all
+            .iter()
+            .filter(|(n, _)| v.split(',').any(|x| x == *n))
+            .map(|(_, t)| *t)
+            .collect(),
+        _ => all.iter().map(|(_, t)| *t).collect(),
+    }
+}
+
 fn main() {
     let images: usize = env_or("BENCH_IMAGES", 50);
     let base: usize = env_or("BENCH_BASE", 9);
     let layer_kib: usize = env_or("BENCH_LAYER_KIB", 2560);
-    let layouts: Vec<Layout> = match std::env::var("BENCH_LAYOUTS").as_deref() {
-        Ok("many") => vec![Layout::ManyRepos],
-        Ok("one") => vec![Layout::OneRepo],
-        _ => vec![Layout::ManyRepos, Layout::OneRepo],
-    };
+    let layouts = pick(
+        "BENCH_LAYOUTS",
+        &[("many", Layout::ManyRepos), ("one", Layout::OneRepo)],
+    );
+    let kinds = pick(
+        "BENCH_TARGETS",
+        &[("wharf", Kind::Wharf), ("distribution", Kind::Distribution)],
+    );
     let root = tempfile::tempdir().unwrap();
     let htpasswd = root.path().join("htpasswd");
     write_htpasswd(&htpasswd);
@@ -359,7 +494,15 @@ fn main() {
     let blobs = subdir(root.path(), "blobs");
     for layout in layouts {
         let set = image_set(&blobs, layout, images, base, layer_kib, seed);
-        let (w, k) = measure(root.path(), layout, &set, &htpasswd);
-        report(layout, &set, &w, k.as_ref());
+        let src_dir = seed_source(root.path(), layout, &set);
+        for &kind in &kinds {
+            let dir = subdir(root.path(), &format!("{layout:?}-{kind:?}"));
+            let Some(w) = wharf_run(kind, &dir, &src_dir, &set, &htpasswd) else {
+                println!("\n!!! {} is not installed: skipped !!!", kind.name());
+                continue;
+            };
+            let k = skopeo_run(kind, &dir, &src_dir, &set, &htpasswd);
+            report(kind, layout, &set, &w, k.as_ref());
+        }
     }
 }

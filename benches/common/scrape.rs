@@ -1,4 +1,4 @@
-//! A wharf's `/metrics`, read by the benches: sums of a metric's series, and
+//! A server's `/metrics` (wharf's, Distribution's), read by the benches: sums of a metric's series, and
 //! its requests by method and route (the request log of a run, in numbers).
 
 use std::collections::BTreeMap;
@@ -37,26 +37,26 @@ impl Scrape {
     /// `wharf_http_requests_total` by `METHOD route status`, without the
     /// bench's own reads of `/metrics`.
     pub fn requests(&self) -> BTreeMap<String, f64> {
+        let mut out = self.counts("wharf_http_requests_total", &["method", "route", "status"]);
+        out.retain(|k, _| k.split(' ').nth(1) != Some("metrics"));
+        out
+    }
+
+    /// The series of `name` summed by the values of `labels`, joined by
+    /// spaces (`?` for a label a series lacks).
+    pub fn counts(&self, name: &str, labels: &[&str]) -> BTreeMap<String, f64> {
         let mut out = BTreeMap::new();
-        for (labels, v) in self.series("wharf_http_requests_total") {
+        for (series, v) in self.series(name) {
             let get = |k: &str| {
-                labels
+                series
                     .split(&format!("{k}=\""))
                     .nth(1)
                     .and_then(|r| r.split('"').next())
                     .unwrap_or("?")
                     .to_owned()
             };
-            if get("route") == "metrics" {
-                continue;
-            }
-            *out.entry(format!(
-                "{} {} {}",
-                get("method"),
-                get("route"),
-                get("status")
-            ))
-            .or_insert(0.0) += v;
+            let key: Vec<String> = labels.iter().map(|l| get(l)).collect();
+            *out.entry(key.join(" ")).or_insert(0.0) += v;
         }
         out
     }

@@ -3,10 +3,15 @@
 #![allow(dead_code)]
 
 pub mod cpu;
+pub mod distribution_debug;
 pub mod floor;
+pub mod image_set;
 pub mod link;
 pub mod nginx;
+pub mod pair;
+pub mod scrape;
 pub mod table;
+pub mod tcp_count;
 pub mod warm;
 
 use std::io::{BufRead, BufReader, Write};

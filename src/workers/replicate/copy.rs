@@ -3,6 +3,7 @@
 //! tag) or deleting one. Bytes are sent as stored: the target gets the
 //! digests the client pushed.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
@@ -79,14 +80,18 @@ fn add(c: &AtomicU64, n: u64) {
     c.fetch_add(n, Ordering::Relaxed);
 }
 
-/// One item's work on one target.
-pub(super) struct Copier<'a> {
-    pub(super) store: &'a Store,
-    pub(super) rule: &'a TargetRule,
-    pub(super) counts: &'a PassCounts,
+/// Blobs of one manifest sent side by side.
+const BLOBS_AT_ONCE: usize = 4;
+
+/// One item's work on one target. Cheap to clone (blob tasks take a copy).
+#[derive(Clone)]
+pub(super) struct Copier {
+    pub(super) store: Arc<Store>,
+    pub(super) rule: Arc<TargetRule>,
+    pub(super) counts: Arc<PassCounts>,
 }
 
-impl Copier<'_> {
+impl Copier {
     /// Makes the target hold `reference` of `repo` as it is here now. A
     /// reference that is gone here (deleted since it was queued) is done.
     pub(super) async fn copy(&self, repo: &RepoName, reference: &str) -> Result<(), CopyError> {
@@ -98,81 +103,115 @@ impl Copier<'_> {
             Err(StoreError::ManifestUnknown(_) | StoreError::NameUnknown(_)) => return Ok(()),
             Err(e) => return Err(e.into()),
         };
-        let target = &self.rule.target;
-        if let Reference::Tag(tag) = &reference {
-            if target.manifest_digest(repo.as_str(), tag.as_str()).await?
-                == Some(info.digest.clone())
-            {
-                return Ok(());
+        let tag = match &reference {
+            Reference::Tag(tag) => {
+                let there = self
+                    .rule
+                    .target
+                    .manifest_digest(repo.as_str(), tag.as_str())
+                    .await?;
+                if there.as_ref() == Some(&info.digest) {
+                    return Ok(());
+                }
+                Some(tag.as_str())
             }
-        }
-        let bytes = self.manifest(repo, &info, 0).await?;
-        if let Reference::Tag(tag) = &reference {
-            target
-                .put_manifest(repo.as_str(), tag.as_str(), &info.media_type, bytes)
-                .await?;
-        }
+            Reference::Digest(_) => None,
+        };
+        self.manifest(repo, &info, 0, tag).await?;
         add(&self.counts.copied, 1);
         Ok(())
     }
 
-    /// Makes the target hold the manifest `info` (and everything it needs)
-    /// by digest; returns its bytes.
+    /// Makes the target hold the manifest `info` and everything it needs,
+    /// put last: under `tag` (which names the manifest too), or by digest.
     async fn manifest(
         &self,
         repo: &RepoName,
         info: &ManifestInfo,
         depth: usize,
-    ) -> Result<bytes::Bytes, CopyError> {
+        tag: Option<&str>,
+    ) -> Result<(), CopyError> {
         let bytes = self.store.manifest_bytes(info).await?;
         let target = &self.rule.target;
         let digest = info.digest.to_string();
-        if target.manifest_digest(repo.as_str(), &digest).await? == Some(info.digest.clone()) {
-            return Ok(bytes);
-        }
-        let (b, mt) = (bytes.clone(), info.media_type.clone());
-        let view = tokio::task::spawn_blocking(move || ManifestView::parse(&b, &mt))
-            .await
-            .map_err(StoreError::from)?
-            .map_err(|e| CopyError::Permanent(format!("stored manifest {digest}: {e}")))?;
-        for child in &view.children {
-            if depth >= MAX_DEPTH {
-                return Err(CopyError::Permanent(format!(
-                    "{digest} nests indexes deeper than {MAX_DEPTH}"
-                )));
+        let present =
+            target.manifest_digest(repo.as_str(), &digest).await? == Some(info.digest.clone());
+        if !present {
+            let (b, mt) = (bytes.clone(), info.media_type.clone());
+            let view = tokio::task::spawn_blocking(move || ManifestView::parse(&b, &mt))
+                .await
+                .map_err(StoreError::from)?
+                .map_err(|e| CopyError::Permanent(format!("stored manifest {digest}: {e}")))?;
+            for child in &view.children {
+                if depth >= MAX_DEPTH {
+                    return Err(CopyError::Permanent(format!(
+                        "{digest} nests indexes deeper than {MAX_DEPTH}"
+                    )));
+                }
+                let child_info = self
+                    .store
+                    .manifest_info(repo, &Reference::Digest(child.digest.clone()))
+                    .await?;
+                Box::pin(self.manifest(repo, &child_info, depth + 1, None)).await?;
             }
-            let child_info = self
-                .store
-                .manifest_info(repo, &Reference::Digest(child.digest.clone()))
+            self.blobs(repo, view.blobs.iter().map(|b| b.digest.clone()).collect())
                 .await?;
-            Box::pin(self.manifest(repo, &child_info, depth + 1)).await?;
         }
-        for blob in &view.blobs {
-            self.blob(repo, &blob.digest).await?;
+        if present && tag.is_none() {
+            return Ok(());
         }
+        let reference = tag.unwrap_or(&digest);
         target
-            .put_manifest(repo.as_str(), &digest, &info.media_type, bytes.clone())
+            .put_manifest(repo.as_str(), reference, &info.media_type, bytes.clone())
             .await?;
         add(&self.counts.bytes_sent, bytes.len() as u64);
-        Ok(bytes)
+        Ok(())
     }
 
-    /// Makes the target hold blob `digest` in `repo`: present already,
-    /// mounted from a repository of the target known to have it, or sent.
+    /// Makes the target hold every blob of `digests` in `repo`,
+    /// [`BLOBS_AT_ONCE`] at a time; the first failure is the answer (the
+    /// others still finish or stop on their own).
+    async fn blobs(&self, repo: &RepoName, digests: Vec<Digest>) -> Result<(), CopyError> {
+        let mut pending = digests.into_iter();
+        let mut set = tokio::task::JoinSet::new();
+        let mut first_err = None;
+        loop {
+            while set.len() < BLOBS_AT_ONCE && first_err.is_none() {
+                let Some(d) = pending.next() else { break };
+                let (me, repo) = (self.clone(), repo.clone());
+                set.spawn(async move { me.blob(&repo, &d).await });
+            }
+            let Some(joined) = set.join_next().await else {
+                break;
+            };
+            let r = joined.unwrap_or_else(|e| {
+                Err(CopyError::Permanent(format!("a blob upload task stopped: {e}")))
+            });
+            if let Err(e) = r {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Makes the target hold blob `digest` in `repo`: mounted from a
+    /// repository of the target known to hold it, present already, or sent.
     async fn blob(&self, repo: &RepoName, digest: &Digest) -> Result<(), CopyError> {
         let target = &self.rule.target;
         let _mine = self.rule.mounts.handle(digest).await;
-        if target.has_blob(repo.as_str(), digest).await? {
-            self.rule.mounts.remember(digest, repo.as_str());
-            add(&self.counts.blobs_present, 1);
-            return Ok(());
-        }
+        // Known elsewhere on the target: mount without asking first (a
+        // mount the target cannot do opens, and closes, an upload instead).
         if let Some(from) = self.rule.mounts.source(digest) {
             if from != repo.as_str() && target.mount_blob(repo.as_str(), digest, &from).await? {
                 self.rule.mounts.remember(digest, repo.as_str());
                 add(&self.counts.blobs_mounted, 1);
                 return Ok(());
             }
+        }
+        if target.has_blob(repo.as_str(), digest).await? {
+            self.rule.mounts.remember(digest, repo.as_str());
+            add(&self.counts.blobs_present, 1);
+            return Ok(());
         }
         let (reader, size) = self.store.open_blob(repo, digest).await?;
         let body = reqwest::Body::wrap(crate::blob_body::ReaderBody::new(reader, 0, size));

@@ -369,7 +369,12 @@ impl Replicate {
                     counts_shared.clone(),
                 );
                 set.spawn(async move {
-                    let r = run_repo(&store, &rule, &metrics, &c, &items).await;
+                    let copier = Copier {
+                        store,
+                        rule,
+                        counts: c,
+                    };
+                    let r = run_repo(&copier, &metrics, &items).await;
                     (repo, r)
                 });
             }
@@ -435,18 +440,8 @@ fn collapse(items: &[(u64, QueueItem)]) -> Vec<(Vec<u64>, &QueueItem)> {
     out
 }
 
-async fn run_repo(
-    store: &Store,
-    rule: &TargetRule,
-    metrics: &Metrics,
-    counts: &PassCounts,
-    items: &[(u64, QueueItem)],
-) -> RepoResult {
-    let copier = Copier {
-        store,
-        rule,
-        counts,
-    };
+async fn run_repo(copier: &Copier, metrics: &Metrics, items: &[(u64, QueueItem)]) -> RepoResult {
+    let (store, rule, counts) = (&copier.store, &copier.rule, &copier.counts);
     for (seqs, item) in collapse(items) {
         let result = match item.repo.parse::<RepoName>() {
             Err(e) => Err(CopyError::Permanent(format!(

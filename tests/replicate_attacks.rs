@@ -1,0 +1,110 @@
+//! Replication (`[[replicate]]`) attacked: a hostile or broken target, a
+//! careless operator, orderings that must still converge. Each test names
+//! the failure it guards against; the target is a real wharf (token auth)
+//! behind `common::hostile`, which misbehaves only where a test says.
+
+mod common;
+
+use http::Method;
+
+use common::hostile::{Answer, hostile};
+use common::image::{Image, tar_with_file};
+use common::replica::{Remote, push, rule};
+use common::{Wharf, bytes, upstreams};
+
+fn image(seed: u64) -> Image {
+    Image::new(vec![tar_with_file(
+        "app",
+        &bytes(50_000 + seed as usize, seed),
+    )])
+}
+
+/// The first target's entry in the admin API.
+async fn target_state(w: &Wharf) -> serde_json::Value {
+    common::get_json(w, "/_wharf/v1/replicate").await["targets"][0].clone()
+}
+
+/// A target that answers a blob upload with an error whose body never comes
+/// (headers, then silence on an open connection) must not hang the worker:
+/// the item fails, is noted, and later pushes still go out.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_error_body_that_never_comes_does_not_hang_the_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = upstreams::hub(dir.path()).await;
+    let bad = hostile(&hub.base, |m, p| {
+        (*m == Method::PUT && p.starts_with("/v2/team/stuck/blobs/uploads/"))
+            .then(|| Answer::stalled(400).header("content-type", "application/json"))
+    })
+    .await;
+    let pw = dir.path().join("target-pw");
+    std::fs::write(&pw, "pusher-pw\n").unwrap();
+    let a = Wharf::start_with(
+        &dir.path().join("a"),
+        &rule("team/*", &bad.url, "pusher", &pw, ""),
+    )
+    .await;
+    push(&a, "team/stuck", "v1", &image(1)).await;
+    common::wait_for(30, "the blob PUT the target stalls", || async {
+        bad.picked() >= 1
+    })
+    .await;
+    // Pushed while the worker waits on that answer.
+    let d = push(&a, "team/later", "v1", &image(2)).await;
+    Remote::Wharf(hub.base.clone())
+        .wait_for("team/later", "v1", Some(&d), 60)
+        .await;
+    let t = target_state(&a).await;
+    assert!(
+        t["last_error"].as_str().is_some_and(|e| e.contains("400")),
+        "the stalled upload is reported as failed: {t}"
+    );
+    a.stop().await;
+    hub.stop().await;
+}
+
+/// A target whose tag list of one repository is garbage (or over the
+/// limit, or refused) must not stop everything else: the comparison of both
+/// sides skips what it cannot read, and queued items still go out.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_unreadable_tag_list_does_not_stop_the_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = upstreams::hub(dir.path()).await;
+    let bad = hostile(&hub.base, |m, p| {
+        (*m == Method::GET && p.starts_with("/v2/team/bad/tags/list"))
+            .then(|| Answer::new(200, b"<html>oops</html>"))
+    })
+    .await;
+    let pw = dir.path().join("target-pw");
+    std::fs::write(&pw, "pusher-pw\n").unwrap();
+    // team/bad is pushed before the rule exists (a rule added later).
+    let adir = dir.path().join("a");
+    let a = Wharf::start_with(&adir, "").await;
+    let d_bad = push(&a, "team/bad", "v1", &image(3)).await;
+    a.stop().await;
+    let a = Wharf::start_with(
+        &adir,
+        &rule(
+            "team/*",
+            &bad.url,
+            "pusher",
+            &pw,
+            "delete = true\nevery = \"1h\"",
+        ),
+    )
+    .await;
+    let d_good = push(&a, "team/good", "v1", &image(4)).await;
+    let target = Remote::Wharf(hub.base.clone());
+    target.wait_for("team/good", "v1", Some(&d_good), 30).await;
+    // The rule added later still catches up where the tags can be compared.
+    target.wait_for("team/bad", "v1", Some(&d_bad), 30).await;
+    assert!(bad.picked() >= 1, "the garbage tag list was asked for");
+    let t = target_state(&a).await;
+    assert!(
+        t["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("team/bad")),
+        "the unreadable tag list is reported: {t}"
+    );
+    a.stop().await;
+    hub.stop().await;
+}

@@ -268,11 +268,18 @@ impl Replicate {
         if reconcile_due {
             match reconcile::reconcile(&self.store, rule).await {
                 Ok(r) => {
-                    p.reconciled = Some(r);
                     if let Ok(mut s) = rule.state.lock() {
                         s.reconciled_at = Some(Instant::now());
                         s.last_reconcile = Some(unix_now());
+                        if !r.skipped.is_empty() {
+                            s.last_error = Some(format!(
+                                "comparing both sides, skipped {}",
+                                r.skipped.join("; ")
+                            ));
+                            s.last_error_at = Some(unix_now());
+                        }
                     }
+                    p.reconciled = Some(r);
                 }
                 Err(e) => {
                     self.failed(rule, &e);

@@ -108,3 +108,54 @@ async fn one_unreadable_tag_list_does_not_stop_the_target() {
     a.stop().await;
     hub.stop().await;
 }
+
+/// A target that refuses one repository (credentials allowed to push only
+/// some names: Harbor projects, Docker Hub namespaces, a wharf's ACL) must
+/// not stop the others: the refusal is the repository's, not an outage of
+/// the whole target.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_target_refusing_one_repository_still_gets_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = upstreams::hub(dir.path()).await;
+    let bad = hostile(&hub.base, |_, p| {
+        p.starts_with("/v2/team/secret/").then(|| {
+            Answer::new(
+                403,
+                br#"{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}"#,
+            )
+            .header("content-type", "application/json")
+        })
+    })
+    .await;
+    let pw = dir.path().join("target-pw");
+    std::fs::write(&pw, "pusher-pw\n").unwrap();
+    // team/secret is pushed before the rule exists (a rule added later, so
+    // the first pass compares both sides).
+    let adir = dir.path().join("a");
+    let a = Wharf::start_with(&adir, "").await;
+    push(&a, "team/secret", "v1", &image(5)).await;
+    a.stop().await;
+    let a = Wharf::start_with(
+        &adir,
+        &rule("team/*", &bad.url, "pusher", &pw, "every = \"1h\""),
+    )
+    .await;
+    let mut want = Vec::new();
+    for i in 0..6u64 {
+        let repo = format!("team/open{i}");
+        want.push((repo.clone(), push(&a, &repo, "v1", &image(10 + i)).await));
+    }
+    let target = Remote::Wharf(hub.base.clone());
+    for (repo, d) in &want {
+        target.wait_for(repo, "v1", Some(d), 30).await;
+    }
+    let t = target_state(&a).await;
+    assert!(
+        t["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("DENIED")),
+        "the refusal is reported: {t}"
+    );
+    a.stop().await;
+    hub.stop().await;
+}

@@ -140,6 +140,8 @@ async fn a_target_refusing_one_repository_still_gets_the_others() {
         &rule("team/*", &bad.url, "pusher", &pw, "every = \"1h\""),
     )
     .await;
+    // And once more with the rule: the push's own item is refused too.
+    push(&a, "team/secret", "v2", &image(6)).await;
     let mut want = Vec::new();
     for i in 0..6u64 {
         let repo = format!("team/open{i}");
@@ -153,9 +155,40 @@ async fn a_target_refusing_one_repository_still_gets_the_others() {
     assert!(
         t["last_error"]
             .as_str()
-            .is_some_and(|e| e.contains("DENIED")),
+            .is_some_and(|e| e.contains("403") && e.contains("refuses this repository")),
         "the refusal is reported: {t}"
     );
+    a.stop().await;
+    hub.stop().await;
+}
+
+/// A wrong password is still the whole target's outage (backed off, items
+/// kept), not one repository's refusal: `GET /v2/` with it fails too.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_password_is_an_outage_and_keeps_the_items() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = upstreams::hub(dir.path()).await;
+    let pw = dir.path().join("target-pw");
+    std::fs::write(&pw, "not-the-password\n").unwrap();
+    let a = Wharf::start_with(
+        &dir.path().join("a"),
+        &rule("team/*", &hub.base, "pusher", &pw, ""),
+    )
+    .await;
+    push(&a, "team/app", "v1", &image(20)).await;
+    common::wait_for(30, "the refusal noted", || async {
+        !target_state(&a).await["last_error"].is_null()
+    })
+    .await;
+    let t = target_state(&a).await;
+    assert!(!t["retry_at"].is_null(), "backed off as an outage: {t}");
+    assert!(
+        t["last_error"]
+            .as_str()
+            .is_some_and(|e| !e.contains("refuses this repository")),
+        "{t}"
+    );
+    assert_eq!(t["queued"], 1, "{t}");
     a.stop().await;
     hub.stop().await;
 }

@@ -484,6 +484,7 @@ async fn run_repo(
                 }
             }
             Err(e) => {
+                let e = e.refine(rule).await;
                 note_failure(rule, &e);
                 let give_up = matches!(e, CopyError::Permanent(_))
                     || (!e.is_outage() && item.attempts + 1 >= MAX_ATTEMPTS);

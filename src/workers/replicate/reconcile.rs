@@ -48,6 +48,7 @@ pub(super) async fn reconcile(store: &Store, rule: &TargetRule) -> Result<Reconc
         out.repos += 1;
         out.queued += store.replication_enqueue(&rule.url, differ).await? as u64;
         if let Some(e) = failed {
+            let e = e.refine(rule).await;
             if e.is_outage() {
                 return Err(e);
             }

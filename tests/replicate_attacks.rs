@@ -192,3 +192,101 @@ async fn a_wrong_password_is_an_outage_and_keeps_the_items() {
     a.stop().await;
     hub.stop().await;
 }
+
+/// Pushes, deletions and re-pushes of the same tags while the target is
+/// down end, once it is back, with the target exactly where the source is.
+#[tokio::test(flavor = "multi_thread")]
+async fn churn_while_the_target_is_down_converges() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let hub = upstreams::hub(dir.path()).await;
+    let down = Arc::new(AtomicBool::new(false));
+    let d2 = down.clone();
+    let t = hostile(&hub.base, move |_, _| {
+        d2.load(Ordering::SeqCst).then(|| Answer::new(503, b""))
+    })
+    .await;
+    let pw = dir.path().join("target-pw");
+    std::fs::write(&pw, "pusher-pw\n").unwrap();
+    let a = Wharf::start_with(
+        &dir.path().join("a"),
+        &rule("team/*", &t.url, "pusher", &pw, "delete = true"),
+    )
+    .await;
+    let target = Remote::Wharf(hub.base.clone());
+    let old = push(&a, "team/app", "v1", &image(30)).await;
+    let gone = push(&a, "team/app", "gone", &image(31)).await;
+    target.wait_for("team/app", "v1", Some(&old), 30).await;
+    target.wait_for("team/app", "gone", Some(&gone), 30).await;
+
+    down.store(true, Ordering::SeqCst);
+    let del = |tag: &'static str| {
+        let url = a.url(&format!("/v2/team/app/manifests/{tag}"));
+        async move {
+            let r = common::http().delete(url).send().await.unwrap();
+            assert_eq!(r.status(), 202);
+        }
+    };
+    del("v1").await;
+    push(&a, "team/app", "tmp", &image(32)).await;
+    let new = push(&a, "team/app", "v1", &image(33)).await;
+    del("gone").await;
+    del("tmp").await;
+    common::wait_for(30, "the target marked down", || async {
+        !target_state(&a).await["retry_at"].is_null()
+    })
+    .await;
+    down.store(false, Ordering::SeqCst);
+
+    target.wait_for("team/app", "v1", Some(&new), 60).await;
+    target.wait_for("team/app", "gone", None, 60).await;
+    target.wait_for("team/app", "tmp", None, 60).await;
+    common::wait_for(60, "an empty queue", || async {
+        target_state(&a).await["queued"] == 0
+    })
+    .await;
+    a.stop().await;
+    hub.stop().await;
+}
+
+/// A target that claims every blob (200 to each blob HEAD) but lacks them:
+/// the manifest it then refuses keeps the item failing, never counted done.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_target_claiming_blobs_it_lacks_never_gets_the_item_marked_done() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = upstreams::hub(dir.path()).await;
+    let liar = hostile(&hub.base, |m, p| {
+        (*m == Method::HEAD && p.contains("/blobs/sha256:")).then(|| Answer::new(200, b""))
+    })
+    .await;
+    let pw = dir.path().join("target-pw");
+    std::fs::write(&pw, "pusher-pw\n").unwrap();
+    let a = Wharf::start_with(
+        &dir.path().join("a"),
+        &rule("team/*", &liar.url, "pusher", &pw, ""),
+    )
+    .await;
+    push(&a, "team/app", "v1", &image(40)).await;
+    common::wait_for(30, "the manifest refused", || async {
+        target_state(&a).await["items_failed"].as_u64() >= Some(1)
+    })
+    .await;
+    let t = target_state(&a).await;
+    assert_eq!(t["items_done"], 0, "{t}");
+    assert_eq!(t["queued"], 1, "{t}");
+    assert!(
+        t["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("MANIFEST_BLOB_UNKNOWN")),
+        "{t}"
+    );
+    assert_eq!(
+        Remote::Wharf(hub.base.clone())
+            .digest("team/app", "v1")
+            .await,
+        None
+    );
+    a.stop().await;
+    hub.stop().await;
+}

@@ -22,6 +22,12 @@ impl Scopes {
         Scopes(vec![format!("repository:{repo}:pull,push")])
     }
 
+    /// No repository: the API root (`GET /v2/`), to learn whether the
+    /// credentials are good at all.
+    pub(super) fn none() -> Scopes {
+        Scopes(Vec::new())
+    }
+
     /// A cross-repository mount: push to `repo`, pull from `from`.
     pub(super) fn mount(repo: &str, from: &str) -> Scopes {
         let mut s = Scopes::push(repo);

@@ -24,6 +24,10 @@ pub(super) const MAX_INLINE_WAIT: Duration = Duration::from_secs(5);
 
 /// The most of an error body read for its message.
 const MAX_ERROR_BODY: u64 = 64 << 10;
+/// The longest wait for an error body: its status already says what failed,
+/// and a target that sends headers and then nothing (a blob PUT's answer is
+/// read outside any call deadline) must not hold the worker for ever.
+const ERROR_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One request, as the retry loop repeats it (its body is replayable).
 pub(super) struct Request<'a> {
@@ -187,10 +191,15 @@ pub(super) async fn failure(resp: reqwest::Response) -> UpstreamError {
     let status = resp.status();
     let url = resp.url().clone();
     let ra = retry_after(resp.headers());
-    let said = read_capped(resp, MAX_ERROR_BODY, "error body")
-        .await
-        .map(|b| oci_errors(&b))
-        .unwrap_or_default();
+    let said = tokio::time::timeout(
+        ERROR_BODY_TIMEOUT,
+        read_capped(resp, MAX_ERROR_BODY, "error body"),
+    )
+    .await
+    .ok()
+    .and_then(Result::ok)
+    .map(|b| oci_errors(&b))
+    .unwrap_or_default();
     let text = if said.is_empty() {
         status.to_string()
     } else {

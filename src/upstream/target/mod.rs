@@ -153,6 +153,26 @@ impl Target {
         .await
     }
 
+    /// `GET /v2/` with the credentials: Ok when the target takes them. A
+    /// refusal of one repository (the credentials may push only some names)
+    /// is told from refused credentials this way.
+    pub async fn ping(&self) -> Result<(), UpstreamError> {
+        let scopes = Scopes::none();
+        let url = self.endpoint("/v2/")?;
+        let deadline = Deadline::after(CALL_TIMEOUT);
+        within(deadline, async {
+            let resp = self
+                .call(&Request::new(Method::GET, url, &scopes), deadline)
+                .await?;
+            if resp.status().is_success() {
+                Ok(())
+            } else {
+                Err(failure(resp).await)
+            }
+        })
+        .await
+    }
+
     /// `PUT /v2/{repo}/manifests/{reference}` with Content-Type `media_type`;
     /// the target's `Docker-Content-Digest`, when sent, must be the digest of
     /// `bytes`.
@@ -271,6 +291,7 @@ mod tests {
         send(&t.delete_manifest("a", "t"));
         send(&t.tags("a", 1));
         send(&t.has_blob("a", &d));
+        send(&t.ping());
     }
 
     #[test]

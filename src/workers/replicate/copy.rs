@@ -26,6 +26,11 @@ pub(super) enum CopyError {
     /// The local store failed.
     #[error("local store: {0}")]
     Store(#[from] StoreError),
+    /// The target takes our credentials but refuses this repository (they
+    /// may push only some names): the repository's items wait, the other
+    /// repositories go on.
+    #[error("target refuses this repository: {0}")]
+    Refused(String),
     /// The item can never succeed as it is; it is dropped (and logged).
     #[error("{0}")]
     Permanent(String),
@@ -44,6 +49,19 @@ impl CopyError {
                     | UpstreamError::Denied(_)
             )
         )
+    }
+
+    /// A refusal (401/403) as what it is: the target's, when it refuses our
+    /// credentials altogether (an outage until they are fixed), or only this
+    /// repository's, when `GET /v2/` with them passes.
+    pub(super) async fn refine(self, rule: &TargetRule) -> CopyError {
+        match self {
+            CopyError::Target(UpstreamError::Denied(why)) => match rule.target.ping().await {
+                Ok(()) => CopyError::Refused(why),
+                Err(_) => CopyError::Target(UpstreamError::Denied(why)),
+            },
+            e => e,
+        }
     }
 
     /// How long the target asked us to wait, in seconds.

@@ -267,11 +267,18 @@ impl Replicate {
         if reconcile_due {
             match reconcile::reconcile(&self.store, rule).await {
                 Ok(r) => {
-                    p.reconciled = Some(r);
                     if let Ok(mut s) = rule.state.lock() {
                         s.reconciled_at = Some(Instant::now());
                         s.last_reconcile = Some(unix_now());
+                        if !r.skipped.is_empty() {
+                            s.last_error = Some(format!(
+                                "comparing both sides, skipped {}",
+                                r.skipped.join("; ")
+                            ));
+                            s.last_error_at = Some(unix_now());
+                        }
                     }
+                    p.reconciled = Some(r);
                 }
                 Err(e) => {
                     self.failed(rule, &e);
@@ -471,6 +478,7 @@ async fn run_repo(copier: &Copier, metrics: &Metrics, items: &[(u64, QueueItem)]
                 }
             }
             Err(e) => {
+                let e = e.refine(rule).await;
                 note_failure(rule, &e);
                 let give_up = matches!(e, CopyError::Permanent(_))
                     || (!e.is_outage() && item.attempts + 1 >= MAX_ATTEMPTS);

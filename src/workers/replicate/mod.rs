@@ -82,6 +82,10 @@ pub struct TargetState {
     outages: u32,
     #[serde(skip)]
     reconciled_at: Option<Instant>,
+    /// A comparison is owed (the queue overflowed) until one succeeds, even
+    /// if the target is waiting out a backoff when the overflow is noticed.
+    #[serde(skip)]
+    compare_owed: bool,
 }
 
 /// One target's line in `wharf replicate`.
@@ -231,10 +235,16 @@ impl Replicate {
     /// A target that failed says so in its entry; the pass itself fails only
     /// when the local index does.
     pub async fn pass(&self, force_reconcile: bool) -> Result<ReplicateReport, super::WorkerError> {
-        let overflow = self.store.take_replication_overflow();
+        if self.store.take_replication_overflow() {
+            for rule in &self.rules {
+                if let Ok(mut s) = rule.state.lock() {
+                    s.compare_owed = true;
+                }
+            }
+        }
         let mut report = ReplicateReport::default();
         for rule in &self.rules {
-            let p = self.pass_target(rule, force_reconcile || overflow).await;
+            let p = self.pass_target(rule, force_reconcile).await;
             self.metrics.replication.set_queued(&rule.url, p.left);
             self.metrics
                 .replication
@@ -252,7 +262,9 @@ impl Replicate {
         let (waiting, reconcile_due) = match rule.state.lock() {
             Ok(s) => (
                 s.retry_until.filter(|t| *t > Instant::now()),
-                force_reconcile || s.reconciled_at.is_none_or(|t| t.elapsed() >= rule.every),
+                force_reconcile
+                    || s.compare_owed
+                    || s.reconciled_at.is_none_or(|t| t.elapsed() >= rule.every),
             ),
             Err(_) => (None, true),
         };
@@ -269,6 +281,7 @@ impl Replicate {
                 Ok(r) => {
                     if let Ok(mut s) = rule.state.lock() {
                         s.reconciled_at = Some(Instant::now());
+                        s.compare_owed = false;
                         s.last_reconcile = Some(unix_now());
                         if !r.skipped.is_empty() {
                             s.last_error = Some(format!(

@@ -9,6 +9,7 @@ pub mod disk;
 pub mod distribution_target;
 pub mod dockerd;
 pub mod faulty;
+pub mod hostile;
 pub mod image;
 pub mod nginx;
 pub mod oras;

@@ -73,7 +73,8 @@ pub(super) fn validate(cfg: &Config, at: &dyn Fn(&str) -> String) -> Result<(), 
     let mut keys = HashSet::new();
     for rule in &cfg.sync {
         let image = format!("{:?}", rule.image);
-        cfg.sync_mirror(rule)
+        let mirror = cfg
+            .sync_mirror(rule)
             .map_err(|e| format!("{}{e}", at(&image)))?;
         if rule.tags.is_empty() {
             return Err(format!(
@@ -96,10 +97,15 @@ pub(super) fn validate(cfg: &Config, at: &dyn Fn(&str) -> String) -> Result<(), 
         if rule.every.0.is_zero() {
             return Err(format!("{}sync.every must be longer than 0s", at("every")));
         }
-        if !keys.insert(rule.key()) {
+        // Keyed by the repository the image routes to, so `nginx` and
+        // `docker.io/library/nginx` are one rule, not two syncing it twice.
+        let mut tags = rule.tags.clone();
+        tags.sort();
+        if !keys.insert((mirror.local.to_string(), tags)) {
             return Err(format!(
-                "{}[[sync]] for {image} with these tags appears twice",
-                at(&image)
+                "{}[[sync]] for {image} ({}) with these tags appears twice",
+                at(&image),
+                mirror.local
             ));
         }
     }

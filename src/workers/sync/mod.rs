@@ -211,6 +211,9 @@ impl Sync {
                 report.tags_seen = listed.seen;
                 report.matched = listed.matched.len() as u64;
                 report.truncated = listed.truncated;
+                if listed.invalid > 0 {
+                    tracing::warn!(image = %rule.image, names = listed.invalid, "sync: the upstream's tag list holds names that are not tags; ignored");
+                }
                 if listed.truncated {
                     tracing::warn!(image = %rule.image, kept = MAX_MATCHED, "sync: more tags match than a pass takes; the rest wait");
                 }

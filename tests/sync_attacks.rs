@@ -274,3 +274,25 @@ async fn stale_sync_state_does_not_linger() {
     );
     hub.stop().await;
 }
+
+/// An image written with its tag (`nginx:1.27`, what `docker pull` takes)
+/// is refused with a message that says where the tag goes.
+#[test]
+fn an_image_with_a_tag_in_it_says_where_the_tag_goes() {
+    for image in [
+        "nginx:1.27",
+        "docker.io/library/nginx:1.27",
+        "ghcr.io/o/a@sha256:00",
+    ] {
+        let text = format!(
+            "[[upstream]]\nname = \"docker.io\"\nurl = \"http://127.0.0.1:9\"\ndefault = true\n\
+             [[sync]]\nimage = \"{image}\"\ntags = [\"latest\"]\n"
+        );
+        let e = wharf::config::Config::parse(&text, Path::new("t.toml"))
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 6"), "{e}");
+        assert!(e.contains("sync.tags"), "{image}: {e}");
+    }
+}

@@ -51,6 +51,21 @@ impl Config {
             let hub = UpstreamConfig::docker_hub();
             rules.upstreams.push((hub.name, hub.default));
         }
+        // `nginx:1.27` is what `docker pull` takes; here the tag has a key of
+        // its own. (A colon before the last '/' is a registry's port.)
+        let last = rule.image.rsplit('/').next().unwrap_or_default();
+        if let Some(at) = last.find([':', '@']) {
+            let repo = &rule.image[..rule.image.len() - last.len() + at];
+            let tags = match last[at..].strip_prefix(':') {
+                Some(tag) => format!("tags = [{tag:?}]"),
+                None => "tags = [\"latest\"]: sync keeps tags, not digests".into(),
+            };
+            return Err(format!(
+                "sync.image {:?} names a tag or digest: write the repository alone and the \
+                 tags in sync.tags (image = {repo:?}, {tags})",
+                rule.image
+            ));
+        }
         let name: RepoName = rule
             .image
             .parse()

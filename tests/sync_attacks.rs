@@ -296,3 +296,61 @@ fn an_image_with_a_tag_in_it_says_where_the_tag_goes() {
         assert!(e.contains("sync.tags"), "{image}: {e}");
     }
 }
+
+/// An upstream whose GET by digest answers other bytes than the digest its
+/// HEAD announced (a lying cache in front of a registry): nothing is kept,
+/// the tag is reported failed, and the next honest pass brings it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_manifest_whose_bytes_are_not_its_digest_is_never_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub(dir.path()).await;
+    let img = small_image(7);
+    let decoy = small_image(8);
+    publish(&hub, "library/lie", "1", &img).await;
+    let lying = Arc::new(AtomicBool::new(true));
+    let lies = lying.clone();
+    let decoy_manifest = decoy.manifest.clone();
+    let up = hostile(&hub.base, move |req| {
+        let p = req.uri.path();
+        (lies.load(Ordering::SeqCst)
+            && req.method == http::Method::GET
+            && p.starts_with("/v2/library/lie/manifests/sha256:"))
+        .then(|| {
+            full(
+                200,
+                &[("content-type", common::image::OCI_MANIFEST)],
+                decoy_manifest.clone(),
+            )
+        })
+    })
+    .await;
+    let m = mirror(
+        dir.path(),
+        &up.url,
+        "[[sync]]\nimage = \"docker.io/library/lie\"\ntags = [\"1\"]\nevery = \"1h\"\n",
+    )
+    .await;
+    let v = passes(&m, 1, 60).await;
+    assert_eq!(v["errors"], 1, "{v}");
+    assert_eq!(v["fetched"], 0, "{v}");
+    let d = common::digest(&decoy.manifest);
+    assert!(!common::disk::blob_path(&m.root, &d).exists(), "decoy kept");
+    let r = http()
+        .get(m.url("/_wharf/v1/repos/docker.io/library/lie"))
+        .send()
+        .await
+        .unwrap();
+    if r.status() == 200 {
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["tags"].as_array().map_or(0, Vec::len), 0, "{v}");
+    }
+    lying.store(false, Ordering::SeqCst);
+    let r = http().post(m.url("/_wharf/v1/sync")).send().await.unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["rules"][0]["fetched"], 1, "{v}");
+    assert_eq!(v["rules"][0]["errors"], 0, "{v}");
+    let r = get(&m, "/v2/library/lie/manifests/1").await;
+    assert_eq!(r.bytes().await.unwrap().as_ref(), img.manifest.as_slice());
+    m.stop().await;
+    hub.stop().await;
+}

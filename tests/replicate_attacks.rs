@@ -7,7 +7,7 @@ mod common;
 
 use http::Method;
 
-use common::hostile::{Answer, hostile};
+use common::hostile::{full, hostile, line, stalled};
 use common::image::{Image, tar_with_file};
 use common::replica::{Remote, push, rule};
 use common::{Wharf, bytes, upstreams};
@@ -31,9 +31,10 @@ async fn target_state(w: &Wharf) -> serde_json::Value {
 async fn an_error_body_that_never_comes_does_not_hang_the_worker() {
     let dir = tempfile::tempdir().unwrap();
     let hub = upstreams::hub(dir.path()).await;
-    let bad = hostile(&hub.base, |m, p| {
+    let bad = hostile(&hub.base, |req| {
+        let (m, p) = line(req);
         (*m == Method::PUT && p.starts_with("/v2/team/stuck/blobs/uploads/"))
-            .then(|| Answer::stalled(400).header("content-type", "application/json"))
+            .then(|| stalled(400, &[("content-type", "application/json")]))
     })
     .await;
     let pw = dir.path().join("target-pw");
@@ -45,7 +46,7 @@ async fn an_error_body_that_never_comes_does_not_hang_the_worker() {
     .await;
     push(&a, "team/stuck", "v1", &image(1)).await;
     common::wait_for(30, "the blob PUT the target stalls", || async {
-        bad.picked() >= 1
+        bad.answered() >= 1
     })
     .await;
     // Pushed while the worker waits on that answer.
@@ -69,9 +70,10 @@ async fn an_error_body_that_never_comes_does_not_hang_the_worker() {
 async fn one_unreadable_tag_list_does_not_stop_the_target() {
     let dir = tempfile::tempdir().unwrap();
     let hub = upstreams::hub(dir.path()).await;
-    let bad = hostile(&hub.base, |m, p| {
+    let bad = hostile(&hub.base, |req| {
+        let (m, p) = line(req);
         (*m == Method::GET && p.starts_with("/v2/team/bad/tags/list"))
-            .then(|| Answer::new(200, b"<html>oops</html>"))
+            .then(|| full(200, &[], &b"<html>oops</html>"[..]))
     })
     .await;
     let pw = dir.path().join("target-pw");
@@ -97,7 +99,7 @@ async fn one_unreadable_tag_list_does_not_stop_the_target() {
     target.wait_for("team/good", "v1", Some(&d_good), 30).await;
     // The rule added later still catches up where the tags can be compared.
     target.wait_for("team/bad", "v1", Some(&d_bad), 30).await;
-    assert!(bad.picked() >= 1, "the garbage tag list was asked for");
+    assert!(bad.answered() >= 1, "the garbage tag list was asked for");
     let t = target_state(&a).await;
     assert!(
         t["last_error"]
@@ -117,13 +119,14 @@ async fn one_unreadable_tag_list_does_not_stop_the_target() {
 async fn a_target_refusing_one_repository_still_gets_the_others() {
     let dir = tempfile::tempdir().unwrap();
     let hub = upstreams::hub(dir.path()).await;
-    let bad = hostile(&hub.base, |_, p| {
+    let bad = hostile(&hub.base, |req| {
+        let (_, p) = line(req);
         p.starts_with("/v2/team/secret/").then(|| {
-            Answer::new(
+            full(
                 403,
-                br#"{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}"#,
+                &[("content-type", "application/json")],
+                &br#"{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}"#[..],
             )
-            .header("content-type", "application/json")
         })
     })
     .await;
@@ -203,8 +206,8 @@ async fn churn_while_the_target_is_down_converges() {
     let hub = upstreams::hub(dir.path()).await;
     let down = Arc::new(AtomicBool::new(false));
     let d2 = down.clone();
-    let t = hostile(&hub.base, move |_, _| {
-        d2.load(Ordering::SeqCst).then(|| Answer::new(503, b""))
+    let t = hostile(&hub.base, move |_| {
+        d2.load(Ordering::SeqCst).then(|| full(503, &[], ""))
     })
     .await;
     let pw = dir.path().join("target-pw");
@@ -256,8 +259,9 @@ async fn churn_while_the_target_is_down_converges() {
 async fn a_target_claiming_blobs_it_lacks_never_gets_the_item_marked_done() {
     let dir = tempfile::tempdir().unwrap();
     let hub = upstreams::hub(dir.path()).await;
-    let liar = hostile(&hub.base, |m, p| {
-        (*m == Method::HEAD && p.contains("/blobs/sha256:")).then(|| Answer::new(200, b""))
+    let liar = hostile(&hub.base, |req| {
+        let (m, p) = line(req);
+        (*m == Method::HEAD && p.contains("/blobs/sha256:")).then(|| full(200, &[], ""))
     })
     .await;
     let pw = dir.path().join("target-pw");

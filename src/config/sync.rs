@@ -51,6 +51,21 @@ impl Config {
             let hub = UpstreamConfig::docker_hub();
             rules.upstreams.push((hub.name, hub.default));
         }
+        // `nginx:1.27` is what `docker pull` takes; here the tag has a key of
+        // its own. (A colon before the last '/' is a registry's port.)
+        let last = rule.image.rsplit('/').next().unwrap_or_default();
+        if let Some(at) = last.find([':', '@']) {
+            let repo = &rule.image[..rule.image.len() - last.len() + at];
+            let tags = match last[at..].strip_prefix(':') {
+                Some(tag) => format!("tags = [{tag:?}]"),
+                None => "tags = [\"latest\"]: sync keeps tags, not digests".into(),
+            };
+            return Err(format!(
+                "sync.image {:?} names a tag or digest: write the repository alone and the \
+                 tags in sync.tags (image = {repo:?}, {tags})",
+                rule.image
+            ));
+        }
         let name: RepoName = rule
             .image
             .parse()
@@ -73,7 +88,8 @@ pub(super) fn validate(cfg: &Config, at: &dyn Fn(&str) -> String) -> Result<(), 
     let mut keys = HashSet::new();
     for rule in &cfg.sync {
         let image = format!("{:?}", rule.image);
-        cfg.sync_mirror(rule)
+        let mirror = cfg
+            .sync_mirror(rule)
             .map_err(|e| format!("{}{e}", at(&image)))?;
         if rule.tags.is_empty() {
             return Err(format!(
@@ -96,10 +112,15 @@ pub(super) fn validate(cfg: &Config, at: &dyn Fn(&str) -> String) -> Result<(), 
         if rule.every.0.is_zero() {
             return Err(format!("{}sync.every must be longer than 0s", at("every")));
         }
-        if !keys.insert(rule.key()) {
+        // Keyed by the repository the image routes to, so `nginx` and
+        // `docker.io/library/nginx` are one rule, not two syncing it twice.
+        let mut tags = rule.tags.clone();
+        tags.sort();
+        if !keys.insert((mirror.local.to_string(), tags)) {
             return Err(format!(
-                "{}[[sync]] for {image} with these tags appears twice",
-                at(&image)
+                "{}[[sync]] for {image} ({}) with these tags appears twice",
+                at(&image),
+                mirror.local
             ));
         }
     }

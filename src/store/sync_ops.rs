@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use redb::ReadableTable;
 use serde::{Deserialize, Serialize};
 
 use super::blob_ops::readable_size;
@@ -80,6 +81,29 @@ impl Store {
                 txn.open_table(tables::SYNC_STATE)?
                     .insert(key.as_str(), rec.as_slice())?;
                 Ok(())
+            })
+            .await
+    }
+
+    /// Forgets the state of every sync rule whose key is not in `keep` (a
+    /// rule edited or removed from the configuration): returns how many went.
+    /// Without it each edit would leave its old state behind for ever.
+    pub async fn retain_sync_states(&self, keep: Vec<String>) -> Result<u64, StoreError> {
+        let keep: HashSet<String> = keep.into_iter().collect();
+        self.meta
+            .write(move |txn| {
+                let mut table = txn.open_table(tables::SYNC_STATE)?;
+                let mut stale = Vec::new();
+                for entry in table.iter()? {
+                    let (k, _) = entry?;
+                    if !keep.contains(k.value()) {
+                        stale.push(k.value().to_owned());
+                    }
+                }
+                for k in &stale {
+                    table.remove(k.as_str())?;
+                }
+                Ok(stale.len() as u64)
             })
             .await
     }

@@ -1,76 +1,139 @@
-//! A hostile replication target: a proxy (hyper, 127.0.0.1:0) in front of a
-//! real registry that answers the requests a rule picks with what the rule
-//! says (a status, headers, a body that is garbage or never ends) and
-//! forwards every other request unchanged. Unlike `faulty` (the first N
-//! requests), it picks requests by method and path, for as long as it runs,
-//! so a target can misbehave for one repository or one step of a push only.
+//! A hostile registry in front of a real one (hyper, 127.0.0.1:0): a `hook`
+//! sees every request and either answers it itself (a made-up tag list, a
+//! blob that drips one byte at a time, headers and then silence, ...) or
+//! lets it through unchanged (bodies streamed both ways). What no real
+//! registry does on demand: a hostile upstream for the sync attacks, a
+//! hostile target for the replication attacks. Unlike `faulty` (the first N
+//! requests), the hook picks requests by what they are, for as long as it
+//! runs.
 
+use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
-use http::Method;
+use bytes::Bytes;
+use http_body::{Body, Frame};
+use http_body_util::BodyExt;
+use http_body_util::combinators::BoxBody;
 
-/// How a picked request is answered.
-#[derive(Clone, Debug)]
-pub struct Answer {
-    /// Its status.
-    pub status: u16,
-    /// Its headers.
-    pub headers: Vec<(String, String)>,
-    /// Its body.
-    pub body: Body,
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// What the hostile upstream answers with.
+pub type Reply = http::Response<BoxBody<Bytes, BoxError>>;
+
+/// A whole answer of `status` with `headers` and `body`.
+pub fn full(status: u16, headers: &[(&str, &str)], body: impl Into<Bytes>) -> Reply {
+    let mut r = http::Response::builder().status(status);
+    for (k, v) in headers {
+        r = r.header(*k, *v);
+    }
+    let body = http_body_util::Full::new(body.into()).map_err(|e: Infallible| match e {});
+    r.body(BoxBody::new(body)).unwrap()
 }
 
-/// A picked request's body.
-#[derive(Clone, Debug)]
-pub enum Body {
-    /// These bytes.
-    Bytes(Vec<u8>),
-    /// Announces `Content-Length: n`, then sends nothing and never ends.
-    Stall(u64),
+/// A 200 that announces `body`'s length and sends it one byte per `every`.
+pub fn drip(headers: &[(&str, &str)], body: Vec<u8>, every: Duration) -> Reply {
+    let mut r = http::Response::builder()
+        .status(200)
+        .header("content-length", body.len());
+    for (k, v) in headers {
+        r = r.header(*k, *v);
+    }
+    let body = Drip {
+        rest: body.into(),
+        every,
+        sleep: None,
+    };
+    r.body(BoxBody::new(body)).unwrap()
 }
 
-impl Answer {
-    /// `status` with `body`.
-    pub fn new(status: u16, body: &[u8]) -> Answer {
-        Answer {
-            status,
-            headers: Vec::new(),
-            body: Body::Bytes(body.to_vec()),
+/// `status` with `headers`, announcing a 100-byte body that never comes (the
+/// connection stays open).
+pub fn stalled(status: u16, headers: &[(&str, &str)]) -> Reply {
+    let mut r = http::Response::builder()
+        .status(status)
+        .header("content-length", 100);
+    for (k, v) in headers {
+        r = r.header(*k, *v);
+    }
+    r.body(BoxBody::new(Never)).unwrap()
+}
+
+/// A request's method and its path with the query.
+pub fn line(req: &http::request::Parts) -> (&http::Method, &str) {
+    (
+        &req.method,
+        req.uri.path_and_query().map_or("/", |p| p.as_str()),
+    )
+}
+
+/// A body that never yields a byte and never ends.
+struct Never;
+
+impl Body for Never {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Poll::Pending
+    }
+}
+
+struct Drip {
+    rest: Bytes,
+    every: Duration,
+    sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Body for Drip {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if self.rest.is_empty() {
+            return Poll::Ready(None);
+        }
+        let every = self.every;
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(every)));
+        match sleep.as_mut().poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(()) => {
+                self.sleep = None;
+                let byte = self.rest.split_to(1);
+                Poll::Ready(Some(Ok(Frame::data(byte))))
+            }
         }
     }
-
-    /// `status` with a body that never comes.
-    pub fn stalled(status: u16) -> Answer {
-        Answer {
-            status,
-            headers: Vec::new(),
-            body: Body::Stall(100),
-        }
-    }
-
-    /// Adds a header.
-    pub fn header(mut self, name: &str, value: &str) -> Answer {
-        self.headers.push((name.to_owned(), value.to_owned()));
-        self
-    }
 }
 
-/// Which requests get an [`Answer`]: (method, path and query) → answer.
-pub type Rule = dyn Fn(&Method, &str) -> Option<Answer> + Send + Sync;
-
-/// A running hostile target; stops on drop.
+/// A running hostile upstream; stops on drop.
 pub struct Hostile {
     /// `http://127.0.0.1:PORT`
     pub url: String,
-    picked: Arc<AtomicUsize>,
+    requests: Arc<AtomicUsize>,
+    answered: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Hostile {
-    /// Requests the rule answered so far.
-    pub fn picked(&self) -> usize {
-        self.picked.load(Ordering::SeqCst)
+    /// Requests received so far (answered by the hook or forwarded).
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+
+    /// Requests the hook answered itself so far.
+    pub fn answered(&self) -> usize {
+        self.answered.load(Ordering::SeqCst)
     }
 }
 
@@ -90,42 +153,40 @@ const HOP: &[&str] = &[
     "upgrade",
 ];
 
-/// Starts a hostile target in front of `upstream` (`http://127.0.0.1:PORT`).
-pub async fn hostile(
-    upstream: &str,
-    rule: impl Fn(&Method, &str) -> Option<Answer> + Send + Sync + 'static,
-) -> Hostile {
+/// Starts a hostile upstream in front of `upstream` (`http://127.0.0.1:PORT`).
+pub async fn hostile<F>(upstream: &str, hook: F) -> Hostile
+where
+    F: Fn(&http::request::Parts) -> Option<Reply> + Send + Sync + 'static,
+{
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let picked = Arc::new(AtomicUsize::new(0));
+    let requests = Arc::new(AtomicUsize::new(0));
+    let answered = Arc::new(AtomicUsize::new(0));
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let rule: Arc<Rule> = Arc::new(rule);
-    let shared = Arc::new((upstream.trim_end_matches('/').to_owned(), client));
-    let count = picked.clone();
+    let shared = Arc::new((upstream.trim_end_matches('/').to_owned(), hook, client));
+    let (counted, hooked) = (requests.clone(), answered.clone());
     let task = tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            let (shared, rule, count) = (shared.clone(), rule.clone(), count.clone());
+            let (shared, counted, hooked) = (shared.clone(), counted.clone(), hooked.clone());
             tokio::spawn(async move {
                 let svc =
                     hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                        let (shared, rule, count) = (shared.clone(), rule.clone(), count.clone());
+                        counted.fetch_add(1, Ordering::SeqCst);
+                        let (shared, hooked) = (shared.clone(), hooked.clone());
                         async move {
-                            let path = req
-                                .uri()
-                                .path_and_query()
-                                .map_or("/", |p| p.as_str())
-                                .to_owned();
-                            let resp = match rule(req.method(), &path) {
-                                Some(a) => {
-                                    count.fetch_add(1, Ordering::SeqCst);
-                                    answer(&a)
+                            let (upstream, hook, client) = &*shared;
+                            let (parts, body) = req.into_parts();
+                            let resp = match hook(&parts) {
+                                Some(r) => {
+                                    hooked.fetch_add(1, Ordering::SeqCst);
+                                    r
                                 }
-                                None => forward(&shared.1, &shared.0, req).await,
+                                None => forward(client, upstream, parts, body).await,
                             };
-                            Ok::<_, std::convert::Infallible>(resp)
+                            Ok::<_, Infallible>(resp)
                         }
                     });
                 let _ = hyper::server::conn::http1::Builder::new()
@@ -134,33 +195,20 @@ pub async fn hostile(
             });
         }
     });
-    Hostile { url, picked, task }
-}
-
-fn answer(a: &Answer) -> http::Response<reqwest::Body> {
-    let mut r = http::Response::builder().status(a.status);
-    for (k, v) in &a.headers {
-        r = r.header(k, v);
+    Hostile {
+        url,
+        requests,
+        answered,
+        task,
     }
-    let body = match &a.body {
-        Body::Bytes(b) => {
-            r = r.header("content-length", b.len());
-            reqwest::Body::from(b.clone())
-        }
-        Body::Stall(n) => {
-            r = r.header("content-length", *n);
-            reqwest::Body::wrap(Never)
-        }
-    };
-    r.body(body).unwrap()
 }
 
 async fn forward(
     client: &reqwest::Client,
     upstream: &str,
-    req: http::Request<hyper::body::Incoming>,
-) -> http::Response<reqwest::Body> {
-    let (parts, body) = req.into_parts();
+    parts: http::request::Parts,
+    body: hyper::body::Incoming,
+) -> Reply {
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let mut rb = client.request(parts.method.clone(), format!("{upstream}{path}"));
     for (k, v) in &parts.headers {
@@ -177,30 +225,13 @@ async fn forward(
     }
     match rb.send().await {
         Ok(resp) => {
-            let mut resp = http::Response::<reqwest::Body>::from(resp);
+            let resp = http::Response::<reqwest::Body>::from(resp);
+            let (mut p, b) = resp.into_parts();
             for h in HOP {
-                resp.headers_mut().remove(*h);
+                p.headers.remove(*h);
             }
-            resp
+            http::Response::from_parts(p, BoxBody::new(b.map_err(|e| Box::new(e) as BoxError)))
         }
-        Err(e) => http::Response::builder()
-            .status(502)
-            .body(reqwest::Body::from(format!("proxy: {e}")))
-            .unwrap(),
-    }
-}
-
-/// A body that never yields a byte and never ends.
-struct Never;
-
-impl http_body::Body for Never {
-    type Data = bytes::Bytes;
-    type Error = std::io::Error;
-
-    fn poll_frame(
-        self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, std::io::Error>>> {
-        std::task::Poll::Pending
+        Err(e) => full(502, &[], format!("proxy: {e}")),
     }
 }

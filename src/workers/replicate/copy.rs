@@ -203,7 +203,9 @@ impl Copier {
                 break;
             };
             let r = joined.unwrap_or_else(|e| {
-                Err(CopyError::Permanent(format!("a blob upload task stopped: {e}")))
+                Err(CopyError::Permanent(format!(
+                    "a blob upload task stopped: {e}"
+                )))
             });
             if let Err(e) = r {
                 first_err.get_or_insert(e);

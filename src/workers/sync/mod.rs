@@ -97,6 +97,9 @@ pub struct Sync {
     upstreams: Arc<Upstreams>,
     metrics: Arc<Metrics>,
     downloads: Arc<Semaphore>,
+    /// Whether the state of rules no longer configured was dropped (once
+    /// per process: rules change only with a restart).
+    pruned: AtomicBool,
 }
 
 impl Sync {
@@ -116,6 +119,7 @@ impl Sync {
             upstreams,
             metrics,
             downloads: Arc::new(Semaphore::new(download_share.max(1))),
+            pruned: AtomicBool::new(false),
         }
     }
 
@@ -128,6 +132,16 @@ impl Sync {
     /// One pass: the rules that are due, or all of them when `all`. Fails
     /// when a rule's tag list failed (the others still ran).
     pub async fn pass(&self, all: bool) -> Result<SyncReport, super::WorkerError> {
+        if !self.pruned.swap(true, Ordering::AcqRel) {
+            let keep = self.rules.iter().map(|r| r.key.clone()).collect();
+            let gone = self.store.retain_sync_states(keep).await?;
+            if gone > 0 {
+                tracing::info!(
+                    rules = gone,
+                    "sync: dropped the state of rules no longer configured"
+                );
+            }
+        }
         let mut report = SyncReport::default();
         let mut failures = Vec::new();
         let now = unix_now();
@@ -211,6 +225,11 @@ impl Sync {
                 report.tags_seen = listed.seen;
                 report.matched = listed.matched.len() as u64;
                 report.truncated = listed.truncated;
+                if listed.invalid > 0 {
+                    tracing::warn!(image = %rule.image, names = listed.invalid, "sync: the upstream's tag list holds names that are not tags; ignored");
+                }
+                // The tags as listed now: one gone upstream is gone from `seen`.
+                state.seen.clear();
                 if listed.truncated {
                     tracing::warn!(image = %rule.image, kept = MAX_MATCHED, "sync: more tags match than a pass takes; the rest wait");
                 }

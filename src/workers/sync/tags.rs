@@ -1,9 +1,13 @@
 //! A rule's tag list: every page the upstream serves (following its `Link`
 //! header), kept to the tags the rule's globs match, at most [`MAX_MATCHED`].
+//! Names that are not tags (longer than 128 characters, a path, a space) are
+//! dropped here: a hostile list can then neither hold more than
+//! `MAX_MATCHED` short names in memory nor fill the rule's report and state
+//! with its garbage, pass after pass.
 
 use globset::GlobSet;
 
-use crate::oci::RepoName;
+use crate::oci::{RepoName, Tag};
 use crate::proxy::{Proxy, ProxyError};
 
 /// Matching tags one rule keeps per pass; more are reported as truncated.
@@ -22,6 +26,8 @@ pub struct Listed {
     pub truncated: bool,
     /// Pages fetched.
     pub pages: u64,
+    /// Names listed that are not tags (dropped).
+    pub invalid: u64,
 }
 
 /// The query of the next page named by a `Link` header
@@ -49,6 +55,10 @@ pub async fn list(
         out.pages += 1;
         out.seen += tags.len() as u64;
         for t in tags {
+            if t.parse::<Tag>().is_err() {
+                out.invalid += 1;
+                continue;
+            }
             if globs.is_match(&t) {
                 if out.matched.len() < MAX_MATCHED {
                     out.matched.push(t);

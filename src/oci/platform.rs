@@ -156,8 +156,24 @@ impl PlatformSpec {
             && p.architecture == self.architecture
             && match &self.variant {
                 None => true,
-                Some(v) => p.variant.as_deref() == Some(v.as_str()),
+                Some(v) => {
+                    p.variant
+                        .as_deref()
+                        .filter(|x| !x.is_empty())
+                        .or_else(|| default_variant(&p.architecture))
+                        == Some(v.as_str())
+                }
             }
+    }
+}
+
+/// The variant an architecture means when an index entry names none, as
+/// containerd normalises it: `arm64` is `v8` (`linux/arm64/v8` and a plain
+/// `linux/arm64` entry are the same platform).
+fn default_variant(arch: &str) -> Option<&'static str> {
+    match arch {
+        "arm64" => Some("v8"),
+        _ => None,
     }
 }
 
@@ -224,5 +240,16 @@ mod tests {
         assert!(v7.matches(&p(r#"{"os":"linux","architecture":"arm","variant":"v7"}"#)));
         assert!(!v7.matches(&p(r#"{"os":"linux","architecture":"arm","variant":"v6"}"#)));
         assert!(!amd.matches(&p("null")));
+        // linux/arm64/v8 is what a plain arm64 entry means.
+        let v8: PlatformSpec = "linux/arm64/v8".parse().unwrap();
+        assert!(v8.matches(&p(r#"{"os":"linux","architecture":"arm64"}"#)));
+        assert!(v8.matches(&p(
+            r#"{"os":"linux","architecture":"arm64","variant":"v8"}"#
+        )));
+        assert!(!v8.matches(&p(
+            r#"{"os":"linux","architecture":"arm64","variant":"v9"}"#
+        )));
+        // A plain arm entry names no variant: v7 does not claim it.
+        assert!(!v7.matches(&p(r#"{"os":"linux","architecture":"arm"}"#)));
     }
 }

@@ -561,7 +561,7 @@ fn main() {
     );
 
     println!();
-    goals_header();
+    goals_header("issue 10");
     let fastest = dd
         .map(|d| d.warm_big.bps)
         .into_iter()
@@ -629,7 +629,7 @@ fn main() {
     row_of("peak RSS (MiB)", &wl, dl, |m| m.rss_mib);
 
     println!();
-    goals_header();
+    goals_header("issue 10");
     goal(
         "peak RSS: wharf / distribution",
         dl.map(|d| wl.rss_mib / d.rss_mib),

@@ -315,7 +315,7 @@ fn main() {
     );
 
     println!();
-    goals_header();
+    goals_header("issue 10");
     let fastest = dr
         .map(|d| d.pull.bps)
         .into_iter()

@@ -44,9 +44,9 @@ use std::time::{Duration, Instant};
 use common::cpu::children_cpu_secs;
 use common::distribution_debug;
 use common::image_set::{ImageSet, Layout, image_set, missing, push_set};
-use common::pair::{goals_header, header, row};
+use common::pair::{header, row};
 use common::scrape::{Scrape, delta};
-use common::table::{Goal, goal};
+use common::table::{Goal, goal, goals_header};
 use common::tcp_count::{Counted, relay};
 use common::*;
 
@@ -434,6 +434,7 @@ fn report(kind: Kind, layout: Layout, set: &ImageSet, w: &Run, k: Option<&Run>) 
         println!("!!! skopeo is not installed: wharf's figures only !!!");
     }
 
+    println!();
     goals_header("issue 11");
     if kind == Kind::Wharf {
         goal(

@@ -174,7 +174,7 @@ fn main() {
         "cold pass (first fill) ms", cold["duration_ms"]
     );
     println!();
-    goals_header();
+    goals_header("issue 11");
     goal(
         "upstream requests - (HEADs per tag + list pages)",
         Some(total - (tags as f64 + lists)),

@@ -19,13 +19,3 @@ pub fn row(name: &str, a: f64, b: Option<f64>) {
         .unwrap_or(format!("{:>14}", "-"));
     println!("{name:<48} {a:>14.2} {b} {ratio}");
 }
-
-/// The head of a goals section naming the issue the goals come from.
-pub fn goals_header(issue: &str) {
-    println!(
-        "\n{:<48} {:>12} {:>14}",
-        format!("goal ({issue})"),
-        "value",
-        "target"
-    );
-}

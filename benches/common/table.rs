@@ -1,6 +1,6 @@
 //! The benches' printed tables: one row per measure with wharf, Distribution
 //! and nginx side by side (ratio wharf / Distribution), and a goals section
-//! that checks issue 10's ratios against their targets in the same run.
+//! that checks an issue's ratios against their targets in the same run.
 
 /// A table's title and column heads.
 pub fn header(title: &str) {
@@ -60,9 +60,14 @@ impl Goal {
     }
 }
 
-/// The head of a goals section.
-pub fn goals_header() {
-    println!("{:<48} {:>12} {:>14}", "goal (issue 10)", "value", "target");
+/// The head of a goals section for `issue` ("issue 10").
+pub fn goals_header(issue: &str) {
+    println!(
+        "{:<48} {:>12} {:>14}",
+        format!("goal ({issue})"),
+        "value",
+        "target"
+    );
 }
 
 /// One goal: the value, its target and whether it is met (`n/a` when a

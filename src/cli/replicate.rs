@@ -10,7 +10,7 @@ use super::format::{Table, ago, now, size, text, until};
 /// Prints the targets; with `now`, runs a pass first.
 pub(super) fn replicate(c: &Client, run_now: bool) -> Result<(), CliError> {
     if run_now {
-        let report = c.post("replicate/run", &json!({}))?;
+        let report = c.post("replicate", &json!({}))?;
         if c.json {
             c.print_json(&report);
             return Ok(());

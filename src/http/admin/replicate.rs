@@ -1,7 +1,7 @@
 //! `GET /_wharf/v1/replicate` (what `wharf replicate` shows: each target's
-//! queue length, last success, last error) and `POST
-//! /_wharf/v1/replicate/run` (`wharf replicate --now`: one pass now, both
-//! sides compared, answered with its report).
+//! queue length, last success, last error) and `POST /_wharf/v1/replicate`
+//! (`wharf replicate --now`: one pass now, both sides compared, answered
+//! with its report).
 
 use http::{Response, StatusCode};
 

@@ -46,7 +46,7 @@ pub enum AdminRoute {
     Unpin,
     /// `GET /_wharf/v1/replicate`: each replication target's queue and state.
     Replicate,
-    /// `POST /_wharf/v1/replicate/run`: one replication pass now (both sides
+    /// `POST /_wharf/v1/replicate`: one replication pass now (both sides
     /// compared), its report.
     ReplicateRun,
     /// `GET /_wharf/v1/sync`: the sync rules and their last passes.
@@ -74,6 +74,7 @@ impl AdminRoute {
         let route = match (Self::parse_path(&segs)?.ok_or_else(not_found)?, method) {
             // One path, two methods: listing and running.
             (AdminRoute::Sync, &Method::POST) => AdminRoute::SyncNow,
+            (AdminRoute::Replicate, &Method::POST) => AdminRoute::ReplicateRun,
             (r, _) => r,
         };
         let allow = route.method();
@@ -109,7 +110,6 @@ impl AdminRoute {
             ["pin"] => AdminRoute::Pin,
             ["unpin"] => AdminRoute::Unpin,
             ["replicate"] => AdminRoute::Replicate,
-            ["replicate", "run"] => AdminRoute::ReplicateRun,
             ["sync"] => AdminRoute::Sync,
             _ => return Ok(None),
         }))
@@ -194,6 +194,12 @@ mod tests {
             (Method::POST, "/_wharf/v1/unpin", AdminRoute::Unpin),
             (Method::GET, "/_wharf/v1/sync", AdminRoute::Sync),
             (Method::POST, "/_wharf/v1/sync", AdminRoute::SyncNow),
+            (Method::GET, "/_wharf/v1/replicate", AdminRoute::Replicate),
+            (
+                Method::POST,
+                "/_wharf/v1/replicate",
+                AdminRoute::ReplicateRun,
+            ),
         ] {
             assert_eq!(parse(m, p).unwrap(), want, "{p}");
         }

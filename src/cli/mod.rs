@@ -106,7 +106,7 @@ pub enum Command {
         #[command(flatten)]
         admin: AdminArgs,
     },
-    /// The [[sync]] rules and their last passes; --now runs them all now.
+    /// The `[[sync]]` rules and their last passes; `--now` runs them all now.
     Sync {
         /// Run every rule now and print what the pass did.
         #[arg(long)]

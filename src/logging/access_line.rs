@@ -9,7 +9,7 @@
 //!
 //! The tracing filter still decides (the caller asks `tracing::enabled!`
 //! first). The direct path is installed only for text logs to the sink
-//! without colours; otherwise ([`write`] says so) the caller emits the same
+//! without colours; otherwise ([`write()`] says so) the caller emits the same
 //! fields as a tracing event: JSON logs, a terminal, a test's subscriber.
 
 use std::cell::{Cell, RefCell};

@@ -36,8 +36,8 @@ impl Proxy {
     /// Makes sure blob `digest` of the mirrored `local` is stored, starting
     /// (or joining) its download as `client`. Returns the bytes that crossed
     /// the network for it (0 when it was cached already). Fails when the
-    /// download falls under the floor ([`PREFETCH_MIN_BYTES`] per
-    /// [`PREFETCH_WINDOW`]).
+    /// download falls under the floor (`PREFETCH_MIN_BYTES` per
+    /// `PREFETCH_WINDOW`).
     pub async fn prefetch_blob(
         &self,
         upstream: usize,

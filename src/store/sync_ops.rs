@@ -26,7 +26,7 @@ pub struct SyncState {
     /// The last pass's summary, as the worker reports it.
     #[serde(default)]
     pub summary: serde_json::Value,
-    /// Tag → digest, as the last pass saw them (at most [`MAX_SEEN`]).
+    /// Tag → digest, as the last pass saw them (at most `MAX_SEEN`).
     #[serde(default)]
     pub seen: BTreeMap<String, String>,
 }
@@ -66,7 +66,7 @@ impl Store {
             .await
     }
 
-    /// Records the state of the sync rule `key` (its `seen` cut to [`MAX_SEEN`]).
+    /// Records the state of the sync rule `key` (its `seen` cut to `MAX_SEEN`).
     pub async fn put_sync_state(&self, key: &str, mut state: SyncState) -> Result<(), StoreError> {
         if state.seen.len() > MAX_SEEN {
             state.seen = std::mem::take(&mut state.seen)

@@ -65,7 +65,7 @@ impl Evict {
     }
 
     /// One pass. Unless `force` (`wharf`'s on-demand pass), a pass within
-    /// [`STUCK_REST`] of one that could not get under the budget does nothing
+    /// `STUCK_REST` of one that could not get under the budget does nothing
     /// and says so (`resting`).
     pub async fn pass(&self, force: bool) -> Result<EvictReport, super::WorkerError> {
         let resting = self

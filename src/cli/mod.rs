@@ -1,8 +1,9 @@
 //! The `wharf` command line: argument types (parsed by `main.rs`) and the
 //! dispatch to one file per command group. The admin commands (`ls`, `du`,
-//! `rm`, `gc`, `verify`, `pin`, `unpin`, `status`, `sync`, `replicate`) are clients of the running
+//! `rm`, `gc`, `verify`, `backup`, `pin`, `unpin`, `status`, `sync`, `replicate`) are clients of the running
 //! daemon's admin API (`/_wharf/v1/`): redb allows one process per index.
 
+mod backup;
 mod client;
 mod format;
 mod housekeeping;
@@ -86,6 +87,21 @@ pub enum Command {
     },
     /// Re-hash every blob; corrupt ones are quarantined and listed.
     Verify {
+        /// Daemon and output options.
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// An online, consistent copy of the data directory (index snapshot and
+    /// the blobs it names) into DEST, which must be absent or empty; restore
+    /// with `wharf serve` and `[storage] root = DEST`.
+    Backup {
+        /// The backup directory, a path on the daemon's host (a relative one
+        /// is taken from the current directory).
+        dest: PathBuf,
+        /// Copy every blob even where DEST shares the data directory's
+        /// filesystem (hard links share the disk blocks: a copy survives the disk).
+        #[arg(long)]
+        copy: bool,
         /// Daemon and output options.
         #[command(flatten)]
         admin: AdminArgs,
@@ -184,6 +200,11 @@ pub fn run(cli: Cli) -> ExitCode {
         } => admin(&a, &|c| repos::rm(c, &reference)),
         Command::Gc { dry_run, admin: a } => admin(&a, &|c| housekeeping::gc(c, dry_run)),
         Command::Verify { admin: a } => admin(&a, &housekeeping::verify),
+        Command::Backup {
+            dest,
+            copy,
+            admin: a,
+        } => admin(&a, &|c| backup::backup(c, &dest, copy)),
         Command::Pin {
             reference,
             admin: a,

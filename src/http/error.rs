@@ -129,7 +129,9 @@ impl ApiError {
                 StoreError::UploadRange { .. } => (S::RANGE_NOT_SATISFIABLE, C::BlobUploadInvalid),
                 StoreError::SizeInvalid(_) => (S::BAD_REQUEST, C::SizeInvalid),
                 StoreError::TooManyUploads { .. } => (S::TOO_MANY_REQUESTS, C::TooManyRequests),
-                StoreError::ContentMissing { .. } => (S::INTERNAL_SERVER_ERROR, C::Unknown),
+                StoreError::ContentMissing { .. }
+                | StoreError::BackupRefused(_)
+                | StoreError::BackupFailed(_) => (S::INTERNAL_SERVER_ERROR, C::Unknown),
                 StoreError::Pinned { .. } => (S::FORBIDDEN, C::Denied),
             },
             ApiError::Route(RouteError::NotFound) => (S::NOT_FOUND, C::Unsupported),

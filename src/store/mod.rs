@@ -15,7 +15,7 @@
 //! (`manifest_cache.rs`),
 //! crash-safe removal through the `sweeping` table (`sweep.rs`), and the
 //! passes themselves: eviction (`evict_ops.rs`), gc (`gc_ops.rs`), verify
-//! (`verify_ops.rs`), pins (`pin_ops.rs`), all marking through the
+//! (`verify_ops.rs`), online backups (`backup_ops.rs`), pins (`pin_ops.rs`), all marking through the
 //! `manifest_refs` closure (`closure.rs`). Start-up finishes interrupted
 //! removals, reconciles, then migrates older indexes (`migrate.rs`).
 
@@ -28,6 +28,7 @@ pub mod uploads;
 
 mod access;
 mod admin_ops;
+mod backup_ops;
 mod blob_ops;
 mod cache_ops;
 mod cache_size;
@@ -55,8 +56,9 @@ use crate::oci::{Digest, RepoName};
 
 pub use admin_ops::{RepoDetail, TagDetail};
 pub use admin_ops::{RepoSummary, Usage};
+pub use backup_ops::BackupRun;
 pub use cache_ops::CachedTag;
-pub use content::{BlobReader, BlobWriter, Content, Pace, Scan};
+pub use content::{BlobReader, BlobWriter, Content, Exported, Pace, Scan};
 pub use evict_ops::EvictOutcome;
 pub use gc_ops::GcOutcome;
 pub use manifest_ops::{ManifestInfo, Page, PutManifest};
@@ -147,6 +149,14 @@ pub enum StoreError {
         /// Seconds a client should wait before trying again.
         retry_after: u64,
     },
+    /// A backup destination is unusable (not empty, not absolute, inside
+    /// the data directory, ...): nothing was written there.
+    #[error("{0}")]
+    BackupRefused(String),
+    /// A backup could not be completed (corrupt content, a disk error at the
+    /// destination): what was written is removed; the message says why.
+    #[error("backup failed: {0}")]
+    BackupFailed(String),
     /// Start-up found the index naming content that is not on disk in bulk: an
     /// unmounted volume, a wrong symlink or a restored index, never something to
     /// "repair" by dropping the rows. Start-up stops; nothing was changed.

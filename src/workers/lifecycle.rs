@@ -1,5 +1,5 @@
 //! The storage lifecycle workers together (access-time flush, evict, gc,
-//! verify), built from the configuration in one call so the composition root
+//! verify, backup), built from the configuration in one call so the composition root
 //! adds them with a few lines, and handed as one value to whatever runs their
 //! passes on demand (the admin API, tests).
 
@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::access::AccessFlush;
+use super::backup::Backup;
 use super::evict::Evict;
 use super::gc::Gc;
 use super::verify::Verify;
@@ -32,6 +33,8 @@ pub struct Lifecycle {
     pub gc: Handle<Gc>,
     /// Re-hashes content, on demand.
     pub verify: Handle<Verify>,
+    /// Online backups, on demand with a destination.
+    pub backup: Handle<Backup>,
     store: Arc<Store>,
 }
 
@@ -64,7 +67,8 @@ impl Lifecycle {
                 Gc::new(store.clone(), metrics.clone(), config.gc.grace.0, interval),
                 metrics.clone(),
             ),
-            verify: Handle::new(Verify::new(store.clone(), metrics.clone()), metrics),
+            verify: Handle::new(Verify::new(store.clone(), metrics.clone()), metrics.clone()),
+            backup: Handle::new(Backup::new(store.clone()), metrics),
             store,
         }
     }
@@ -80,6 +84,7 @@ impl Lifecycle {
         registry.add(self.evict.control.clone());
         registry.add(self.gc.control.clone());
         registry.add(self.verify.control.clone());
+        registry.add(self.backup.control.clone());
     }
 
     /// Spawns every loop, and the task that kicks eviction when a write takes
@@ -100,7 +105,8 @@ impl Lifecycle {
             self.access.spawn(shutdown.clone()),
             self.evict.spawn(shutdown.clone()),
             self.gc.spawn(shutdown.clone()),
-            self.verify.spawn(shutdown),
+            self.verify.spawn(shutdown.clone()),
+            self.backup.spawn(shutdown),
             forward,
         ]
     }

@@ -6,6 +6,7 @@
 //! what `wharf status` and the web page show.
 
 pub mod access;
+pub mod backup;
 pub mod evict;
 pub mod gc;
 pub mod lifecycle;

@@ -125,6 +125,8 @@ impl AdminError {
                 | StoreError::ManifestUnknown(_)
                 | StoreError::NameUnknown(_) => (S::NOT_FOUND, "NOT_FOUND"),
                 StoreError::Pinned { .. } => (S::FORBIDDEN, "DENIED"),
+                StoreError::BackupRefused(_) => (S::CONFLICT, "CONFLICT"),
+                StoreError::BackupFailed(_) => (S::INTERNAL_SERVER_ERROR, "BACKUP_FAILED"),
                 StoreError::Closed => (S::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
                 _ => (S::INTERNAL_SERVER_ERROR, "INTERNAL"),
             },
@@ -141,6 +143,8 @@ impl AdminError {
             match &self {
                 AdminError::Store(StoreError::Closed) => "wharf is shutting down".to_owned(),
                 AdminError::Upstream(m) => m.clone(),
+                // Its own words: what was corrupt or which disk failed, and what to do.
+                AdminError::Store(e @ StoreError::BackupFailed(_)) => e.to_string(),
                 _ => "internal error; see the server log".to_owned(),
             }
         } else {

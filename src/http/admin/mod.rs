@@ -5,6 +5,7 @@
 //! [`crate::auth::Access::Admin`]: an `[auth] admins` user (Basic credentials
 //! work under every scheme) or, while there are no users, a loopback client.
 
+mod backup;
 pub mod error;
 mod evict;
 mod gc;
@@ -94,6 +95,7 @@ async fn dispatch(
         AdminRoute::ReplicateRun => replicate::run(state).await,
         AdminRoute::Sync => sync::list(state).await,
         AdminRoute::SyncNow => sync::run(state, req).await,
+        AdminRoute::Backup => backup::run(state, req).await,
     }
 }
 

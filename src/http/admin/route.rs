@@ -53,6 +53,8 @@ pub enum AdminRoute {
     Sync,
     /// `POST /_wharf/v1/sync`: every sync rule now, its report.
     SyncNow,
+    /// `POST /_wharf/v1/backup` `{"dest":"..."}`: an online backup, its report.
+    Backup,
 }
 
 /// Whether `path` belongs to the admin surface (it answers every path under
@@ -111,6 +113,7 @@ impl AdminRoute {
             ["unpin"] => AdminRoute::Unpin,
             ["replicate"] => AdminRoute::Replicate,
             ["sync"] => AdminRoute::Sync,
+            ["backup"] => AdminRoute::Backup,
             _ => return Ok(None),
         }))
     }
@@ -133,7 +136,8 @@ impl AdminRoute {
             | AdminRoute::Pin
             | AdminRoute::Unpin
             | AdminRoute::ReplicateRun
-            | AdminRoute::SyncNow => Method::POST,
+            | AdminRoute::SyncNow
+            | AdminRoute::Backup => Method::POST,
         }
     }
 }
@@ -194,6 +198,7 @@ mod tests {
             (Method::POST, "/_wharf/v1/unpin", AdminRoute::Unpin),
             (Method::GET, "/_wharf/v1/sync", AdminRoute::Sync),
             (Method::POST, "/_wharf/v1/sync", AdminRoute::SyncNow),
+            (Method::POST, "/_wharf/v1/backup", AdminRoute::Backup),
             (Method::GET, "/_wharf/v1/replicate", AdminRoute::Replicate),
             (
                 Method::POST,

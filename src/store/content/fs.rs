@@ -408,6 +408,15 @@ impl BlobBackend for FsBackend {
         let (me, d) = (self.clone(), digest.clone());
         Box::pin(blocking(move || me.size_now(&d)))
     }
+
+    fn export<'a>(
+        &'a self,
+        digest: &'a Digest,
+        to: &'a Arc<super::BackupDir>,
+    ) -> BoxFuture<'a, Result<super::Exported, StoreError>> {
+        let (src, d, to) = (self.path(digest), digest.clone(), to.clone());
+        Box::pin(blocking(move || super::backup::export_file(&src, &d, &to)))
+    }
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@
 //! backend is one file implementing [`BlobBackend`] and handed to
 //! [`Content::new`]; nothing else changes.
 
+pub mod backup;
 mod fs;
 pub(super) mod lost_found;
 mod pace;
@@ -32,6 +33,7 @@ use bytes::Bytes;
 use super::StoreError;
 use crate::oci::Digest;
 
+pub use backup::{BackupDir, Exported};
 pub use fs::FsBackend;
 pub use pace::Pace;
 pub use reader::{BlobReader, Chunks, Pending, ReadAt};
@@ -120,6 +122,16 @@ pub trait BlobBackend: Send + Sync + 'static {
         &'a self,
         digest: &'a Digest,
     ) -> BoxFuture<'a, Result<Option<u64>, StoreError>>;
+
+    /// Puts stored content into a backup being written (`wharf backup`):
+    /// hard-linked where the backup shares the content's filesystem, copied
+    /// otherwise, hashed either way and refused unless it matches `digest`.
+    /// [`StoreError::BlobUnknown`] when the content is not stored.
+    fn export<'a>(
+        &'a self,
+        digest: &'a Digest,
+        to: &'a Arc<BackupDir>,
+    ) -> BoxFuture<'a, Result<Exported, StoreError>>;
 }
 
 /// What re-hashing stored content found.
@@ -307,5 +319,14 @@ impl Content {
     /// See [`BlobBackend::size_on_disk`].
     pub async fn size_on_disk(&self, digest: &Digest) -> Result<Option<u64>, StoreError> {
         self.backend.size_on_disk(digest).await
+    }
+
+    /// See [`BlobBackend::export`].
+    pub async fn export(
+        &self,
+        digest: &Digest,
+        to: &Arc<BackupDir>,
+    ) -> Result<Exported, StoreError> {
+        self.backend.export(digest, to).await
     }
 }

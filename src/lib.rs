@@ -55,6 +55,7 @@ pub mod http;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
+pub mod migrate_config;
 pub mod net;
 pub mod oci;
 pub mod proxy;

@@ -115,15 +115,8 @@ impl Draft {
             out.push(String::new());
             out.push("# Not mapped (config.yml key: why):".into());
             for (key, reason) in &self.unmapped {
-                let mut first = true;
-                for line in wrap(reason, 76) {
-                    if first {
-                        out.push(format!("# - {key}: {line}"));
-                        first = false;
-                    } else {
-                        out.push(format!("#     {line}"));
-                    }
-                }
+                out.push(format!("# - {key}:"));
+                out.extend(wrap(reason, 72).into_iter().map(|l| format!("#     {l}")));
             }
         }
         out.push(String::new());

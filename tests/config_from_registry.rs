@@ -106,17 +106,29 @@ redis:
 
 const PROXY: &str = "proxy:\n  remoteurl: https://registry-1.docker.io\n  username: hubuser\n  password: a-hub-secret\n";
 
-/// The binary serving `config`; returns the child and its `https://addr`.
-fn serve(config: &Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_wharf"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("WHARF_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
+/// A running `wharf serve`, killed and reaped when dropped.
+struct Daemon(Child);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The binary serving `config`; returns it and its `https://addr`.
+fn serve(config: &Path) -> (Daemon, String) {
+    let mut child = Daemon(
+        Command::new(env!("CARGO_BIN_EXE_wharf"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("WHARF_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = BufReader::new(child.0.stderr.take().unwrap());
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in stderr.lines().map_while(Result::ok) {
@@ -128,13 +140,7 @@ fn serve(config: &Path) -> (Child, String) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let line = match rx.recv_timeout(left) {
-            Ok(l) => l,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("wharf did not announce its address");
-            }
-        };
+        let line = rx.recv_timeout(left).expect("wharf announced its address");
         if line.contains("wharf serving") {
             let a = line
                 .split("addr=")
@@ -200,7 +206,7 @@ async fn production_config_is_accepted_and_serves_the_same_htpasswd_users() {
     assert_eq!(code, 0, "{err}");
     let root = dir.path().join("data");
     std::fs::write(&out, with_root(&toml, &root)).unwrap();
-    let (mut child, base) = serve(&out);
+    let (daemon, base) = serve(&out);
     let http = pki.client();
     let get = |path: &str, creds: Option<(&str, &str)>| {
         let r = http.get(format!("{base}{path}"));
@@ -304,8 +310,7 @@ async fn production_config_is_accepted_and_serves_the_same_htpasswd_users() {
         "delete disabled as on registry:2: {}",
         r.status()
     );
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(daemon);
 }
 
 #[tokio::test]

@@ -35,6 +35,8 @@
 //!   and hands each what it needs, runs everything, shuts down in order;
 //!   [`shutdown`]: the one shutdown signal the server and workers wait on.
 //! - [`cli`]: the command line; the admin commands are clients of the admin API.
+//! - [`migrate_config`]: `wharf config from-registry`, a registry:2 `config.yml`
+//!   rewritten as a commented `wharf.toml` (offline).
 //! - [`config`]: the TOML schema; [`logging`]: the subscriber and its
 //!   non-blocking sink; [`metrics`]: Prometheus counters; [`net`]:
 //!   client addresses and trusted-proxy ranges, which config and http share;
@@ -55,6 +57,7 @@ pub mod http;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
+pub mod migrate_config;
 pub mod net;
 pub mod oci;
 pub mod proxy;

@@ -6,6 +6,7 @@
 mod backup;
 mod client;
 mod format;
+mod from_registry;
 mod housekeeping;
 mod pins;
 mod progress;
@@ -47,6 +48,12 @@ pub enum Command {
         /// The file to check.
         #[arg(long, short)]
         config: PathBuf,
+    },
+    /// Configuration tools (offline).
+    Config {
+        /// What to do.
+        #[command(subcommand)]
+        command: ConfigCommand,
     },
     /// Manage users in an htpasswd file.
     User {
@@ -149,6 +156,18 @@ pub enum Command {
     },
 }
 
+/// `wharf config ...`
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the wharf.toml equivalent to a registry:2 config.yml (with the
+    /// REGISTRY_* environment overrides applied); unmappable keys are listed
+    /// with the reason. Offline: no daemon needed.
+    FromRegistry {
+        /// The registry:2 configuration (`/etc/docker/registry/config.yml`).
+        file: PathBuf,
+    },
+}
+
 /// `wharf user ...`
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
@@ -183,6 +202,9 @@ pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Serve { config } => serve::serve(config),
         Command::CheckConfig { config } => serve::check_config(&config),
+        Command::Config {
+            command: ConfigCommand::FromRegistry { file },
+        } => from_registry::from_registry(&file),
         Command::User {
             command:
                 UserCommand::Add {

@@ -205,3 +205,53 @@ async fn copy_mode_copies_and_a_non_empty_dest_is_refused() {
     verify_clean(&restored).await;
     restored.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backup_killed_midway_leaves_no_dest_and_the_next_one_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data");
+    let d = common::WharfProcess::spawn(dir.path(), &root, "");
+    // Enough bytes that copying and hashing them takes a while.
+    let ep = common::replica::Endpoint(d.base.clone());
+    for i in 0..32u64 {
+        ep.push_blob("team/big", &bytes(4 << 20, 100 + i)).await;
+    }
+    let img = common::image::Image::new(vec![common::image::tar_with_file("f", b"kept")]);
+    let tag_digest = ep.push("team/app", "v1", &img).await;
+    let dest = dir.path().join("backup");
+    let partial = dir.path().join("backup.partial");
+    let base = d.base.clone();
+    let dest2 = dest.clone();
+    let running = tokio::spawn(async move { backup(&base, &dest2, true).await });
+    common::wait_for(60, "the backup to start writing", || {
+        let p = partial.clone();
+        async move { p.exists() }
+    })
+    .await;
+    // kill -9 while it copies.
+    drop(d);
+    let _ = running.await;
+    assert!(
+        !dest.exists(),
+        "a backup cut short must not leave a DEST that looks complete"
+    );
+
+    // The daemon comes back; a backup to the same DEST clears the leftover
+    // and completes, and restores.
+    let d = common::WharfProcess::spawn(dir.path(), &root, "");
+    let (status, report) = backup(&d.base, &dest, false).await;
+    assert_eq!(status, 200, "{report}");
+    assert!(dest.join("index.redb").exists());
+    assert!(!dir.path().join("backup.partial").exists());
+    drop(d);
+    let restored = Wharf::start_config(common::config(&dest, "")).await;
+    let r = http()
+        .get(restored.url("/v2/team/app/manifests/v1"))
+        .header("accept", common::image::OCI_MANIFEST)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["docker-content-digest"], tag_digest.as_str());
+    restored.stop().await;
+}

@@ -1,5 +1,5 @@
 //! The storage lifecycle workers together (access-time flush, evict, gc,
-//! verify), built from the configuration in one call so the composition root
+//! verify, import), built from the configuration in one call so the composition root
 //! adds them with a few lines, and handed as one value to whatever runs their
 //! passes on demand (the admin API, tests).
 
@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use super::access::AccessFlush;
 use super::evict::Evict;
 use super::gc::Gc;
+use super::import::Import;
 use super::verify::Verify;
 use super::{Handle, Registry};
 use crate::config::Config;
@@ -32,6 +33,8 @@ pub struct Lifecycle {
     pub gc: Handle<Gc>,
     /// Re-hashes content, on demand.
     pub verify: Handle<Verify>,
+    /// Imports a `registry:2` storage root, on demand (`wharf import`).
+    pub import: Handle<Import>,
     store: Arc<Store>,
 }
 
@@ -64,7 +67,8 @@ impl Lifecycle {
                 Gc::new(store.clone(), metrics.clone(), config.gc.grace.0, interval),
                 metrics.clone(),
             ),
-            verify: Handle::new(Verify::new(store.clone(), metrics.clone()), metrics),
+            verify: Handle::new(Verify::new(store.clone(), metrics.clone()), metrics.clone()),
+            import: Handle::new(Import::new(store.clone()), metrics),
             store,
         }
     }
@@ -80,6 +84,7 @@ impl Lifecycle {
         registry.add(self.evict.control.clone());
         registry.add(self.gc.control.clone());
         registry.add(self.verify.control.clone());
+        registry.add(self.import.control.clone());
     }
 
     /// Spawns every loop, and the task that kicks eviction when a write takes

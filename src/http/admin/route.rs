@@ -38,6 +38,9 @@ pub enum AdminRoute {
     Verify,
     /// `POST /_wharf/v1/evict`: one eviction pass now, its report.
     Evict,
+    /// `POST /_wharf/v1/import` `{"dir":"...","link":false}`: imports a
+    /// `registry:2` storage root now, its report.
+    Import,
     /// `GET /_wharf/v1/pins`: every pin.
     Pins,
     /// `POST /_wharf/v1/pin` `{"reference":"..."}`: pins an image.
@@ -106,6 +109,7 @@ impl AdminRoute {
             ["gc"] => AdminRoute::Gc,
             ["verify"] => AdminRoute::Verify,
             ["evict"] => AdminRoute::Evict,
+            ["import"] => AdminRoute::Import,
             ["pins"] => AdminRoute::Pins,
             ["pin"] => AdminRoute::Pin,
             ["unpin"] => AdminRoute::Unpin,
@@ -130,6 +134,7 @@ impl AdminRoute {
             | AdminRoute::Gc
             | AdminRoute::Verify
             | AdminRoute::Evict
+            | AdminRoute::Import
             | AdminRoute::Pin
             | AdminRoute::Unpin
             | AdminRoute::ReplicateRun

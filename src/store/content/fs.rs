@@ -13,8 +13,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::{
-    BlobBackend, BlobReader, BoxFuture, Hashed, Pace, Pending, ReadAt, Scan, Staged, Stray,
-    lost_found,
+    Adopted, BlobBackend, BlobReader, BoxFuture, Hashed, Pace, Pending, ReadAt, Scan, Staged,
+    Stray, lost_found,
 };
 use crate::oci::{Digest, DigestHasher};
 use crate::store::StoreError;
@@ -316,6 +316,65 @@ impl FsBackend {
         Ok(Some(dest.display().to_string()))
     }
 
+    /// Hard-links `source` into `tmp/` (the same filesystem as `blobs/`),
+    /// hashes the link whole on this blocking thread, and renames it into
+    /// place when it matches; the link is removed otherwise. Another
+    /// filesystem (`EXDEV`) or a filesystem without hard links is
+    /// [`Adopted::NotLinked`].
+    fn adopt_link_now(&self, source: &Path, digest: &Digest) -> Result<Adopted, StoreError> {
+        let staged = self
+            .root
+            .join("tmp")
+            .join(format!("link-{}", crate::store::random_hex()?));
+        match std::fs::hard_link(source, &staged) {
+            Ok(()) => {}
+            Err(e)
+                if e.kind() == std::io::ErrorKind::CrossesDevices
+                    || e.kind() == std::io::ErrorKind::Unsupported
+                    || e.kind() == std::io::ErrorKind::PermissionDenied =>
+            {
+                return Ok(Adopted::NotLinked);
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let checked = (|| -> Result<u64, StoreError> {
+            let mut file = File::open(&staged)?;
+            if !file.metadata()?.is_file() {
+                return Err(StoreError::SizeInvalid(format!(
+                    "{} is not a regular file",
+                    source.display()
+                )));
+            }
+            let mut hasher = DigestHasher::new();
+            let mut buf = vec![0u8; HASH_CHUNK];
+            let mut size = 0u64;
+            loop {
+                match file.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        hasher.update(&buf[..n]);
+                        size += n as u64;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            let actual = hasher.finish();
+            if actual != *digest {
+                return Err(StoreError::DigestMismatch {
+                    expected: digest.clone(),
+                    actual,
+                });
+            }
+            self.publish_now(&staged, digest)?;
+            Ok(size)
+        })();
+        if checked.is_err() {
+            let _ = std::fs::remove_file(&staged);
+        }
+        checked.map(Adopted::Linked)
+    }
+
     fn size_now(&self, digest: &Digest) -> Result<Option<u64>, StoreError> {
         match std::fs::metadata(self.path(digest)) {
             Ok(m) => Ok(Some(m.len())),
@@ -407,6 +466,15 @@ impl BlobBackend for FsBackend {
     ) -> BoxFuture<'a, Result<Option<u64>, StoreError>> {
         let (me, d) = (self.clone(), digest.clone());
         Box::pin(blocking(move || me.size_now(&d)))
+    }
+
+    fn adopt_link<'a>(
+        &'a self,
+        source: &'a Path,
+        digest: &'a Digest,
+    ) -> BoxFuture<'a, Result<Adopted, StoreError>> {
+        let (me, s, d) = (self.clone(), source.to_path_buf(), digest.clone());
+        Box::pin(blocking(move || me.adopt_link_now(&s, &d)))
     }
 }
 

@@ -128,7 +128,11 @@ impl Tree {
         let mut stack: Vec<Vec<String>> = vec![Vec::new()];
         while let Some(parts) = stack.pop() {
             let dir = parts.iter().fold(base.clone(), |p, c| p.join(c));
-            let rel = format!("repositories/{}", parts.join("/"));
+            let rel = ["repositories".to_owned()]
+                .into_iter()
+                .chain(parts.iter().cloned())
+                .collect::<Vec<_>>()
+                .join("/");
             if parts.len() > MAX_DEPTH {
                 skips.push(skipped(rel, "nested deeper than any repository name"));
                 continue;

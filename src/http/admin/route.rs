@@ -194,6 +194,7 @@ mod tests {
             (Method::POST, "/_wharf/v1/gc", AdminRoute::Gc),
             (Method::POST, "/_wharf/v1/verify", AdminRoute::Verify),
             (Method::POST, "/_wharf/v1/evict", AdminRoute::Evict),
+            (Method::POST, "/_wharf/v1/import", AdminRoute::Import),
             (Method::GET, "/_wharf/v1/pins", AdminRoute::Pins),
             (Method::POST, "/_wharf/v1/pin", AdminRoute::Pin),
             (Method::POST, "/_wharf/v1/unpin", AdminRoute::Unpin),

@@ -497,6 +497,51 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread")]
+    async fn adopt_link_links_verified_bytes_and_refuses_a_mismatch() {
+        use std::os::unix::fs::MetadataExt;
+        let (dir, content) = setup().await;
+        let src = dir.path().join("outside-data");
+        std::fs::write(&src, b"imported bytes").unwrap();
+        let d = Digest::of_bytes(b"imported bytes");
+        assert_eq!(
+            content.adopt_link(&src, &d).await.unwrap(),
+            Adopted::Linked(14)
+        );
+        let stored = layout_path(&dir.path().join("blobs/sha256"), &d);
+        assert_eq!(
+            std::fs::metadata(&stored).unwrap().ino(),
+            std::fs::metadata(&src).unwrap().ino(),
+            "a hard link, not a copy"
+        );
+        let wrong = Digest::of_bytes(b"other bytes");
+        assert!(matches!(
+            content.adopt_link(&src, &wrong).await,
+            Err(StoreError::DigestMismatch { .. })
+        ));
+        assert!(content.open(&wrong).await.unwrap().is_none());
+        assert_eq!(std::fs::metadata(&src).unwrap().nlink(), 2);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0,
+            "no link left behind"
+        );
+        // Another filesystem (when the machine has one at hand): not linked.
+        let shm = Path::new("/dev/shm");
+        if shm.is_dir()
+            && std::fs::metadata(shm).unwrap().dev() != std::fs::metadata(dir.path()).unwrap().dev()
+        {
+            let other = tempfile::tempdir_in(shm).unwrap();
+            let far = other.path().join("data");
+            std::fs::write(&far, b"far bytes").unwrap();
+            let fd = Digest::of_bytes(b"far bytes");
+            assert_eq!(
+                content.adopt_link(&far, &fd).await.unwrap(),
+                Adopted::NotLinked
+            );
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
     async fn committed_content_reads_back_and_leaves_no_staged_file() {
         let (dir, content) = setup().await;
         let d = stored(&content, b"hello blob").await;

@@ -29,7 +29,8 @@
 //! - [`server`]: the accept loop, hyper-util connections (plain TCP wrapped in
 //!   `ZeroCopyStream`) and the graceful drain.
 //! - [`workers`]: background tasks in one Worker shape (upload expiry; the storage
-//!   lifecycle: access-time flush, evict, gc, verify, backup; sync of upstream images;
+//!   lifecycle: access-time flush, evict, gc, verify, backup, and the on-demand
+//!   import of a `registry:2` storage root; sync of upstream images;
 //!   replicate, over the durable queue the store writes with each push).
 //! - [`app`]: the composition root: builds store, auth, upstreams, proxy and workers
 //!   and hands each what it needs, runs everything, shuts down in order;

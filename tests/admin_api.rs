@@ -462,7 +462,7 @@ async fn only_admins_with_basic_credentials_under_every_scheme() {
             .await
             .unwrap();
         let v: Value = r.json().await.unwrap();
-        for name in ["gc", "verify", "evict"] {
+        for name in ["gc", "verify", "evict", "import"] {
             let s = worker(&v, name);
             assert_eq!(s["runs"], 0, "{scheme}: refused callers ran nothing: {s}");
         }
@@ -500,10 +500,11 @@ async fn only_admins_with_basic_credentials_under_every_scheme() {
 }
 
 /// The endpoints that run storage passes or change pins.
-const NEW_ENDPOINTS: [(Method, &str); 6] = [
+const NEW_ENDPOINTS: [(Method, &str); 7] = [
     (Method::POST, "/_wharf/v1/gc"),
     (Method::POST, "/_wharf/v1/verify"),
     (Method::POST, "/_wharf/v1/evict"),
+    (Method::POST, "/_wharf/v1/import"),
     (Method::GET, "/_wharf/v1/pins"),
     (Method::POST, "/_wharf/v1/pin"),
     (Method::POST, "/_wharf/v1/unpin"),

@@ -183,7 +183,10 @@ async fn ls_du_rm_and_status_in_tables_and_json() {
         .iter()
         .map(|w| w["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["uploads", "access", "evict", "gc", "verify"]);
+    assert_eq!(
+        names,
+        ["uploads", "access", "evict", "gc", "verify", "import"]
+    );
     assert_eq!(r.json()["version"], env!("CARGO_PKG_VERSION"));
     w.stop().await;
 }

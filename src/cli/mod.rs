@@ -1,6 +1,6 @@
 //! The `wharf` command line: argument types (parsed by `main.rs`) and the
 //! dispatch to one file per command group. The admin commands (`ls`, `du`,
-//! `rm`, `gc`, `verify`, `backup`, `pin`, `unpin`, `status`, `sync`, `replicate`) are clients of the running
+//! `rm`, `gc`, `verify`, `backup`, `pin`, `unpin`, `status`, `sync`, `replicate`, `import`) are clients of the running
 //! daemon's admin API (`/_wharf/v1/`): redb allows one process per index.
 
 mod backup;
@@ -8,6 +8,7 @@ mod client;
 mod format;
 mod from_registry;
 mod housekeeping;
+mod import;
 mod pins;
 mod progress;
 mod replicate;
@@ -138,6 +139,20 @@ pub enum Command {
         #[command(flatten)]
         admin: AdminArgs,
     },
+    /// Import a registry:2 storage root (its `docker/registry/v2/` tree) into
+    /// the running daemon: every blob verified, tags and digests kept,
+    /// repositories hosted; idempotent. DIR is read by the daemon.
+    Import {
+        /// The storage root (`rootdirectory` of registry:2, e.g. /var/lib/registry).
+        dir: PathBuf,
+        /// Hard-link blob files into the store when on the same filesystem
+        /// (verified all the same); copied otherwise.
+        #[arg(long)]
+        link: bool,
+        /// Daemon and output options.
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
     /// Every worker: last run, next run, result, what it did.
     Status {
         /// Daemon and output options.
@@ -236,6 +251,11 @@ pub fn run(cli: Cli) -> ExitCode {
             admin: a,
         } => admin(&a, &|c| pins::unpin(c, &reference)),
         Command::Status { admin: a } => admin(&a, &status::status),
+        Command::Import {
+            dir,
+            link,
+            admin: a,
+        } => admin(&a, &|c| import::import(c, &dir, link)),
         Command::Replicate { now, admin: a } => admin(&a, &|c| replicate::replicate(c, now)),
         Command::Sync { now, admin: a } => admin(&a, &|c| sync::sync(c, now)),
     }

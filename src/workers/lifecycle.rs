@@ -1,5 +1,5 @@
 //! The storage lifecycle workers together (access-time flush, evict, gc,
-//! verify, backup), built from the configuration in one call so the composition root
+//! verify, backup, import), built from the configuration in one call so the composition root
 //! adds them with a few lines, and handed as one value to whatever runs their
 //! passes on demand (the admin API, tests).
 
@@ -13,6 +13,7 @@ use super::access::AccessFlush;
 use super::backup::Backup;
 use super::evict::Evict;
 use super::gc::Gc;
+use super::import::Import;
 use super::verify::Verify;
 use super::{Handle, Registry};
 use crate::config::Config;
@@ -35,6 +36,8 @@ pub struct Lifecycle {
     pub verify: Handle<Verify>,
     /// Online backups, on demand with a destination.
     pub backup: Handle<Backup>,
+    /// Imports a `registry:2` storage root, on demand (`wharf import`).
+    pub import: Handle<Import>,
     store: Arc<Store>,
 }
 
@@ -68,7 +71,8 @@ impl Lifecycle {
                 metrics.clone(),
             ),
             verify: Handle::new(Verify::new(store.clone(), metrics.clone()), metrics.clone()),
-            backup: Handle::new(Backup::new(store.clone()), metrics),
+            backup: Handle::new(Backup::new(store.clone()), metrics.clone()),
+            import: Handle::new(Import::new(store.clone()), metrics),
             store,
         }
     }
@@ -85,6 +89,7 @@ impl Lifecycle {
         registry.add(self.gc.control.clone());
         registry.add(self.verify.control.clone());
         registry.add(self.backup.control.clone());
+        registry.add(self.import.control.clone());
     }
 
     /// Spawns every loop, and the task that kicks eviction when a write takes

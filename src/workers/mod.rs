@@ -9,6 +9,7 @@ pub mod access;
 pub mod backup;
 pub mod evict;
 pub mod gc;
+pub mod import;
 pub mod lifecycle;
 pub mod replicate;
 pub mod sync;
@@ -43,6 +44,11 @@ pub enum WorkerError {
     /// would only queue more of the same work.
     #[error("a {0} pass asked for on demand is already waiting or running; wait for it to finish")]
     Busy(&'static str),
+    /// The pass was asked for something it cannot do (an import of a
+    /// directory that is not a `registry:2` storage root); the message says
+    /// what, for the admin (the API answers 400).
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// One background job.

@@ -100,6 +100,7 @@ impl From<crate::workers::WorkerError> for AdminError {
             crate::workers::WorkerError::Store(s) => AdminError::Store(s),
             crate::workers::WorkerError::Other(m) => AdminError::Internal(m),
             crate::workers::WorkerError::Upstream(m) => AdminError::Upstream(m),
+            crate::workers::WorkerError::Refused(m) => AdminError::BadRequest(m),
             e @ crate::workers::WorkerError::Busy(_) => AdminError::TooManyRequests {
                 retry_after: 5,
                 message: e.to_string(),

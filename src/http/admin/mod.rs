@@ -9,6 +9,7 @@ mod backup;
 pub mod error;
 mod evict;
 mod gc;
+mod import;
 mod pins;
 mod replicate;
 mod repos;
@@ -88,6 +89,7 @@ async fn dispatch(
         AdminRoute::Gc => gc::run(state, req).await,
         AdminRoute::Verify => verify::run(state, req).await,
         AdminRoute::Evict => evict::run(state, req).await,
+        AdminRoute::Import => import::run(state, req).await,
         AdminRoute::Pins => pins::list(state).await,
         AdminRoute::Pin => pins::pin(state, req).await,
         AdminRoute::Unpin => pins::unpin(state, req).await,

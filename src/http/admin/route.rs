@@ -38,6 +38,9 @@ pub enum AdminRoute {
     Verify,
     /// `POST /_wharf/v1/evict`: one eviction pass now, its report.
     Evict,
+    /// `POST /_wharf/v1/import` `{"dir":"...","link":false}`: imports a
+    /// `registry:2` storage root now, its report.
+    Import,
     /// `GET /_wharf/v1/pins`: every pin.
     Pins,
     /// `POST /_wharf/v1/pin` `{"reference":"..."}`: pins an image.
@@ -108,6 +111,7 @@ impl AdminRoute {
             ["gc"] => AdminRoute::Gc,
             ["verify"] => AdminRoute::Verify,
             ["evict"] => AdminRoute::Evict,
+            ["import"] => AdminRoute::Import,
             ["pins"] => AdminRoute::Pins,
             ["pin"] => AdminRoute::Pin,
             ["unpin"] => AdminRoute::Unpin,
@@ -133,6 +137,7 @@ impl AdminRoute {
             | AdminRoute::Gc
             | AdminRoute::Verify
             | AdminRoute::Evict
+            | AdminRoute::Import
             | AdminRoute::Pin
             | AdminRoute::Unpin
             | AdminRoute::ReplicateRun
@@ -193,6 +198,7 @@ mod tests {
             (Method::POST, "/_wharf/v1/gc", AdminRoute::Gc),
             (Method::POST, "/_wharf/v1/verify", AdminRoute::Verify),
             (Method::POST, "/_wharf/v1/evict", AdminRoute::Evict),
+            (Method::POST, "/_wharf/v1/import", AdminRoute::Import),
             (Method::GET, "/_wharf/v1/pins", AdminRoute::Pins),
             (Method::POST, "/_wharf/v1/pin", AdminRoute::Pin),
             (Method::POST, "/_wharf/v1/unpin", AdminRoute::Unpin),

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::{
-    BlobBackend, BlobReader, BoxFuture, Hashed, Pace, Pending, ReadAt, Scan, Staged, Stray,
-    lost_found,
+    Adopted, BlobBackend, BlobReader, BoxFuture, Hashed, Pace, Pending, ReadAt, Scan, Staged,
+    Stray, lost_found,
 };
 use crate::oci::{Digest, DigestHasher};
 use crate::store::StoreError;
@@ -316,6 +316,65 @@ impl FsBackend {
         Ok(Some(dest.display().to_string()))
     }
 
+    /// Hard-links `source` into `tmp/` (the same filesystem as `blobs/`),
+    /// hashes the link whole on this blocking thread, and renames it into
+    /// place when it matches; the link is removed otherwise. Another
+    /// filesystem (`EXDEV`) or a filesystem without hard links is
+    /// [`Adopted::NotLinked`].
+    fn adopt_link_now(&self, source: &Path, digest: &Digest) -> Result<Adopted, StoreError> {
+        let staged = self
+            .root
+            .join("tmp")
+            .join(format!("link-{}", crate::store::random_hex()?));
+        match std::fs::hard_link(source, &staged) {
+            Ok(()) => {}
+            Err(e)
+                if e.kind() == std::io::ErrorKind::CrossesDevices
+                    || e.kind() == std::io::ErrorKind::Unsupported
+                    || e.kind() == std::io::ErrorKind::PermissionDenied =>
+            {
+                return Ok(Adopted::NotLinked);
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let checked = (|| -> Result<u64, StoreError> {
+            let mut file = File::open(&staged)?;
+            if !file.metadata()?.is_file() {
+                return Err(StoreError::SizeInvalid(format!(
+                    "{} is not a regular file",
+                    source.display()
+                )));
+            }
+            let mut hasher = DigestHasher::new();
+            let mut buf = vec![0u8; HASH_CHUNK];
+            let mut size = 0u64;
+            loop {
+                match file.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        hasher.update(&buf[..n]);
+                        size += n as u64;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            let actual = hasher.finish();
+            if actual != *digest {
+                return Err(StoreError::DigestMismatch {
+                    expected: digest.clone(),
+                    actual,
+                });
+            }
+            self.publish_now(&staged, digest)?;
+            Ok(size)
+        })();
+        if checked.is_err() {
+            let _ = std::fs::remove_file(&staged);
+        }
+        checked.map(Adopted::Linked)
+    }
+
     fn size_now(&self, digest: &Digest) -> Result<Option<u64>, StoreError> {
         match std::fs::metadata(self.path(digest)) {
             Ok(m) => Ok(Some(m.len())),
@@ -417,6 +476,15 @@ impl BlobBackend for FsBackend {
         let (src, d, to) = (self.path(digest), digest.clone(), to.clone());
         Box::pin(blocking(move || super::backup::export_file(&src, &d, &to)))
     }
+
+    fn adopt_link<'a>(
+        &'a self,
+        source: &'a Path,
+        digest: &'a Digest,
+    ) -> BoxFuture<'a, Result<Adopted, StoreError>> {
+        let (me, s, d) = (self.clone(), source.to_path_buf(), digest.clone());
+        Box::pin(blocking(move || me.adopt_link_now(&s, &d)))
+    }
 }
 
 #[cfg(test)]
@@ -435,6 +503,51 @@ mod tests {
         let content = Content::fs(dir.path());
         assert!(content.prepare(true).await.unwrap());
         (dir, content)
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn adopt_link_links_verified_bytes_and_refuses_a_mismatch() {
+        use std::os::unix::fs::MetadataExt;
+        let (dir, content) = setup().await;
+        let src = dir.path().join("outside-data");
+        std::fs::write(&src, b"imported bytes").unwrap();
+        let d = Digest::of_bytes(b"imported bytes");
+        assert_eq!(
+            content.adopt_link(&src, &d).await.unwrap(),
+            Adopted::Linked(14)
+        );
+        let stored = layout_path(&dir.path().join("blobs/sha256"), &d);
+        assert_eq!(
+            std::fs::metadata(&stored).unwrap().ino(),
+            std::fs::metadata(&src).unwrap().ino(),
+            "a hard link, not a copy"
+        );
+        let wrong = Digest::of_bytes(b"other bytes");
+        assert!(matches!(
+            content.adopt_link(&src, &wrong).await,
+            Err(StoreError::DigestMismatch { .. })
+        ));
+        assert!(content.open(&wrong).await.unwrap().is_none());
+        assert_eq!(std::fs::metadata(&src).unwrap().nlink(), 2);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0,
+            "no link left behind"
+        );
+        // Another filesystem (when the machine has one at hand): not linked.
+        let shm = Path::new("/dev/shm");
+        if shm.is_dir()
+            && std::fs::metadata(shm).unwrap().dev() != std::fs::metadata(dir.path()).unwrap().dev()
+        {
+            let other = tempfile::tempdir_in(shm).unwrap();
+            let far = other.path().join("data");
+            std::fs::write(&far, b"far bytes").unwrap();
+            let fd = Digest::of_bytes(b"far bytes");
+            assert_eq!(
+                content.adopt_link(&far, &fd).await.unwrap(),
+                Adopted::NotLinked
+            );
+        }
     }
 
     #[tokio::test(flavor = "multi_thread")]

@@ -132,6 +132,31 @@ pub trait BlobBackend: Send + Sync + 'static {
         digest: &'a Digest,
         to: &'a Arc<BackupDir>,
     ) -> BoxFuture<'a, Result<Exported, StoreError>>;
+
+    /// Takes over a file from outside the store (`wharf import --link`: a
+    /// `registry:2` blob) by hard link, where content lives in local files on
+    /// the source's filesystem: the link is hashed and published only when it
+    /// hashes to `digest` ([`StoreError::DigestMismatch`] otherwise, nothing
+    /// kept). [`Adopted::NotLinked`] when this backend cannot link it
+    /// (another filesystem, an object store): the caller copies instead. The
+    /// source is never written; callers check it is a regular file first.
+    fn adopt_link<'a>(
+        &'a self,
+        source: &'a Path,
+        digest: &'a Digest,
+    ) -> BoxFuture<'a, Result<Adopted, StoreError>> {
+        let _ = (source, digest);
+        Box::pin(async { Ok(Adopted::NotLinked) })
+    }
+}
+
+/// What [`BlobBackend::adopt_link`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Adopted {
+    /// Hard-linked, verified and published; this many bytes.
+    Linked(u64),
+    /// Not linked (another filesystem, or a backend that cannot): copy it.
+    NotLinked,
 }
 
 /// What re-hashing stored content found.
@@ -314,6 +339,11 @@ impl Content {
     /// See [`BlobBackend::quarantine`].
     pub async fn quarantine(&self, digest: &Digest) -> Result<Option<String>, StoreError> {
         self.backend.quarantine(digest).await
+    }
+
+    /// See [`BlobBackend::adopt_link`].
+    pub async fn adopt_link(&self, source: &Path, digest: &Digest) -> Result<Adopted, StoreError> {
+        self.backend.adopt_link(source, digest).await
     }
 
     /// See [`BlobBackend::size_on_disk`].

@@ -185,7 +185,9 @@ async fn ls_du_rm_and_status_in_tables_and_json() {
         .collect();
     assert_eq!(
         names,
-        ["uploads", "access", "evict", "gc", "verify", "import"]
+        [
+            "uploads", "access", "evict", "gc", "verify", "backup", "import"
+        ]
     );
     assert_eq!(r.json()["version"], env!("CARGO_PKG_VERSION"));
     w.stop().await;

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-pub use report::{AlreadyThere, BadBlob, ImportReport};
+pub use report::{AlreadyThere, BadBlob, ImportReport, MAX_LISTED};
 pub use tree::Skipped;
 use tree::{RepoDir, Tree};
 

@@ -5,10 +5,11 @@
 //! on, so a registry that writes absolute `Location`s (Distribution) sends
 //! its clients back through the proxy.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use http::Method;
+
+use super::hostile::{Hostile, Reply, full, hostile};
 
 /// What to inject.
 #[derive(Clone, Debug)]
@@ -47,149 +48,46 @@ impl Fault {
     }
 }
 
-/// A running fault-injecting proxy; stops on drop.
+/// A running fault-injecting proxy (a [`Hostile`] whose hook is the fault);
+/// stops on drop.
 pub struct Faulty {
     /// `http://127.0.0.1:PORT`
     pub url: String,
-    requests: Arc<AtomicUsize>,
-    faults: Arc<AtomicUsize>,
-    task: tokio::task::JoinHandle<()>,
+    inner: Hostile,
 }
 
 impl Faulty {
     /// Requests received so far (faulted or forwarded).
     pub fn requests(&self) -> usize {
-        self.requests.load(Ordering::SeqCst)
+        self.inner.requests()
     }
 
     /// Requests answered with the fault so far.
     pub fn faults(&self) -> usize {
-        self.faults.load(Ordering::SeqCst)
+        self.inner.answered()
     }
 }
-
-impl Drop for Faulty {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// Hop-by-hop headers, never forwarded.
-const HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
 
 /// Starts a proxy for `upstream` (`http://127.0.0.1:PORT`) injecting `fault`.
 pub async fn faulty(upstream: &str, fault: Fault) -> Faulty {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let requests = Arc::new(AtomicUsize::new(0));
-    let faults = Arc::new(AtomicUsize::new(0));
-    let matched = Arc::new(AtomicUsize::new(0));
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let shared = Arc::new((upstream.trim_end_matches('/').to_owned(), fault, client));
-    let (req_count, fault_count) = (requests.clone(), faults.clone());
-    let task = tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let (shared, req_count, fault_count, matched) = (
-                shared.clone(),
-                req_count.clone(),
-                fault_count.clone(),
-                matched.clone(),
-            );
-            tokio::spawn(async move {
-                let svc =
-                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                        let shared = shared.clone();
-                        req_count.fetch_add(1, Ordering::SeqCst);
-                        let (upstream, fault, client) = &*shared;
-                        let matches = fault.method.as_ref().is_none_or(|m| m == req.method());
-                        let inject =
-                            matches && matched.fetch_add(1, Ordering::SeqCst) < fault.first;
-                        if inject {
-                            fault_count.fetch_add(1, Ordering::SeqCst);
-                        }
-                        let upstream = upstream.clone();
-                        let fault = fault.clone();
-                        let client = client.clone();
-                        async move {
-                            let resp = if inject {
-                                injected(&fault)
-                            } else {
-                                forward(&client, &upstream, req).await
-                            };
-                            Ok::<_, std::convert::Infallible>(resp)
-                        }
-                    });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
+    let matched = AtomicUsize::new(0);
+    let inner = hostile(upstream, move |req| {
+        let matches = fault.method.as_ref().is_none_or(|m| *m == req.method);
+        (matches && matched.fetch_add(1, Ordering::SeqCst) < fault.first).then(|| injected(&fault))
+    })
+    .await;
     Faulty {
-        url,
-        requests,
-        faults,
-        task,
+        url: inner.url.clone(),
+        inner,
     }
 }
 
-fn injected(fault: &Fault) -> http::Response<reqwest::Body> {
+fn injected(fault: &Fault) -> Reply {
     let body = format!(
         r#"{{"errors":[{{"code":"UNAVAILABLE","message":"injected fault {}"}}]}}"#,
         fault.status
     );
-    let mut r = http::Response::builder()
-        .status(fault.status)
-        .header("content-type", "application/json")
-        .header("content-length", body.len());
-    for (k, v) in &fault.headers {
-        r = r.header(k, v);
-    }
-    r.body(reqwest::Body::from(body)).unwrap()
-}
-
-async fn forward(
-    client: &reqwest::Client,
-    upstream: &str,
-    req: http::Request<hyper::body::Incoming>,
-) -> http::Response<reqwest::Body> {
-    let (parts, body) = req.into_parts();
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let mut rb = client.request(parts.method.clone(), format!("{upstream}{path}"));
-    for (k, v) in &parts.headers {
-        if !HOP.contains(&k.as_str()) {
-            rb = rb.header(k, v);
-        }
-    }
-    let has_body = parts.headers.contains_key("content-length")
-        || parts.headers.contains_key("transfer-encoding");
-    if has_body {
-        rb = rb.body(reqwest::Body::wrap_stream(
-            http_body_util::BodyDataStream::new(body),
-        ));
-    }
-    match rb.send().await {
-        Ok(resp) => {
-            let mut resp = http::Response::<reqwest::Body>::from(resp);
-            for h in HOP {
-                resp.headers_mut().remove(*h);
-            }
-            resp
-        }
-        Err(e) => http::Response::builder()
-            .status(502)
-            .body(reqwest::Body::from(format!("proxy: {e}")))
-            .unwrap(),
-    }
+    let mut headers: Vec<(&str, &str)> = vec![("content-type", "application/json")];
+    headers.extend(fault.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    full(fault.status, &headers, body)
 }

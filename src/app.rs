@@ -240,6 +240,24 @@ pub async fn run_with(
         )));
     }
 
+    let watchdog = crate::systemd::watchdog::period();
+    let heartbeat =
+        crate::systemd::watchdog::Heartbeat::new(crate::systemd::watchdog::beat_every(watchdog));
+    if let Some(period) = watchdog {
+        tasks.push(tokio::spawn(crate::systemd::watchdog::run(
+            period,
+            store.clone(),
+            heartbeat.clone(),
+            shutdown.clone(),
+        )));
+    }
+    tasks.push(tokio::spawn(notify_stopping(shutdown.clone())));
+    // The listener is bound and the index open: requests are served from here.
+    crate::systemd::notify(crate::systemd::Notice::Ready(ready_status(
+        &listener, &state,
+    )))
+    .await;
+
     crate::server::serve(
         listener,
         state.clone(),
@@ -248,7 +266,13 @@ pub async fn run_with(
             header_timeout: config.server.header_timeout.0,
             drain: config.server.drain_timeout.0,
         },
+        heartbeat,
     )
+    .await;
+
+    crate::systemd::notify(crate::systemd::Notice::Status(
+        "drained; stopping workers and closing the index".into(),
+    ))
     .await;
 
     let _ = stop_workers.send(true);
@@ -272,6 +296,26 @@ pub async fn run_with(
     }
     tracing::info!("wharf stopped");
     Ok(())
+}
+
+/// The `STATUS=` line of `READY=1`: where wharf serves (what `systemctl
+/// status` shows).
+fn ready_status(listener: &TcpListener, state: &State) -> String {
+    let scheme = if state.tls.is_some() { "https" } else { "http" };
+    match listener.local_addr() {
+        Ok(addr) => format!("serving {scheme} on {addr}"),
+        Err(_) => format!("serving {scheme}"),
+    }
+}
+
+/// Tells systemd `STOPPING=1` as soon as shutdown begins (the drain can take
+/// up to `drain_timeout`; systemd shows it as deactivating meanwhile).
+async fn notify_stopping(mut shutdown: watch::Receiver<bool>) {
+    crate::shutdown::until_shutdown(&mut shutdown).await;
+    crate::systemd::notify(crate::systemd::Notice::Stopping(
+        "stopping: no new connections, draining in-flight requests".into(),
+    ))
+    .await;
 }
 
 /// Pushed repositories whose names now route to an upstream (rule 1, after

@@ -34,7 +34,9 @@
 //!   replicate, over the durable queue the store writes with each push).
 //! - [`app`]: the composition root: builds store, auth, upstreams, proxy and workers
 //!   and hands each what it needs, runs everything, shuts down in order;
-//!   [`shutdown`]: the one shutdown signal the server and workers wait on.
+//!   [`shutdown`]: the one shutdown signal the server and workers wait on;
+//!   [`systemd`]: `Type=notify` readiness, reload and stop notices, and the
+//!   watchdog that pings only while the accept loop and the index writer live.
 //! - [`cli`]: the command line; the admin commands are clients of the admin API.
 //! - [`migrate_config`]: `wharf config from-registry`, a registry:2 `config.yml`
 //!   rewritten as a commented `wharf.toml` (offline).
@@ -66,6 +68,7 @@ pub mod reload;
 pub mod server;
 pub mod shutdown;
 pub mod store;
+pub mod systemd;
 pub mod tls;
 pub mod upstream;
 pub mod users;

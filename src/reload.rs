@@ -1,7 +1,8 @@
 //! Live reloads without dropping connections: SIGHUP re-reads the config file's
 //! `[auth]` section, the htpasswd file, and the TLS certificate and key; the
 //! htpasswd file is also re-read when it changes on disk (so `wharf user add`
-//! takes effect by itself).
+//! takes effect by itself). systemd hears `RELOADING=1` before and `READY=1`
+//! after each SIGHUP.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use tokio::sync::watch;
 use crate::config::Config;
 use crate::http::State;
 use crate::shutdown::until_shutdown;
+use crate::systemd::Notice;
 
 /// How often the htpasswd file's modification time is checked.
 pub const WATCH_EVERY: Duration = Duration::from_secs(2);
@@ -71,11 +73,15 @@ pub async fn on_sighup(
         tokio::select! {
             _ = hup.recv() => {
                 tracing::info!("SIGHUP received");
+                crate::systemd::notify(Notice::Reloading).await;
                 // Reading files and hashing the dummy password are blocking work.
                 let (source, state) = (source.clone(), state.clone());
                 if let Err(e) = tokio::task::spawn_blocking(move || apply(&source, &state)).await {
                     tracing::error!(error = %e, "reload failed");
                 }
+                // Back to serving, whether the reload took (a refused file
+                // keeps the running settings; the log says why).
+                crate::systemd::notify(Notice::Ready("serving; configuration reloaded".into())).await;
             }
             _ = until_shutdown(&mut shutdown) => return,
         }

@@ -1,6 +1,7 @@
 //! The accept loop: one task per connection through hyper-util (HTTP/1.1 and h2),
-//! TCP_NODELAY so each small response leaves at once, and a bounded graceful
-//! drain when shutdown is signalled.
+//! TCP_NODELAY so each small response leaves at once, a heartbeat the systemd
+//! watchdog reads (the loop beats it from its own `select!`, so a wedged loop
+//! stops it), and a bounded graceful drain when shutdown is signalled.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -17,6 +18,7 @@ use tokio::sync::watch;
 
 use crate::http::zero_copy::{Spans, ZeroCopyStream};
 use crate::http::{State, handle};
+use crate::systemd::watchdog::Heartbeat;
 
 /// How long a TLS handshake may take.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -47,13 +49,15 @@ async fn serve_io<I>(
     }
 }
 
-/// Accepts connections until `shutdown` turns true, then waits up to `drain` for
-/// in-flight requests and returns (what is left is cut when the runtime ends).
+/// Accepts connections until `shutdown` turns true, beating `heartbeat` while
+/// it runs, then waits up to `drain` for in-flight requests and returns (what
+/// is left is cut when the runtime ends).
 pub async fn serve(
     listener: TcpListener,
     state: Arc<State>,
     mut shutdown: watch::Receiver<bool>,
     limits: Limits,
+    heartbeat: Arc<Heartbeat>,
 ) {
     let tls = state.tls.clone();
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -67,8 +71,11 @@ pub async fn serve(
         .writev(true);
     builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
+    let mut beat = tokio::time::interval(heartbeat.every());
+    beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
+            _ = beat.tick() => heartbeat.beat(),
             accepted = listener.accept() => {
                 let (stream, remote) = match accepted {
                     Ok(a) => a,

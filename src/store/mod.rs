@@ -364,6 +364,24 @@ impl Store {
         self.files.probe().await
     }
 
+    /// The index answers a read and its writer thread commits a write: what
+    /// the systemd watchdog asks before each ping (a wedged writer would stall
+    /// every push and pull-through while `/healthz` still answered).
+    pub async fn alive(&self) -> Result<(), StoreError> {
+        self.meta
+            .read(|txn| {
+                txn.open_table(tables::REPOS)?;
+                Ok(())
+            })
+            .await?;
+        self.meta
+            .write(|txn| {
+                txn.open_table(tables::REPOS)?;
+                Ok(())
+            })
+            .await
+    }
+
     /// Whether `repo` holds pushed content (routing rule 3).
     pub fn is_pushed_repo(&self, repo: &str) -> bool {
         self.pushed

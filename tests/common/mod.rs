@@ -336,6 +336,19 @@ impl WharfProcess {
         storage_lines: &str,
         extra: &str,
     ) -> WharfProcess {
+        WharfProcess::spawn_env(dir, root, server_lines, storage_lines, extra, &[])
+    }
+
+    /// [`WharfProcess::spawn_storage`] with extra environment variables
+    /// (systemd's `NOTIFY_SOCKET`, `WATCHDOG_USEC`).
+    pub fn spawn_env(
+        dir: &Path,
+        root: &Path,
+        server_lines: &str,
+        storage_lines: &str,
+        extra: &str,
+        env: &[(&str, &str)],
+    ) -> WharfProcess {
         let cfg = dir.join("wharf.toml");
         std::fs::write(
             &cfg,
@@ -350,6 +363,7 @@ impl WharfProcess {
             .args(["serve", "--config"])
             .arg(&cfg)
             .env("WHARF_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

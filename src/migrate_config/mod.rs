@@ -5,6 +5,7 @@
 //! reason it is not (mappers take keys out of the tree; `rest` lists what is left).
 
 mod auth;
+mod bounds;
 mod draft;
 mod duration;
 mod env;
@@ -17,6 +18,7 @@ mod tree;
 
 use yaml_rust2::YamlLoader;
 
+pub use bounds::MAX_CONFIG_BYTES;
 use tree::Node;
 
 /// Why a `config.yml` could not be read.
@@ -39,6 +41,14 @@ pub enum MigrateError {
         /// The file, as named on the command line.
         source_name: String,
     },
+    /// Too big to be a registry configuration once its aliases are expanded.
+    #[error("{source_name} is refused: {message}")]
+    TooLarge {
+        /// The file, as named on the command line.
+        source_name: String,
+        /// What is too large.
+        message: String,
+    },
 }
 
 /// The `wharf.toml` equivalent to `yaml` with `env`'s `REGISTRY_*` variables
@@ -48,6 +58,10 @@ pub fn from_registry(
     source_name: &str,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<String, MigrateError> {
+    bounds::check(yaml).map_err(|message| MigrateError::TooLarge {
+        source_name: source_name.to_owned(),
+        message,
+    })?;
     let docs = YamlLoader::load_from_str(yaml).map_err(|e| MigrateError::Yaml {
         source_name: source_name.to_owned(),
         message: e.to_string(),

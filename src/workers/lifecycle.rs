@@ -72,7 +72,7 @@ impl Lifecycle {
             ),
             verify: Handle::new(Verify::new(store.clone(), metrics.clone()), metrics.clone()),
             backup: Handle::new(Backup::new(store.clone()), metrics.clone()),
-            import: Handle::new(Import::new(store.clone()), metrics),
+            import: Handle::new(Import::new(store.clone(), config.route_rules()), metrics),
             store,
         }
     }

@@ -13,6 +13,7 @@
 //! wharf is not copied again, so a second run copies nothing. The tree is
 //! only read (`tree.rs` says how it is distrusted).
 
+mod names;
 mod report;
 mod tree;
 
@@ -25,10 +26,11 @@ use bytes::Bytes;
 
 pub use report::{AlreadyThere, BadBlob, ImportReport, MAX_LISTED};
 pub use tree::Skipped;
-use tree::{RepoDir, Tree};
+use tree::{ManifestRead, RepoDir, Tree};
 
 use super::{Progress, WorkerError};
 use crate::oci::manifest::{MAX_MANIFEST_BYTES, ManifestKind};
+use crate::oci::routing::RouteRules;
 use crate::oci::{Digest, ManifestView, Reference, RepoName};
 use crate::store::{ImportedBlob, Store, StoreError};
 
@@ -39,14 +41,17 @@ const MAX_NESTING: usize = 2;
 pub struct Import {
     store: Arc<Store>,
     progress: Arc<Progress>,
+    /// Name routing: only names a push could make hosted are imported (`names.rs`).
+    routes: RouteRules,
 }
 
 impl Import {
-    /// An importer into `store`.
-    pub fn new(store: Arc<Store>) -> Import {
+    /// An importer into `store`, writing only names `routes` lets a push write.
+    pub fn new(store: Arc<Store>, routes: RouteRules) -> Import {
         Import {
             store,
             progress: Arc::default(),
+            routes,
         }
     }
 
@@ -60,9 +65,21 @@ impl Import {
             .map_err(WorkerError::Refused)?;
         let tree = Arc::new(tree);
         let t = tree.clone();
-        let (repos, skips) = tokio::task::spawn_blocking(move || t.repositories())
+        let (mut repos, mut skips) = tokio::task::spawn_blocking(move || t.repositories())
             .await
             .map_err(|e| WorkerError::Other(e.to_string()))?;
+        repos.retain(
+            |r| match names::refusal(&self.routes, &*self.store, &r.name) {
+                None => true,
+                Some(reason) => {
+                    skips.push(Skipped {
+                        what: format!("repositories/{}", r.name),
+                        reason,
+                    });
+                    false
+                }
+            },
+        );
         self.progress
             .start(repos.iter().map(|r| r.tags.len() as u64).sum());
         let mut pass = Pass {
@@ -273,21 +290,14 @@ impl Pass<'_> {
             return Ok(Err(Broken::Blob(digest.clone())));
         }
         let (tree, d) = (self.tree.clone(), digest.clone());
-        let read = tokio::task::spawn_blocking(move || -> Result<Vec<u8>, String> {
-            let (path, _) = tree.blob(&d)?;
-            let bytes = tree::read_manifest(&path, MAX_MANIFEST_BYTES as u64)
-                .map_err(|e| format!("unreadable: {e}"))?;
-            let actual = Digest::of_bytes(&bytes);
-            if actual != d {
-                return Err(format!("corrupt: its bytes hash to {actual}"));
-            }
-            Ok(bytes)
-        })
-        .await
-        .map_err(|e| WorkerError::Other(e.to_string()))?;
+        let read =
+            tokio::task::spawn_blocking(move || tree.manifest(&d, MAX_MANIFEST_BYTES as u64))
+                .await
+                .map_err(|e| WorkerError::Other(e.to_string()))?;
         let bytes = match read {
-            Ok(b) => Bytes::from(b),
-            Err(why) => return Ok(Err(self.bad_blob(digest, why))),
+            ManifestRead::Bytes(b) => Bytes::from(b),
+            ManifestRead::BadBlob(why) => return Ok(Err(self.bad_blob(digest, why))),
+            ManifestRead::NotAManifest(why) => return Ok(Err(Broken::Other(why))),
         };
         let view = match ManifestView::parse(&bytes, "") {
             Ok(v) => v,

@@ -71,14 +71,30 @@ fn entry(path: &Path) -> Entry {
     }
 }
 
-/// Names in a directory (only valid UTF-8 names; others are reported by the caller's count).
-fn names(dir: &Path) -> Vec<String> {
-    let mut out: Vec<String> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
+/// Names in a directory, sorted. A directory that cannot be listed, an entry
+/// that cannot be read and a name that is not UTF-8 are reported in `skips`
+/// (`rel` names the directory), never taken as absent.
+fn names(dir: &Path, rel: &str, skips: &mut Vec<Skipped>) -> Vec<String> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            skips.push(skipped(rel, format!("unreadable directory: {e}")));
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for e in entries {
+        match e {
+            Ok(e) => match e.file_name().into_string() {
+                Ok(name) => out.push(name),
+                Err(raw) => skips.push(skipped(
+                    format!("{rel}/{}", raw.to_string_lossy()),
+                    "a name that is not UTF-8 (not a repository, tag or digest)",
+                )),
+            },
+            Err(e) => skips.push(skipped(rel, format!("unreadable directory entry: {e}"))),
+        }
+    }
     out.sort();
     out
 }
@@ -137,7 +153,7 @@ impl Tree {
                 skips.push(skipped(rel, "nested deeper than any repository name"));
                 continue;
             }
-            let children = names(&dir);
+            let children = names(&dir, &rel, &mut skips);
             if !parts.is_empty() && children.iter().any(|c| c == "_manifests") {
                 let name = parts.join("/");
                 match name.parse::<RepoName>() {
@@ -181,7 +197,7 @@ impl Tree {
         let manifests = dir.join("_manifests");
         let tags = manifests.join("tags");
         if matches!(entry(&manifests), Entry::Dir) && matches!(entry(&tags), Entry::Dir) {
-            for t in names(&tags) {
+            for t in names(&tags, &rel(&tags), skips) {
                 let link = tags.join(&t).join("current").join("link");
                 if t.parse::<Tag>().is_err() {
                     skips.push(skipped(rel(&tags.join(&t)), "not a valid tag name"));
@@ -205,7 +221,7 @@ impl Tree {
             if !matches!(entry(&sub), Entry::Dir) {
                 continue;
             }
-            for hex in names(&sub) {
+            for hex in names(&sub, &rel(&sub), skips) {
                 match read_link(&sub.join(&hex), &["link"]) {
                     Ok(Some(d)) if d.hex() == hex => {
                         set.insert(d);
@@ -303,6 +319,42 @@ fn read_small(p: &Path) -> std::io::Result<Vec<u8>> {
     let mut out = Vec::new();
     file.take(MAX_LINK_BYTES).read_to_end(&mut out)?;
     Ok(out)
+}
+
+/// What reading a tag's or index child's manifest from the tree found.
+pub enum ManifestRead {
+    /// Its bytes, verified against the digest.
+    Bytes(Vec<u8>),
+    /// The blob itself is bad (missing, a symlink, unreadable, corrupt): every
+    /// use of it is broken.
+    BadBlob(String),
+    /// The blob may be fine (a large layer, say) but is no manifest: only what
+    /// names it as a manifest is broken.
+    NotAManifest(String),
+}
+
+impl Tree {
+    /// Reads the manifest `digest` (at most `limit` bytes) and checks its digest.
+    pub fn manifest(&self, digest: &Digest, limit: u64) -> ManifestRead {
+        let (path, size) = match self.blob(digest) {
+            Ok(found) => found,
+            Err(why) => return ManifestRead::BadBlob(why),
+        };
+        if size > limit {
+            return ManifestRead::NotAManifest(format!(
+                "{digest} is {size} bytes, more than a manifest may have ({limit}): not a manifest"
+            ));
+        }
+        let bytes = match read_manifest(&path, limit) {
+            Ok(b) => b,
+            Err(e) => return ManifestRead::BadBlob(format!("unreadable: {e}")),
+        };
+        let actual = Digest::of_bytes(&bytes);
+        if actual != *digest {
+            return ManifestRead::BadBlob(format!("corrupt: its bytes hash to {actual}"));
+        }
+        ManifestRead::Bytes(bytes)
+    }
 }
 
 /// Reads a manifest's `data` file whole (at most `limit` bytes, checked

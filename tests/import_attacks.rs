@@ -1,0 +1,181 @@
+//! `wharf import` against hostile or awkward `registry:2` trees: names that
+//! routing sends to an upstream must not become hosted behind the mirror's
+//! back, one bad tag must not poison the images that share its blobs, and
+//! nothing in the tree may be dropped without a word.
+
+mod common;
+#[path = "common/r2tree.rs"]
+mod r2tree;
+
+use std::path::Path;
+
+use common::image::{Image, tar_with_file};
+use common::{Wharf, bytes, digest, http, push_image, wharf_cli};
+use r2tree::R2Tree;
+use serde_json::Value;
+
+const ACCEPT: &str =
+    "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json";
+
+/// `wharf import DIR --json` against `w`: (exit code, report).
+async fn import(w: &Wharf, dir: &Path) -> (i32, Value) {
+    let dir = dir.display().to_string();
+    let (code, out, err) =
+        wharf_cli(&["import", dir.as_str(), "--url", w.base.as_str(), "--json"]).await;
+    let v: Value = serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("import printed no JSON ({e}): {out}\n{err}"));
+    (code, v)
+}
+
+/// (status, Docker-Content-Digest) of a manifest GET.
+async fn manifest(w: &Wharf, repo: &str, reference: &str) -> (u16, String) {
+    let r = http()
+        .get(w.url(&format!("/v2/{repo}/manifests/{reference}")))
+        .header("accept", ACCEPT)
+        .send()
+        .await
+        .unwrap();
+    let d = r
+        .headers()
+        .get("docker-content-digest")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (r.status().as_u16(), d)
+}
+
+fn skipped_text(report: &Value) -> String {
+    serde_json::to_string(&report["skipped"]).unwrap()
+}
+
+/// A registry:2 that was a pull-through cache holds `library/nginx`; a private
+/// one may hold `docker.io/...`. Imported as hosted, they would shadow Docker
+/// Hub for every mirror client, frozen and never revalidated. A push to those
+/// names is refused (DESIGN, name routing rule 4); so is their import.
+#[tokio::test(flavor = "multi_thread")]
+async fn names_routed_to_an_upstream_are_not_imported_as_hosted() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = Wharf::start(&dir.path().join("up")).await;
+    let fresh = vec![tar_with_file("fresh", &bytes(1_000, 1))];
+    let (_, fresh_digest) = push_image(&up, "library/nginx", "1", &fresh).await;
+    let (_, redis_digest) = push_image(&up, "library/redis", "7", &fresh).await;
+    let w = Wharf::start_with(
+        &dir.path().join("mirror"),
+        &format!(
+            "[[upstream]]\nname = \"docker.io\"\nurl = \"{}\"\ndefault = true\n",
+            up.base
+        ),
+    )
+    .await;
+
+    let root = dir.path().join("r2");
+    let t = R2Tree::under(&root);
+    let stale = Image::new(vec![tar_with_file("stale", &bytes(1_000, 2))]);
+    t.image("library/nginx", "1", &stale);
+    t.image("docker.io/library/redis", "7", &stale);
+    let mine = Image::new(vec![tar_with_file("mine", &bytes(1_000, 3))]);
+    t.image("team/app", "1", &mine);
+
+    let (code, report) = import(&w, &root).await;
+    assert_eq!(code, 1, "names left out fail the command: {report:#}");
+    assert_eq!(report["tags"], 1, "{report:#}");
+    let skipped = skipped_text(&report);
+    for name in ["library/nginx", "docker.io/library/redis"] {
+        assert!(skipped.contains(name), "{name} not reported: {report:#}");
+    }
+    assert!(
+        skipped.contains("[hosted] prefixes"),
+        "the reason names the way out: {report:#}"
+    );
+    assert_eq!(
+        manifest(&w, "team/app", "1").await,
+        (200, digest(&mine.manifest))
+    );
+    // Mirror clients still get Docker Hub's image, not the imported one.
+    assert_eq!(
+        manifest(&w, "library/nginx", "1").await,
+        (200, fresh_digest),
+        "an import shadowed the mirror"
+    );
+    assert_eq!(
+        manifest(&w, "docker.io/library/redis", "7").await,
+        (200, redis_digest),
+        "an import shadowed the mirror"
+    );
+    w.stop().await;
+    up.stop().await;
+}
+
+/// registry:2 accepts any tag link; one pointing at a big layer is not a
+/// manifest, but the layer itself is fine and other images need it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tag_naming_a_large_layer_does_not_break_the_images_that_share_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("r2");
+    let t = R2Tree::under(&root);
+    let big = bytes(5 << 20, 4);
+    let good = Image::new(vec![big.clone()]);
+    t.image("zzz/good", "1", &good);
+    let big_digest = t.blob(&big);
+    t.layer("aaa/odd", &big_digest);
+    t.tag("aaa/odd", "layer", &big_digest);
+
+    let w = Wharf::start(dir.path()).await;
+    let (_, report) = import(&w, &root).await;
+    assert!(
+        skipped_text(&report).contains("aaa/odd:layer"),
+        "the odd tag is reported: {report:#}"
+    );
+    assert_eq!(
+        manifest(&w, "zzz/good", "1").await,
+        (200, digest(&good.manifest)),
+        "a good image was skipped: {report:#}"
+    );
+    let r = http()
+        .get(w.url(&format!("/v2/zzz/good/blobs/{big_digest}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(digest(&r.bytes().await.unwrap()), big_digest);
+    w.stop().await;
+}
+
+/// A directory the walk cannot use (a name that is not UTF-8 here) is
+/// reported, never silently treated as absent.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_repository_directory_that_cannot_be_read_is_reported() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("r2");
+    let t = R2Tree::under(&root);
+    let img = Image::new(vec![tar_with_file("x", &bytes(1_000, 5))]);
+    t.image("ok", "1", &img);
+    let odd = std::ffi::OsStr::from_bytes(b"bad\xffname");
+    let src = t.repo("ok");
+    let dst = t.0.join("repositories").join(odd);
+    std::fs::create_dir_all(&dst).unwrap();
+    copy_dir(&src, &dst);
+
+    let w = Wharf::start(dir.path()).await;
+    let (code, report) = import(&w, &root).await;
+    assert_eq!(report["tags"], 1, "{report:#}");
+    assert!(
+        skipped_text(&report).contains("bad"),
+        "the unusable directory is reported: {report:#}"
+    );
+    assert_eq!(code, 1, "{report:#}");
+    w.stop().await;
+}
+
+fn copy_dir(src: &Path, dst: &Path) {
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        let to = dst.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&to).unwrap();
+            copy_dir(&e.path(), &to);
+        } else {
+            std::fs::copy(e.path(), &to).unwrap();
+        }
+    }
+}

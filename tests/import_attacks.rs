@@ -179,3 +179,55 @@ fn copy_dir(src: &Path, dst: &Path) {
         }
     }
 }
+
+/// An index naming nothing, told apart by `note`: a manifest that needs no
+/// blob, so the store takes it as it is.
+fn empty_index(note: &str) -> bytes::Bytes {
+    let v = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [],
+        "annotations": {"note": note},
+    });
+    bytes::Bytes::from(serde_json::to_vec(&v).unwrap())
+}
+
+/// An import reads wharf's tags at its start and writes later: a push
+/// that lands between must win. The store decides in the transaction that
+/// would write the tag, so the import's write cannot move it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tag_pushed_while_an_import_runs_is_not_moved() {
+    use wharf::oci::{Reference, RepoName};
+    use wharf::store::{Store, StoreError};
+    const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).await.unwrap();
+    let repo: RepoName = "team/app".parse().unwrap();
+    let tag: Reference = "1".parse().unwrap();
+    let pushed = store
+        .put_manifest(&repo, &tag, empty_index("pushed"), INDEX)
+        .await
+        .unwrap();
+    let err = store
+        .put_manifest_keeping_tag(&repo, &tag, empty_index("imported"), INDEX)
+        .await
+        .unwrap_err();
+    match err {
+        StoreError::TagTaken { digest, .. } => assert_eq!(digest, pushed.digest.to_string()),
+        other => panic!("expected TagTaken, got {other}"),
+    }
+    let now = store.manifest_info(&repo, &tag).await.unwrap();
+    assert_eq!(now.digest, pushed.digest, "the import moved a pushed tag");
+    // The same manifest again is no conflict; a fresh tag is written.
+    store
+        .put_manifest_keeping_tag(&repo, &tag, empty_index("pushed"), INDEX)
+        .await
+        .unwrap();
+    let fresh: Reference = "2".parse().unwrap();
+    let imported = store
+        .put_manifest_keeping_tag(&repo, &fresh, empty_index("imported"), INDEX)
+        .await
+        .unwrap();
+    let got = store.manifest_info(&repo, &fresh).await.unwrap();
+    assert_eq!(got.digest, imported.digest);
+}

@@ -131,6 +131,7 @@ impl ApiError {
                 StoreError::TooManyUploads { .. } => (S::TOO_MANY_REQUESTS, C::TooManyRequests),
                 StoreError::ContentMissing { .. }
                 | StoreError::BackupRefused(_)
+                | StoreError::TagTaken { .. }
                 | StoreError::BackupFailed(_) => (S::INTERNAL_SERVER_ERROR, C::Unknown),
                 StoreError::Pinned { .. } => (S::FORBIDDEN, C::Denied),
             },

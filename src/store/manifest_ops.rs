@@ -147,6 +147,34 @@ impl Store {
         body: Bytes,
         content_type: &str,
     ) -> Result<PutManifest, StoreError> {
+        self.put_manifest_as(repo, reference, body, content_type, TagWrite::Move)
+            .await
+    }
+
+    /// [`Store::put_manifest`] for a writer that must not move a tag someone
+    /// else set (`wharf import`): when `reference` is a tag already naming
+    /// another manifest, nothing is recorded and the answer is
+    /// [`StoreError::TagTaken`], decided in the same transaction that would
+    /// have written it, so a push landing meanwhile wins.
+    pub async fn put_manifest_keeping_tag(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        body: Bytes,
+        content_type: &str,
+    ) -> Result<PutManifest, StoreError> {
+        self.put_manifest_as(repo, reference, body, content_type, TagWrite::KeepOther)
+            .await
+    }
+
+    async fn put_manifest_as(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        body: Bytes,
+        content_type: &str,
+        tag_write: TagWrite,
+    ) -> Result<PutManifest, StoreError> {
         if body.len() > MAX_MANIFEST_BYTES {
             return Err(StoreError::ManifestInvalid(
                 "manifest is larger than 4 MiB".into(),
@@ -205,6 +233,9 @@ impl Store {
             .meta
             .write(move |txn| {
                 check_references_write(txn, &r, &v)?;
+                if tag_write == TagWrite::KeepOther {
+                    rows.check_tag_free(txn)?;
+                }
                 changes.note(rows.named().iter().map(String::as_str));
                 let delta = rows.insert(txn)?;
                 replica.enqueue(txn, &change)?;
@@ -496,4 +527,13 @@ impl Store {
             })
             .await
     }
+}
+
+/// Whether a manifest put may move a tag that names another manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TagWrite {
+    /// A push: the tag moves (what clients expect).
+    Move,
+    /// An import: a tag set by someone else stays.
+    KeepOther,
 }

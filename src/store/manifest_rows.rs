@@ -84,6 +84,27 @@ impl ManifestRows {
         &self.named
     }
 
+    /// Refuses with [`StoreError::TagTaken`] when the tag these rows would
+    /// write names another manifest already (in the same transaction as
+    /// the insert, so nothing can land between the check and the write).
+    pub(super) fn check_tag_free(&self, txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+        let Some(t) = &self.tag else {
+            return Ok(());
+        };
+        let tags = txn.open_table(tables::TAGS)?;
+        let Some(v) = tags.get((self.repo.as_str(), t.as_str()))? else {
+            return Ok(());
+        };
+        let current = super::meta::decode::<TagRecord>(v.value())?.digest;
+        if current == self.digest {
+            return Ok(());
+        }
+        Err(StoreError::TagTaken {
+            tag: format!("{}:{t}", self.repo),
+            digest: current,
+        })
+    }
+
     /// Inserts the rows (an existing content row keeps its age, and its origin
     /// unless the repository is hosted: then the content is pushed). Returns
     /// the change of cached bytes.

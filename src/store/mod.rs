@@ -151,6 +151,15 @@ pub enum StoreError {
         /// Seconds a client should wait before trying again.
         retry_after: u64,
     },
+    /// An import found the tag naming another manifest already (a push
+    /// landed first); the tag was left as it is.
+    #[error("{tag} names {digest} already; left as it is")]
+    TagTaken {
+        /// `repo:tag`.
+        tag: String,
+        /// The digest the tag names.
+        digest: String,
+    },
     /// A backup destination is unusable (not empty, not absolute, inside
     /// the data directory, ...): nothing was written there.
     #[error("{0}")]

@@ -126,7 +126,9 @@ impl AdminError {
                 | StoreError::ManifestUnknown(_)
                 | StoreError::NameUnknown(_) => (S::NOT_FOUND, "NOT_FOUND"),
                 StoreError::Pinned { .. } => (S::FORBIDDEN, "DENIED"),
-                StoreError::BackupRefused(_) => (S::CONFLICT, "CONFLICT"),
+                StoreError::BackupRefused(_) | StoreError::TagTaken { .. } => {
+                    (S::CONFLICT, "CONFLICT")
+                }
                 StoreError::BackupFailed(_) => (S::INTERNAL_SERVER_ERROR, "BACKUP_FAILED"),
                 StoreError::Closed => (S::SERVICE_UNAVAILABLE, "UNAVAILABLE"),
                 _ => (S::INTERNAL_SERVER_ERROR, "INTERNAL"),

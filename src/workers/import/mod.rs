@@ -251,7 +251,18 @@ impl Pass<'_> {
             Ok(t) => Reference::Tag(t),
             Err(e) => return Ok(Err(Broken::Other(format!("{e}")))),
         };
-        self.put(&repo.name, &reference, bytes, &media_type).await
+        match self
+            .store
+            .put_manifest_keeping_tag(&repo.name, &reference, bytes, &media_type)
+            .await
+        {
+            Ok(_) => Ok(Ok(())),
+            // A push set the tag since this pass read it: the push wins.
+            Err(StoreError::TagTaken { digest: d, .. }) => Ok(Err(Broken::Other(format!(
+                "wharf has this tag at {d} already (the tree says {digest}); left as it is"
+            )))),
+            Err(e) => Self::refused(e),
+        }
     }
 
     /// Stores a manifest; a refusal of this manifest (not of the store) is
@@ -269,10 +280,18 @@ impl Pass<'_> {
             .await
         {
             Ok(_) => Ok(Ok(())),
-            Err(e @ (StoreError::ManifestInvalid(_) | StoreError::ManifestBlobUnknown(_))) => {
+            Err(e) => Self::refused(e),
+        }
+    }
+
+    /// A refusal of one manifest is a [`Broken`]; anything else (the store
+    /// failing) ends the pass.
+    fn refused(e: StoreError) -> Result<Result<(), Broken>, WorkerError> {
+        match e {
+            e @ (StoreError::ManifestInvalid(_) | StoreError::ManifestBlobUnknown(_)) => {
                 Ok(Err(Broken::Other(e.to_string())))
             }
-            Err(e) => Err(e.into()),
+            e => Err(e.into()),
         }
     }
 

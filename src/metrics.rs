@@ -3,7 +3,9 @@
 
 mod handles;
 pub mod replication;
+pub mod storage;
 pub mod sync;
+pub mod upstream;
 
 use std::time::Duration;
 
@@ -57,6 +59,17 @@ pub struct CacheLabels {
     /// HIT, MISS, PEER or STALE.
     pub result: &'static str,
 }
+
+/// Labels of bytes served by where they came from.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    /// `local` (the store), `peer` (a LAN peer's download in flight) or
+    /// `upstream` (an upstream's download in flight).
+    pub source: &'static str,
+}
+
+/// Sources of served bytes, in `served_bytes` order.
+pub const SOURCES: [&str; 3] = ["local", "peer", "upstream"];
 
 /// Labels of per-upstream series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -129,8 +142,14 @@ pub struct Metrics {
     log_lines_dropped: Counter,
     /// The drop count already added to `log_lines_dropped`.
     log_lines_synced: std::sync::atomic::AtomicU64,
+    /// Manifest and blob body bytes served, by source ([`SOURCES`] order).
+    served_bytes: [Counter; SOURCES.len()],
     /// Per-request series resolved once.
     handles: handles::Handles,
+    /// Per-upstream calls and peer traffic.
+    pub upstreams: upstream::UpstreamMetrics,
+    /// Stored content and its filesystem.
+    pub storage: storage::StorageMetrics,
     /// The replicate worker's series.
     pub replication: replication::ReplicationMetrics,
     /// The sync worker's series.
@@ -299,6 +318,16 @@ impl Metrics {
             "Log lines dropped because stderr did not keep up (the log buffer was full)",
             log_lines_dropped.clone(),
         );
+        let served = Family::<SourceLabels, Counter>::default();
+        registry.register(
+            "served_bytes",
+            "Manifest and blob body bytes served to clients, by where they came from (local, peer, upstream)",
+            served.clone(),
+        );
+        let served_bytes =
+            SOURCES.map(|source| served.get_or_create(&SourceLabels { source }).clone());
+        let upstreams = upstream::UpstreamMetrics::register(&mut registry);
+        let storage = storage::StorageMetrics::register(&mut registry);
         let sync = sync::SyncMetrics::register(&mut registry);
         let started = Gauge::<i64>::default();
         started.set(i64::try_from(crate::store::unix_now()).unwrap_or(0));
@@ -336,7 +365,10 @@ impl Metrics {
             blob_zero_copy_bytes,
             log_lines_dropped,
             log_lines_synced: Default::default(),
+            served_bytes,
             handles: Default::default(),
+            upstreams,
+            storage,
             replication,
             sync,
         }
@@ -394,6 +426,13 @@ impl Metrics {
         let (b, d) = slot.bytes_and_duration.get_or_init(per_route);
         b.inc_by(bytes);
         d.observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts `n` manifest or blob body bytes served from `source` (one of
+    /// [`SOURCES`]; anything else counts as `local`).
+    pub fn observe_served(&self, source: &str, n: u64) {
+        let i = SOURCES.iter().position(|s| *s == source).unwrap_or(0);
+        self.served_bytes[i].inc_by(n);
     }
 
     /// Counts one proxied lookup.

@@ -1,6 +1,7 @@
 //! Prometheus metrics: what operators graph and alert on. The per-request
 //! series are reached through handles resolved once (`handles.rs`).
 
+pub mod catalog;
 mod handles;
 pub mod replication;
 pub mod storage;
@@ -14,7 +15,6 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
 
 /// Labels of per-request series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -96,7 +96,7 @@ pub struct WorkerLabels {
 
 /// All metrics, registered once.
 pub struct Metrics {
-    registry: Registry,
+    registry: catalog::Catalog,
     requests: Family<RequestLabels, Counter>,
     response_bytes: Family<RouteLabels, Counter>,
     duration: Family<RouteLabels, Histogram>,
@@ -165,7 +165,7 @@ impl Default for Metrics {
 impl Metrics {
     /// Registers every series.
     pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("wharf");
+        let mut registry = catalog::Catalog::default();
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             "http_requests",
@@ -487,6 +487,12 @@ impl Metrics {
             .inc();
     }
 
+    /// Every registered family, name and type, whether or not it has a
+    /// series yet (what README's table is checked against).
+    pub fn families(&self) -> &[(String, &'static str)] {
+        self.registry.families()
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let dropped = crate::logging::dropped_lines();
@@ -496,7 +502,7 @@ impl Metrics {
         self.log_lines_dropped
             .inc_by(dropped.saturating_sub(synced));
         let mut out = String::new();
-        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+        if prometheus_client::encoding::text::encode(&mut out, self.registry.registry()).is_err() {
             out.clear();
         }
         out

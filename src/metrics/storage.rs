@@ -6,7 +6,6 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
 
 use crate::store::{DiskSpace, OriginTotals};
 
@@ -31,7 +30,7 @@ fn gauge_value(n: u64) -> i64 {
 
 impl StorageMetrics {
     /// Registers the series in `registry`.
-    pub(super) fn register(registry: &mut Registry) -> StorageMetrics {
+    pub(super) fn register(registry: &mut super::catalog::Catalog) -> StorageMetrics {
         let bytes = Family::<OriginLabels, Gauge>::default();
         registry.register(
             "storage_bytes",

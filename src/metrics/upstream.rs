@@ -8,7 +8,6 @@ use std::sync::Mutex;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::registry::Registry;
 
 use crate::upstream::stats::{FIRST_ERROR, OUTCOMES};
 
@@ -57,7 +56,7 @@ fn raise_to(c: &Counter, total: u64) {
 
 impl UpstreamMetrics {
     /// Registers the series in `registry`.
-    pub(super) fn register(registry: &mut Registry) -> UpstreamMetrics {
+    pub(super) fn register(registry: &mut super::catalog::Catalog) -> UpstreamMetrics {
         let calls = Family::<CallLabels, Counter>::default();
         registry.register(
             "upstream_requests",

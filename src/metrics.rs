@@ -1,9 +1,12 @@
 //! Prometheus metrics: what operators graph and alert on. The per-request
 //! series are reached through handles resolved once (`handles.rs`).
 
+pub mod catalog;
 mod handles;
 pub mod replication;
+pub mod storage;
 pub mod sync;
+pub mod upstream;
 
 use std::time::Duration;
 
@@ -12,7 +15,6 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
 
 /// Labels of per-request series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -58,6 +60,17 @@ pub struct CacheLabels {
     pub result: &'static str,
 }
 
+/// Labels of bytes served by where they came from.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    /// `local` (the store), `peer` (a LAN peer's download in flight) or
+    /// `upstream` (an upstream's download in flight).
+    pub source: &'static str,
+}
+
+/// Sources of served bytes, in `served_bytes` order.
+pub const SOURCES: [&str; 3] = ["local", "peer", "upstream"];
+
 /// Labels of per-upstream series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct UpstreamLabels {
@@ -83,7 +96,7 @@ pub struct WorkerLabels {
 
 /// All metrics, registered once.
 pub struct Metrics {
-    registry: Registry,
+    registry: catalog::Catalog,
     requests: Family<RequestLabels, Counter>,
     response_bytes: Family<RouteLabels, Counter>,
     duration: Family<RouteLabels, Histogram>,
@@ -129,8 +142,14 @@ pub struct Metrics {
     log_lines_dropped: Counter,
     /// The drop count already added to `log_lines_dropped`.
     log_lines_synced: std::sync::atomic::AtomicU64,
+    /// Manifest and blob body bytes served, by source ([`SOURCES`] order).
+    served_bytes: [Counter; SOURCES.len()],
     /// Per-request series resolved once.
     handles: handles::Handles,
+    /// Per-upstream calls and peer traffic.
+    pub upstreams: upstream::UpstreamMetrics,
+    /// Stored content and its filesystem.
+    pub storage: storage::StorageMetrics,
     /// The replicate worker's series.
     pub replication: replication::ReplicationMetrics,
     /// The sync worker's series.
@@ -146,7 +165,7 @@ impl Default for Metrics {
 impl Metrics {
     /// Registers every series.
     pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("wharf");
+        let mut registry = catalog::Catalog::default();
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             "http_requests",
@@ -299,6 +318,16 @@ impl Metrics {
             "Log lines dropped because stderr did not keep up (the log buffer was full)",
             log_lines_dropped.clone(),
         );
+        let served = Family::<SourceLabels, Counter>::default();
+        registry.register(
+            "served_bytes",
+            "Manifest and blob body bytes served to clients, by where they came from (local, peer, upstream)",
+            served.clone(),
+        );
+        let served_bytes =
+            SOURCES.map(|source| served.get_or_create(&SourceLabels { source }).clone());
+        let upstreams = upstream::UpstreamMetrics::register(&mut registry);
+        let storage = storage::StorageMetrics::register(&mut registry);
         let sync = sync::SyncMetrics::register(&mut registry);
         let started = Gauge::<i64>::default();
         started.set(i64::try_from(crate::store::unix_now()).unwrap_or(0));
@@ -336,7 +365,10 @@ impl Metrics {
             blob_zero_copy_bytes,
             log_lines_dropped,
             log_lines_synced: Default::default(),
+            served_bytes,
             handles: Default::default(),
+            upstreams,
+            storage,
             replication,
             sync,
         }
@@ -396,6 +428,13 @@ impl Metrics {
         d.observe(elapsed.as_secs_f64());
     }
 
+    /// Counts `n` manifest or blob body bytes served from `source` (one of
+    /// [`SOURCES`]; anything else counts as `local`).
+    pub fn observe_served(&self, source: &str, n: u64) {
+        let i = SOURCES.iter().position(|s| *s == source).unwrap_or(0);
+        self.served_bytes[i].inc_by(n);
+    }
+
     /// Counts one proxied lookup.
     pub fn observe_cache(&self, kind: &'static str, result: &'static str) {
         let labels = || {
@@ -448,6 +487,12 @@ impl Metrics {
             .inc();
     }
 
+    /// Every registered family, name and type, whether or not it has a
+    /// series yet (what README's table is checked against).
+    pub fn families(&self) -> &[(String, &'static str)] {
+        self.registry.families()
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let dropped = crate::logging::dropped_lines();
@@ -457,7 +502,7 @@ impl Metrics {
         self.log_lines_dropped
             .inc_by(dropped.saturating_sub(synced));
         let mut out = String::new();
-        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+        if prometheus_client::encoding::text::encode(&mut out, self.registry.registry()).is_err() {
             out.clear();
         }
         out

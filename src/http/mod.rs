@@ -370,6 +370,17 @@ async fn serve_oci(
     resp
 }
 
+/// Where a manifest or blob response's bytes came from, by its `X-Cache`:
+/// a download in flight from the upstream (MISS) or a peer (PEER), else the
+/// store (HIT, STALE, or hosted content, which has no `X-Cache`).
+fn served_from(cache: &str) -> &'static str {
+    match cache {
+        "MISS" => "upstream",
+        "PEER" => "peer",
+        _ => "local",
+    }
+}
+
 /// Counts the request in the metrics and writes its access-log line.
 fn record(
     state: &State,
@@ -397,6 +408,9 @@ fn record(
         .get("x-cache")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-");
+    if matches!(route, "blob" | "manifest") && status.is_success() && bytes > 0 {
+        state.metrics.observe_served(served_from(cache), bytes);
+    }
     let ms = elapsed.as_secs_f64() * 1000.0;
     // An extension method may be kilobytes long: the log line keeps a prefix.
     let method = match method.as_str().char_indices().nth(32) {

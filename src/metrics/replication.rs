@@ -5,7 +5,6 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::registry::Registry;
 
 /// Labels of per-target series: the target's URL comes from the
 /// configuration, never from a client.
@@ -34,7 +33,7 @@ pub struct ReplicationMetrics {
 
 impl ReplicationMetrics {
     /// Registers the series in `registry`.
-    pub(super) fn register(registry: &mut Registry) -> ReplicationMetrics {
+    pub(super) fn register(registry: &mut super::catalog::Catalog) -> ReplicationMetrics {
         let items = Family::<ItemLabels, Counter>::default();
         registry.register(
             "replication_items",

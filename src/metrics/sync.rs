@@ -4,7 +4,6 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::registry::Registry;
 
 /// Labels of per-rule series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -52,7 +51,7 @@ pub struct RulePass {
 
 impl SyncMetrics {
     /// Registers the series in `registry`.
-    pub fn register(registry: &mut Registry) -> SyncMetrics {
+    pub fn register(registry: &mut super::catalog::Catalog) -> SyncMetrics {
         let m = SyncMetrics::default();
         registry.register(
             "sync_passes",

@@ -14,6 +14,7 @@
 //! - Upstream down: cached content keeps being served; an expired tag is served
 //!   stale; only true misses fail.
 
+mod gauges;
 pub mod inflight;
 mod prefetch;
 pub mod source;
@@ -117,6 +118,7 @@ pub struct Proxy {
     metrics: Arc<Metrics>,
     manifest_locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
     downloads: Arc<ClientSlots>,
+    refresh: Arc<gauges::Refresh>,
 }
 
 /// How a tag lookup treats the cache and the upstream.
@@ -185,18 +187,7 @@ impl Proxy {
             metrics,
             manifest_locks: Default::default(),
             downloads,
-        }
-    }
-
-    /// Refreshes the gauges that describe the engine (called when scraped).
-    pub fn update_metrics(&self) {
-        self.metrics
-            .downloads_in_flight
-            .set(self.inflight.len() as i64);
-        let cache = i64::try_from(self.store.cached_bytes()).unwrap_or(i64::MAX);
-        self.metrics.cache_bytes.set(cache);
-        for up in self.upstreams.iter() {
-            self.metrics.set_upstream_skipped(&up.name, up.is_skipped());
+            refresh: Default::default(),
         }
     }
 
@@ -690,7 +681,7 @@ impl DownloadTask {
         if !self.peers.is_empty() {
             if let Some((peer, resp)) = self.peers.fetch(self.local.as_str(), &self.digest).await {
                 tracing::debug!(digest = %self.digest, %peer, "fetching from a LAN peer");
-                let result = self.stream(resp, tx, true).await;
+                let result = self.stream(resp, tx, Some(&peer)).await;
                 if matches!(result, Err(DownloadError::Corrupt(_))) {
                     self.peers.distrust(&peer);
                 }
@@ -701,14 +692,16 @@ impl DownloadTask {
             .upstream
             .blob(self.remote.as_str(), &self.digest, Deadline::for_call())
             .await?;
-        self.stream(resp, tx, false).await
+        self.stream(resp, tx, None).await
     }
 
-    /// Upstream traffic, counted in batches (a label lookup per network chunk
-    /// would cost more than the chunk).
-    fn count_bytes(&self, peer: bool, n: u64) {
-        if !peer && n > 0 {
-            self.metrics.observe_upstream_bytes(&self.upstream.name, n);
+    /// Upstream and peer traffic, counted in batches (a label lookup per
+    /// network chunk would cost more than the chunk).
+    fn count_bytes(&self, peer: Option<&str>, n: u64) {
+        match peer {
+            Some(p) => self.metrics.upstreams.peer_bytes(p, n),
+            None if n > 0 => self.metrics.observe_upstream_bytes(&self.upstream.name, n),
+            None => {}
         }
     }
 
@@ -716,8 +709,9 @@ impl DownloadTask {
         &self,
         mut resp: reqwest::Response,
         tx: &tokio::sync::watch::Sender<DlState>,
-        peer: bool,
+        from_peer: Option<&str>,
     ) -> Result<u64, DownloadError> {
+        let peer = from_peer.is_some();
         let size = resp.content_length();
         let mut writer = self.store.new_writer().await?;
         self.download.set_reader(writer.reader().await?);
@@ -736,7 +730,7 @@ impl DownloadTask {
             let Some(chunk) = chunk else { break };
             uncounted += chunk.len() as u64;
             if uncounted >= 1 << 20 {
-                self.count_bytes(peer, std::mem::take(&mut uncounted));
+                self.count_bytes(from_peer, std::mem::take(&mut uncounted));
             }
             self.download.arrived(chunk.clone());
             writer.write(chunk).await?;
@@ -767,7 +761,7 @@ impl DownloadTask {
                 size.unwrap_or(0)
             )));
         }
-        self.count_bytes(peer, uncounted);
+        self.count_bytes(from_peer, uncounted);
         writer.verify(&self.digest).await.map_err(|e| match e {
             StoreError::DigestMismatch { expected, actual } => {
                 DownloadError::Corrupt(format!("upstream bytes hash to {actual}, not {expected}"))

@@ -48,6 +48,7 @@ mod reconcile;
 mod replication_ops;
 mod sweep;
 mod sync_ops;
+mod totals;
 mod verify_ops;
 
 use std::path::{Path, PathBuf};
@@ -59,7 +60,7 @@ pub use admin_ops::{RepoDetail, TagDetail};
 pub use admin_ops::{RepoSummary, Usage};
 pub use backup_ops::BackupRun;
 pub use cache_ops::CachedTag;
-pub use content::{Adopted, BlobReader, BlobWriter, Content, Exported, Pace, Scan};
+pub use content::{Adopted, BlobReader, BlobWriter, Content, DiskSpace, Exported, Pace, Scan};
 pub use evict_ops::EvictOutcome;
 pub use gc_ops::GcOutcome;
 pub use import_ops::ImportedBlob;
@@ -68,6 +69,7 @@ pub use meta::{Meta, Origin};
 pub use pin_ops::Pin;
 pub use replication_ops::{MAX_QUEUE, QueueItem, QueueOp, ReplicaRule};
 pub use sync_ops::{Missing, SyncState};
+pub use totals::OriginTotals;
 pub use uploads::{
     MAX_UPLOADS, MAX_UPLOADS_PER_CLIENT, SessionHandle, UNWRITTEN_UPLOAD_EXPIRY, UploadSession,
     UploadTable,

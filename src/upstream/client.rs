@@ -66,6 +66,7 @@ pub struct Upstream {
     limiter: Option<DefaultDirectRateLimiter>,
     breaker: Breaker,
     ratelimit_remaining: AtomicI64,
+    calls: super::stats::CallStats,
 }
 
 /// Largest tag list accepted from an upstream.
@@ -125,6 +126,7 @@ impl Upstream {
             limiter,
             breaker: Breaker::default(),
             ratelimit_remaining: AtomicI64::new(-1),
+            calls: Default::default(),
         })
     }
 
@@ -132,6 +134,11 @@ impl Upstream {
     pub fn ratelimit_remaining(&self) -> Option<i64> {
         let v = self.ratelimit_remaining.load(Ordering::Relaxed);
         (v >= 0).then_some(v)
+    }
+
+    /// Calls made to this upstream, by outcome (for `/metrics`).
+    pub fn calls(&self) -> &super::stats::CallStats {
+        &self.calls
     }
 
     /// Whether the circuit breaker is skipping this upstream.
@@ -324,7 +331,9 @@ impl Upstream {
     ) -> Result<reqwest::Response, UpstreamError> {
         let throttled = AtomicBool::new(false);
         let call = self.send(&req, deadline, &throttled);
-        guarded(&self.breaker, deadline, &throttled, call).await
+        let result = guarded(&self.breaker, deadline, &throttled, call).await;
+        self.calls.record(&result);
+        result
     }
 
     /// A call with a small body (manifest, tag list, index), read whole and
@@ -342,7 +351,9 @@ impl Upstream {
             let headers = resp.headers().clone();
             Ok((headers, read_capped(resp, max, what).await?))
         };
-        guarded(&self.breaker, deadline, &throttled, call).await
+        let result = guarded(&self.breaker, deadline, &throttled, call).await;
+        self.calls.record(&result);
+        result
     }
 
     /// Attempts `req` until it has an answer worth returning: retried with

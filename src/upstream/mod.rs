@@ -9,6 +9,7 @@ pub mod deadline;
 pub mod error;
 pub mod peers;
 pub mod response;
+pub mod stats;
 pub mod target;
 pub mod token;
 

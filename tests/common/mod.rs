@@ -11,6 +11,7 @@ pub mod dockerd;
 pub mod faulty;
 pub mod hostile;
 pub mod image;
+pub mod metrics;
 pub mod nginx;
 pub mod oras;
 pub mod raw_http;

@@ -35,12 +35,8 @@ pub async fn ready(state: &State) -> Result<Response<Body>, ApiError> {
 }
 
 /// `GET /metrics`.
-pub fn metrics(state: &State) -> Response<Body> {
-    state.proxy.update_metrics();
-    state
-        .metrics
-        .uploads_open
-        .set(state.store.open_uploads() as i64);
+pub async fn metrics(state: &State) -> Response<Body> {
+    state.proxy.update_metrics().await;
     let text = state.metrics.render();
     respond(
         StatusCode::OK,

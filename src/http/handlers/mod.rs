@@ -36,7 +36,7 @@ pub async fn dispatch(
         Route::Base => Ok(base::version_check()),
         Route::Health => Ok(base::health()),
         Route::Ready => Box::pin(base::ready(state)).await,
-        Route::Metrics => Ok(base::metrics(state)),
+        Route::Metrics => Ok(base::metrics(state).await),
         Route::Catalog => Box::pin(listing::catalog(state, ctx, &req)).await,
         Route::Token => Box::pin(token::issue(state, ctx, req)).await,
         Route::Tags { name } => Box::pin(listing::tags(state, ctx, &name, &req)).await,

@@ -201,6 +201,15 @@ impl std::fmt::Display for Stray {
     }
 }
 
+/// Space on the data directory's filesystem.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DiskSpace {
+    /// Bytes an unprivileged writer may still use.
+    pub free: u64,
+    /// Size of the filesystem.
+    pub total: u64,
+}
+
 /// The content handle `Store` holds: the staging directory and the backend.
 /// Cheap to clone.
 #[derive(Clone)]
@@ -270,6 +279,21 @@ impl Content {
             std::fs::write(&tmp, b"ok")?;
             std::fs::remove_file(&tmp)?;
             Ok(())
+        })
+        .await?
+    }
+
+    /// Free and total bytes of the filesystem holding the data directory
+    /// (where staging, the index and local content live): what an operator
+    /// alerts on before writes start failing. One `statvfs`, off the runtime.
+    pub async fn disk_space(&self) -> Result<DiskSpace, StoreError> {
+        let tmp = self.tmp.clone();
+        tokio::task::spawn_blocking(move || -> Result<DiskSpace, StoreError> {
+            let s = rustix::fs::statvfs(tmp.as_path()).map_err(std::io::Error::from)?;
+            Ok(DiskSpace {
+                free: s.f_bavail.saturating_mul(s.f_frsize),
+                total: s.f_blocks.saturating_mul(s.f_frsize),
+            })
         })
         .await?
     }

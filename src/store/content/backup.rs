@@ -6,7 +6,7 @@
 //! (and removed) by the next backup to the same `DEST`; anything else there
 //! is refused, never overwritten.
 //!
-//! Content goes in by [`export_file`]: a hard link when `DEST` shares the data
+//! Content goes in by `export_file`: a hard link when `DEST` shares the data
 //! directory's filesystem (content files are immutable, so a link is a
 //! consistent copy and costs no space), a streamed copy otherwise (or always,
 //! when asked: a link shares the disk blocks, so it does not survive the disk).

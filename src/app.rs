@@ -205,7 +205,14 @@ pub async fn run_with(
     } = build(&config).await?;
     if let Ok(addr) = listener.local_addr() {
         let scheme = if state.tls.is_some() { "https" } else { "http" };
-        tracing::info!(%addr, scheme, root = %config.storage.root.display(), "wharf serving");
+        tracing::info!(
+            %addr,
+            scheme,
+            root = %config.storage.root.display(),
+            version = crate::build_info::VERSION,
+            build = crate::build_info::SUMMARY,
+            "wharf serving"
+        );
     }
     warn_shadowed_pushes(&state);
     match state.auth.users() {

@@ -44,7 +44,8 @@
 //!   non-blocking sink; [`metrics`]: Prometheus counters; [`net`]:
 //!   client addresses and trusted-proxy ranges, which config and http share;
 //!   [`blob_body`]: a stored blob as an HTTP body, which responses and
-//!   replication uploads share.
+//!   replication uploads share; [`build_info`]: version, commit, build date and
+//!   profile (from `build.rs`), which the CLI, the log and the admin API share.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -54,6 +55,7 @@
 pub mod app;
 pub mod auth;
 pub mod blob_body;
+pub mod build_info;
 pub mod cli;
 pub mod config;
 pub mod http;

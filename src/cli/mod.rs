@@ -28,7 +28,7 @@ pub use client::AdminArgs;
 
 /// wharf: a LAN container registry — pull-through mirror and private registry.
 #[derive(Debug, Parser)]
-#[command(name = "wharf", version, about)]
+#[command(name = "wharf", version, long_version = crate::build_info::LONG_VERSION, about)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]

@@ -1,4 +1,4 @@
-//! `wharf status`: version, uptime, and every worker's last run, next run,
+//! `wharf status`: version, build, uptime, and every worker's last run, next run,
 //! result and what it did.
 
 use serde_json::Value;
@@ -13,9 +13,16 @@ pub(super) fn status(c: &Client) -> Result<(), CliError> {
         c.print_json(&v);
         return Ok(());
     }
+    let b = &v["build"];
+    let commit = match b["commit"].as_str() {
+        Some(c) => format!("commit {c}, "),
+        None => String::new(),
+    };
     println!(
-        "wharf {}, up {}",
+        "wharf {} ({commit}built {}, {}), up {}",
         text(&v["version"]),
+        text(&b["date"]),
+        text(&b["profile"]),
         span(v["uptime_seconds"].as_u64().unwrap_or(0))
     );
     let now = now();

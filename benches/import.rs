@@ -8,7 +8,10 @@
 //! `docker-registry`) over its API. The shape (10 GB in 2,000 blobs) is
 //! `BENCH_IMAGES=1000 BENCH_LAYER_KIB=10240`. Data under `BENCH_DIR` (default:
 //! the system temporary directory). Measured: the import copying, the import
-//! with `--link`, and skopeo; MB/s over the distinct blob bytes.
+//! with `--link`, and skopeo; MB/s over the distinct blob bytes. Each
+//! destination is deleted as soon as it is measured, and the pushed files
+//! once the source registry holds them, so the disk holds at most two copies
+//! (about 21 GB at the shape).
 //!
 //! Run: `cargo bench --bench import`.
 
@@ -35,6 +38,11 @@ fn import(dir: &Path, root: &Path, link: bool, set: &ImageSet) -> f64 {
     let start = Instant::now();
     let out = c.stderr(Stdio::inherit()).output().unwrap();
     let secs = start.elapsed().as_secs_f64();
+    println!(
+        "import{}: {secs:.1} s wall, load {}",
+        if link { " --link" } else { "" },
+        loadavg()
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -84,9 +92,26 @@ fn skopeo(dir: &Path, src: &str, set: &ImageSet) -> Option<f64> {
         .status()
         .unwrap();
     let secs = start.elapsed().as_secs_f64();
+    println!("skopeo sync: {secs:.1} s wall, load {}", loadavg());
     assert!(status.success(), "skopeo sync failed");
     assert!(missing(&w.base, set).is_empty(), "skopeo missed tags");
     Some(secs)
+}
+
+/// The 1, 5 and 15 minute load averages (the machine is shared: a figure
+/// means little without them).
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// Runs `f` on a fresh directory `name` under `root` and deletes it after.
+fn measured<T>(root: &Path, name: &str, f: impl FnOnce(&Path) -> T) -> T {
+    let dir = subdir(root, name);
+    let out = f(&dir);
+    std::fs::remove_dir_all(&dir).unwrap();
+    out
 }
 
 /// The tags of `set` that `base` does not serve with their pushed bytes
@@ -120,6 +145,7 @@ fn main() {
         return;
     };
     push_set(&dist.base, &set);
+    std::fs::remove_dir_all(&files).unwrap();
     let root = dir.path().join("dist").join("data");
     let mb = set.unique_bytes() as f64 / 1e6;
     println!(
@@ -128,9 +154,10 @@ fn main() {
         set.blobs.len(),
         Layout::ManyRepos.name()
     );
-    let copy = import(&subdir(dir.path(), "copy"), &root, false, &set);
-    let link = import(&subdir(dir.path(), "link"), &root, true, &set);
-    let sk = skopeo(&subdir(dir.path(), "skopeo"), &dist.base, &set);
+    println!("load before: {}", loadavg());
+    let copy = measured(dir.path(), "copy", |d| import(d, &root, false, &set));
+    let link = measured(dir.path(), "link", |d| import(d, &root, true, &set));
+    let sk = measured(dir.path(), "skopeo", |d| skopeo(d, &dist.base, &set));
     pair::header(
         "import of a registry:2 root (MB/s)",
         "wharf import",

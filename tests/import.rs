@@ -3,13 +3,15 @@
 //! pulls with the same digest, a deleted tag does not come back, a second run
 //! copies nothing, a corrupt blob is reported with the images it breaks while
 //! the rest arrives, hostile trees are reported rather than followed, and the
-//! source tree is never changed.
+//! source tree is never changed. Imported images pull with skopeo and with a
+//! real dockerd at the digests registry:2 held.
 
 mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use common::dockerd::Dockerd;
 use common::image::{Image, OCI_INDEX, OCI_MANIFEST, index, tar_with_file};
 use common::upstreams::start_distribution;
 use common::{Wharf, bytes, digest, have_tool, http, wharf_cli};
@@ -266,6 +268,63 @@ async fn a_distribution_root_imports_with_every_digest_and_a_second_run_copies_n
     assert_eq!(again["already_there"]["tags"], 3, "{again:#}");
     assert_eq!(again["untagged_left"], 1, "{again:#}");
     assert_eq!(tree_state(&root), before, "the import changed its source");
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn imported_images_pull_with_a_real_dockerd_at_the_same_digest() {
+    if !have_tool("docker-registry") || !have_tool("dockerd") || !have_tool("docker") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let reg = dir.path().join("registry");
+    std::fs::create_dir_all(&reg).unwrap();
+    let r = reg.clone();
+    let (dist, base) = tokio::task::spawn_blocking(move || start_distribution(&r, ""))
+        .await
+        .unwrap();
+    let (blobs, schema2) = docker_image(&[
+        tar_with_file("big.bin", &bytes(2 << 20, 21)),
+        tar_with_file("hello.txt", b"imported from registry:2"),
+    ]);
+    let b: Vec<&[u8]> = blobs.iter().map(Vec::as_slice).collect();
+    dist_push(&base, "app", "v1", DOCKER_MANIFEST, &b, &schema2).await;
+    let amd = Image::for_platform(vec![tar_with_file("m", &bytes(5_000, 22))], "amd64");
+    let arm = Image::for_platform(vec![tar_with_file("m", &bytes(5_000, 23))], "arm64");
+    let idx = index(&[(&amd, "amd64"), (&arm, "arm64")]);
+    for img in [&amd, &arm] {
+        dist_image(&base, "team/multi", &digest(&img.manifest), img).await;
+    }
+    dist_push(&base, "team/multi", "latest", OCI_INDEX, &[], &idx).await;
+    drop(dist);
+
+    let w = Wharf::start(dir.path()).await;
+    let (code, report) = import_cli(&w, &reg.join("data"), false).await;
+    assert_eq!(code, 0, "{report:#}");
+    assert_eq!(report["tags"], 2, "{report:#}");
+
+    // dockerd records the digest it pulled by (the index's for a multi-arch
+    // tag) in RepoDigests: it must be the one registry:2 held.
+    let host = w.addr.to_string();
+    let ddir = dir.path().join("docker");
+    std::fs::create_dir_all(&ddir).unwrap();
+    let want = [
+        ("app", digest(&schema2), digest(&blobs[0])),
+        ("team/multi", digest(&idx), digest(&amd.config)),
+    ];
+    tokio::task::spawn_blocking(move || {
+        let d = Dockerd::start(&ddir);
+        for (repo, manifest, config) in want {
+            let tag = if repo == "app" { "v1" } else { "latest" };
+            let target = format!("{host}/{repo}:{tag}");
+            d.pull_and_check(&host, repo, &target, &manifest);
+            // The image docker unpacked is the imported one (amd64 for the index).
+            let id = d.ok(&["inspect", "--format", "{{.Id}}", &target]);
+            assert_eq!(id.trim(), config, "{target} image id");
+        }
+    })
+    .await
+    .unwrap();
     w.stop().await;
 }
 

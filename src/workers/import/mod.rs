@@ -11,8 +11,10 @@
 //! skipped. Schema 1 manifests are reported and skipped. Revisions no tag
 //! reaches (deleted tags) are not imported, only counted. Content already in
 //! wharf is not copied again, so a second run copies nothing. The tree is
-//! only read (`tree.rs` says how it is distrusted).
+//! only read (`tree.rs` says how it is distrusted). Blobs are copied a few
+//! at a time by a task running ahead of the walk (`ahead.rs`).
 
+mod ahead;
 mod names;
 mod report;
 mod tree;
@@ -33,6 +35,7 @@ use crate::oci::manifest::{MAX_MANIFEST_BYTES, ManifestKind};
 use crate::oci::routing::RouteRules;
 use crate::oci::{Digest, ManifestView, Reference, RepoName};
 use crate::store::{ImportedBlob, Store, StoreError};
+use ahead::Ahead;
 
 /// Deepest index nesting followed (an index of indexes of images).
 const MAX_NESTING: usize = 2;
@@ -80,10 +83,12 @@ impl Import {
                 }
             },
         );
+        let repos = Arc::new(repos);
         self.progress
             .start(repos.iter().map(|r| r.tags.len() as u64).sum());
         let mut pass = Pass {
             store: &self.store,
+            ahead: Ahead::start(self.store.clone(), tree.clone(), repos.clone(), link),
             tree,
             link,
             report: ImportReport {
@@ -97,11 +102,19 @@ impl Import {
         for s in skips {
             pass.report.skip(s);
         }
-        for repo in &repos {
+        for repo in repos.iter() {
             pass.repository(repo, &self.progress).await?;
         }
-        let mut report = pass.report;
-        report.set_bad(pass.bad);
+        let Pass {
+            ahead,
+            mut report,
+            bad,
+            ..
+        } = pass;
+        for b in ahead.finish().await {
+            count(&mut report, b);
+        }
+        report.set_bad(bad);
         tracing::info!(
             root = %report.root,
             repositories = report.repositories,
@@ -140,6 +153,22 @@ impl super::Worker for Import {
     }
 }
 
+/// Counts a blob brought in; returns its size.
+fn count(report: &mut ImportReport, b: ImportedBlob) -> u64 {
+    let n = match b {
+        ImportedBlob::Copied(n) => {
+            report.blobs_copied += 1;
+            n
+        }
+        ImportedBlob::Linked(n) => {
+            report.blobs_linked += 1;
+            n
+        }
+    };
+    report.bytes += n;
+    n
+}
+
 /// Why an image (or a part of it) was not imported.
 enum Broken {
     /// It needs this blob, which was not imported (see the pass's `bad`).
@@ -151,6 +180,8 @@ enum Broken {
 /// One pass's state.
 struct Pass<'a> {
     store: &'a Store,
+    /// The copies running ahead of this walk.
+    ahead: Ahead,
     tree: Arc<Tree>,
     link: bool,
     report: ImportReport,
@@ -402,14 +433,25 @@ impl Pass<'_> {
         let known = match self.blobs.get(digest) {
             Some(Err(_)) => return Ok(Err(Broken::Blob(digest.clone()))),
             Some(Ok(size)) => Some(*size),
-            None => match self.store.stored_size(digest).await? {
-                Some(size) => {
-                    self.report.already_there.blobs += 1;
-                    self.blobs.insert(digest.clone(), Ok(size));
-                    Some(size)
+            None => {
+                // Copied ahead (into the first repository that needed it),
+                // or ours to bring in.
+                let ahead = match self.ahead.take(digest) {
+                    Some(rx) => rx.await.ok(),
+                    None => None,
+                };
+                if let Some(copied) = ahead {
+                    return self.copied(repo, digest, copied).await;
                 }
-                None => None,
-            },
+                match self.store.stored_size(digest).await? {
+                    Some(size) => {
+                        self.report.already_there.blobs += 1;
+                        self.blobs.insert(digest.clone(), Ok(size));
+                        Some(size)
+                    }
+                    None => None,
+                }
+            }
         };
         if let Some(size) = known {
             if self.store.blob_size(&repo.name, digest).await?.is_none() {
@@ -417,38 +459,27 @@ impl Pass<'_> {
             }
             return Ok(Ok(()));
         }
-        let (tree, d) = (self.tree.clone(), digest.clone());
-        let found = tokio::task::spawn_blocking(move || tree.blob(&d))
-            .await
-            .map_err(|e| WorkerError::Other(e.to_string()))?;
-        let path = match found {
-            Ok((path, _)) => path,
+        let copied =
+            ahead::copy(self.store, self.tree.clone(), &repo.name, digest, self.link).await;
+        self.copied(repo, digest, copied).await
+    }
+
+    /// Records a copy of `digest` (by the walk or ahead of it) and makes it
+    /// readable in the repository.
+    async fn copied(
+        &mut self,
+        repo: &RepoDir,
+        digest: &Digest,
+        copied: ahead::Copied,
+    ) -> Result<Result<(), Broken>, WorkerError> {
+        let n = match copied? {
+            Ok(b) => count(&mut self.report, b),
             Err(why) => return Ok(Err(self.bad_blob(digest, why))),
         };
-        match self
-            .store
-            .import_blob(&repo.name, digest, &path, self.link)
-            .await
-        {
-            Ok(ImportedBlob::Copied(n)) => {
-                self.report.blobs_copied += 1;
-                self.report.bytes += n;
-                self.blobs.insert(digest.clone(), Ok(n));
-                Ok(Ok(()))
-            }
-            Ok(ImportedBlob::Linked(n)) => {
-                self.report.blobs_linked += 1;
-                self.report.bytes += n;
-                self.blobs.insert(digest.clone(), Ok(n));
-                Ok(Ok(()))
-            }
-            Err(StoreError::DigestMismatch { actual, .. }) => Ok(Err(
-                self.bad_blob(digest, format!("corrupt: its bytes hash to {actual}"))
-            )),
-            Err(e @ (StoreError::SizeInvalid(_) | StoreError::Io(_))) => {
-                Ok(Err(self.bad_blob(digest, format!("unreadable: {e}"))))
-            }
-            Err(e) => Err(e.into()),
+        self.blobs.insert(digest.clone(), Ok(n));
+        if self.store.blob_size(&repo.name, digest).await?.is_none() {
+            self.store.link_stored(&repo.name, digest, n).await?;
         }
+        Ok(Ok(()))
     }
 }

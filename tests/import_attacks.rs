@@ -231,3 +231,115 @@ async fn a_tag_pushed_while_an_import_runs_is_not_moved() {
     let got = store.manifest_info(&repo, &fresh).await.unwrap();
     assert_eq!(got.digest, imported.digest);
 }
+
+/// Content files under a data directory (blobs and manifests stored).
+fn stored_files(root: &Path) -> usize {
+    fn walk(p: &Path) -> usize {
+        let Ok(rd) = std::fs::read_dir(p) else {
+            return 0;
+        };
+        rd.flatten()
+            .map(|e| {
+                if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    walk(&e.path())
+                } else {
+                    1
+                }
+            })
+            .sum()
+    }
+    walk(&root.join("blobs"))
+}
+
+/// Whether `repo:v1` is absent, or present and whole (manifest and every
+/// blob at their digests); panics on anything in between.
+async fn absent_or_whole(base: &str, repo: &str, img: &Image) -> bool {
+    let r = http()
+        .get(format!("{base}/v2/{repo}/manifests/v1"))
+        .header("accept", ACCEPT)
+        .send()
+        .await
+        .unwrap();
+    if r.status() == 404 {
+        return false;
+    }
+    assert_eq!(r.status(), 200, "{repo}:v1");
+    assert_eq!(
+        r.headers()["docker-content-digest"],
+        digest(&img.manifest).as_str()
+    );
+    for (d, b) in img.blobs() {
+        let got = http()
+            .get(format!("{base}/v2/{repo}/blobs/{d}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(got.status(), 200, "{repo}:v1 is visible but {d} is not");
+        assert_eq!(got.bytes().await.unwrap().as_ref(), b, "{repo} {d}");
+    }
+    true
+}
+
+/// kill -9 of the daemon while an import copies: after the restart every
+/// tag is either absent or whole (a tag is written only after everything it
+/// needs), and running the import again completes it.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_import_killed_midway_leaves_nothing_half_visible_and_a_rerun_completes() {
+    const IMAGES: u64 = 12;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("r2");
+    let tree = R2Tree::under(&src);
+    let images: Vec<(String, Image)> = (0..IMAGES)
+        .map(|i| {
+            let img = Image::new(vec![bytes(4 << 20, 700 + i)]);
+            let repo = format!("team/app-{i:02}");
+            tree.image(&repo, "v1", &img);
+            (repo, img)
+        })
+        .collect();
+    let root = dir.path().join("data");
+    let d = common::WharfProcess::spawn(dir.path(), &root, "");
+    let (base, s) = (d.base.clone(), src.display().to_string());
+    let running =
+        tokio::spawn(async move { wharf_cli(&["import", s.as_str(), "--url", &base]).await });
+    common::wait_for(60, "the import to store its first blob", || {
+        let r = root.clone();
+        async move { stored_files(&r) > 0 }
+    })
+    .await;
+    drop(d); // kill -9
+    let _ = running.await;
+
+    let d = common::WharfProcess::spawn(dir.path(), &root, "");
+    let mut whole = 0;
+    for (repo, img) in &images {
+        whole += usize::from(absent_or_whole(&d.base, repo, img).await);
+    }
+    assert!(
+        whole < images.len(),
+        "the kill came after the import finished; the test proves nothing"
+    );
+    let s = src.display().to_string();
+    let (code, out, err) = wharf_cli(&["import", s.as_str(), "--url", &d.base, "--json"]).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        report["tags"].as_u64().unwrap() + report["already_there"]["tags"].as_u64().unwrap(),
+        IMAGES,
+        "{report}"
+    );
+    for (repo, img) in &images {
+        assert!(
+            absent_or_whole(&d.base, repo, img).await,
+            "{repo}:v1 missing"
+        );
+    }
+    let r = http()
+        .post(format!("{}/_wharf/v1/verify", d.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["corrupt"], serde_json::json!([]), "{v}");
+}

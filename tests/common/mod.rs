@@ -2,6 +2,7 @@
 //! binary), HTTP helpers, image builders, and the gate for outside tools.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod certs;
 pub mod containerd;
 pub mod containers;

@@ -11,6 +11,13 @@
 
 use std::fmt::Write as _;
 
+mod gauge;
+mod units;
+
+pub use gauge::storage_gauge;
+use units::{Scale, bytes_f64, format_value, number};
+pub use units::{Unit, escape, format_bytes, format_percent};
+
 /// Chart width in viewBox units.
 const W: f64 = 600.0;
 /// Time chart height in viewBox units.
@@ -26,15 +33,6 @@ const SERIES_COLOURS: [&str; 2] = ["#2e8b57", "#d9822b"];
 const PART_COLOURS: [&str; 4] = ["#2b7bb9", "#7b5ea7", "#2e8b57", "#8c8c8c"];
 const BUDGET_COLOUR: &str = "#c0392b";
 
-/// What a time chart's values are, which sets its y-axis.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Unit {
-    /// Shares in 0..=1, shown as 0–100 %.
-    Ratio,
-    /// Byte counts, shown in B, KiB, MiB, GiB, ...
-    Bytes,
-}
-
 /// The time axis and the name of a chart: bucket `i` covers
 /// `start + i * step .. start + (i + 1) * step` (Unix seconds), the last
 /// bucket ends "now".
@@ -46,135 +44,6 @@ pub struct Frame<'a> {
     pub start: u64,
     /// Bucket length in seconds.
     pub step: u64,
-}
-
-/// Escapes `s` for XML text and attribute values.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c if c.is_control() && !matches!(c, '\n' | '\t') => {}
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-const BYTE_UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-
-/// A number with at most `decimals` decimals, trailing zeros dropped.
-fn number(v: f64, decimals: usize) -> String {
-    let s = format!("{v:.decimals$}");
-    if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_owned()
-    } else {
-        s
-    }
-}
-
-/// The binary unit index for `bytes` (0 = B, 1 = KiB, ...).
-fn byte_unit(bytes: f64) -> usize {
-    let mut i = 0;
-    let mut v = bytes;
-    while v >= 1024.0 && i + 1 < BYTE_UNITS.len() {
-        v /= 1024.0;
-        i += 1;
-    }
-    i
-}
-
-fn bytes_f64(bytes: f64) -> String {
-    let i = byte_unit(bytes);
-    let v = bytes / 1024f64.powi(i as i32);
-    let decimals = if i == 0 || v >= 100.0 { 0 } else { 1 };
-    format!("{} {}", number(v, decimals), BYTE_UNITS[i])
-}
-
-/// `bytes` in binary units: `0 B`, `512 B`, `1.5 KiB`, `200 GiB`, `16 EiB`.
-pub fn format_bytes(bytes: u64) -> String {
-    bytes_f64(bytes as f64)
-}
-
-/// A share in 0..=1 as a percentage: `0%`, `93.2%`, `100%`.
-pub fn format_percent(ratio: f64) -> String {
-    let r = if ratio.is_finite() {
-        ratio.clamp(0.0, 1.0)
-    } else {
-        0.0
-    };
-    format!("{}%", number(r * 100.0, 1))
-}
-
-fn format_value(unit: Unit, v: f64) -> String {
-    match unit {
-        Unit::Ratio => format_percent(v),
-        Unit::Bytes => bytes_f64(v),
-    }
-}
-
-/// The y-axis: its top value and its four gridline steps.
-#[derive(Debug, Clone, Copy)]
-struct Scale {
-    unit: Unit,
-    /// The value at the top of the plot (> 0).
-    top: f64,
-}
-
-impl Scale {
-    /// The scale for values up to `max`: ratios 0–100 %; bytes up to a round
-    /// number of a binary unit (four steps of 1, 2, 2.5 or 5 × 10ⁿ), so the
-    /// largest value lands in the upper half, at the top when it is round.
-    fn new(unit: Unit, max: f64) -> Scale {
-        let max = if max.is_finite() { max.max(0.0) } else { 0.0 };
-        let top = match unit {
-            Unit::Ratio => 1.0,
-            Unit::Bytes => {
-                let mut i = byte_unit(max);
-                loop {
-                    let base = 1024f64.powi(i as i32);
-                    let mut step = nice_step(max / base / 4.0);
-                    if i == 0 {
-                        // No fractions of a byte on the axis.
-                        step = step.max(1.0);
-                    }
-                    if 4.0 * step >= 1024.0 && i + 1 < BYTE_UNITS.len() {
-                        i += 1;
-                        continue;
-                    }
-                    break 4.0 * step * base;
-                }
-            }
-        };
-        Scale { unit, top }
-    }
-
-    /// The y coordinate of `v` (clamped into the plot).
-    fn y(&self, v: f64) -> f64 {
-        let share = if v.is_finite() {
-            (v / self.top).clamp(0.0, 1.0)
-        } else {
-            0.0
-        };
-        BASE - share * (BASE - TOP)
-    }
-}
-
-/// The smallest of 1, 2, 2.5, 5 × 10ⁿ at least `raw` (1 for nothing).
-fn nice_step(raw: f64) -> f64 {
-    if !(raw.is_finite() && raw > 0.0) {
-        return 1.0;
-    }
-    let mag = 10f64.powf(raw.log10().floor());
-    [1.0, 2.0, 2.5, 5.0, 10.0]
-        .iter()
-        .map(|m| m * mag)
-        .find(|s| *s >= raw * (1.0 - 1e-9))
-        .unwrap_or(10.0 * mag)
 }
 
 /// A coordinate, one decimal.
@@ -449,125 +318,6 @@ pub fn stacked_bars(frame: &Frame<'_>, series: [(&str, &[u64]); 2]) -> String {
     } else if max <= 0.0 {
         empty_note(&mut out, "no traffic yet");
     }
-    out.push_str("</svg>");
-    out
-}
-
-/// Gauge height in viewBox units.
-const GAUGE_H: f64 = 100.0;
-const GAUGE_LEFT: f64 = 8.0;
-const GAUGE_RIGHT: f64 = 592.0;
-
-/// Storage by origin against the cache budget: a bar of stored bytes stacked
-/// by origin (`parts`, in order), and under it a meter of the first part (the
-/// one `budget` limits: `max_cache_size` counts mirrored content only, never
-/// pushed) against `budget`, whose end is the budget line. `budget` 0 is
-/// unlimited: no meter, no line, and the text says so.
-pub fn storage_gauge(title: &str, parts: &[(&str, u64)], budget: u64) -> String {
-    let total: f64 = parts.iter().map(|(_, b)| *b as f64).sum();
-    let used = parts.first().map_or(0, |(_, b)| *b);
-    let budget_text = if budget == 0 {
-        "cache budget: unlimited".to_owned()
-    } else {
-        format!(
-            "cache budget: {} of {} used ({})",
-            format_bytes(used),
-            format_bytes(budget),
-            format_percent(used as f64 / budget as f64)
-        )
-    };
-    let legend: Vec<String> = parts
-        .iter()
-        .map(|(name, b)| format!("{name} {}", format_bytes(*b)))
-        .collect();
-    let desc = format!("{}; {budget_text}", legend.join(", "));
-    let mut out = String::new();
-    open(&mut out, "gauge", GAUGE_H, title, &desc);
-    // x of `v` on a bar whose full width is `full`.
-    let x = |v: f64, full: f64| {
-        if full > 0.0 {
-            GAUGE_LEFT + (GAUGE_RIGHT - GAUGE_LEFT) * (v / full).clamp(0.0, 1.0)
-        } else {
-            GAUGE_LEFT
-        }
-    };
-    out.push_str(r#"<g class="legend" fill="currentColor">"#);
-    for (k, label) in legend.iter().enumerate() {
-        let lx = GAUGE_LEFT + 150.0 * k as f64;
-        let _ = write!(
-            out,
-            r#"<rect class="part-{k}" x="{}" y="8" width="10" height="10" fill="{}"/><text x="{}" y="17">{}</text>"#,
-            c(lx),
-            PART_COLOURS[k % PART_COLOURS.len()],
-            c(lx + 14.0),
-            escape(label)
-        );
-    }
-    out.push_str("</g>");
-    let track = |out: &mut String, class: &str, y: f64, h: f64| {
-        let _ = write!(
-            out,
-            r#"<rect class="{class}" x="{}" y="{}" width="{}" height="{}" fill="currentColor" fill-opacity="0.08"/>"#,
-            c(GAUGE_LEFT),
-            c(y),
-            c(GAUGE_RIGHT - GAUGE_LEFT),
-            c(h)
-        );
-    };
-    track(&mut out, "track", 26.0, 24.0);
-    let mut acc = 0.0;
-    for (k, label) in legend.iter().enumerate() {
-        let b = parts.get(k).map_or(0.0, |(_, b)| *b as f64);
-        let (x0, x1) = (x(acc, total), x(acc + b, total));
-        acc += b;
-        if x1 - x0 > 0.0 {
-            let _ = write!(
-                out,
-                r#"<rect class="part-{k}" x="{}" y="26" width="{}" height="24" fill="{}"><title>{}</title></rect>"#,
-                c(x0),
-                c(x1 - x0),
-                PART_COLOURS[k % PART_COLOURS.len()],
-                escape(label)
-            );
-        }
-    }
-    if total <= 0.0 {
-        let _ = write!(
-            out,
-            r#"<text class="empty" x="{}" y="42" text-anchor="middle" fill="currentColor" fill-opacity="0.7">nothing stored yet</text>"#,
-            c((GAUGE_LEFT + GAUGE_RIGHT) / 2.0)
-        );
-    }
-    if budget > 0 {
-        // Eviction lags a few seconds: a cache over budget shows the line inside.
-        let full = (used as f64).max(budget as f64);
-        track(&mut out, "budget-track", 60.0, 10.0);
-        let w = x(used as f64, full) - GAUGE_LEFT;
-        if w > 0.0 {
-            let _ = write!(
-                out,
-                r#"<rect class="budget-used" x="{}" y="60" width="{}" height="10" fill="{}"><title>{}</title></rect>"#,
-                c(GAUGE_LEFT),
-                c(w),
-                PART_COLOURS[0],
-                escape(&budget_text)
-            );
-        }
-        let bx = x(budget as f64, full);
-        let _ = write!(
-            out,
-            r#"<line class="budget" x1="{}" y1="56" x2="{}" y2="74" stroke="{BUDGET_COLOUR}" stroke-width="2"><title>{}</title></line>"#,
-            c(bx),
-            c(bx),
-            escape(&format!("max_cache_size {}", format_bytes(budget)))
-        );
-    }
-    let _ = write!(
-        out,
-        r#"<text class="budget-text" x="{}" y="90" fill="currentColor">{}</text>"#,
-        c(GAUGE_LEFT),
-        escape(&budget_text)
-    );
     out.push_str("</svg>");
     out
 }

@@ -236,6 +236,12 @@ pub async fn run_with(
         shutdown.clone(),
     )));
     tasks.extend(lifecycle.spawn(workers_rx.clone()));
+    // The web page's last hour and day of cache traffic (kept in memory only).
+    tasks.push(tokio::spawn(crate::metrics::history::sampler::run(
+        state.metrics.clone(),
+        crate::metrics::history::sampler::EVERY,
+        workers_rx.clone(),
+    )));
     if let Some(tx) = observe {
         let _ = tx.send(lifecycle.clone());
     }

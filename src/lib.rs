@@ -41,7 +41,8 @@
 //! - [`migrate_config`]: `wharf config from-registry`, a registry:2 `config.yml`
 //!   rewritten as a commented `wharf.toml` (offline).
 //! - [`config`]: the TOML schema; [`logging`]: the subscriber and its
-//!   non-blocking sink; [`metrics`]: Prometheus counters; [`net`]:
+//!   non-blocking sink; [`metrics`]: Prometheus counters, and their last hour
+//!   and day in memory for the web page (`metrics::history`); [`net`]:
 //!   client addresses and trusted-proxy ranges, which config and http share;
 //!   [`blob_body`]: a stored blob as an HTTP body, which responses and
 //!   replication uploads share; [`build_info`]: version, commit, build date and

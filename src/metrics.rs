@@ -3,6 +3,7 @@
 
 pub mod catalog;
 mod handles;
+pub mod history;
 pub mod replication;
 pub mod storage;
 pub mod sync;
@@ -117,6 +118,9 @@ pub struct Metrics {
     upstream_skipped: Family<UpstreamLabels, Gauge>,
     cache: Family<CacheLabels, Counter>,
     upstream_bytes: Family<UpstreamLabels, Counter>,
+    /// `upstream_bytes` summed over upstreams (a family cannot be summed
+    /// without its lock), for [`Metrics::history_totals`].
+    upstream_bytes_sum: std::sync::atomic::AtomicU64,
     upstream_ratelimit: Family<UpstreamLabels, Gauge>,
     download_failures: Family<UpstreamLabels, Counter>,
     worker_runs: Family<WorkerLabels, Counter>,
@@ -154,6 +158,9 @@ pub struct Metrics {
     pub replication: replication::ReplicationMetrics,
     /// The sync worker's series.
     pub sync: sync::SyncMetrics,
+    /// The last hour and day of cache results and served bytes, for the web
+    /// page (fed by [`history::sampler`]; empty at process start).
+    pub history: history::History,
 }
 
 impl Default for Metrics {
@@ -352,6 +359,7 @@ impl Metrics {
             upstream_skipped,
             cache,
             upstream_bytes,
+            upstream_bytes_sum: Default::default(),
             upstream_ratelimit,
             download_failures,
             worker_runs,
@@ -371,7 +379,54 @@ impl Metrics {
             storage,
             replication,
             sync,
+            history: history::History::default(),
         }
+    }
+
+    /// The current totals of the counters [`history`] follows: atomics read,
+    /// no lock taken.
+    pub fn history_totals(&self) -> history::Counts {
+        let cache = |result: &str| -> u64 {
+            let Some(r) = handles::index_of(&handles::CACHE_RESULTS, result) else {
+                return 0;
+            };
+            self.handles
+                .cache
+                .iter()
+                .filter_map(|by_result| by_result[r].get())
+                .map(Counter::get)
+                .fold(0, u64::saturating_add)
+        };
+        let served = |source: &str| {
+            SOURCES
+                .iter()
+                .position(|s| *s == source)
+                .map_or(0, |i| self.served_bytes[i].get())
+        };
+        history::Counts {
+            hit: cache("HIT"),
+            stale: cache("STALE"),
+            peer: cache("PEER"),
+            miss: cache("MISS"),
+            served_local: served("local"),
+            served_peer: served("peer"),
+            served_upstream: served("upstream"),
+            fetched_upstream: self
+                .upstream_bytes_sum
+                .load(std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+
+    /// Records the counters' current totals into [`Metrics::history`].
+    pub fn sample_history(&self) {
+        self.history.record(self.history_totals());
+    }
+
+    /// The history up to this second (samples first): what the dashboard
+    /// draws.
+    pub fn history_now(&self) -> history::Snapshot {
+        self.sample_history();
+        self.history.snapshot()
     }
 
     /// Counts one worker pass.
@@ -453,6 +508,8 @@ impl Metrics {
 
     /// Counts blob bytes received from an upstream.
     pub fn observe_upstream_bytes(&self, upstream: &str, n: u64) {
+        self.upstream_bytes_sum
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
         self.upstream_bytes
             .get_or_create(&UpstreamLabels {
                 upstream: upstream.to_owned(),
@@ -519,6 +576,27 @@ mod tests {
             .filter(|l| l.starts_with(prefix))
             .map(str::to_owned)
             .collect()
+    }
+
+    #[test]
+    fn history_follows_the_cache_and_byte_counters() {
+        let m = Metrics::new();
+        m.observe_cache("manifest", "HIT");
+        m.observe_cache("blob", "HIT");
+        m.observe_cache("blob", "STALE");
+        m.observe_cache("blob", "MISS");
+        m.observe_cache("blob", "PEER");
+        m.observe_served("local", 700);
+        m.observe_served("upstream", 300);
+        m.observe_upstream_bytes("docker.io", 200);
+        m.observe_upstream_bytes("ghcr.io", 100);
+        let t = m.history_totals();
+        assert_eq!((t.hit, t.stale, t.miss, t.peer), (2, 1, 1, 1));
+        assert_eq!((t.served_local, t.served_upstream), (700, 300));
+        assert_eq!(t.fetched_upstream, 300);
+        let now = m.history_now();
+        assert_eq!(now.hour.total(), t);
+        assert_eq!(now.day.total().hit_ratio(), Some(0.6));
     }
 
     #[test]

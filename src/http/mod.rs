@@ -10,6 +10,7 @@ pub mod handlers;
 pub mod query;
 mod resolve;
 pub mod router;
+pub mod ui;
 pub mod zero_copy;
 
 use std::net::SocketAddr;

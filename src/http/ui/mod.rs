@@ -1,0 +1,3 @@
+//! The web page at `/ui/`.
+
+pub mod svg;

@@ -5,6 +5,7 @@ pub mod catalog;
 mod handles;
 pub mod replication;
 pub mod storage;
+pub mod summary;
 pub mod sync;
 pub mod upstream;
 

@@ -10,6 +10,7 @@ pub mod handlers;
 pub mod query;
 mod resolve;
 pub mod router;
+pub mod ui;
 pub mod zero_copy;
 
 use std::net::SocketAddr;
@@ -67,6 +68,8 @@ pub struct State {
     pub started: Instant,
     /// The cache budget the admin API reports usage against.
     pub cache_budget: CacheBudget,
+    /// `[ui] enabled`: the web page at `/ui/` (else its paths are 404).
+    pub ui_enabled: bool,
 }
 
 /// `[storage] max_cache_size` and `low_watermark`, as the admin API reports them.
@@ -295,7 +298,7 @@ async fn route_and_run(
 
 /// HTTP/1.1 requires exactly one `Host` header (RFC 9112 §3.2); a request
 /// without one, or with two, is answered 400 before anything else.
-fn check_host(req: &Request<Incoming>) -> Result<(), ApiError> {
+pub(crate) fn check_host(req: &Request<Incoming>) -> Result<(), ApiError> {
     if req.version() != http::Version::HTTP_11 {
         return Ok(());
     }
@@ -339,6 +342,17 @@ pub async fn handle(
         seen.route = "admin";
         // Boxed, like every handler: the request's future stays small.
         Box::pin(admin::serve(&state, req, client, &mut seen.user)).await
+    } else if state.ui_enabled && ui::is_ui_path(req.uri().path()) {
+        seen.route = "ui";
+        Box::pin(ui::serve(
+            &state,
+            req,
+            client,
+            remote,
+            &mut seen.route,
+            &mut seen.user,
+        ))
+        .await
     } else {
         serve_oci(&state, req, client, &mut seen).await
     };

@@ -323,8 +323,9 @@ struct Seen {
 }
 
 /// Serves one request on the surface its path belongs to (the admin API under
-/// `/_wharf`, else the OCI API and its neighbours), then records it. Never
-/// fails: errors become each surface's JSON errors.
+/// `/_wharf`, the web page under `/ui` when enabled, else the OCI API and its
+/// neighbours), then records it. Never fails: errors become each surface's
+/// errors (JSON, or HTML pages for the web page).
 pub async fn handle(
     state: Arc<State>,
     req: Request<Incoming>,
@@ -343,7 +344,6 @@ pub async fn handle(
         // Boxed, like every handler: the request's future stays small.
         Box::pin(admin::serve(&state, req, client, &mut seen.user)).await
     } else if state.ui_enabled && ui::is_ui_path(req.uri().path()) {
-        seen.route = "ui";
         Box::pin(ui::serve(
             &state,
             req,

@@ -18,7 +18,7 @@ pub async fn checked_form(
     visit: &Visit,
     req: Request<Incoming>,
 ) -> Result<Query, UiError> {
-    session::check_same_origin(req.headers())?;
+    session::check_same_origin(req.headers(), req.uri().authority().map(|a| a.as_str()))?;
     let body = crate::http::handlers::read_small(state, req.into_body(), MAX_FORM)
         .await
         .map_err(|e| UiError::BadRequest(e.to_string()))?

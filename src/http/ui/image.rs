@@ -5,7 +5,8 @@
 //! is not pulling: nothing here touches last-read times.
 
 use askama::Template;
-use http::{HeaderMap, Response, StatusCode};
+use http::{Request, Response, StatusCode, header};
+use hyper::body::Incoming;
 use serde::Deserialize;
 
 use super::format::{bytes, segment, short_digest};
@@ -148,7 +149,7 @@ pub async fn show(
     visit: &Visit,
     name: &RepoName,
     reference: &Reference,
-    headers: &HeaderMap,
+    host: &ClientHost,
 ) -> Result<Response<Body>, UiError> {
     let local = visible_repo(state, visit, name).await?;
     let unknown = || UiError::NotFound(format!("{local} has no {reference} here"));
@@ -244,7 +245,7 @@ pub async fn show(
     let body = ImagePage {
         page: &visit.page,
         repo_href: format!("../{name_seg}"),
-        pull_lines: pull_lines(state, headers, &local, reference, &digest),
+        pull_lines: pull_lines(host, &local, reference, &digest),
         shown_ref,
         reference: reference.to_string(),
         is_tag,
@@ -328,28 +329,57 @@ async fn read_config(
     }))
 }
 
-/// Copy-paste lines for docker, skopeo and crane, on the host clients use
-/// (`public_url`, or the request's `Host`).
+/// The registry as clients reach it: host (and port), and whether it is
+/// plain HTTP (then the lines carry each tool's insecure flag).
+pub struct ClientHost {
+    host: String,
+    plain: bool,
+}
+
+/// Where clients reach this registry: `public_url`, else the request's
+/// `Host` (or HTTP/2 `:authority`), with the scheme the browser used.
+pub fn client_host(state: &State, req: &Request<Incoming>) -> ClientHost {
+    if let Some(base) = &state.public_url {
+        let (scheme, host) = base.split_once("://").unwrap_or(("https", base));
+        return ClientHost {
+            host: host.trim_end_matches('/').to_owned(),
+            plain: scheme == "http",
+        };
+    }
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()))
+        .unwrap_or("localhost")
+        .to_owned();
+    let forwarded_https = req
+        .headers()
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("https"));
+    ClientHost {
+        host,
+        plain: state.tls.is_none() && !forwarded_https,
+    }
+}
+
+/// Copy-paste lines for docker, skopeo and crane on the host clients use.
 fn pull_lines(
-    state: &State,
-    headers: &HeaderMap,
+    host: &ClientHost,
     repo: &RepoName,
     reference: &Reference,
     digest: &str,
 ) -> Vec<String> {
-    let base = state.base_url(headers);
-    let plain = base.starts_with("http://");
-    let host = base
-        .split_once("://")
-        .map_or(base.as_str(), |(_, h)| h)
-        .trim_end_matches('/');
+    let h = &host.host;
     let by_ref = match reference {
-        Reference::Tag(t) => format!("{host}/{repo}:{t}"),
-        Reference::Digest(d) => format!("{host}/{repo}@{d}"),
+        Reference::Tag(t) => format!("{h}/{repo}:{t}"),
+        Reference::Digest(d) => format!("{h}/{repo}@{d}"),
     };
-    let by_digest = format!("{host}/{repo}@{digest}");
+    let by_digest = format!("{h}/{repo}@{digest}");
     let dir = repo.as_str().rsplit('/').next().unwrap_or("image");
-    let (skopeo_tls, crane_tls) = if plain {
+    let (skopeo_tls, crane_tls) = if host.plain {
         (" --src-tls-verify=false", " --insecure")
     } else {
         ("", "")

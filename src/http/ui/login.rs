@@ -66,7 +66,7 @@ pub async fn login(
         }
         Ok(false) => form(visit, Some("invalid user name or password")),
         Err(Denial::RateLimited { retry_after }) => Err(UiError::TooManyRequests(retry_after)),
-        Err(d) => Err(UiError::Forbidden(format!("{d:?}"))),
+        Err(_) => Err(UiError::Forbidden("the login was refused".into())),
     }
 }
 

@@ -205,8 +205,8 @@ async fn dispatch(
         UiRoute::Repos => repos::list(state, visit, req.uri().query()).await,
         UiRoute::Repo { name } => repo::show(state, visit, &name).await,
         UiRoute::Image { name, reference } => {
-            let headers = req.headers().clone();
-            image::show(state, visit, &name, &reference, &headers).await
+            let host = image::client_host(state, &req);
+            image::show(state, visit, &name, &reference, &host).await
         }
         UiRoute::LoginForm => login::form(visit, None),
         UiRoute::Login => login::login(state, visit, req).await,

@@ -38,8 +38,9 @@ pub fn set_cookie(name: &str, value: &str, max_age: u64, secure: bool) -> String
 
 /// Refuses a form POST another site made the browser send: `Sec-Fetch-Site`
 /// must not say cross-site (or same-site: a sibling host is another party),
-/// and an `Origin`, when sent, must be this host.
-pub fn check_same_origin(headers: &HeaderMap) -> Result<(), UiError> {
+/// and an `Origin`, when sent, must be this host (the `Host` header, or over
+/// HTTP/2 the request's `:authority`, given as `authority`).
+pub fn check_same_origin(headers: &HeaderMap, authority: Option<&str>) -> Result<(), UiError> {
     let refused = || {
         UiError::Forbidden(
             "this form was sent from another site; use the page on this registry".into(),
@@ -57,6 +58,7 @@ pub fn check_same_origin(headers: &HeaderMap) -> Result<(), UiError> {
     let host = headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
+        .or(authority)
         .unwrap_or_default();
     // Behind a proxy that rewrites Host, X-Forwarded-Host names the one the
     // browser used; either may match.
@@ -100,15 +102,30 @@ mod tests {
         let c = set_cookie(COOKIE, "v", 60, true);
         assert!(c.contains("HttpOnly") && c.contains("SameSite=Strict") && c.contains("Secure"));
         assert!(!set_cookie(COOKIE, "v", 60, false).contains("Secure"));
-        assert!(check_same_origin(&h(&[("host", "r:5000")])).is_ok());
-        assert!(check_same_origin(&h(&[("host", "r:5000"), ("origin", "http://r:5000")])).is_ok());
-        assert!(check_same_origin(&h(&[("host", "r:5000"), ("origin", "http://evil")])).is_err());
-        assert!(check_same_origin(&h(&[("host", "r:5000"), ("origin", "null")])).is_err());
+        assert!(check_same_origin(&h(&[("host", "r:5000")]), None).is_ok());
+        // HTTP/2: no Host header, the authority instead.
+        assert!(check_same_origin(&h(&[("origin", "https://r")]), Some("r")).is_ok());
+        assert!(check_same_origin(&h(&[("origin", "https://evil")]), Some("r")).is_err());
         assert!(
-            check_same_origin(&h(&[("host", "r:5000"), ("sec-fetch-site", "cross-site")])).is_err()
+            check_same_origin(&h(&[("host", "r:5000"), ("origin", "http://r:5000")]), None).is_ok()
         );
         assert!(
-            check_same_origin(&h(&[("host", "r:5000"), ("sec-fetch-site", "same-origin")])).is_ok()
+            check_same_origin(&h(&[("host", "r:5000"), ("origin", "http://evil")]), None).is_err()
+        );
+        assert!(check_same_origin(&h(&[("host", "r:5000"), ("origin", "null")]), None).is_err());
+        assert!(
+            check_same_origin(
+                &h(&[("host", "r:5000"), ("sec-fetch-site", "cross-site")]),
+                None
+            )
+            .is_err()
+        );
+        assert!(
+            check_same_origin(
+                &h(&[("host", "r:5000"), ("sec-fetch-site", "same-origin")]),
+                None
+            )
+            .is_ok()
         );
     }
 }

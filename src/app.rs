@@ -179,6 +179,7 @@ async fn build(config: &Config) -> Result<Parts, AppError> {
             max_cache_size: config.storage.max_cache_size.0,
             low_watermark: config.storage.low_watermark,
         },
+        ui_enabled: config.ui.enabled,
     });
     Ok(Parts {
         state,

@@ -24,7 +24,9 @@
 //!   metrics): the OCI API (typed router, name routing of each request into its
 //!   `Source`, the one OCI error table, one handler file per resource) and
 //!   [`http::admin`], the `/_wharf/v1/` admin API (typed `AdminRoute`, JSON errors
-//!   of its own, one handler file per endpoint); `http::zero_copy`: warm blobs
+//!   of its own, one handler file per endpoint); [`http::ui`], the web page at
+//!   `/ui/` (askama templates in `templates/ui/`, HTML errors, a signed session
+//!   cookie and CSRF fields, the same users and rules); `http::zero_copy`: warm blobs
 //!   on plain-TCP HTTP/1 sent with `sendfile` through placeholder frames.
 //! - [`server`]: the accept loop, hyper-util connections (plain TCP wrapped in
 //!   `ZeroCopyStream`) and the graceful drain.

@@ -6,6 +6,7 @@ mod handles;
 pub mod history;
 pub mod replication;
 pub mod storage;
+pub mod summary;
 pub mod sync;
 pub mod upstream;
 

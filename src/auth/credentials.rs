@@ -100,6 +100,12 @@ impl Users {
         })
     }
 
+    /// Whether `user` is in the file (a web session of a user since removed
+    /// ends at once).
+    pub fn contains(&self, user: &str) -> bool {
+        self.entries.read().is_ok_and(|e| e.contains_key(user))
+    }
+
     /// Number of users.
     pub fn len(&self) -> usize {
         self.entries.read().map(|e| e.len()).unwrap_or(0)

@@ -12,6 +12,7 @@ pub mod credentials;
 pub mod htpasswd;
 pub mod login_guard;
 pub mod rules;
+pub mod session;
 pub mod token;
 
 use std::net::IpAddr;
@@ -266,6 +267,10 @@ impl Authorizer {
                 .tokens
                 .verify(t.trim(), crate::store::unix_now())
                 .map_err(|e| bad(&e.to_string()))?;
+            // The same key signs web sessions: one is never a registry token.
+            if claims.aud != token::SERVICE {
+                return Err(bad("not a registry token"));
+            }
             return Ok(caller(Identity::Token(claims)));
         }
         Err(bad("unsupported authorization scheme"))

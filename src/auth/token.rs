@@ -141,6 +141,25 @@ impl TokenSigner {
         format!("{payload}.{sig}")
     }
 
+    /// An HMAC-SHA256 tag of `data` under the process key (base64url): for
+    /// values derived from a token that are not tokens themselves (the web
+    /// page's CSRF field is the tag of its session).
+    pub fn tag(&self, data: &[u8]) -> String {
+        let mut mac = self.mac();
+        mac.update(data);
+        B64.encode(mac.finalize().into_bytes())
+    }
+
+    /// Whether `tag` is [`TokenSigner::tag`] of `data` (constant time).
+    pub fn check_tag(&self, data: &[u8], tag: &str) -> bool {
+        let Ok(sig) = B64.decode(tag) else {
+            return false;
+        };
+        let mut mac = self.mac();
+        mac.update(data);
+        mac.verify_slice(&sig).is_ok()
+    }
+
     /// Verifies a token (signature in constant time, then expiry at `now`).
     pub fn verify(&self, token: &str, now: u64) -> Result<Claims, TokenError> {
         let (payload, sig) = token.split_once('.').ok_or(TokenError::Malformed)?;

@@ -423,11 +423,18 @@ impl Default for HostedConfig {
 }
 
 /// `[ui]`
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct UiConfig {
-    /// The web page at `/ui/`; refused when set to true until it exists.
+    /// The web page at `/ui/` (same users and rules as the API); false: `/ui/`
+    /// answers 404.
     pub enabled: bool,
+}
+
+impl Default for UiConfig {
+    fn default() -> Self {
+        UiConfig { enabled: true }
+    }
 }
 
 /// One `[[peer]]` wharf on the LAN.

@@ -27,12 +27,6 @@ pub(super) fn refusal(cfg: &Config, _text: &str) -> Option<(&'static str, String
             not_yet("[storage.s3] (the S3 backend)", "the section"),
         ));
     }
-    if cfg.ui.enabled {
-        return Some((
-            "enabled",
-            not_yet("[ui] enabled = true (the web page)", "the key"),
-        ));
-    }
     None
 }
 
@@ -52,7 +46,6 @@ mod tests {
         for (text, key) in [
             ("[storage]\nbackend = \"s3\"\n", "backend"),
             ("[storage.s3]\nbucket = \"b\"\n", "storage.s3"),
-            ("[ui]\nenabled = true\n", "[ui] enabled"),
         ] {
             let e = refused(text);
             assert!(e.contains(key) && e.contains("not built"), "{text}: {e}");

@@ -68,6 +68,8 @@ pub struct State {
     pub started: Instant,
     /// The cache budget the admin API reports usage against.
     pub cache_budget: CacheBudget,
+    /// `[ui] enabled`: the web page at `/ui/` (else its paths are 404).
+    pub ui_enabled: bool,
 }
 
 /// `[storage] max_cache_size` and `low_watermark`, as the admin API reports them.
@@ -296,7 +298,7 @@ async fn route_and_run(
 
 /// HTTP/1.1 requires exactly one `Host` header (RFC 9112 §3.2); a request
 /// without one, or with two, is answered 400 before anything else.
-fn check_host(req: &Request<Incoming>) -> Result<(), ApiError> {
+pub(crate) fn check_host(req: &Request<Incoming>) -> Result<(), ApiError> {
     if req.version() != http::Version::HTTP_11 {
         return Ok(());
     }
@@ -321,8 +323,9 @@ struct Seen {
 }
 
 /// Serves one request on the surface its path belongs to (the admin API under
-/// `/_wharf`, else the OCI API and its neighbours), then records it. Never
-/// fails: errors become each surface's JSON errors.
+/// `/_wharf`, the web page under `/ui` when enabled, else the OCI API and its
+/// neighbours), then records it. Never fails: errors become each surface's
+/// errors (JSON, or HTML pages for the web page).
 pub async fn handle(
     state: Arc<State>,
     req: Request<Incoming>,
@@ -340,6 +343,16 @@ pub async fn handle(
         seen.route = "admin";
         // Boxed, like every handler: the request's future stays small.
         Box::pin(admin::serve(&state, req, client, &mut seen.user)).await
+    } else if state.ui_enabled && ui::is_ui_path(req.uri().path()) {
+        Box::pin(ui::serve(
+            &state,
+            req,
+            client,
+            remote,
+            &mut seen.route,
+            &mut seen.user,
+        ))
+        .await
     } else {
         serve_oci(&state, req, client, &mut seen).await
     };

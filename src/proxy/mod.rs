@@ -15,6 +15,7 @@
 //!   stale; only true misses fail.
 
 mod gauges;
+pub mod health;
 pub mod inflight;
 mod prefetch;
 pub mod source;

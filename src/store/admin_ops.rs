@@ -60,6 +60,15 @@ pub struct RepoSummary {
     pub pinned: bool,
 }
 
+/// A page of [`RepoSummary`]s and how many the listing holds in all.
+#[derive(Debug)]
+pub struct SummaryPage {
+    /// The page, in name order.
+    pub items: Vec<RepoSummary>,
+    /// How many repositories the listing selects (every page together).
+    pub total: usize,
+}
+
 /// One repository with its tags.
 #[derive(Debug, Serialize)]
 pub struct RepoDetail {
@@ -89,6 +98,9 @@ pub struct TagDetail {
     pub platforms: Vec<String>,
     /// Unix seconds of the tag's last change.
     pub updated: u64,
+    /// Unix seconds of the last read of the manifest it points at (a pull);
+    /// `None`: never read.
+    pub last_pulled: Option<u64>,
     /// Whether a pin protects the tag: a pin of the tag itself, or of the
     /// manifest it points at.
     pub pinned: bool,
@@ -202,6 +214,26 @@ impl Store {
 
     /// Every repository with its counts, bytes, last pull and pin.
     pub async fn repo_summaries(&self) -> Result<Vec<RepoSummary>, StoreError> {
+        Ok(self
+            .repo_summaries_page(|_| true, 0, usize::MAX)
+            .await?
+            .items)
+    }
+
+    /// One page of the repositories `wanted` selects, in name order: the
+    /// `limit` after the first `skip` of them, summarized, and how many it
+    /// selects in all. Only names are read for the rest, so a page of a
+    /// listing of many thousands costs a walk of the names plus `limit`
+    /// summaries (what the web page's list does per request).
+    pub async fn repo_summaries_page<F>(
+        &self,
+        wanted: F,
+        skip: usize,
+        limit: usize,
+    ) -> Result<SummaryPage, StoreError>
+    where
+        F: Fn(&str) -> bool + Send + 'static,
+    {
         let touches: std::sync::Arc<AccessMap> = self.access.clone();
         self.meta
             .read(move |txn| {
@@ -217,9 +249,17 @@ impl Store {
                         None => 0,
                     })
                 };
-                let mut out = Vec::new();
+                let mut items = Vec::new();
+                let mut total = 0usize;
                 for item in txn.open_table(tables::REPOS)?.iter()? {
                     let (k, v) = item?;
+                    if !wanted(k.value()) {
+                        continue;
+                    }
+                    total += 1;
+                    if total <= skip || items.len() >= limit {
+                        continue;
+                    }
                     let name = k.value().to_owned();
                     let rec: RepoRecord = decode(v.value())?;
                     let mut bytes = 0;
@@ -237,7 +277,7 @@ impl Store {
                     }
                     let tag_count = in_repo(&tags, &name)?.count() as u64;
                     let pinned = pins.repos.contains(&name);
-                    out.push(RepoSummary {
+                    items.push(RepoSummary {
                         name,
                         origin: rec.origin,
                         upstream: rec.upstream,
@@ -248,7 +288,7 @@ impl Store {
                         pinned,
                     });
                 }
-                Ok(out)
+                Ok(SummaryPage { items, total })
             })
             .await
     }
@@ -266,12 +306,14 @@ impl Store {
     /// [`platform::MAX_CONFIG_BYTES`]) are read once per digest.
     pub async fn repo_detail(&self, repo: &RepoName) -> Result<Option<RepoDetail>, StoreError> {
         let r = repo.to_string();
+        let touches: std::sync::Arc<AccessMap> = self.access.clone();
         let rows = self
             .meta
             .read(move |txn| {
                 let Some(rec) = txn.open_table(tables::REPOS)?.get(r.as_str())? else {
                     return Ok(None);
                 };
+                let access = txn.open_table(tables::ACCESS)?;
                 let rec: RepoRecord = decode(rec.value())?;
                 let manifests = txn.open_table(tables::MANIFESTS)?;
                 let pins = PinIndex::read(&txn.open_table(tables::PINS)?)?;
@@ -285,7 +327,9 @@ impl Store {
                         .transpose()?;
                     let (size, media_type) = m.map(|m| (m.size, m.media_type)).unwrap_or_default();
                     let pinned = pins.protects(&r, &tag, &t.digest);
+                    let last_pulled = last_touch(&touches, &access, &t.digest)?;
                     tags.push(TagDetail {
+                        last_pulled,
                         tag,
                         digest: t.digest,
                         size,

@@ -124,7 +124,7 @@ fn check_size(desc: &Descriptor, stored: Option<u64>) -> Result<(), StoreError> 
     }
 }
 
-fn resolve(
+pub(super) fn resolve(
     txn: &redb::ReadTransaction,
     repo: &str,
     reference: &Reference,

@@ -30,6 +30,7 @@ mod access;
 mod admin_ops;
 mod backup_ops;
 mod blob_ops;
+mod browse_ops;
 mod cache_ops;
 mod cache_size;
 mod changes;
@@ -57,7 +58,7 @@ use std::sync::Arc;
 use crate::oci::{Digest, RepoName};
 
 pub use admin_ops::{RepoDetail, TagDetail};
-pub use admin_ops::{RepoSummary, Usage};
+pub use admin_ops::{RepoSummary, SummaryPage, Usage};
 pub use backup_ops::BackupRun;
 pub use cache_ops::CachedTag;
 pub use content::{Adopted, BlobReader, BlobWriter, Content, DiskSpace, Exported, Pace, Scan};

@@ -1,0 +1,173 @@
+//! Web page sessions: a signed, expiring cookie value and the CSRF field
+//! derived from it. Both use the token key ([`super::token::TokenSigner`]), so
+//! nothing is stored per login (no server-side map that grows with logins)
+//! and sessions end with the process, like tokens. A session has an audience
+//! of its own ([`SESSION_AUDIENCE`]): the registry refuses it as a Bearer
+//! token, and a registry token is not a session.
+
+use super::token::Claims;
+use super::{Authorizer, Caller, Identity};
+use crate::net::ClientAddr;
+
+/// The `aud` of a web session (registry tokens carry [`super::token::SERVICE`]).
+pub const SESSION_AUDIENCE: &str = "wharf-ui";
+/// How long a session lasts after its login.
+pub const SESSION_TTL_SECS: u64 = 8 * 3600;
+/// What the CSRF field's tag is computed over besides the session.
+const CSRF_CONTEXT: &[u8] = b"wharf-ui csrf\0";
+/// What a sealed value's tag is computed over besides the value.
+const FLASH_CONTEXT: &[u8] = b"wharf-ui flash\0";
+
+/// Who a session cookie stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// The user; `None` for an anonymous visitor's session (it carries the
+    /// CSRF secret of the login form).
+    pub user: Option<String>,
+    /// Unix seconds when it ends.
+    pub expires: u64,
+}
+
+impl Authorizer {
+    /// A new session cookie value for `user` (`None`: an anonymous visitor),
+    /// valid for [`SESSION_TTL_SECS`] from `now`.
+    pub fn issue_session(&self, user: Option<&str>, now: u64) -> String {
+        // A random nonce keeps two sessions issued in the same second apart
+        // (their CSRF fields differ too).
+        let mut nonce = [0u8; 12];
+        let _ = getrandom::fill(&mut nonce);
+        let nonce: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
+        self.tokens.issue(&Claims {
+            sub: user.unwrap_or_default().to_owned(),
+            aud: SESSION_AUDIENCE.into(),
+            iat: now,
+            exp: now + SESSION_TTL_SECS,
+            access: vec![super::token::Grant {
+                kind: "session".into(),
+                name: nonce,
+                actions: Vec::new(),
+            }],
+        })
+    }
+
+    /// The session a cookie value stands for at `now`: signed here, not
+    /// expired, a session (not a registry token), and its user still in the
+    /// htpasswd file.
+    pub fn session(&self, cookie: &str, now: u64) -> Option<Session> {
+        let claims = self.tokens.verify(cookie, now).ok()?;
+        if claims.aud != SESSION_AUDIENCE {
+            return None;
+        }
+        let user = claims.user().map(str::to_owned);
+        if let Some(u) = &user {
+            if !self.users().is_some_and(|users| users.contains(u)) {
+                return None;
+            }
+        }
+        Some(Session {
+            user,
+            expires: claims.exp,
+        })
+    }
+
+    /// The CSRF field every form of a session carries.
+    pub fn csrf_token(&self, cookie: &str) -> String {
+        self.tokens.tag(&[CSRF_CONTEXT, cookie.as_bytes()].concat())
+    }
+
+    /// Whether `token` is the CSRF field of the session `cookie` (constant time).
+    pub fn check_csrf(&self, cookie: &str, token: &str) -> bool {
+        self.tokens
+            .check_tag(&[CSRF_CONTEXT, cookie.as_bytes()].concat(), token)
+    }
+
+    /// `text` with its tag (`base64url(text).tag`): a value the client keeps
+    /// and gives back unchanged (the web page's one-line action result).
+    pub fn seal(&self, text: &str) -> String {
+        use base64::Engine as _;
+        let body = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text);
+        let tag = self.tokens.tag(&[FLASH_CONTEXT, body.as_bytes()].concat());
+        format!("{body}.{tag}")
+    }
+
+    /// The text of a [`Authorizer::seal`]ed value made here; `None` when it
+    /// was not (or was changed).
+    pub fn unseal(&self, sealed: &str) -> Option<String> {
+        use base64::Engine as _;
+        let (body, tag) = sealed.split_once('.')?;
+        if !self
+            .tokens
+            .check_tag(&[FLASH_CONTEXT, body.as_bytes()].concat(), tag)
+        {
+            return None;
+        }
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(body)
+            .ok()?;
+        String::from_utf8(bytes).ok()
+    }
+
+    /// The caller a session's requests are decided as: its user (checked at
+    /// login), or anonymous; loopback privileges as for the API.
+    pub fn session_caller(&self, session: Option<&Session>, client: ClientAddr) -> Caller {
+        Caller {
+            identity: match session.and_then(|s| s.user.clone()) {
+                Some(u) => Identity::User(u),
+                None => Identity::Anonymous,
+            },
+            loopback: client.loopback,
+            ip: client.limit_key(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn authorizer(dir: &Path) -> Authorizer {
+        let h = bcrypt::hash_with_result("pw", 4)
+            .unwrap()
+            .format_for_version(bcrypt::Version::TwoY);
+        std::fs::write(dir.join("htpasswd"), format!("alice:{h}\n")).unwrap();
+        let text = format!(
+            "[auth]\nhtpasswd = {:?}\n",
+            dir.join("htpasswd").display().to_string()
+        );
+        let cfg = crate::config::Config::parse(&text, Path::new("t.toml")).unwrap();
+        Authorizer::new(&cfg, Default::default()).unwrap()
+    }
+
+    #[test]
+    fn sessions_expire_are_not_tokens_and_bind_csrf() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = authorizer(dir.path());
+        let s = a.issue_session(Some("alice"), 1000);
+        let got = a.session(&s, 1001).unwrap();
+        assert_eq!(got.user.as_deref(), Some("alice"));
+        assert!(a.session(&s, 1000 + SESSION_TTL_SECS).is_none(), "expired");
+        // An unknown user's session (removed from htpasswd) is none.
+        assert!(
+            a.session(&a.issue_session(Some("bob"), 1000), 1001)
+                .is_none()
+        );
+        // Anonymous sessions carry no user.
+        let anon = a.issue_session(None, 1000);
+        assert_eq!(a.session(&anon, 1001).unwrap().user, None);
+        // A registry token is not a session.
+        let (token, _) = a.issue_token(Some("alice"), false, &[], |_| Vec::new());
+        assert!(a.session(&token, crate::store::unix_now()).is_none());
+        // CSRF fields are per session.
+        let t = a.csrf_token(&s);
+        assert!(a.check_csrf(&s, &t));
+        assert!(!a.check_csrf(&anon, &t));
+        assert!(!a.check_csrf(&s, "AAAA"));
+        assert!(!a.check_csrf(&s, "not base64!"));
+        assert_ne!(a.issue_session(Some("alice"), 1000), s, "nonce");
+        let sealed = a.seal("deleted team/app:1");
+        assert_eq!(a.unseal(&sealed).as_deref(), Some("deleted team/app:1"));
+        assert_eq!(a.unseal(&sealed.replace('.', "x.")), None);
+        assert_eq!(a.unseal("ZGF0YQ.AAAA"), None);
+    }
+}

@@ -1,0 +1,180 @@
+//! `GET /ui/`: the dashboard, numbers only for now — cache hit ratio, bytes
+//! served locally and fetched from upstreams, storage by origin against
+//! `max_cache_size`, each upstream's health, each worker's last and next run.
+//! The values come from where `/metrics` and `/_wharf/v1/{usage,status}` read
+//! theirs, so they agree. Charts over time go in the marked place of
+//! `templates/ui/dashboard.html`.
+
+use askama::Template;
+use http::{Response, StatusCode};
+
+use super::format::{bytes, when};
+use super::page::{Page, html};
+use super::{UiError, Visit};
+use crate::http::State;
+use crate::http::body::Body;
+
+struct UpstreamRow {
+    name: String,
+    state: &'static str,
+    state_class: &'static str,
+    pulls_remaining: String,
+    cached: String,
+}
+
+struct WorkerRow {
+    name: &'static str,
+    running: bool,
+    last_run: String,
+    result: String,
+    result_class: &'static str,
+    next_run: String,
+    detail: String,
+}
+
+#[derive(Template)]
+#[template(path = "ui/dashboard.html")]
+struct DashboardPage<'a> {
+    page: &'a Page,
+    hit_ratio: String,
+    hit_ratio_value: String,
+    hits: u64,
+    misses: u64,
+    bytes_local: String,
+    bytes_local_value: u64,
+    bytes_upstream: String,
+    bytes_upstream_value: u64,
+    bytes_peer: String,
+    cached_bytes: String,
+    cached_bytes_value: u64,
+    max_cache: String,
+    max_cache_value: u64,
+    cache_percent: u64,
+    pushed_bytes: String,
+    total_bytes: String,
+    blobs: u64,
+    upstreams: Vec<UpstreamRow>,
+    workers: Vec<WorkerRow>,
+}
+
+/// A worker's last report or error as one line (admins only: errors may
+/// name repositories).
+fn detail(s: &crate::workers::Status) -> String {
+    if let Some(e) = &s.last_error {
+        return e.chars().take(300).collect();
+    }
+    let Some(serde_json::Value::Object(report)) = &s.last_report else {
+        return String::new();
+    };
+    report
+        .iter()
+        .filter(|(_, v)| v.is_number() || v.is_boolean())
+        .filter(|(_, v)| v.as_u64() != Some(0) && v.as_bool() != Some(false))
+        .take(6)
+        .map(|(k, v)| format!("{}: {v}", k.replace('_', " ")))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The page.
+pub async fn show(state: &State, visit: &Visit) -> Result<Response<Body>, UiError> {
+    let totals = state.metrics.cache_totals();
+    let usage = state.store.usage().await?;
+    let max = state.cache_budget.max_cache_size;
+    let now = crate::store::unix_now();
+    let admin = visit.page.admin;
+    let mut queued = None;
+    if let Some(r) = &state.replicate {
+        queued = Some(
+            r.worker
+                .status()
+                .await?
+                .iter()
+                .map(|t| t.queued)
+                .sum::<u64>(),
+        );
+    }
+    let upstreams = state
+        .proxy
+        .upstream_health()
+        .into_iter()
+        .map(|u| UpstreamRow {
+            state: if u.skipped {
+                "circuit open (skipped)"
+            } else {
+                "ok"
+            },
+            state_class: if u.skipped { "bad" } else { "ok" },
+            pulls_remaining: u
+                .pulls_remaining
+                .map_or_else(|| "—".to_owned(), |n| n.to_string()),
+            cached: bytes(usage.cached_by_upstream.get(&u.name).copied().unwrap_or(0)),
+            name: u.name,
+        })
+        .collect();
+    let workers = state
+        .workers
+        .statuses()
+        .into_iter()
+        .map(|s| {
+            let mut d = if admin { detail(&s) } else { String::new() };
+            if s.name == "replicate" {
+                if let Some(q) = queued {
+                    d = format!("queue: {q}{}{d}", if d.is_empty() { "" } else { "; " });
+                }
+            }
+            WorkerRow {
+                name: s.name,
+                running: s.running,
+                last_run: when(s.last_run, now),
+                result: s.last_result.unwrap_or("not run yet").to_owned(),
+                result_class: match s.last_result {
+                    Some("ok") => "ok",
+                    Some(_) => "bad",
+                    None => "",
+                },
+                next_run: s
+                    .next_run
+                    .map_or_else(|| "on demand".to_owned(), |t| when(Some(t), now)),
+                detail: d,
+            }
+        })
+        .collect();
+    let body = DashboardPage {
+        page: &visit.page,
+        hit_ratio: totals
+            .hit_ratio()
+            .map_or_else(|| "—".to_owned(), |r| format!("{:.1}%", r * 100.0)),
+        hit_ratio_value: totals
+            .hit_ratio()
+            .map_or_else(String::new, |r| format!("{r:.4}")),
+        hits: totals.hits,
+        misses: totals.misses,
+        bytes_local: bytes(totals.bytes_local),
+        bytes_local_value: totals.bytes_local,
+        bytes_upstream: bytes(totals.bytes_upstream),
+        bytes_upstream_value: totals.bytes_upstream,
+        bytes_peer: bytes(totals.bytes_peer),
+        cached_bytes: bytes(usage.cached_bytes),
+        cached_bytes_value: usage.cached_bytes,
+        max_cache: if max == 0 {
+            "unlimited".into()
+        } else {
+            bytes(max)
+        },
+        max_cache_value: max,
+        cache_percent: usage
+            .cached_bytes
+            .saturating_mul(100)
+            .checked_div(max)
+            .map_or(0, |p| p.min(100)),
+        pushed_bytes: bytes(usage.pushed_bytes),
+        total_bytes: bytes(usage.bytes),
+        blobs: usage.blobs,
+        upstreams,
+        workers,
+    }
+    .render()
+    .map_err(|e| UiError::Internal(e.to_string()))?;
+    Ok(html(StatusCode::OK, body))
+}

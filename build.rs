@@ -14,8 +14,8 @@ fn main() {
     println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
     println!("cargo:rerun-if-changed=build.rs");
 
-    let commit = match std::env::var("WHARF_GIT_COMMIT") {
-        Ok(c) if !c.trim().is_empty() => c.trim().to_owned(),
+    let commit = match std::env::var("WHARF_GIT_COMMIT").map(|c| clean_commit(&c)) {
+        Ok(c) if !c.is_empty() => c,
         _ => git_commit(&manifest_dir).unwrap_or_default(),
     };
     let epoch = std::env::var("SOURCE_DATE_EPOCH")
@@ -37,6 +37,21 @@ fn main() {
     println!("cargo:rustc-env=WHARF_BUILD_DATE={date}");
     println!("cargo:rustc-env=WHARF_BUILD_PROFILE={profile}");
     println!("cargo:rustc-env=WHARF_BUILD_SUMMARY={summary}");
+}
+
+/// A commit name as it may appear in `cargo:rustc-env` (one line: a newline
+/// would end the directive and start another), a log line and `--version`:
+/// its first line, only `[0-9A-Za-z._+-]`, at most 64 characters. Anything else a packager's
+/// `WHARF_GIT_COMMIT` holds is dropped.
+fn clean_commit(raw: &str) -> String {
+    raw.trim()
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '+' | '-'))
+        .take(64)
+        .collect()
 }
 
 /// `git` in `dir`, its trimmed stdout when it succeeded.

@@ -465,6 +465,14 @@ pub async fn serve(
     config: Config,
     config_path: Option<std::path::PathBuf>,
 ) -> Result<(), AppError> {
+    // SIGHUP's default action ends the process: take it over before anything
+    // slow (opening and reconciling the index), so a reload sent during
+    // start-up (logrotate, `systemctl reload`, a SIGHUP storm) never kills
+    // wharf. Tokio keeps the handler for the life of the process; a SIGHUP
+    // before `on_sighup` listens is moot, the configuration is being read now.
+    if let Err(e) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        tracing::warn!(error = %e, "cannot take over SIGHUP; one during start-up ends wharf");
+    }
     let addr = config.server.listen;
     let listener = TcpListener::bind(addr)
         .await

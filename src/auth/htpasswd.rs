@@ -9,12 +9,15 @@ use std::path::Path;
 #[derive(Debug, thiserror::Error)]
 pub enum HtpasswdError {
     /// Unreadable file.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}: {source}{hint}")]
     Read {
         /// The file.
         path: String,
         /// The cause.
         source: std::io::Error,
+        /// What to do about it, when that is plain (a missing file: the
+        /// command that creates it), with its leading separator; or empty.
+        hint: String,
     },
     /// A line that is not `name:bcrypt-hash`.
     #[error("{path} line {line}: {message}")]
@@ -70,6 +73,14 @@ pub fn parse(text: &str, path: &str) -> Result<HashMap<String, String>, Htpasswd
 pub fn load(path: &Path) -> Result<HashMap<String, String>, HtpasswdError> {
     let text = std::fs::read_to_string(path).map_err(|source| HtpasswdError::Read {
         path: path.display().to_string(),
+        hint: if source.kind() == std::io::ErrorKind::NotFound {
+            format!(
+                "; create it with `wharf user add NAME --htpasswd {}`",
+                path.display()
+            )
+        } else {
+            String::new()
+        },
         source,
     })?;
     parse(&text, &path.display().to_string())

@@ -54,8 +54,33 @@ pub fn send(notice: &Notice) {
         Notice::Status(status) => vec![NotifyState::Status(status)],
         Notice::Watchdog => vec![NotifyState::Watchdog],
     };
-    if let Err(e) = sd_notify::notify(&states) {
+    if let Err(e) = deliver(&states) {
         tracing::warn!(error = %e, ?notice, "cannot notify systemd");
+    }
+}
+
+/// Sends `states` to `NOTIFY_SOCKET`: a path through `sd_notify`, or an
+/// abstract socket (`@name`, which `sd_notify(3)` allows and service managers
+/// in containers use) directly, since the crate only connects to paths.
+fn deliver(states: &[NotifyState<'_>]) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let Some(target) = std::env::var_os("NOTIFY_SOCKET") else {
+        return Ok(());
+    };
+    let Some(name) = target.as_bytes().strip_prefix(b"@") else {
+        return sd_notify::notify(states);
+    };
+    use std::os::linux::net::SocketAddrExt;
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+    let msg: String = states.iter().map(|s| format!("{s}\n")).collect();
+    let sent = std::os::unix::net::UnixDatagram::unbound()?.send_to_addr(msg.as_bytes(), &addr)?;
+    if sent == msg.len() {
+        Ok(())
+    } else {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::WriteZero,
+            "incomplete notification",
+        ))
     }
 }
 

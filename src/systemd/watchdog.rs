@@ -19,13 +19,29 @@ use crate::store::{Store, StoreError};
 /// The longest the accept loop waits between beats, whatever the watchdog.
 pub const MAX_BEAT: Duration = Duration::from_secs(1);
 
+/// The shortest watchdog period wharf honours. Below it a liveness check
+/// (an index commit) cannot finish within half a period, so every check would
+/// fail and log, about a thousand times a second: such a `WATCHDOG_USEC` is a
+/// mistake, refused with one warning.
+pub const MIN_PERIOD: Duration = Duration::from_millis(100);
+
 /// The watchdog period systemd asks for (`WATCHDOG_USEC`, honouring
-/// `WATCHDOG_PID`), when it listens (`NOTIFY_SOCKET`); None otherwise.
+/// `WATCHDOG_PID`), when it listens (`NOTIFY_SOCKET`); None otherwise, and
+/// None (with a warning) for a period shorter than [`MIN_PERIOD`].
 pub fn period() -> Option<Duration> {
     if !super::enabled() {
         return None;
     }
-    sd_notify::watchdog_enabled().filter(|d| !d.is_zero())
+    let period = sd_notify::watchdog_enabled().filter(|d| !d.is_zero())?;
+    if period < MIN_PERIOD {
+        tracing::warn!(
+            ?period,
+            min = ?MIN_PERIOD,
+            "WATCHDOG_USEC is shorter than wharf can prove liveness in; no watchdog pings (set WatchdogSec= to a few seconds or more)"
+        );
+        return None;
+    }
+    Some(period)
 }
 
 /// How often the accept loop beats for a watchdog `period`: a quarter of it

@@ -707,6 +707,12 @@ impl Config {
                     u.url
                 ));
             }
+            if has_userinfo(&u.url) {
+                return Err(format!(
+                    "{}upstream.url must not hold credentials (user:password@host): use username and password_file",
+                    at("url")
+                ));
+            }
             if u.requests_per_second == Some(0) {
                 return Err(format!(
                     "{}upstream.requests_per_second must be at least 1",
@@ -728,6 +734,12 @@ impl Config {
                     p.url
                 ));
             }
+            if has_userinfo(&p.url) {
+                return Err(format!(
+                    "{}peer.url must not hold credentials (user:password@host): peers are asked anonymously",
+                    at("url")
+                ));
+            }
         }
         replicate::validate(&self.replicate, &at)?;
         sync::validate(self, &at)?;
@@ -747,9 +759,44 @@ fn line_of(text: &str, needle: &str) -> Option<usize> {
     text.lines().position(|l| l.contains(needle)).map(|i| i + 1)
 }
 
+/// Whether `url` carries credentials (`user:password@host`). Refused in
+/// every URL key: URLs are logged, named in `/metrics` labels and shown by
+/// `wharf status`, so a secret there would leak; credentials have keys of
+/// their own (`username`, `password_file`).
+pub(crate) fn has_userinfo(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    rest.split(['/', '?', '#'])
+        .next()
+        .is_some_and(|authority| authority.contains('@'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_in_a_url_are_refused_without_echoing_them() {
+        for (toml, key) in [
+            (
+                "[[upstream]]\nname=\"a\"\nurl=\"https://bob:s3cret@a.example\"\n",
+                "upstream.url",
+            ),
+            (
+                "[[peer]]\nurl=\"http://bob:s3cret@10.0.0.2:5000\"\n",
+                "peer.url",
+            ),
+            (
+                "[[replicate]]\nrepos=[\"team/*\"]\nto=\"http://bob:s3cret@b.example\"\n",
+                "replicate.to",
+            ),
+        ] {
+            let e = parse(toml).unwrap_err().to_string();
+            assert!(e.contains(key) && e.contains("credentials"), "{e}");
+            assert!(!e.contains("s3cret"), "the secret is echoed: {e}");
+        }
+        assert!(!has_userinfo("http://a.example/path@x"));
+        assert!(has_userinfo("http://u@a.example"));
+    }
 
     fn parse(s: &str) -> Result<Config, ConfigError> {
         Config::parse(s, Path::new("t.toml"))

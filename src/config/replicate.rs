@@ -18,6 +18,12 @@ pub(super) fn validate(
                 r.to
             ));
         }
+        if super::has_userinfo(&r.to) {
+            return Err(format!(
+                "{}replicate.to must not hold credentials (user:password@host): use username and password_file",
+                at("to")
+            ));
+        }
         if !targets.insert(r.target()) {
             return Err(format!(
                 "{}two [[replicate]] rules copy to {:?}; merge their repos into one rule",

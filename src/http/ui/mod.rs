@@ -21,9 +21,9 @@ mod login;
 pub mod page;
 mod repo;
 mod repos;
-pub mod svg;
 pub mod route;
 pub mod session;
+pub mod svg;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

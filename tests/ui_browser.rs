@@ -650,7 +650,6 @@ const ABSOLUTE_LINKS: &str = "return Array.from(document.querySelectorAll(\
      .filter(u => u.startsWith('/') || (/^[a-z][a-z0-9+.-]*:/i.test(u) && !u.startsWith('data:')))";
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "until the ui surface lands"]
 async fn every_page_renders_clean_at_phone_and_desktop_width() {
     let s = setup().await;
     pull(&s.w, "library/busybox", "1").await;
@@ -717,7 +716,6 @@ async fn every_page_renders_clean_at_phone_and_desktop_width() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "until the ui surface lands"]
 async fn login_sets_a_strict_http_only_session_and_refuses_bad_passwords() {
     let s = setup().await;
     let Some(mut b) = Browser::start("ui-login").await else {
@@ -754,7 +752,6 @@ async fn login_sets_a_strict_http_only_session_and_refuses_bad_passwords() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "until the ui surface lands"]
 async fn dashboard_numbers_match_the_api_and_metrics_and_a_pull_moves_the_hit_ratio() {
     let s = setup().await;
     let Some(mut b) = Browser::start("ui-dashboard").await else {
@@ -795,7 +792,6 @@ async fn dashboard_numbers_match_the_api_and_metrics_and_a_pull_moves_the_hit_ra
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "until the ui surface lands"]
 async fn an_admin_deletes_a_tag_from_the_page() {
     let s = setup().await;
     let Some(mut b) = Browser::start("ui-delete").await else {
@@ -839,7 +835,6 @@ async fn an_admin_deletes_a_tag_from_the_page() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "until the ui surface lands"]
 async fn a_pull_user_sees_no_admin_control_and_forged_actions_are_refused() {
     let s = setup().await;
     pull(&s.w, "library/busybox", "1").await;

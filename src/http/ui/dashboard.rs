@@ -1,9 +1,10 @@
 //! `GET /ui/`: the dashboard, numbers only for now — cache hit ratio, bytes
 //! served locally and fetched from upstreams, storage by origin against
-//! `max_cache_size`, each upstream's health, each worker's last and next run.
+//! `max_cache_size`, each upstream's health, each worker's last and next run,
+//! and the same over time (the last hour per minute, the last day per hour)
+//! as inline SVG charts drawn here, from the metrics' in-memory history.
 //! The values come from where `/metrics` and `/_wharf/v1/{usage,status}` read
-//! theirs, so they agree. Charts over time go in the marked place of
-//! `templates/ui/dashboard.html`.
+//! theirs, so they agree.
 
 use askama::Template;
 use http::{Response, StatusCode};
@@ -55,6 +56,10 @@ struct DashboardPage<'a> {
     blobs: u64,
     upstreams: Vec<UpstreamRow>,
     workers: Vec<WorkerRow>,
+    /// Charts over time (SVG drawn by `svg.rs`, every text escaped there).
+    charts: super::svg::HistoryCharts,
+    /// Storage by origin against the budget (SVG).
+    storage_gauge: String,
 }
 
 /// A worker's last report or error as one line (admins only: errors may
@@ -173,6 +178,15 @@ pub async fn show(state: &State, visit: &Visit) -> Result<Response<Body>, UiErro
         blobs: usage.blobs,
         upstreams,
         workers,
+        charts: super::svg::history_charts(&state.metrics.history_now()),
+        storage_gauge: super::svg::storage_gauge(
+            "Storage by origin",
+            &[
+                ("cached", usage.cached_bytes),
+                ("pushed", usage.pushed_bytes),
+            ],
+            max,
+        ),
     }
     .render()
     .map_err(|e| UiError::Internal(e.to_string()))?;

@@ -155,8 +155,10 @@ async fn ls_du_rm_and_status_in_tables_and_json() {
     // status
     let r = ok(&w, &["status"]).await;
     let first = r.stdout.lines().next().unwrap();
+    // `wharf 0.1.0 (commit …, built …, dev), up 3s`: version and build first.
     assert!(
-        first.starts_with(&format!("wharf {}, up ", env!("CARGO_PKG_VERSION"))),
+        first.starts_with(&format!("wharf {} (", env!("CARGO_PKG_VERSION")))
+            && first.contains("), up "),
         "{first}"
     );
     let header = r.stdout.lines().nth(1).unwrap();

@@ -38,14 +38,19 @@ pub fn now() -> u64 {
     crate::store::unix_now()
 }
 
-/// A past unix time as `3m ago` (`-` when absent).
+/// A past unix time as `3m ago` (`-` when absent); the last few seconds read
+/// `just now`, so a table printed right after an action does not depend on a
+/// second boundary falling in between.
 pub fn ago(v: &Value, now: u64) -> String {
     match v.as_u64() {
-        Some(t) if t >= now => "just now".into(),
+        Some(t) if now.saturating_sub(t) < JUST_NOW_SECS => "just now".into(),
         Some(t) => format!("{} ago", span(now - t)),
         None => "-".into(),
     }
 }
+
+/// How recent a time must be to read `just now`.
+const JUST_NOW_SECS: u64 = 10;
 
 /// A future unix time as `in 3m` (`-` when absent).
 pub fn until(v: &Value, now: u64) -> String {
@@ -209,6 +214,8 @@ mod tests {
         assert_eq!(size(1_288_490_189), "1.2 GiB");
         assert_eq!(ago(&Value::from(1000 - 180), 1000), "3m ago");
         assert_eq!(ago(&Value::Null, 1000), "-");
+        assert_eq!(ago(&Value::from(999), 1000), "just now");
+        assert_eq!(ago(&Value::from(1000 - 10), 1000), "10s ago");
         assert_eq!(until(&Value::from(1000 + 7200), 1000), "in 2h");
         assert_eq!(
             short_digest("sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),

@@ -106,6 +106,9 @@ pub struct Authorizer {
     password_checks: prometheus_client::metrics::counter::Counter,
     /// Upstream names, for the "mirrored" anonymous grant (fixed until restart).
     upstreams: Vec<String>,
+    /// Web sessions ended by their logout before they expire: cookie value
+    /// to its expiry (unix seconds); expired entries are dropped.
+    ended_sessions: std::sync::Mutex<std::collections::HashMap<String, u64>>,
 }
 
 fn load_users(auth: &AuthConfig) -> Result<Option<Arc<Users>>, HtpasswdError> {
@@ -141,6 +144,7 @@ impl Authorizer {
             guard: LoginGuard::new(),
             password_checks,
             upstreams,
+            ended_sessions: Default::default(),
         })
     }
 

@@ -13,6 +13,8 @@ use crate::net::ClientAddr;
 pub const SESSION_AUDIENCE: &str = "wharf-ui";
 /// How long a session lasts after its login.
 pub const SESSION_TTL_SECS: u64 = 8 * 3600;
+/// How many logged-out sessions are remembered at once.
+pub const MAX_ENDED_SESSIONS: usize = 100_000;
 /// What the CSRF field's tag is computed over besides the session.
 const CSRF_CONTEXT: &[u8] = b"wharf-ui csrf\0";
 /// What a sealed value's tag is computed over besides the value.
@@ -55,7 +57,7 @@ impl Authorizer {
     /// htpasswd file.
     pub fn session(&self, cookie: &str, now: u64) -> Option<Session> {
         let claims = self.tokens.verify(cookie, now).ok()?;
-        if claims.aud != SESSION_AUDIENCE {
+        if claims.aud != SESSION_AUDIENCE || self.session_ended(cookie, now) {
             return None;
         }
         let user = claims.user().map(str::to_owned);
@@ -68,6 +70,43 @@ impl Authorizer {
             user,
             expires: claims.exp,
         })
+    }
+
+    /// Ends a session on the server (logout): its cookie is refused from
+    /// now on even if a copy of it is replayed. Only signed, live sessions
+    /// are remembered, until they would have expired; at most
+    /// [`MAX_ENDED_SESSIONS`] at once (the oldest expiry goes first).
+    pub fn end_session(&self, cookie: &str, now: u64) {
+        let Ok(claims) = self.tokens.verify(cookie, now) else {
+            return;
+        };
+        if claims.aud != SESSION_AUDIENCE {
+            return;
+        }
+        let mut ended = match self.ended_sessions.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        ended.retain(|_, exp| *exp > now);
+        if ended.len() >= MAX_ENDED_SESSIONS {
+            if let Some(k) = ended
+                .iter()
+                .min_by_key(|(_, exp)| **exp)
+                .map(|(k, _)| k.clone())
+            {
+                ended.remove(&k);
+            }
+        }
+        ended.insert(cookie.to_owned(), claims.exp);
+    }
+
+    /// Whether the session `cookie` was ended by its logout.
+    fn session_ended(&self, cookie: &str, now: u64) -> bool {
+        let ended = match self.ended_sessions.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        ended.get(cookie).is_some_and(|exp| *exp > now)
     }
 
     /// The CSRF field every form of a session carries.

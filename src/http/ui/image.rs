@@ -351,7 +351,7 @@ pub fn client_host(state: &State, req: &Request<Incoming>) -> ClientHost {
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| req.uri().authority().map(|a| a.as_str()))
-        .filter(|h| !h.is_empty() && h.bytes().all(|b| b.is_ascii_graphic()))
+        .filter(|h| is_authority(h))
         .unwrap_or("localhost")
         .to_owned();
     let forwarded_https = req
@@ -363,6 +363,16 @@ pub fn client_host(state: &State, req: &Request<Incoming>) -> ClientHost {
         host,
         plain: state.tls.is_none() && !forwarded_https,
     }
+}
+
+/// Whether `h` looks like a host name with an optional port (or a bracketed
+/// IPv6 address): the copy-paste lines are pasted into a shell, so a `Host`
+/// carrying anything else (`$(…)`, `;`, `|`) never reaches them.
+fn is_authority(h: &str) -> bool {
+    !h.is_empty()
+        && h.len() <= 255
+        && h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
 }
 
 /// Copy-paste lines for docker, skopeo and crane on the host clients use.

@@ -70,13 +70,17 @@ pub async fn login(
     }
 }
 
-/// Ends the session: the cookie is cleared.
+/// Ends the session: on the server (a replayed copy of the cookie is
+/// refused) and in the browser (the cookie is cleared).
 pub async fn logout(
     state: &State,
     visit: &mut Visit,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, UiError> {
     form::checked_form(state, visit, req).await?;
+    state
+        .auth
+        .end_session(&visit.cookie, crate::store::unix_now());
     visit
         .set_cookies
         .push(session::set_cookie(session::COOKIE, "", 0, visit.secure));

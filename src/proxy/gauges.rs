@@ -6,8 +6,10 @@
 //! most once per [`MIN_WALK_INTERVAL`], and never more often than
 //! [`WALK_PACE`] times its own last duration, so on a store with millions of
 //! files it costs a bounded share of one blocking thread however often
-//! Prometheus scrapes, and never blocks the runtime.
+//! Prometheus scrapes, and never blocks the runtime. The web dashboard reads
+//! the same paced values ([`Proxy::storage_view`]), so a view walks nothing.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use super::Proxy;
 use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::store::{OriginTotals, Store, Usage};
 
 /// Shortest time between two walks of the index for the origin totals.
 pub const MIN_WALK_INTERVAL: Duration = Duration::from_secs(5);
@@ -31,6 +33,41 @@ pub(super) struct Refresh {
     running: AtomicBool,
     /// When the next walk may start (None: now).
     next_walk: Mutex<Option<Instant>>,
+    /// What the last walk found, per upstream (cached bytes).
+    cached_by_upstream: Mutex<BTreeMap<String, u64>>,
+    /// What the last walk found by origin.
+    totals: Mutex<OriginTotals>,
+}
+
+/// Stored content as of the last paced walk, with cached bytes from the
+/// running total (exact).
+#[derive(Debug, Clone, Default)]
+pub struct StorageView {
+    /// Files and bytes by origin.
+    pub totals: OriginTotals,
+    /// Cached bytes by upstream (as `Store::usage` attributes them).
+    pub cached_by_upstream: BTreeMap<String, u64>,
+}
+
+impl StorageView {
+    /// Content files of both origins.
+    pub fn blobs(&self) -> u64 {
+        self.totals.pushed_blobs + self.totals.cached_blobs
+    }
+
+    /// Bytes of both origins.
+    pub fn bytes(&self) -> u64 {
+        self.totals.pushed_bytes + self.totals.cached_bytes
+    }
+}
+
+fn origin_totals(u: &Usage) -> OriginTotals {
+    OriginTotals {
+        pushed_blobs: u.pushed_blobs,
+        pushed_bytes: u.pushed_bytes,
+        cached_blobs: u.cached_blobs,
+        cached_bytes: u.cached_bytes,
+    }
 }
 
 impl Refresh {
@@ -82,6 +119,25 @@ impl Proxy {
         let task = tokio::spawn(refresh(self.store.clone(), self.metrics.clone(), running));
         let _ = tokio::time::timeout(SCRAPE_WAIT, task).await;
     }
+
+    /// Stored content for the web dashboard: refreshes like a scrape (the
+    /// walk paced, never per view), then reads the last walk's values and
+    /// the exact running total of cached bytes.
+    pub async fn storage_view(&self) -> StorageView {
+        self.update_metrics().await;
+        let mut totals = self.refresh.totals.lock().map(|t| *t).unwrap_or_default();
+        totals.cached_bytes = self.store.cached_bytes();
+        let cached_by_upstream = self
+            .refresh
+            .cached_by_upstream
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default();
+        StorageView {
+            totals,
+            cached_by_upstream,
+        }
+    }
 }
 
 /// Disk space every time; the origin totals when their pace allows.
@@ -92,8 +148,17 @@ async fn refresh(store: Arc<Store>, metrics: Arc<Metrics>, running: Running) {
     }
     if running.0.walk_due() {
         let started = Instant::now();
-        match store.origin_totals().await {
-            Ok(t) => metrics.storage.set_totals(&t),
+        match store.usage().await {
+            Ok(u) => {
+                let t = origin_totals(&u);
+                metrics.storage.set_totals(&t);
+                if let Ok(mut slot) = running.0.totals.lock() {
+                    *slot = t;
+                }
+                if let Ok(mut slot) = running.0.cached_by_upstream.lock() {
+                    *slot = u.cached_by_upstream;
+                }
+            }
             Err(e) => tracing::warn!(error = %e, "storage totals for /metrics failed"),
         }
         running.0.walked(started.elapsed());

@@ -30,6 +30,7 @@ use crate::oci::{Digest, Reference, RepoName};
 use crate::store::{BlobReader, ManifestInfo, Origin, Store, StoreError};
 use crate::upstream::peers::Peers;
 use crate::upstream::{Deadline, Upstream, UpstreamError, Upstreams};
+pub use gauges::StorageView;
 use inflight::{DlState, Download, DownloadError, Inflight, Publisher};
 pub use source::{Blob, NextPage, PAGE_MAX, Source, TagList, query_value};
 

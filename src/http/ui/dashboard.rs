@@ -4,7 +4,9 @@
 //! and the same over time (the last hour per minute, the last day per hour)
 //! as inline SVG charts drawn here, from the metrics' in-memory history.
 //! The values come from where `/metrics` and `/_wharf/v1/{usage,status}` read
-//! theirs, so they agree.
+//! theirs, so they agree; storage by origin is the running total of cached
+//! bytes and the paced background walk `/metrics` uses, so a view costs no
+//! walk of the index however large the store.
 
 use askama::Template;
 use http::{Response, StatusCode};
@@ -84,7 +86,7 @@ fn detail(s: &crate::workers::Status) -> String {
 /// The page.
 pub async fn show(state: &State, visit: &Visit) -> Result<Response<Body>, UiError> {
     let totals = state.metrics.cache_totals();
-    let usage = state.store.usage().await?;
+    let usage = state.proxy.storage_view().await;
     let max = state.cache_budget.max_cache_size;
     let now = crate::store::unix_now();
     let admin = visit.page.admin;
@@ -160,8 +162,8 @@ pub async fn show(state: &State, visit: &Visit) -> Result<Response<Body>, UiErro
         bytes_upstream: bytes(totals.bytes_upstream),
         bytes_upstream_value: totals.bytes_upstream,
         bytes_peer: bytes(totals.bytes_peer),
-        cached_bytes: bytes(usage.cached_bytes),
-        cached_bytes_value: usage.cached_bytes,
+        cached_bytes: bytes(usage.totals.cached_bytes),
+        cached_bytes_value: usage.totals.cached_bytes,
         max_cache: if max == 0 {
             "unlimited".into()
         } else {
@@ -169,21 +171,22 @@ pub async fn show(state: &State, visit: &Visit) -> Result<Response<Body>, UiErro
         },
         max_cache_value: max,
         cache_percent: usage
+            .totals
             .cached_bytes
             .saturating_mul(100)
             .checked_div(max)
             .map_or(0, |p| p.min(100)),
-        pushed_bytes: bytes(usage.pushed_bytes),
-        total_bytes: bytes(usage.bytes),
-        blobs: usage.blobs,
+        pushed_bytes: bytes(usage.totals.pushed_bytes),
+        total_bytes: bytes(usage.bytes()),
+        blobs: usage.blobs(),
         upstreams,
         workers,
         charts: super::svg::history_charts(&state.metrics.history_now()),
         storage_gauge: super::svg::storage_gauge(
             "Storage by origin",
             &[
-                ("cached", usage.cached_bytes),
-                ("pushed", usage.pushed_bytes),
+                ("cached", usage.totals.cached_bytes),
+                ("pushed", usage.totals.pushed_bytes),
             ],
             max,
         ),

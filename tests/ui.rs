@@ -368,14 +368,14 @@ async fn pages_show_the_data_escaped_and_only_what_the_visitor_may_pull() {
     list.assert_html();
     assert_eq!(list.count("repo-row"), 1, "{}", list.body);
     assert!(
-        list.body.contains("href=\"repos/team%2Fapp\""),
+        list.body.contains("href=\"repos/team/app\""),
         "relative links"
     );
     assert!(!list.body.contains("secret/db"));
-    let p = bob.get("/ui/repos/secret%2Fdb").await;
+    let p = bob.get("/ui/repos/secret/db").await;
     p.assert_html();
     assert_eq!(p.status, 404, "its existence is not told");
-    let repo = bob.get("/ui/repos/team%2Fapp").await;
+    let repo = bob.get("/ui/repos/team/app").await;
     repo.assert_html();
     assert_eq!(repo.count("tag-row"), 2, "{}", repo.body);
     assert!(repo.body.contains("data-tag=\"1.0\"") && repo.body.contains("data-tag=\"latest\""));
@@ -384,7 +384,7 @@ async fn pages_show_the_data_escaped_and_only_what_the_visitor_may_pull() {
         "platforms: {}",
         repo.body
     );
-    assert!(repo.body.contains("href=\"team%2Fapp/1.0\""));
+    assert!(repo.body.contains("href=\"../../repos/team/app/-/1.0\""));
     assert_eq!(
         repo.count("delete-tag") + repo.count("pin"),
         0,
@@ -392,7 +392,7 @@ async fn pages_show_the_data_escaped_and_only_what_the_visitor_may_pull() {
     );
 
     // The image page: layers, config, referrers, pull lines.
-    let image = bob.get("/ui/repos/team%2Fapp/1.0").await;
+    let image = bob.get("/ui/repos/team/app/-/1.0").await;
     image.assert_html();
     assert_eq!(image.status, 200);
     assert_eq!(image.count("layer-row"), 1, "{}", image.body);
@@ -417,7 +417,7 @@ async fn pages_show_the_data_escaped_and_only_what_the_visitor_may_pull() {
     // The artifact's page: its annotation shows as text, never as markup.
     let art = bob
         .get(&format!(
-            "/ui/repos/team%2Fapp/{}",
+            "/ui/repos/team/app/-/{}",
             artifact_digest.replace(':', "%3A")
         ))
         .await;
@@ -432,7 +432,7 @@ async fn pages_show_the_data_escaped_and_only_what_the_visitor_may_pull() {
     // alice (admin) gets the controls; the dashboard shows its numbers.
     let mut alice_b = Browser::new(&w);
     assert_eq!(alice_b.login("alice", "alice-pw").await.status, 303);
-    let repo = alice_b.get("/ui/repos/team%2Fapp").await;
+    let repo = alice_b.get("/ui/repos/team/app").await;
     assert_eq!(repo.count("delete-tag"), 2);
     assert_eq!(repo.count("pin"), 2);
     let list = alice_b.get("/ui/repos").await;
@@ -480,7 +480,7 @@ async fn anonymous_visitors_see_what_anonymous_pull_grants() {
     assert_eq!(list.status, 200);
     assert_eq!(list.count("repo-row"), 1);
     assert_eq!(list.count("login-link"), 1);
-    let repo = anon.get("/ui/repos/team%2Fapp").await;
+    let repo = anon.get("/ui/repos/team/app").await;
     assert_eq!(repo.count("tag-row"), 1);
     assert_eq!(repo.count("delete-tag"), 0);
     w.stop().await;
@@ -514,6 +514,83 @@ async fn search_and_paging() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_repository_with_many_tags_is_paged_and_searchable() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = Wharf::start(dir.path()).await;
+    let (manifest, _) = common::push_image(&w, "big/app", "v000", &[vec![7; 100]]).await;
+    for i in 1..250 {
+        let r =
+            common::put_manifest(&w, "big/app", &format!("v{i:03}"), OCI_MANIFEST, &manifest).await;
+        assert_eq!(r.status(), 201);
+    }
+    let mut b = Browser::new(&w);
+    let p1 = b.get("/ui/repos/big/app").await;
+    p1.assert_html();
+    assert_eq!(p1.count("tag-row"), 100);
+    assert!(p1.body.contains("250 tags"), "{}", p1.body);
+    assert!(p1.body.contains("data-tag=\"v099\"") && !p1.body.contains("data-tag=\"v100\""));
+    assert!(
+        p1.body
+            .contains("href=\"../../repos/big/app?page=2\" rel=\"next\""),
+        "{}",
+        p1.body
+    );
+    assert!(
+        p1.body.contains("action=\"../../repos/big/app\""),
+        "the search form stays on the page"
+    );
+    let p3 = b.get("/ui/repos/big/app?page=3").await;
+    assert_eq!(p3.count("tag-row"), 50);
+    assert_eq!(p3.count("next-page"), 0);
+    assert!(p3.body.contains("data-tag=\"v249\""));
+    assert!(
+        p3.body
+            .contains("href=\"../../repos/big/app?page=2\" rel=\"prev\"")
+    );
+    // The name written as one encoded segment is read too.
+    let s = b.get("/ui/repos/big%2Fapp?q=v24").await;
+    assert_eq!(s.count("tag-row"), 10, "{}", s.body);
+    assert!(s.body.contains("10 tags matching"), "{}", s.body);
+    let none = b.get("/ui/repos/big/app?q=zzz").await;
+    assert_eq!((none.count("tag-row"), none.count("empty")), (0, 1));
+    let far = b.get("/ui/repos/big/app?page=40").await;
+    assert_eq!((far.status, far.count("tag-row")), (200, 0));
+    for bad in ["page=0", "page=x", "q=%01"] {
+        let r = b.get(&format!("/ui/repos/big/app?{bad}")).await;
+        assert_eq!(r.status, 400, "{bad}");
+        r.assert_html();
+    }
+
+    // 105 artifacts refer to the image: its page lists 100 and counts the rest.
+    let subject = common::digest(&manifest);
+    let empty = b"{}".to_vec();
+    common::push_blob(&w, "big/app", &empty).await;
+    for i in 0..105 {
+        let artifact = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "artifactType": "application/vnd.example.sig",
+            "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": common::digest(&empty), "size": 2},
+            "layers": [{"mediaType": "application/vnd.oci.empty.v1+json", "digest": common::digest(&empty), "size": 2}],
+            "subject": {"mediaType": OCI_MANIFEST, "digest": subject, "size": manifest.len()},
+            "annotations": {"n": i.to_string()}
+        }))
+        .unwrap();
+        let d = common::digest(&artifact);
+        let r = common::put_manifest(&w, "big/app", &d, OCI_MANIFEST, &artifact).await;
+        assert_eq!(r.status(), 201);
+    }
+    let image = b.get("/ui/repos/big/app/-/v000").await;
+    assert_eq!(image.status, 200);
+    assert_eq!(image.count("referrer-row"), 100);
+    assert!(
+        image.body.contains("The first 100 of 105"),
+        "{}",
+        image.body
+    );
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn admin_actions_and_their_refusals() {
     let dir = tempfile::tempdir().unwrap();
     let w = with_users(dir.path(), "anonymous_pull = false", "").await;
@@ -534,7 +611,7 @@ async fn admin_actions_and_their_refusals() {
     for (user, pw) in [("bob", "bob-pw"), ("carol", "carol-pw")] {
         let mut b = Browser::new(&w);
         assert_eq!(b.login(user, pw).await.status, 303);
-        let page = b.get("/ui/repos/team%2Fapp").await;
+        let page = b.get("/ui/repos/team/app").await;
         assert_eq!(page.count("delete-tag"), 0, "{user} sees no admin control");
         let csrf = page.csrf();
         let f = fields(&csrf, "1");
@@ -549,7 +626,7 @@ async fn admin_actions_and_their_refusals() {
 
     let mut b = Browser::new(&w);
     assert_eq!(b.login("alice", "alice-pw").await.status, 303);
-    let page = b.get("/ui/repos/team%2Fapp").await;
+    let page = b.get("/ui/repos/team/app").await;
     let csrf = page.csrf();
     // Without, or with a wrong, CSRF field: refused, nothing deleted.
     let p = b
@@ -619,13 +696,13 @@ async fn admin_actions_and_their_refusals() {
             &[("origin", &origin), ("sec-fetch-site", "same-origin")],
         )
         .await;
-    assert_eq!((p.status, p.location()), (303, "../repos/team%2Fapp"));
+    assert_eq!((p.status, p.location()), (303, "../repos/team/app"));
     assert_eq!(tags_list(&w, "team/app").await, ["2", "3"]);
-    let page = b.get("/ui/repos/team%2Fapp").await;
+    let page = b.get("/ui/repos/team/app").await;
     assert_eq!(page.count("flash"), 1);
     assert!(page.body.contains("Deleted team/app:1"), "{}", page.body);
     assert_eq!(page.count("tag-row"), 2);
-    let page = b.get("/ui/repos/team%2Fapp").await;
+    let page = b.get("/ui/repos/team/app").await;
     assert_eq!(page.count("flash"), 0, "shown once");
 
     // Pin, then a pinned tag cannot be deleted; unpin.
@@ -696,11 +773,15 @@ async fn hostile_input_gets_an_html_error_never_a_500() {
         ("/ui/repos/Team%2FApp".to_owned(), 400),
         ("/ui/repos/a%00b".to_owned(), 400),
         ("/ui/repos/%ff%fe".to_owned(), 400),
-        ("/ui/repos/team%2Fapp/%3Cscript%3E".to_owned(), 400),
-        ("/ui/repos/team%2Fapp/sha256%3Azz".to_owned(), 400),
-        ("/ui/repos/team%2Fapp/nope".to_owned(), 404),
+        ("/ui/repos/team/app/-/%3Cscript%3E".to_owned(), 400),
+        ("/ui/repos/team/app/-/sha256%3Azz".to_owned(), 400),
+        ("/ui/repos/team/app/-/nope".to_owned(), 404),
         ("/ui/repos/no%2Fsuch".to_owned(), 404),
-        ("/ui/repos/team%2Fapp/1/extra".to_owned(), 404),
+        ("/ui/repos/team/app/-/1/extra".to_owned(), 404),
+        ("/ui/repos/team//app".to_owned(), 400),
+        ("/ui/repos/team/app/".to_owned(), 400),
+        ("/ui/repos/-/1".to_owned(), 400),
+        ("/ui/repos/team/app/-".to_owned(), 404),
         ("/ui/whatever".to_owned(), 404),
         ("/ui/actions/gc".to_owned(), 405),
     ] {

@@ -133,7 +133,7 @@ async fn a_forged_host_never_reaches_the_copy_paste_lines() {
     assert_eq!(alice.push_image("team/app", "1", b"one").await, 201);
     for host in ["evil;id>x", "a$(id)b", "x`id`:5000", "h|sh", "h&&id"] {
         let r = http()
-            .get(w.url("/ui/repos/team%2Fapp/1"))
+            .get(w.url("/ui/repos/team/app/-/1"))
             .header("host", host)
             .send()
             .await

@@ -407,9 +407,10 @@ async fn metric(w: &Wharf, name: &str) -> f64 {
     metric_where(w, name, &[]).await
 }
 
-/// `team/app` → `team%2Fapp`: a repository name as one URL segment.
+/// `team/app` → `team/app`: a repository name in a page's URL (its own path;
+/// an image adds `/-/<reference>`).
 fn seg(name: &str) -> String {
-    name.replace('/', "%2F")
+    name.to_owned()
 }
 
 /// An admin API GET with the admin's credentials.
@@ -629,15 +630,15 @@ async fn pages(w: &Wharf) -> Vec<(String, String)> {
         ),
         (
             "image-tag".into(),
-            w.url(&format!("/ui/repos/{}/1", seg("team/app"))),
+            w.url(&format!("/ui/repos/{}/-/1", seg("team/app"))),
         ),
         (
             "image-digest".into(),
-            w.url(&format!("/ui/repos/{}/{d}", seg("team/app"))),
+            w.url(&format!("/ui/repos/{}/-/{d}", seg("team/app"))),
         ),
         (
             "image-mirrored".into(),
-            w.url(&format!("/ui/repos/{}/1", seg("library/busybox"))),
+            w.url(&format!("/ui/repos/{}/-/1", seg("library/busybox"))),
         ),
     ]
 }
@@ -925,5 +926,103 @@ async fn a_pull_user_sees_no_admin_control_and_forged_actions_are_refused() {
     let st = forge(&delete_action, &admin_cookie, &delete_fields).await;
     assert!((200..400).contains(&st), "the admin's own POST: {st}");
     assert_eq!(api_tags(&s.w, "team/app").await.len(), 1);
+    b.close().await;
+}
+
+/// The `location /wharf-ui/ { … }` block README gives for serving the page
+/// under a path of its own, pointed at `wharf` instead of 127.0.0.1:5000.
+fn readme_sub_path_location(wharf: &str) -> String {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find("location /wharf-ui/ {")
+        .expect("README shows the sub-path nginx block");
+    let end = start + readme[start..].find("\n}").expect("the block ends") + 2;
+    let block = &readme[start..end];
+    assert!(block.contains("http://127.0.0.1:5000/ui/"), "{block}");
+    block.replace("http://127.0.0.1:5000/", &format!("{wharf}/"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn behind_the_readmes_nginx_under_a_sub_path_links_cookies_and_actions_stay_under_it() {
+    if !common::have_tool("nginx") {
+        return;
+    }
+    let s = setup().await;
+    let location = readme_sub_path_location(s.w.base.trim_end_matches('/'));
+    let dir = s._dir.path().join("nginx");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (_nginx, port) = tokio::task::spawn_blocking(move || {
+        let servers = |p: &[u16]| {
+            format!(
+                "  server {{\n    listen 127.0.0.1:{};\n    {location}\n  }}",
+                p[0]
+            )
+        };
+        let ready = |p: &[u16]| {
+            reqwest::blocking::get(format!("http://127.0.0.1:{}/wharf-ui/login", p[0]))
+                .is_ok_and(|r| r.status() == 200)
+        };
+        let (n, ports) = common::nginx::start(&dir, 1, servers, ready);
+        (n, ports[0])
+    })
+    .await
+    .unwrap();
+    let front = format!("http://127.0.0.1:{port}/wharf-ui/");
+    let Some(mut b) = Browser::start("ui-sub-path").await else {
+        return;
+    };
+
+    b.open(&format!("{front}login")).await;
+    b.assert_clean("the login form under /wharf-ui/").await;
+    b.type_into("login-user", ADMIN.0).await;
+    b.type_into("login-password", ADMIN.1).await;
+    b.submit("login-submit").await;
+    let url = b
+        .wait_for_url("a page past the login form", |u| !u.contains("/login"))
+        .await;
+    assert!(
+        url.starts_with(&front),
+        "the login lands under the sub-path: {url}"
+    );
+    b.assert_clean("the dashboard under /wharf-ui/").await;
+    let session: Vec<_> = b.cookies().await;
+    assert!(!session.is_empty(), "a session cookie under the sub-path");
+    for c in &session {
+        assert_eq!(c.path(), Some("/wharf-ui"), "{c:?}");
+    }
+
+    // Follow the links as a visitor does: repositories, then team/app.
+    b.click("nav-repos").await;
+    b.wait_for_url("the repository list", |u| u.ends_with("/wharf-ui/repos"))
+        .await;
+    b.click("repo-link").await;
+    let repo_url = b
+        .wait_for_url("team/app's page", |u| u.contains("/wharf-ui/repos/team"))
+        .await;
+    b.assert_clean("team/app under /wharf-ui/").await;
+    assert_eq!(b.count("tag-row").await, 2);
+    assert_eq!(b.count("pinned").await, 0);
+
+    // An admin action through the proxy: the CSRF field, the origin check and
+    // the redirect all work under the sub-path.
+    b.click("pin").await;
+    common::wait_for(20, "the API to list a pin", || async {
+        let v: Value = admin_json(&s.w, "/_wharf/v1/pins")
+            .await
+            .json()
+            .await
+            .unwrap();
+        v["pins"].as_array().is_some_and(|p| !p.is_empty())
+    })
+    .await;
+    let after = b
+        .wait_for_url("the page after the action", |u| u.starts_with(&front))
+        .await;
+    assert!(after.starts_with(&front), "{after}");
+    b.open(&repo_url).await;
+    assert!(b.count("pinned").await >= 1, "the page shows the pin");
+    b.assert_clean("team/app after the pin").await;
+    b.screenshot("repo-behind-nginx-sub-path").await;
     b.close().await;
 }

@@ -305,6 +305,23 @@ impl Store {
     /// Manifests (and, for image manifests, config blobs of at most
     /// [`platform::MAX_CONFIG_BYTES`]) are read once per digest.
     pub async fn repo_detail(&self, repo: &RepoName) -> Result<Option<RepoDetail>, StoreError> {
+        Ok(self
+            .repo_tags_page(repo, |_| true, 0, usize::MAX)
+            .await?
+            .map(|(detail, _)| detail))
+    }
+
+    /// Like [`Store::repo_detail`], but only the tags `wanted` selects, and of
+    /// those only `limit` after the first `skip`, with how many it selects in
+    /// all: a page of a repository with 100,000 tags decodes and reads the
+    /// manifests of that page's tags only.
+    pub async fn repo_tags_page(
+        &self,
+        repo: &RepoName,
+        wanted: impl Fn(&str) -> bool + Send + 'static,
+        skip: usize,
+        limit: usize,
+    ) -> Result<Option<(RepoDetail, usize)>, StoreError> {
         let r = repo.to_string();
         let touches: std::sync::Arc<AccessMap> = self.access.clone();
         let rows = self
@@ -318,8 +335,16 @@ impl Store {
                 let manifests = txn.open_table(tables::MANIFESTS)?;
                 let pins = PinIndex::read(&txn.open_table(tables::PINS)?)?;
                 let mut tags = Vec::new();
+                let mut total = 0usize;
                 for e in in_repo(&txn.open_table(tables::TAGS)?, &r)? {
                     let (tag, v) = e?;
+                    if !wanted(&tag) {
+                        continue;
+                    }
+                    total += 1;
+                    if total <= skip || tags.len() >= limit {
+                        continue;
+                    }
                     let t: TagRecord = decode(v.value())?;
                     let m: Option<ManifestRecord> = manifests
                         .get((r.as_str(), t.digest.as_str()))?
@@ -339,15 +364,16 @@ impl Store {
                         pinned,
                     });
                 }
-                Ok(Some(RepoDetail {
+                let detail = RepoDetail {
                     name: r,
                     origin: rec.origin,
                     upstream: rec.upstream,
                     tags,
-                }))
+                };
+                Ok(Some((detail, total)))
             })
             .await?;
-        let Some(mut detail) = rows else {
+        let Some((mut detail, total)) = rows else {
             return Ok(None);
         };
         let mut seen: HashMap<String, Vec<String>> = HashMap::new();
@@ -360,7 +386,7 @@ impl Store {
             seen.insert(t.digest.clone(), p.clone());
             t.platforms = p;
         }
-        Ok(Some(detail))
+        Ok(Some((detail, total)))
     }
 
     /// The platforms of a stored manifest; empty when they cannot be read

@@ -6,7 +6,7 @@
 use http::{Request, Response};
 use hyper::body::Incoming;
 
-use super::format::{bytes, segment};
+use super::format::{bytes, repo_path};
 use super::page::see_other;
 use super::route::UiAction;
 use super::{UiError, Visit, form, session, visible_repo};
@@ -111,7 +111,7 @@ pub async fn run(
                     format!("Unpinned {repo} {reference}")
                 }
             };
-            (format!("../repos/{}", segment(repo.as_str())), message)
+            (format!("../repos/{}", repo_path(repo.as_str())), message)
         }
     };
     visit.set_cookies.push(session::set_cookie(

@@ -51,6 +51,13 @@ pub fn short_digest(d: &str) -> String {
     }
 }
 
+/// A repository name as URL path segments (`team/app`, each component
+/// encoded on its own): slashes stay slashes, because proxies decode or refuse
+/// an encoded `%2F` (nginx with a path in `proxy_pass`, Apache by default).
+pub fn repo_path(name: &str) -> String {
+    name.split('/').map(segment).collect::<Vec<_>>().join("/")
+}
+
 /// Percent-encodes `s` as one URL path segment: everything but unreserved
 /// characters (so `/` and `:` too: a digest segment never reads as a scheme).
 pub fn segment(s: &str) -> String {

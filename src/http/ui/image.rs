@@ -1,4 +1,4 @@
-//! `GET /ui/repos/<name>/<reference>`: one image (or index, or artifact):
+//! `GET /ui/repos/<name>/-/<reference>`: one image (or index, or artifact):
 //! its layers, its config (entrypoint, cmd, env, created, platform; the
 //! config blob read through the store, at most 1 MiB), an index's platforms,
 //! what refers to it (signatures, SBOMs), and lines to pull it with. Looking
@@ -9,7 +9,7 @@ use http::{Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use serde::Deserialize;
 
-use super::format::{bytes, segment, short_digest};
+use super::format::{bytes, repo_path, segment, short_digest};
 use super::page::{Page, html};
 use super::{UiError, Visit, visible_repo};
 use crate::http::State;
@@ -86,7 +86,13 @@ struct ImagePage<'a> {
     layers: Vec<DescRow>,
     annotations: Vec<(String, String)>,
     referrers: Vec<ReferrerRow>,
+    /// How many refer to it in all (only [`MAX_REFERRERS`] are listed).
+    referrer_total: usize,
 }
+
+/// Referrers listed on one image page; the rest are counted (`oras discover`
+/// or the referrers API list them all).
+const MAX_REFERRERS: usize = 100;
 
 #[derive(Deserialize, Default)]
 struct ImageConfig {
@@ -165,7 +171,7 @@ pub async fn show(
         .map_err(|e| UiError::Internal(e.to_string()))?
         .map_err(|e| UiError::Internal(format!("stored manifest does not parse: {e}")))?;
     let digest = info.digest.to_string();
-    let name_seg = segment(local.as_str());
+    let repo_href = format!("{}repos/{}", visit.page.root, repo_path(local.as_str()));
 
     let mut platforms = Vec::new();
     let mut layers = Vec::new();
@@ -206,11 +212,11 @@ pub async fn show(
         }
     }
     let total: u64 = info.size + view.blobs.iter().map(|b| b.size).sum::<u64>();
-    let referrers = state
-        .store
-        .referrers(&local, &info.digest, None)
-        .await?
+    let all_referrers = state.store.referrers(&local, &info.digest, None).await?;
+    let referrer_total = all_referrers.len();
+    let referrers = all_referrers
         .into_iter()
+        .take(MAX_REFERRERS)
         .map(|r| {
             let d = r.digest.to_string();
             ReferrerRow {
@@ -244,7 +250,7 @@ pub async fn show(
     };
     let body = ImagePage {
         page: &visit.page,
-        repo_href: format!("../{name_seg}"),
+        repo_href,
         pull_lines: pull_lines(host, &local, reference, &digest),
         shown_ref,
         reference: reference.to_string(),
@@ -267,6 +273,7 @@ pub async fn show(
         layers,
         annotations,
         referrers,
+        referrer_total,
         name: local.to_string(),
     }
     .render()

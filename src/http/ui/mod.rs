@@ -17,6 +17,7 @@ pub mod error;
 mod form;
 pub mod format;
 mod image;
+mod listing;
 mod login;
 pub mod page;
 mod repo;
@@ -204,7 +205,7 @@ async fn dispatch(
         UiRoute::Stylesheet => Ok(assets::stylesheet()),
         UiRoute::Dashboard => dashboard::show(state, visit).await,
         UiRoute::Repos => repos::list(state, visit, req.uri().query()).await,
-        UiRoute::Repo { name } => repo::show(state, visit, &name).await,
+        UiRoute::Repo { name } => repo::show(state, visit, &name, req.uri().query()).await,
         UiRoute::Image { name, reference } => {
             let host = image::client_host(state, &req);
             image::show(state, visit, &name, &reference, &host).await

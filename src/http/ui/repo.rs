@@ -1,16 +1,22 @@
-//! `GET /ui/repos/<name>`: a repository's tags with digest, size, platforms,
-//! last pull and pin; admins get pin/unpin and delete buttons per tag.
+//! `GET /ui/repos/<name>?q=&page=`: a repository's tags with digest, size,
+//! platforms, last pull and pin, 100 per page with a search; admins get
+//! pin/unpin and delete buttons per tag.
 
 use askama::Template;
 use http::{Response, StatusCode};
 
-use super::format::{bytes, segment, short_digest, when};
+use super::format::{bytes, repo_path, segment, short_digest, when};
+use super::listing::{Listing, Pager};
 use super::page::{Page, html};
+use super::route::IMAGE_MARK;
 use super::{UiError, Visit, visible_repo};
 use crate::http::State;
 use crate::http::body::Body;
 use crate::oci::RepoName;
 use crate::store::meta::Origin;
+
+/// Tags per page.
+pub const PER_PAGE: usize = 100;
 
 /// One row.
 struct TagRow {
@@ -32,6 +38,9 @@ struct RepoPage<'a> {
     origin: &'static str,
     upstream: Option<String>,
     tags: Vec<TagRow>,
+    q: String,
+    here: String,
+    pager: Pager,
 }
 
 /// The page.
@@ -39,20 +48,24 @@ pub async fn show(
     state: &State,
     visit: &Visit,
     name: &RepoName,
+    query: Option<&str>,
 ) -> Result<Response<Body>, UiError> {
+    let listing = Listing::parse(query, "tag")?;
     let local = visible_repo(state, visit, name).await?;
-    let detail = state
+    let (detail, total) = state
         .store
-        .repo_detail(&local)
+        .repo_tags_page(&local, listing.matcher(), listing.skip(PER_PAGE), PER_PAGE)
         .await?
         .ok_or_else(|| UiError::NotFound(format!("there is no repository {name} here")))?;
     let now = crate::store::unix_now();
-    let base = segment(&detail.name);
+    // Every link from the page's own place back to /ui/ and down again, so
+    // it does not matter how deep the name is.
+    let base = format!("{}repos/{}", visit.page.root, repo_path(&detail.name));
     let tags = detail
         .tags
         .into_iter()
         .map(|t| TagRow {
-            href: format!("{base}/{}", segment(&t.tag)),
+            href: format!("{base}/{IMAGE_MARK}/{}", segment(&t.tag)),
             short_digest: short_digest(&t.digest),
             size: bytes(t.size),
             platforms: if t.platforms.is_empty() {
@@ -75,6 +88,9 @@ pub async fn show(
         upstream: detail.upstream,
         name: detail.name,
         tags,
+        pager: Pager::new(&base, &listing, total, PER_PAGE),
+        q: listing.q,
+        here: base,
     }
     .render()
     .map_err(|e| UiError::Internal(e.to_string()))?;

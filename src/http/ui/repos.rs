@@ -6,19 +6,17 @@
 use askama::Template;
 use http::{Response, StatusCode};
 
-use super::format::{bytes, segment, when};
+use super::format::{bytes, repo_path, when};
+use super::listing::{Listing, Pager};
 use super::page::{Page, html};
 use super::{UiError, Visit};
 use crate::config::Action;
 use crate::http::State;
 use crate::http::body::Body;
-use crate::http::query::Query;
 use crate::store::meta::Origin;
 
 /// Repositories per page.
 pub const PER_PAGE: usize = 50;
-/// Longest search text.
-const MAX_QUERY: usize = 256;
 
 /// One row.
 struct Row {
@@ -37,20 +35,7 @@ struct ReposPage<'a> {
     page: &'a Page,
     q: String,
     rows: Vec<Row>,
-    total: usize,
-    page_no: usize,
-    pages: usize,
-    prev: Option<String>,
-    next: Option<String>,
-}
-
-/// A link to page `n` of the search `q`.
-fn page_href(q: &str, n: usize) -> String {
-    if q.is_empty() {
-        format!("repos?page={n}")
-    } else {
-        format!("repos?q={}&page={n}", segment(q))
-    }
+    pager: Pager,
 }
 
 /// The list.
@@ -59,42 +44,26 @@ pub async fn list(
     visit: &Visit,
     query: Option<&str>,
 ) -> Result<Response<Body>, UiError> {
-    let query = Query::parse(query);
-    let q = query.get("q").unwrap_or_default().trim().to_owned();
-    if q.len() > MAX_QUERY || q.chars().any(char::is_control) {
-        return Err(UiError::BadRequest(format!(
-            "the search text must be at most {MAX_QUERY} printable characters"
-        )));
-    }
-    let page_no = match query.get("page") {
-        None | Some("") => 1,
-        Some(p) => p
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=1_000_000).contains(n))
-            .ok_or_else(|| UiError::BadRequest("page must be a number from 1".into()))?,
-    };
+    let listing = Listing::parse(query, "repository")?;
     let policy = state.auth.policy();
     let (user, loopback) = (
         visit.caller.user().map(str::to_owned),
         visit.caller.loopback,
     );
-    let needle = q.to_lowercase();
+    let matches = listing.matcher();
     let wanted = move |name: &str| {
-        (needle.is_empty() || name.contains(needle.as_str()))
-            && policy.allows(user.as_deref(), name, Action::Pull, loopback)
+        matches(name) && policy.allows(user.as_deref(), name, Action::Pull, loopback)
     };
-    let skip = (page_no - 1) * PER_PAGE;
     let found = state
         .store
-        .repo_summaries_page(wanted, skip, PER_PAGE)
+        .repo_summaries_page(wanted, listing.skip(PER_PAGE), PER_PAGE)
         .await?;
     let now = crate::store::unix_now();
     let rows = found
         .items
         .into_iter()
         .map(|r| Row {
-            href: format!("repos/{}", segment(&r.name)),
+            href: format!("repos/{}", repo_path(&r.name)),
             origin: match (&r.origin, &r.upstream) {
                 (Origin::Cached, Some(u)) => format!("mirrored from {u}"),
                 (Origin::Cached, None) => "mirrored".into(),
@@ -107,16 +76,11 @@ pub async fn list(
             pinned: r.pinned,
         })
         .collect();
-    let pages = found.total.div_ceil(PER_PAGE).max(1);
     let body = ReposPage {
         page: &visit.page,
-        prev: (page_no > 1).then(|| page_href(&q, page_no - 1)),
-        next: (page_no < pages).then(|| page_href(&q, page_no + 1)),
-        q,
+        pager: Pager::new("repos", &listing, found.total, PER_PAGE),
+        q: listing.q,
         rows,
-        total: found.total,
-        page_no,
-        pages,
     }
     .render()
     .map_err(|e| UiError::Internal(e.to_string()))?;

@@ -1,6 +1,8 @@
 //! Turns method + path under `/ui` into a typed [`UiRoute`] before anything
-//! else happens. A repository name is one percent-encoded segment
-//! (`/ui/repos/team%2Fapp`), a reference (tag or digest) the next one.
+//! else happens. A repository name is its own path (`/ui/repos/team/app`); an
+//! image is the name, a `-` segment (never a name component) and the tag or
+//! digest (`/ui/repos/team/app/-/1.0`). Names written as one encoded segment
+//! (`team%2Fapp`) are read too.
 
 use http::Method;
 
@@ -42,7 +44,7 @@ pub enum UiRoute {
         /// The name (as listed: the local one).
         name: RepoName,
     },
-    /// `GET /ui/repos/<name>/<reference>`: one image.
+    /// `GET /ui/repos/<name>/-/<reference>`: one image.
     Image {
         /// The repository.
         name: RepoName,
@@ -58,6 +60,10 @@ pub enum UiRoute {
     /// `POST /ui/actions/<action>`.
     Action(UiAction),
 }
+
+/// The path segment between a repository's name and a reference: `-` is not
+/// a valid name component, so the split is never ambiguous.
+pub const IMAGE_MARK: &str = "-";
 
 /// Whether `path` belongs to the web page.
 pub fn is_ui_path(path: &str) -> bool {
@@ -78,12 +84,17 @@ impl UiRoute {
             [""] => UiRoute::Dashboard,
             ["static", "wharf.css"] => UiRoute::Stylesheet,
             ["repos"] => UiRoute::Repos,
-            ["repos", name] => UiRoute::Repo {
-                name: name_of(name)?,
-            },
-            ["repos", name, reference] => UiRoute::Image {
-                name: name_of(name)?,
-                reference: reference_of(reference)?,
+            ["repos", rest @ ..] => match rest.iter().position(|s| *s == IMAGE_MARK) {
+                None => UiRoute::Repo {
+                    name: name_of(rest)?,
+                },
+                Some(i) => match &rest[i + 1..] {
+                    [reference] => UiRoute::Image {
+                        name: name_of(&rest[..i])?,
+                        reference: reference_of(reference)?,
+                    },
+                    _ => return Err(not_found()),
+                },
             },
             ["login"] if *method == Method::POST => UiRoute::Login,
             ["login"] => UiRoute::LoginForm,
@@ -139,12 +150,14 @@ fn check(route: UiRoute, method: &Method) -> Result<UiRoute, UiError> {
     }
 }
 
-fn name_of(seg: &str) -> Result<RepoName, UiError> {
+fn name_of(segs: &[&str]) -> Result<RepoName, UiError> {
     let bad = || UiError::BadRequest("that is not a repository name".into());
-    decode_segment(seg)
-        .ok_or_else(bad)?
-        .parse()
-        .map_err(|_| bad())
+    let parts = segs
+        .iter()
+        .map(|s| decode_segment(s))
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(bad)?;
+    parts.join("/").parse().map_err(|_| bad())
 }
 
 fn reference_of(seg: &str) -> Result<Reference, UiError> {
@@ -171,12 +184,28 @@ mod tests {
         assert!(matches!(get("/ui/repos/team%2Fapp"),
             Ok(UiRoute::Repo { ref name }) if name.as_str() == "team/app"));
         assert!(
-            matches!(get("/ui/repos/team%2fapp/sha256%3A0123456789012345678901234567890123456789012345678901234567890123"),
+            matches!(get("/ui/repos/team%2fapp/-/sha256%3A0123456789012345678901234567890123456789012345678901234567890123"),
             Ok(UiRoute::Image { ref reference, .. }) if matches!(reference, Reference::Digest(_)))
         );
+        assert!(matches!(get("/ui/repos/team/app"),
+            Ok(UiRoute::Repo { ref name }) if name.as_str() == "team/app"));
         assert!(matches!(
             get("/ui/repos/a/latest"),
-            Ok(UiRoute::Image { .. })
+            Ok(UiRoute::Repo { ref name }) if name.as_str() == "a/latest"
+        ));
+        assert!(matches!(
+            get("/ui/repos/team/app/-/1.0"),
+            Ok(UiRoute::Image { ref name, reference: Reference::Tag(ref t) })
+                if name.as_str() == "team/app" && t.as_str() == "1.0"
+        ));
+        assert!(matches!(
+            get(
+                "/ui/repos/a/-/sha256:0123456789012345678901234567890123456789012345678901234567890123"
+            ),
+            Ok(UiRoute::Image {
+                reference: Reference::Digest(_),
+                ..
+            })
         ));
         assert_eq!(
             UiRoute::parse(&Method::POST, "/ui/login").unwrap(),
@@ -196,19 +225,24 @@ mod tests {
             "/ui/repos/A",
             "/ui/repos/a%00b",
             "/ui/repos/%zz",
+            "/ui/repos/a//b",
+            "/ui/repos/a/",
+            "/ui/repos/a/../b",
+            "/ui/repos/-/1.0",
         ] {
             assert!(matches!(get(p), Err(UiError::BadRequest(_))), "{p}");
         }
         for p in [
-            "/ui/repos/a/<script>",
-            "/ui/repos/a/sha256:zz",
-            "/ui/repos/a/%2E%2E",
+            "/ui/repos/a/-/<script>",
+            "/ui/repos/a/-/sha256:zz",
+            "/ui/repos/a/-/%2E%2E",
         ] {
             assert!(matches!(get(p), Err(UiError::BadRequest(_))), "{p}");
         }
         for p in [
             "/ui/nope",
-            "/ui/repos/a/b/c",
+            "/ui/repos/a/-/b/c",
+            "/ui/repos/a/-",
             "/ui/static/x.js",
             "/uix",
             "/ui/actions/rm-rf",

@@ -122,6 +122,55 @@ async fn a_session_replayed_after_logout_is_refused() {
     w.stop().await;
 }
 
+/// A password change (the htpasswd file rewritten, picked up while serving)
+/// ends the sessions logged in with the old password: whoever stole one
+/// loses it with the password.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_password_change_ends_the_sessions_of_the_old_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = with_users(dir.path(), "anonymous_pull = false").await;
+    let old = login(&w, "alice", "alice-pw").await;
+    let bob = login(&w, "bob", "bob-pw").await;
+    let (_, body, _) = get(&w, "/ui/", Some(&old)).await;
+    assert!(body.contains("data-test=\"user\">alice<"), "{body}");
+    // Only alice's line changes, as `wharf user passwd` or `htpasswd` would.
+    let file = dir.path().join("htpasswd");
+    let fresh = dir.path().join("fresh");
+    htpasswd(&fresh, &[("alice", "alice-new-pw")]);
+    let alice_line = std::fs::read_to_string(&fresh).unwrap();
+    let kept: String = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("alice:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&file, format!("{}\n{kept}", alice_line.trim_end())).unwrap();
+    common::wait_for(20, "the new password to be read", || async {
+        As::user(&w, "alice", "alice-new-pw")
+            .req(reqwest::Method::GET, "/v2/")
+            .send()
+            .await
+            .unwrap()
+            .status()
+            == 200
+    })
+    .await;
+    let (_, body, _) = get(&w, "/ui/", Some(&old)).await;
+    assert!(
+        !body.contains("data-test=\"user\">alice<"),
+        "a session of the old password still shows alice's page"
+    );
+    let (status, _, _) = post(&w, "/ui/actions/gc", &old, &[("csrf", "x")]).await;
+    assert_eq!(status, 403);
+    // Bob's password did not change: his session goes on.
+    let (_, body, _) = get(&w, "/ui/", Some(&bob)).await;
+    assert!(body.contains("data-test=\"user\">bob<"), "{body}");
+    let new = login(&w, "alice", "alice-new-pw").await;
+    let (_, body, _) = get(&w, "/ui/", Some(&new)).await;
+    assert!(body.contains("data-test=\"user\">alice<"), "{body}");
+    w.stop().await;
+}
+
 /// The copy-paste lines take the host from the request; a `Host` that is no
 /// host name (shell metacharacters) must never reach them, whatever escaping
 /// HTML does: those lines are pasted into a shell.

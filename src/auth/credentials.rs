@@ -106,6 +106,27 @@ impl Users {
         self.entries.read().is_ok_and(|e| e.contains_key(user))
     }
 
+    /// A short fingerprint of `user`'s line in the file (keyed with this
+    /// process's salt, so it says nothing about the hash): a web session
+    /// carries it, and a changed password changes it, which ends the
+    /// sessions logged in with the old one. `None` for an unknown user.
+    pub fn stamp(&self, user: &str) -> Option<String> {
+        use sha2::Digest as _;
+        let entries = self.entries.read().ok()?;
+        let hash = entries.get(user)?;
+        let mut h = sha2::Sha256::new();
+        h.update(self.salt);
+        h.update(user.as_bytes());
+        h.update([0]);
+        h.update(hash.as_bytes());
+        Some(
+            h.finalize()[..12]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+        )
+    }
+
     /// Number of users.
     pub fn len(&self) -> usize {
         self.entries.read().map(|e| e.len()).unwrap_or(0)

@@ -47,14 +47,18 @@ impl Authorizer {
             access: vec![super::token::Grant {
                 kind: "session".into(),
                 name: nonce,
-                actions: Vec::new(),
+                // The user's credential stamp: a password change ends it.
+                actions: user
+                    .and_then(|u| self.users()?.stamp(u))
+                    .into_iter()
+                    .collect(),
             }],
         })
     }
 
     /// The session a cookie value stands for at `now`: signed here, not
     /// expired, a session (not a registry token), and its user still in the
-    /// htpasswd file.
+    /// htpasswd file with the same password.
     pub fn session(&self, cookie: &str, now: u64) -> Option<Session> {
         let claims = self.tokens.verify(cookie, now).ok()?;
         if claims.aud != SESSION_AUDIENCE || self.session_ended(cookie, now) {
@@ -62,7 +66,14 @@ impl Authorizer {
         }
         let user = claims.user().map(str::to_owned);
         if let Some(u) = &user {
-            if !self.users().is_some_and(|users| users.contains(u)) {
+            // Still in the file, with the password the session logged in with.
+            let now_stamp = self.users().and_then(|users| users.stamp(u))?;
+            let stamped = claims
+                .access
+                .first()
+                .and_then(|g| g.actions.first())
+                .is_some_and(|s| *s == now_stamp);
+            if !stamped {
                 return None;
             }
         }

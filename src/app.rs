@@ -51,6 +51,48 @@ pub enum AppError {
     /// A `[[sync]]` rule cannot be built.
     #[error("[[sync]]: {0}")]
     Sync(String),
+    /// `[storage.s3]` cannot be used (an unreadable secret file).
+    #[error("[storage.s3]: {0}")]
+    S3(String),
+}
+
+/// The content backend `[storage]` asks for: `None` for files under the
+/// data directory, the bucket for `backend = "s3"`.
+fn content_backend(
+    config: &Config,
+) -> Result<Option<Arc<dyn crate::store::content::BlobBackend>>, AppError> {
+    let Some(s3) = config
+        .storage
+        .s3
+        .as_ref()
+        .filter(|_| config.storage.backend == "s3")
+    else {
+        return Ok(None);
+    };
+    let secret_access_key = match &s3.secret_access_key_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .map_err(|e| {
+                    AppError::S3(format!(
+                        "secret_access_key_file {} cannot be read: {e}",
+                        path.display()
+                    ))
+                })?
+                .trim()
+                .to_owned(),
+        ),
+        None => None,
+    };
+    let settings = crate::store::content::S3Settings {
+        bucket: s3.bucket.clone(),
+        endpoint: s3.endpoint.clone(),
+        region: s3.region.clone(),
+        prefix: s3.key_prefix(),
+        access_key_id: s3.access_key_id.clone(),
+        secret_access_key,
+    };
+    let backend = crate::store::content::S3Backend::new(settings)?;
+    Ok(Some(Arc::new(backend)))
 }
 
 /// Runs wharf on an already-bound listener until `shutdown` turns true.
@@ -98,7 +140,7 @@ async fn build(config: &Config) -> Result<Parts, AppError> {
         (Some(cert), Some(key)) => Some(Arc::new(crate::tls::TlsReloader::load(cert, key)?)),
         _ => None,
     };
-    let store = Arc::new(Store::open(&config.storage.root).await?);
+    let store = Arc::new(Store::open_on(&config.storage.root, content_backend(config)?).await?);
     let metrics = Arc::new(Metrics::new());
     let auth = Arc::new(Authorizer::new(config, metrics.password_checks.clone())?);
     let upstreams = Arc::new(build_upstreams(config)?);

@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 mod not_built;
 mod replicate;
+pub mod s3;
 mod sync;
 
 pub use sync::DEFAULT_RATELIMIT_FLOOR;
@@ -211,10 +212,10 @@ pub struct StorageConfig {
     pub max_cache_size: ByteSize,
     /// Eviction goes down to this fraction of `max_cache_size`.
     pub low_watermark: f64,
-    /// Where blob content lives: `fs` (only `fs` is built yet).
+    /// Where blob content lives: `fs` (files under `root`) or `s3`.
     pub backend: String,
-    /// `[storage.s3]`: refused until the S3 backend exists.
-    pub s3: Option<toml::Table>,
+    /// `[storage.s3]`: the bucket, when `backend = "s3"`.
+    pub s3: Option<s3::S3Config>,
 }
 
 impl Default for StorageConfig {
@@ -741,6 +742,7 @@ impl Config {
                 ));
             }
         }
+        s3::validate(self, &at)?;
         replicate::validate(&self.replicate, &at)?;
         sync::validate(self, &at)?;
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {

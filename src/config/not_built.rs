@@ -12,19 +12,13 @@ pub(super) fn refusal(cfg: &Config, _text: &str) -> Option<(&'static str, String
             "{what} is not built in this version of wharf, and a key that is accepted must act; remove {remove}"
         )
     };
-    if cfg.storage.backend != "fs" {
+    if cfg.storage.s3.as_ref().is_some_and(|s3| s3.redirect) {
         return Some((
-            "backend",
+            "redirect",
             not_yet(
-                &format!("storage.backend = {:?}", cfg.storage.backend),
-                "the key (the default is \"fs\")",
+                "storage.s3.redirect = true (blob GETs answered with presigned URLs)",
+                "the key (blobs are then streamed through wharf)",
             ),
-        ));
-    }
-    if cfg.storage.s3.is_some() {
-        return Some((
-            "storage.s3",
-            not_yet("[storage.s3] (the S3 backend)", "the section"),
         ));
     }
     None
@@ -43,14 +37,13 @@ mod tests {
 
     #[test]
     fn unbuilt_features_are_refused_by_name() {
-        for (text, key) in [
-            ("[storage]\nbackend = \"s3\"\n", "backend"),
-            ("[storage.s3]\nbucket = \"b\"\n", "storage.s3"),
-        ] {
-            let e = refused(text);
-            assert!(e.contains(key) && e.contains("not built"), "{text}: {e}");
-            assert!(e.contains("line "), "names the line: {e}");
-        }
+        let text = "[storage]\nbackend = \"s3\"\n[storage.s3]\nbucket = \"bkt\"\nredirect = true\n";
+        let e = refused(text);
+        assert!(
+            e.contains("redirect") && e.contains("not built"),
+            "{text}: {e}"
+        );
+        assert!(e.contains("line "), "names the line: {e}");
     }
 
     #[test]

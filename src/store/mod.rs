@@ -287,6 +287,16 @@ impl Store {
     /// unmounted volume, a restored index) stops start-up with
     /// [`StoreError::ContentMissing`] and changes nothing.
     pub async fn open(root: &Path) -> Result<Store, StoreError> {
+        Store::open_on(root, None).await
+    }
+
+    /// [`Store::open`] with content in `backend` (an S3 bucket) instead of
+    /// files under `root`; `None`: files. The index and staging stay under
+    /// `root` either way.
+    pub async fn open_on(
+        root: &Path,
+        backend: Option<Arc<dyn content::BlobBackend>>,
+    ) -> Result<Store, StoreError> {
         let root = root.to_path_buf();
         let r = root.clone();
         let meta = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
@@ -294,7 +304,10 @@ impl Store {
             Meta::open(&r.join("index.redb"))
         })
         .await??;
-        let files = Content::fs(&root);
+        let files = match backend {
+            Some(b) => Content::new(&root, b),
+            None => Content::fs(&root),
+        };
         let settled = async {
             sweep::finish_at_start(&meta, &files).await?;
             reconcile::reconcile(&meta, &files, &root).await?;

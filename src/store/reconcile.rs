@@ -141,19 +141,11 @@ pub(super) async fn reconcile(meta: &Meta, files: &Content, root: &Path) -> Resu
     if !present {
         return Err(content_missing(None));
     }
-    let scan = files.scan().await?;
-    let on_disk: HashSet<String> = scan.content.iter().map(Digest::to_string).collect();
-    let gone: HashSet<String> = indexed.difference(&on_disk).cloned().collect();
-    if is_mass_loss(gone.len(), indexed.len()) {
-        return Err(content_missing(Some(gone.len())));
-    }
-    let orphans: Vec<Digest> = scan
-        .content
-        .iter()
-        .filter(|d| !indexed.contains(&d.to_string()))
-        .cloned()
-        .collect();
-    files.set_aside(orphans, scan.strays).await?;
+    let gone = if files.scans_at_start() {
+        settle_content(files, &indexed, &content_missing).await?
+    } else {
+        HashSet::new()
+    };
     for d in &gone {
         tracing::warn!(digest = %d, "index row dropped: its content file is missing");
     }
@@ -180,6 +172,29 @@ pub(super) async fn reconcile(meta: &Meta, files: &Content, root: &Path) -> Resu
         );
     }
     Ok(())
+}
+
+/// Walks the content against the index: sets aside content without rows and
+/// returns the rows whose content is missing (refusing a mass loss).
+async fn settle_content(
+    files: &Content,
+    indexed: &HashSet<String>,
+    content_missing: &impl Fn(Option<usize>) -> StoreError,
+) -> Result<HashSet<String>, StoreError> {
+    let scan = files.scan().await?;
+    let on_disk: HashSet<String> = scan.content.iter().map(Digest::to_string).collect();
+    let gone: HashSet<String> = indexed.difference(&on_disk).cloned().collect();
+    if is_mass_loss(gone.len(), indexed.len()) {
+        return Err(content_missing(Some(gone.len())));
+    }
+    let orphans: Vec<Digest> = scan
+        .content
+        .iter()
+        .filter(|d| !indexed.contains(&d.to_string()))
+        .cloned()
+        .collect();
+    files.set_aside(orphans, scan.strays).await?;
+    Ok(gone)
 }
 
 #[cfg(test)]

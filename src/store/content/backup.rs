@@ -177,6 +177,89 @@ impl BackupDir {
     }
 }
 
+/// A blob being copied into a backup from a stream (content that is not in
+/// local files): written chunk by chunk off the runtime, hashed as it goes,
+/// kept only when it hashes to its digest.
+pub(super) struct CopySink {
+    file: File,
+    path: PathBuf,
+    hasher: DigestHasher,
+    size: u64,
+}
+
+impl BackupDir {
+    /// Starts the backup's file of `digest`.
+    pub(super) async fn copy_sink(&self, digest: &Digest) -> Result<CopySink, StoreError> {
+        let path = layout_path(&self.blobs, digest);
+        let p = path.clone();
+        let file = tokio::task::spawn_blocking(move || -> Result<File, StoreError> {
+            if let Some(fan) = p.parent() {
+                std::fs::create_dir_all(fan)?;
+            }
+            Ok(File::create(&p)?)
+        })
+        .await??;
+        Ok(CopySink {
+            file,
+            path,
+            hasher: DigestHasher::new(),
+            size: 0,
+        })
+    }
+}
+
+impl CopySink {
+    /// Appends `chunk` (hashing it with the write, on a blocking thread).
+    pub(super) async fn write(self, chunk: bytes::Bytes) -> Result<CopySink, StoreError> {
+        let path = self.path.clone();
+        let r = tokio::task::spawn_blocking(move || -> Result<CopySink, StoreError> {
+            let mut s = self;
+            s.file.write_all(&chunk)?;
+            s.hasher.update(&chunk);
+            s.size += chunk.len() as u64;
+            Ok(s)
+        })
+        .await?;
+        if r.is_err() {
+            let _ = std::fs::remove_file(&path);
+        }
+        r
+    }
+
+    /// Drops what was written (the source failed).
+    pub(super) async fn discard(self) {
+        let _ = tokio::task::spawn_blocking(move || std::fs::remove_file(&self.path)).await;
+    }
+
+    /// Syncs and checks the copy; a mismatch removes it and fails.
+    pub(super) async fn finish(self, digest: &Digest) -> Result<Exported, StoreError> {
+        let digest = digest.clone();
+        tokio::task::spawn_blocking(move || -> Result<Exported, StoreError> {
+            let CopySink {
+                file,
+                path,
+                hasher,
+                size,
+            } = self;
+            let synced = file.sync_all();
+            let actual = hasher.finish();
+            if synced.is_err() || actual != digest {
+                let _ = std::fs::remove_file(&path);
+                synced?;
+                return Err(StoreError::BackupFailed(format!(
+                    "the stored object of {digest} hashes to {actual}: it is corrupt in the \
+                     bucket; run `wharf verify` (it quarantines it), then back up again"
+                )));
+            }
+            Ok(Exported {
+                size,
+                linked: false,
+            })
+        })
+        .await?
+    }
+}
+
 /// Puts the content file `src` (of `digest`) into the backup: linked or
 /// copied, then hashed; a mismatch removes what was written and fails.
 /// `BlobUnknown` when `src` is missing. Blocking.

@@ -11,7 +11,8 @@
 //! [`Content::open`] and [`Content::read_small`], checks through
 //! [`Content::hash`], removals through [`Content::remove_many`].
 //!
-//! Backends: `fs.rs` (`blobs/sha256/ab/abcd…` under the data directory). A
+//! Backends: `fs.rs` (`blobs/sha256/ab/abcd…` under the data directory) and
+//! `s3.rs` (`<prefix>blobs/sha256/<hex>` in a bucket). A
 //! backend is one file implementing [`BlobBackend`] and handed to
 //! [`Content::new`]; nothing else changes.
 
@@ -20,6 +21,7 @@ mod fs;
 pub(super) mod lost_found;
 mod pace;
 mod reader;
+mod s3;
 mod writer;
 mod zero_copy;
 
@@ -37,6 +39,7 @@ pub use backup::{BackupDir, Exported};
 pub use fs::FsBackend;
 pub use pace::Pace;
 pub use reader::{BlobReader, Chunks, Pending, ReadAt};
+pub use s3::{S3Backend, S3Settings};
 pub use writer::BlobWriter;
 pub use zero_copy::ZeroCopy;
 
@@ -56,6 +59,15 @@ pub trait BlobBackend: Send + Sync + 'static {
     /// there: a missing location while the index names content means an
     /// unmounted volume or a wrong symlink, not an empty store.
     fn prepare(&self, create: bool) -> BoxFuture<'_, Result<bool, StoreError>>;
+
+    /// Whether start-up walks the content ([`BlobBackend::scan`]) to settle
+    /// it against the index. A bucket shared by several nodes is never listed
+    /// whole at start (its size is unbounded and other nodes write to it):
+    /// such a backend answers false, and start-up neither drops rows nor sets
+    /// content aside.
+    fn scans_at_start(&self) -> bool {
+        true
+    }
 
     /// Start-up: every stored digest, and anything else found where content
     /// lives. Nothing is moved or removed here.
@@ -249,6 +261,11 @@ impl Content {
         })
         .await??;
         self.backend.prepare(create).await
+    }
+
+    /// See [`BlobBackend::scans_at_start`].
+    pub fn scans_at_start(&self) -> bool {
+        self.backend.scans_at_start()
     }
 
     /// See [`BlobBackend::scan`].

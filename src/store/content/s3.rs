@@ -1,0 +1,505 @@
+//! Content in an S3-compatible bucket (`[storage] backend = "s3"`), on
+//! `object_store`: `<prefix>blobs/sha256/<hex>`, one object per digest.
+//!
+//! New bytes are staged and verified in the local `tmp/` as for files (so
+//! followers of a download stream the staged file while it fills); a staged
+//! blob is then uploaded once: small ones in one PUT with `If-None-Match: *`
+//! (conditional create), large ones in parts of [`PART_SIZE`] or more, read
+//! from the staged file one part at a time with at most [`PARTS_IN_FLIGHT`]
+//! parts uploading. Reads stream a ranged GET and keep it open while the
+//! reader goes on sequentially, so a response costs one request, not one per
+//! chunk. Objects are named by their digest and written only after their
+//! bytes verified, so a second node writing the same digest writes the same
+//! bytes: a PUT that finds the object there is a success.
+//!
+//! Start-up never lists the bucket ([`BlobBackend::scans_at_start`] is
+//! false): it checks the bucket answers, and that is all.
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt as _;
+use futures_util::stream::BoxStream;
+use object_store::aws::{AmazonS3, AmazonS3Builder, S3ConditionalPut};
+use object_store::path::Path as Key;
+use object_store::signer::Signer as _;
+use object_store::{
+    GetOptions, GetRange, ObjectStore, ObjectStoreExt as _, PutMode, PutMultipartOptions,
+    PutOptions, PutPayload,
+};
+use tokio::sync::Mutex;
+
+use super::{
+    Adopted, BackupDir, BlobBackend, BlobReader, BoxFuture, Exported, Hashed, Pace, Pending,
+    ReadAt, Scan, Staged, Stray,
+};
+use crate::oci::{Digest, DigestHasher};
+use crate::store::StoreError;
+
+/// Blobs up to this size go in one PUT; larger ones in parts of this size
+/// (or more, for blobs past 10,000 parts of it).
+pub const PART_SIZE: usize = 8 * 1024 * 1024;
+/// Parts of one blob uploading at once: a publish holds at most this many
+/// parts in memory.
+pub const PARTS_IN_FLIGHT: usize = 2;
+/// The most parts S3 takes in one multipart upload.
+const MAX_PARTS: u64 = 10_000;
+
+/// Where the bucket is and how to reach it (from `[storage.s3]`).
+#[derive(Clone, Default)]
+pub struct S3Settings {
+    /// The bucket.
+    pub bucket: String,
+    /// The S3 API's URL (MinIO, Ceph RGW, Garage); `None`: AWS for `region`.
+    pub endpoint: Option<String>,
+    /// The region (signing needs one even off AWS).
+    pub region: Option<String>,
+    /// Key prefix inside the bucket (`""`, or ending in `/`).
+    pub prefix: String,
+    /// Access key; `None`: the `AWS_*` environment (or the instance's role).
+    pub access_key_id: Option<String>,
+    /// Secret key, read from `secret_access_key_file`.
+    pub secret_access_key: Option<String>,
+}
+
+impl std::fmt::Debug for S3Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Settings")
+            .field("bucket", &self.bucket)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("prefix", &self.prefix)
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Blobs in a bucket; see the module doc.
+#[derive(Clone)]
+pub struct S3Backend {
+    s3: Arc<AmazonS3>,
+    settings: Arc<S3Settings>,
+}
+
+/// An object store failure as a store error (the HTTP layers render storage
+/// I/O errors once, whatever the backend).
+fn failed(what: &str, e: object_store::Error) -> StoreError {
+    StoreError::Io(Arc::new(std::io::Error::other(format!("s3 {what}: {e}"))))
+}
+
+impl S3Backend {
+    /// A client for `settings`; `AWS_*` variables fill what the settings
+    /// leave out. Nothing is sent until [`BlobBackend::prepare`].
+    pub fn new(settings: S3Settings) -> Result<S3Backend, StoreError> {
+        // object_store's HTTP client signs and talks TLS with the process's
+        // rustls provider: ring, as the server's TLS does.
+        let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
+        let mut b = AmazonS3Builder::from_env()
+            .with_bucket_name(&settings.bucket)
+            .with_conditional_put(S3ConditionalPut::ETagMatch);
+        if let Some(endpoint) = &settings.endpoint {
+            b = b
+                .with_endpoint(endpoint)
+                .with_allow_http(endpoint.starts_with("http://"))
+                .with_virtual_hosted_style_request(false);
+        }
+        if let Some(region) = &settings.region {
+            b = b.with_region(region);
+        }
+        if let Some(id) = &settings.access_key_id {
+            b = b.with_access_key_id(id);
+        }
+        if let Some(secret) = &settings.secret_access_key {
+            b = b.with_secret_access_key(secret);
+        }
+        let s3 = b.build().map_err(|e| failed("configuration", e))?;
+        Ok(S3Backend {
+            s3: Arc::new(s3),
+            settings: Arc::new(settings),
+        })
+    }
+
+    /// The object of `digest`.
+    fn key(&self, digest: &Digest) -> Key {
+        Key::from(format!(
+            "{}blobs/sha256/{}",
+            self.settings.prefix,
+            digest.hex()
+        ))
+    }
+
+    /// A presigned GET of `digest`'s object valid for `ttl`: what a blob GET
+    /// answers with when `redirect = true`.
+    pub async fn presigned_get(
+        &self,
+        digest: &Digest,
+        ttl: Duration,
+    ) -> Result<String, StoreError> {
+        let url = self
+            .s3
+            .signed_url(http::Method::GET, &self.key(digest), ttl)
+            .await
+            .map_err(|e| failed("presign", e))?;
+        Ok(url.to_string())
+    }
+
+    /// The size of `digest`'s object; `None` when it is not there.
+    async fn head(&self, digest: &Digest) -> Result<Option<u64>, StoreError> {
+        match self.s3.head(&self.key(digest)).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(failed("head", e)),
+        }
+    }
+
+    /// The object's bytes from `at` on, as a stream of chunks.
+    async fn stream_from(
+        &self,
+        digest: &Digest,
+        at: u64,
+    ) -> Result<Option<BoxStream<'static, object_store::Result<Bytes>>>, StoreError> {
+        let opts = GetOptions {
+            range: (at > 0).then_some(GetRange::Offset(at)),
+            ..Default::default()
+        };
+        match self.s3.get_opts(&self.key(digest), opts).await {
+            Ok(r) => Ok(Some(r.into_stream())),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(failed("get", e)),
+        }
+    }
+
+    /// Uploads the staged file at `path` (`size` bytes) as `digest`'s object.
+    async fn upload(&self, path: &Path, size: u64, digest: &Digest) -> Result<(), StoreError> {
+        let key = self.key(digest);
+        if size <= PART_SIZE as u64 {
+            let p = path.to_owned();
+            let bytes = tokio::task::spawn_blocking(move || std::fs::read(p)).await??;
+            let opts = PutOptions {
+                mode: PutMode::Create,
+                ..Default::default()
+            };
+            return match self.s3.put_opts(&key, PutPayload::from(bytes), opts).await {
+                Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
+                Err(e) => Err(failed("put", e)),
+            };
+        }
+        // Another node may have uploaded it already: same digest, same bytes.
+        if self.head(digest).await? == Some(size) {
+            return Ok(());
+        }
+        let part = (PART_SIZE as u64).max(size.div_ceil(MAX_PARTS)) as usize;
+        let mut upload = self
+            .s3
+            .put_multipart_opts(&key, PutMultipartOptions::default())
+            .await
+            .map_err(|e| failed("multipart start", e))?;
+        let result = async {
+            let mut file = Some(std::fs::File::open(path)?);
+            let mut in_flight = futures_util::stream::FuturesOrdered::new();
+            let mut sent = 0u64;
+            while sent < size {
+                let len = part.min((size - sent) as usize);
+                let f = file.take().ok_or_else(|| {
+                    StoreError::Io(Arc::new(std::io::Error::other("staged file lost")))
+                })?;
+                let (f, buf) = tokio::task::spawn_blocking(move || {
+                    let mut f = f;
+                    let mut buf = vec![0u8; len];
+                    f.read_exact(&mut buf)?;
+                    Ok::<_, std::io::Error>((f, buf))
+                })
+                .await??;
+                file = Some(f);
+                sent += len as u64;
+                in_flight.push_back(upload.put_part(PutPayload::from(buf)));
+                while in_flight.len() >= PARTS_IN_FLIGHT {
+                    if let Some(r) = in_flight.next().await {
+                        r.map_err(|e| failed("part upload", e))?;
+                    }
+                }
+            }
+            while let Some(r) = in_flight.next().await {
+                r.map_err(|e| failed("part upload", e))?;
+            }
+            Ok::<_, StoreError>(())
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                upload
+                    .complete()
+                    .await
+                    .map_err(|e| failed("multipart complete", e))?;
+                Ok(())
+            }
+            Err(e) => {
+                if let Err(abort) = upload.abort().await {
+                    tracing::warn!(digest = %digest, error = %abort, "s3: a failed multipart upload could not be aborted; the bucket's lifecycle rule must clean it");
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Sequential reads of one object over one streaming GET: a read at the
+/// position the last one ended continues the stream; any other position
+/// opens a new ranged GET.
+struct ObjectAt {
+    backend: S3Backend,
+    digest: Digest,
+    cursor: Arc<Mutex<Option<Cursor>>>,
+}
+
+/// An open GET and where it stands.
+struct Cursor {
+    at: u64,
+    stream: BoxStream<'static, object_store::Result<Bytes>>,
+    /// Bytes received past the last read.
+    spare: Bytes,
+}
+
+impl ReadAt for ObjectAt {
+    fn read_at(&self, at: u64, len: usize) -> Pending {
+        let (backend, digest, cursor) = (
+            self.backend.clone(),
+            self.digest.clone(),
+            self.cursor.clone(),
+        );
+        Pending::spawn(async move {
+            let mut guard = cursor.lock().await;
+            if guard.as_ref().is_none_or(|c| c.at != at) {
+                let stream = backend
+                    .stream_from(&digest, at)
+                    .await
+                    .map_err(std::io::Error::other)?
+                    .ok_or_else(|| {
+                        std::io::Error::new(
+                            std::io::ErrorKind::NotFound,
+                            format!("{digest} is gone from the bucket"),
+                        )
+                    })?;
+                *guard = Some(Cursor {
+                    at,
+                    stream,
+                    spare: Bytes::new(),
+                });
+            }
+            let Some(c) = guard.as_mut() else {
+                return Err(std::io::Error::other("no cursor"));
+            };
+            let mut out = bytes::BytesMut::with_capacity(len);
+            while out.len() < len {
+                if c.spare.is_empty() {
+                    match c.stream.next().await {
+                        Some(Ok(b)) => c.spare = b,
+                        Some(Err(e)) => {
+                            *guard = None;
+                            return Err(std::io::Error::other(format!("s3 read: {e}")));
+                        }
+                        None => {
+                            *guard = None;
+                            return Err(std::io::ErrorKind::UnexpectedEof.into());
+                        }
+                    }
+                }
+                let take = (len - out.len()).min(c.spare.len());
+                out.extend_from_slice(&c.spare.split_to(take));
+            }
+            c.at += len as u64;
+            Ok(out.freeze())
+        })
+    }
+}
+
+impl BlobBackend for S3Backend {
+    fn prepare(&self, _create: bool) -> BoxFuture<'_, Result<bool, StoreError>> {
+        Box::pin(async move {
+            // One listing request of at most one page: the bucket exists and
+            // these credentials may read it. Never a walk of the bucket.
+            let prefix = Key::from(format!("{}blobs/", self.settings.prefix));
+            match self.s3.list(Some(&prefix)).next().await {
+                None | Some(Ok(_)) => Ok(true),
+                Some(Err(e)) => Err(failed(
+                    &format!("bucket {} does not answer", self.location()),
+                    e,
+                )),
+            }
+        })
+    }
+
+    fn scans_at_start(&self) -> bool {
+        false
+    }
+
+    fn scan(&self) -> BoxFuture<'_, Result<Scan, StoreError>> {
+        Box::pin(async { Ok(Scan::default()) })
+    }
+
+    fn set_aside(
+        &self,
+        orphans: Vec<Digest>,
+        strays: Vec<Stray>,
+    ) -> BoxFuture<'_, Result<(), StoreError>> {
+        let _ = (orphans, strays);
+        Box::pin(async { Ok(()) })
+    }
+
+    fn location(&self) -> String {
+        format!("s3://{}/{}", self.settings.bucket, self.settings.prefix)
+    }
+
+    fn publish<'a>(
+        &'a self,
+        staged: &'a Staged,
+        digest: &'a Digest,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let path: PathBuf = staged.path().to_owned();
+            let p = path.clone();
+            let size = tokio::task::spawn_blocking(move || std::fs::metadata(p))
+                .await??
+                .len();
+            self.upload(&path, size, digest).await
+        })
+    }
+
+    fn open<'a>(
+        &'a self,
+        digest: &'a Digest,
+    ) -> BoxFuture<'a, Result<Option<BlobReader>, StoreError>> {
+        Box::pin(async move {
+            if self.head(digest).await?.is_none() {
+                return Ok(None);
+            }
+            Ok(Some(BlobReader::new(ObjectAt {
+                backend: self.clone(),
+                digest: digest.clone(),
+                cursor: Arc::new(Mutex::new(None)),
+            })))
+        })
+    }
+
+    fn remove<'a>(&'a self, digest: &'a Digest) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            match self.s3.delete(&self.key(digest)).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(failed("delete", e)),
+            }
+        })
+    }
+
+    fn remove_many(&self, digests: Vec<Digest>) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            let keys: Vec<object_store::Result<Key>> =
+                digests.iter().map(|d| Ok(self.key(d))).collect();
+            let mut results = self
+                .s3
+                .delete_stream(futures_util::stream::iter(keys).boxed());
+            let mut first = None;
+            while let Some(r) = results.next().await {
+                match r {
+                    Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "s3: an object could not be deleted");
+                        first.get_or_insert(failed("delete", e));
+                    }
+                }
+            }
+            first.map_or(Ok(()), Err)
+        })
+    }
+
+    fn hash<'a>(
+        &'a self,
+        digest: &'a Digest,
+        pace: &'a mut Pace,
+    ) -> BoxFuture<'a, Result<Hashed, StoreError>> {
+        Box::pin(async move {
+            let mut stream = self
+                .stream_from(digest, 0)
+                .await?
+                .ok_or_else(|| StoreError::BlobUnknown(digest.clone()))?;
+            let mut hasher = DigestHasher::new();
+            let mut size = 0u64;
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| failed("read", e))?;
+                size += chunk.len() as u64;
+                // Hashing a chunk is short (≤ one network read) work.
+                hasher.update(&chunk);
+                pace.wait(chunk.len() as u64).await;
+            }
+            Ok(Hashed {
+                digest: hasher.finish(),
+                size,
+            })
+        })
+    }
+
+    fn quarantine<'a>(
+        &'a self,
+        digest: &'a Digest,
+    ) -> BoxFuture<'a, Result<Option<String>, StoreError>> {
+        Box::pin(async move {
+            if self.head(digest).await?.is_none() {
+                return Ok(None);
+            }
+            let to = Key::from(format!(
+                "{}quarantine/sha256/{}.{}",
+                self.settings.prefix,
+                digest.hex(),
+                crate::store::unix_now()
+            ));
+            self.s3
+                .copy(&self.key(digest), &to)
+                .await
+                .map_err(|e| failed("copy to quarantine", e))?;
+            self.remove(digest).await?;
+            Ok(Some(format!("s3://{}/{to}", self.settings.bucket)))
+        })
+    }
+
+    fn size_on_disk<'a>(
+        &'a self,
+        digest: &'a Digest,
+    ) -> BoxFuture<'a, Result<Option<u64>, StoreError>> {
+        Box::pin(self.head(digest))
+    }
+
+    fn export<'a>(
+        &'a self,
+        digest: &'a Digest,
+        to: &'a Arc<BackupDir>,
+    ) -> BoxFuture<'a, Result<Exported, StoreError>> {
+        Box::pin(async move {
+            let mut stream = self
+                .stream_from(digest, 0)
+                .await?
+                .ok_or_else(|| StoreError::BlobUnknown(digest.clone()))?;
+            let mut sink = to.copy_sink(digest).await?;
+            while let Some(chunk) = stream.next().await {
+                match chunk {
+                    Ok(c) => sink = sink.write(c).await?,
+                    Err(e) => {
+                        sink.discard().await;
+                        return Err(failed("read", e));
+                    }
+                }
+            }
+            sink.finish(digest).await
+        })
+    }
+
+    fn adopt_link<'a>(
+        &'a self,
+        source: &'a Path,
+        digest: &'a Digest,
+    ) -> BoxFuture<'a, Result<Adopted, StoreError>> {
+        let _ = (source, digest);
+        Box::pin(async { Ok(Adopted::NotLinked) })
+    }
+}

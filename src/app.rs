@@ -222,6 +222,8 @@ async fn build(config: &Config) -> Result<Parts, AppError> {
             low_watermark: config.storage.low_watermark,
         },
         ui_enabled: config.ui.enabled,
+        blob_redirect: config.storage.backend == "s3"
+            && config.storage.s3.as_ref().is_some_and(|s3| s3.redirect),
     });
     Ok(Parts {
         state,

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-mod not_built;
 mod replicate;
 pub mod s3;
 mod sync;
@@ -626,9 +625,6 @@ impl Config {
                     at("public_url")
                 ));
             }
-        }
-        if let Some((key, message)) = not_built::refusal(self, text) {
-            return Err(format!("{}{message}", at(key)));
         }
         if self.auth.scheme == AuthScheme::Basic
             && self.auth.htpasswd.is_some()

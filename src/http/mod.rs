@@ -70,6 +70,9 @@ pub struct State {
     pub cache_budget: CacheBudget,
     /// `[ui] enabled`: the web page at `/ui/` (else its paths are 404).
     pub ui_enabled: bool,
+    /// `[storage.s3] redirect`: stored blobs are answered with a 307 to a
+    /// presigned URL of their object instead of their bytes.
+    pub blob_redirect: bool,
 }
 
 /// `[storage] max_cache_size` and `low_watermark`, as the admin API reports them.

@@ -105,6 +105,17 @@ impl Store {
         }
     }
 
+    /// A URL the client may fetch `digest`'s stored bytes from directly for
+    /// `ttl` (`[storage.s3] redirect`); `None` when the backend serves its
+    /// own bytes (files).
+    pub async fn blob_redirect(
+        &self,
+        digest: &Digest,
+        ttl: Duration,
+    ) -> Result<Option<String>, StoreError> {
+        self.files.presigned_get(digest, ttl).await
+    }
+
     /// Removes the link of `digest` from `repo` (the file goes later, through
     /// gc). A blob a pinned image of `repo` needs is refused with
     /// [`StoreError::Pinned`]: the image would no longer pull.

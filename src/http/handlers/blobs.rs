@@ -53,6 +53,11 @@ pub fn parse_range(value: Option<&str>, size: u64) -> Result<ByteRange, ApiError
     Ok(ByteRange::Part(range.0, range.1))
 }
 
+/// How long a presigned blob URL (`[storage.s3] redirect`) stays valid: long
+/// enough for a slow client to start a large layer, short enough that a
+/// leaked URL soon stops working (Distribution's S3 driver uses 20 minutes).
+const REDIRECT_TTL: std::time::Duration = std::time::Duration::from_secs(20 * 60);
+
 /// `GET` or `HEAD` a blob, from the request's [`Source`](crate::proxy::Source):
 /// the store, or for a mirrored name the cache in front of the upstream (a
 /// miss streams while it downloads; ranges work on it too; a HEAD asks the
@@ -119,6 +124,22 @@ pub async fn get(
         }
     };
     let body = match body {
+        BlobBody::Local(reader) if state.blob_redirect => {
+            match state.store.blob_redirect(digest, REDIRECT_TTL).await? {
+                Some(url) => {
+                    let h = vec![
+                        (header::LOCATION, url),
+                        (
+                            header::HeaderName::from_static("docker-content-digest"),
+                            digest.to_string(),
+                        ),
+                        (header::CONTENT_LENGTH, "0".to_owned()),
+                    ];
+                    return Ok(respond(StatusCode::TEMPORARY_REDIRECT, h, empty()));
+                }
+                None => local_body(state, req, reader, start, end),
+            }
+        }
         BlobBody::Local(reader) => local_body(state, req, reader, start, end),
         BlobBody::Streaming(dl) => ChannelBody::new(reader(dl, start, end), end - start).boxed(),
     };

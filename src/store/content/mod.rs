@@ -145,6 +145,18 @@ pub trait BlobBackend: Send + Sync + 'static {
         to: &'a Arc<BackupDir>,
     ) -> BoxFuture<'a, Result<Exported, StoreError>>;
 
+    /// A URL from which a client may GET the stored content for `ttl`
+    /// without wharf in between (a presigned object URL); `None` when this
+    /// backend has none (local files).
+    fn presigned_get<'a>(
+        &'a self,
+        digest: &'a Digest,
+        ttl: std::time::Duration,
+    ) -> BoxFuture<'a, Result<Option<String>, StoreError>> {
+        let _ = (digest, ttl);
+        Box::pin(async { Ok(None) })
+    }
+
     /// Takes over a file from outside the store (`wharf import --link`: a
     /// `registry:2` blob) by hard link, where content lives in local files on
     /// the source's filesystem: the link is hashed and published only when it
@@ -380,6 +392,15 @@ impl Content {
     /// See [`BlobBackend::quarantine`].
     pub async fn quarantine(&self, digest: &Digest) -> Result<Option<String>, StoreError> {
         self.backend.quarantine(digest).await
+    }
+
+    /// See [`BlobBackend::presigned_get`].
+    pub async fn presigned_get(
+        &self,
+        digest: &Digest,
+        ttl: std::time::Duration,
+    ) -> Result<Option<String>, StoreError> {
+        self.backend.presigned_get(digest, ttl).await
     }
 
     /// See [`BlobBackend::adopt_link`].

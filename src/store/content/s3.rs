@@ -133,11 +133,7 @@ impl S3Backend {
 
     /// A presigned GET of `digest`'s object valid for `ttl`: what a blob GET
     /// answers with when `redirect = true`.
-    pub async fn presigned_get(
-        &self,
-        digest: &Digest,
-        ttl: Duration,
-    ) -> Result<String, StoreError> {
+    async fn presign(&self, digest: &Digest, ttl: Duration) -> Result<String, StoreError> {
         let url = self
             .s3
             .signed_url(http::Method::GET, &self.key(digest), ttl)
@@ -492,6 +488,14 @@ impl BlobBackend for S3Backend {
             }
             sink.finish(digest).await
         })
+    }
+
+    fn presigned_get<'a>(
+        &'a self,
+        digest: &'a Digest,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Option<String>, StoreError>> {
+        Box::pin(async move { self.presign(digest, ttl).await.map(Some) })
     }
 
     fn adopt_link<'a>(

@@ -324,3 +324,35 @@ async fn update_with_a_stale_etag_is_a_precondition_failure() {
     let got = store.get(&key).await.unwrap().bytes().await.unwrap();
     assert_eq!(&got[..], b"node-1 renewed");
 }
+
+#[tokio::test]
+async fn copy_if_not_exists_lands_a_staged_object_once() {
+    let Some((_d, _s3, store)) = server() else {
+        return;
+    };
+    // A large blob: multipart to a staging key (unconditional), then a
+    // conditional copy to its final key, so two nodes filling the same digest
+    // cannot both "create" it.
+    let data = bytes(6 << 20, 5);
+    let staged = Key::from("tmp/node-1/upload");
+    let other = Key::from("tmp/node-2/upload");
+    let dest = Key::from("blobs/sha256/12/1234");
+    let mut up = store.put_multipart(&staged).await.unwrap();
+    up.put_part(PutPayload::from(data.clone())).await.unwrap();
+    up.complete().await.unwrap();
+    store
+        .put(&other, PutPayload::from_static(b"node-2's bytes"))
+        .await
+        .unwrap();
+    store
+        .copy_if_not_exists(&staged, &dest)
+        .await
+        .expect("the first copy lands");
+    let second = store.copy_if_not_exists(&other, &dest).await;
+    assert!(
+        matches!(second, Err(object_store::Error::AlreadyExists { .. })),
+        "a second conditional copy must be refused, got {second:?}"
+    );
+    let got = store.get(&dest).await.unwrap().bytes().await.unwrap();
+    assert_eq!(digest(&got), digest(&data), "the first copy's bytes stay");
+}

@@ -5,10 +5,12 @@
 //!
 //! What moto 5.2.1 honours (checked with real requests, `tests/s3_server.rs`):
 //! `If-None-Match: *` on PUT and on CompleteMultipartUpload (412 when the key
-//! exists), `If-Match` on PUT (412 on a stale ETag, 404 on a missing key), ranged
+//! exists; object_store sends it on the latter only in copy-if-not-exists),
+//! `If-Match` on PUT (412 on a stale ETag, 404 on a missing key), ranged
 //! GET, multipart upload (parts under 5 MiB but the last are refused with
 //! `EntityTooSmall` at completion), DeleteObjects, ListObjectsV2 with prefix,
 //! delimiter and continuation tokens, HEAD, CopyObject, presigned GET URLs.
+//! UploadPartCopy (so `copy_if_not_exists` in object_store's `Multipart` mode).
 //! What it does not: it never checks a signature (any secret, a tampered or an
 //! expired presigned URL all pass; only a request with no credentials at all is
 //! refused), `If-None-Match` on CopyObject is ignored, and everything lives in
@@ -20,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use object_store::aws::{AmazonS3, AmazonS3Builder, S3ConditionalPut};
+use object_store::aws::{AmazonS3, AmazonS3Builder, S3ConditionalPut, S3CopyIfNotExists};
 use object_store::signer::{Method, Signer as _};
 
 /// The moto release CI installs (`.ci/run`); the notes above are about it.
@@ -199,8 +201,11 @@ impl S3Server {
     }
 
     /// The client builder wharf would use for `bucket` on this server: static
-    /// credentials (never the host's `AWS_*`), path-style, plain HTTP, and
-    /// conditional PUTs with `If-Match`/`If-None-Match`.
+    /// credentials (never the host's `AWS_*`), path-style, plain HTTP,
+    /// conditional PUTs with `If-Match`/`If-None-Match`, and `copy_if_not_exists`
+    /// as a one-part UploadPartCopy completed with `If-None-Match: *` (object_store
+    /// completes its own multipart uploads unconditionally, so this copy is how a
+    /// large object lands conditionally: multipart to a staging key, then copy).
     pub fn builder(&self, bucket: &str) -> AmazonS3Builder {
         install_crypto();
         AmazonS3Builder::new()
@@ -212,6 +217,7 @@ impl S3Server {
             .with_allow_http(true)
             .with_virtual_hosted_style_request(false)
             .with_conditional_put(S3ConditionalPut::ETagMatch)
+            .with_copy_if_not_exists(S3CopyIfNotExists::Multipart)
     }
 
     /// An `object_store` client for `bucket` (see [`S3Server::builder`]).

@@ -17,6 +17,7 @@ pub mod nginx;
 pub mod oras;
 pub mod raw_http;
 pub mod replica;
+pub mod s3;
 pub mod upstreams;
 
 use std::io::{BufRead, BufReader};

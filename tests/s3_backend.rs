@@ -1,0 +1,271 @@
+//! wharf with `[storage] backend = "s3"` on a real S3 protocol server (moto,
+//! `tests/common/s3.rs`): pushed and mirrored blobs live in the bucket, not
+//! under the data directory; small and multipart blobs pull back whole and in
+//! ranges; a restart serves them again; gc removes deleted content from the
+//! bucket; `redirect = true` sends blob GETs to presigned URLs that serve the
+//! bytes (and skopeo follows them); a bucket that does not answer stops
+//! start-up with a message naming it.
+
+mod common;
+
+use std::path::Path;
+
+use common::image::{Image, OCI_MANIFEST, tar_with_file};
+use common::s3::{S3Server, have_s3_server};
+use common::upstreams::{hub, mirror_config, publish};
+use common::{Wharf, bytes, digest, have_tool, http};
+use object_store::ObjectStoreExt as _;
+use object_store::path::Path as Key;
+use wharf::config::Config;
+
+const BUCKET: &str = "wharf-test";
+
+/// The configuration of a wharf on `root` whose blobs live in the bucket,
+/// with `extra` sections (and `s3_extra` lines in `[storage.s3]`).
+fn s3_config(s3: &S3Server, root: &Path, extra: &str, s3_extra: &str) -> Config {
+    let upstreams = if extra.contains("[[upstream]]") {
+        ""
+    } else {
+        "[hosted]\nonly = true\n"
+    };
+    let text = format!(
+        "{upstreams}{extra}\n[gc]\ninterval = \"0\"\ngrace = \"0s\"\n[storage]\nroot = {:?}\n{}{s3_extra}\n",
+        root.display().to_string(),
+        s3.storage_lines(BUCKET),
+    );
+    Config::parse(&text, Path::new("s3.toml")).expect("an S3 configuration parses")
+}
+
+/// The bucket's object for `digest`, if there is one (its size).
+async fn object_size(s3: &S3Server, digest: &str) -> Option<u64> {
+    let hex = digest.trim_start_matches("sha256:");
+    match s3
+        .store(BUCKET)
+        .head(&Key::from(format!("blobs/sha256/{hex}")))
+        .await
+    {
+        Ok(m) => Some(m.size),
+        Err(object_store::Error::NotFound { .. }) => None,
+        Err(e) => panic!("head {digest}: {e}"),
+    }
+}
+
+/// Regular files under the data directory's `blobs/` (none with S3).
+fn local_blob_files(root: &Path) -> usize {
+    fn walk(p: &Path) -> usize {
+        match std::fs::read_dir(p) {
+            Ok(rd) => rd
+                .filter_map(Result::ok)
+                .map(|e| {
+                    let t = e.file_type().unwrap();
+                    if t.is_dir() { walk(&e.path()) } else { 1 }
+                })
+                .sum(),
+            Err(_) => 0,
+        }
+    }
+    walk(&root.join("blobs"))
+}
+
+/// Pushes `img` as `repo:tag` (blobs in one POST+PUT each, then the manifest).
+async fn push(w: &Wharf, repo: &str, tag: &str, img: &Image) {
+    for (_, b) in img.blobs() {
+        common::push_blob(w, repo, b).await;
+    }
+    let r = common::put_manifest(w, repo, tag, OCI_MANIFEST, &img.manifest).await;
+    assert_eq!(r.status(), 201, "{:?}", r.text().await);
+}
+
+/// GETs a blob (following no redirect) and returns (status, body).
+async fn get_blob(w: &Wharf, repo: &str, d: &str, range: Option<&str>) -> (u16, Vec<u8>) {
+    let mut req = http().get(w.url(&format!("/v2/{repo}/blobs/{d}")));
+    if let Some(r) = range {
+        req = req.header("range", r);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.bytes().await.unwrap().to_vec())
+}
+
+fn server(dir: &Path) -> Option<S3Server> {
+    if !have_s3_server() {
+        return None;
+    }
+    let s3 = S3Server::start(&dir.join("s3"));
+    s3.bucket(BUCKET);
+    Some(s3)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pushed_blobs_live_in_the_bucket_and_pull_back_whole_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(s3) = server(dir.path()) else { return };
+    let root = dir.path().join("data");
+    let w = Wharf::start_config(s3_config(&s3, &root, "", "")).await;
+    // One small layer (one conditional PUT) and one of 20 MiB (multipart).
+    let small = bytes(3_000, 1);
+    let big = bytes(20 * 1024 * 1024 + 123, 2);
+    let img = Image::new(vec![small.clone(), big.clone()]);
+    push(&w, "team/app", "1", &img).await;
+    for (d, b) in img.blobs() {
+        assert_eq!(object_size(&s3, &d).await, Some(b.len() as u64), "{d}");
+    }
+    assert_eq!(local_blob_files(&root), 0, "no blob is kept under the data directory");
+    let (status, body) = get_blob(&w, "team/app", &digest(&big), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(digest(&body), digest(&big), "the multipart blob reads back whole");
+    let (status, body) = get_blob(&w, "team/app", &digest(&big), Some("bytes=10485000-10485999")).await;
+    assert_eq!(status, 206);
+    assert_eq!(body, big[10_485_000..10_486_000]);
+    let m = http()
+        .get(w.url("/v2/team/app/manifests/1"))
+        .header("accept", OCI_MANIFEST)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(m.status(), 200);
+    assert_eq!(m.bytes().await.unwrap().to_vec(), img.manifest);
+    w.stop().await;
+
+    // A restart on the same data directory serves the same bytes from the bucket.
+    let w = Wharf::start_config(s3_config(&s3, &root, "", "")).await;
+    let (status, body) = get_blob(&w, "team/app", &digest(&small), None).await;
+    assert_eq!((status, body), (200, small));
+    let r = http()
+        .get(w.url("/v2/team/app/manifests/1"))
+        .header("accept", OCI_MANIFEST)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mirror_fills_the_bucket_and_serves_hits_from_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(s3) = server(dir.path()) else { return };
+    let hub = hub(&dir.path().join("hub")).await;
+    let img = Image::new(vec![tar_with_file("busybox", &bytes(200_000, 7))]);
+    publish(&hub, "library/busybox", "1", &img).await;
+    let root = dir.path().join("mirror");
+    let w = Wharf::start_config(s3_config(&s3, &root, &mirror_config(&hub.base, "", ""), "")).await;
+    let layer = digest(&img.layers[0]);
+    for pass in ["MISS", "HIT"] {
+        let r = http()
+            .get(w.url(&format!("/v2/library/busybox/blobs/{layer}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{pass}");
+        let cache = r.headers()["x-cache"].to_str().unwrap().to_owned();
+        assert!(cache.starts_with(pass), "{pass}: {cache}");
+        assert_eq!(digest(&r.bytes().await.unwrap()), layer);
+    }
+    assert_eq!(
+        object_size(&s3, &layer).await,
+        Some(img.layers[0].len() as u64)
+    );
+    assert_eq!(local_blob_files(&root), 0);
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gc_removes_deleted_content_from_the_bucket() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(s3) = server(dir.path()) else { return };
+    let w = Wharf::start_config(s3_config(&s3, &dir.path().join("data"), "", "")).await;
+    let keep = Image::new(vec![bytes(5_000, 11)]);
+    let gone = Image::new(vec![bytes(6_000, 12)]);
+    push(&w, "team/keep", "1", &keep).await;
+    push(&w, "team/gone", "1", &gone).await;
+    let m = digest(&gone.manifest);
+    let r = http()
+        .delete(w.url(&format!("/v2/team/gone/manifests/{m}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let r = http()
+        .post(w.url("/_wharf/v1/gc"))
+        .json(&serde_json::json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
+    assert_eq!(object_size(&s3, &digest(&gone.layers[0])).await, None, "swept");
+    assert!(object_size(&s3, &digest(&keep.layers[0])).await.is_some(), "kept");
+    let (status, _) = get_blob(&w, "team/keep", &digest(&keep.layers[0]), None).await;
+    assert_eq!(status, 200);
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redirect_sends_blob_gets_to_presigned_urls_that_serve_the_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(s3) = server(dir.path()) else { return };
+    let w = Wharf::start_config(s3_config(&s3, &dir.path().join("data"), "", "redirect = true\n"))
+        .await;
+    let layer = bytes(300_000, 21);
+    let img = Image::new(vec![tar_with_file("f", &layer)]);
+    push(&w, "team/app", "1", &img).await;
+    let d = digest(&img.layers[0]);
+    let no_follow = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = no_follow
+        .get(w.url(&format!("/v2/team/app/blobs/{d}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 307);
+    assert_eq!(r.headers()["docker-content-digest"], d.as_str());
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.starts_with(&s3.endpoint), "{location}");
+    assert!(location.contains("X-Amz-Signature="), "{location}");
+    let fetched = no_follow.get(&location).send().await.unwrap();
+    assert_eq!(fetched.status(), 200);
+    assert_eq!(digest(&fetched.bytes().await.unwrap()), d);
+    // HEAD answers itself (size and digest), without a redirect.
+    let h = no_follow
+        .head(w.url(&format!("/v2/team/app/blobs/{d}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(h.status(), 200);
+    // A real client follows the redirect.
+    if have_tool("skopeo") {
+        let out = dir.path().join("oci");
+        let status = std::process::Command::new("skopeo")
+            .args(["copy", "--quiet", "--src-tls-verify=false"])
+            .arg(format!("docker://{}/team/app:1", w.addr))
+            .arg(format!("oci:{}:app", out.display()))
+            .status()
+            .unwrap();
+        assert!(status.success(), "skopeo pulls through the redirect");
+        let blob = out.join("blobs/sha256").join(d.trim_start_matches("sha256:"));
+        assert_eq!(digest(&std::fs::read(blob).unwrap()), d);
+    }
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bucket_that_does_not_answer_stops_start_up_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(s3) = server(dir.path()) else { return };
+    let text = format!(
+        "[hosted]\nonly = true\n[storage]\nroot = {:?}\n{}",
+        dir.path().join("data").display().to_string(),
+        s3.storage_lines("no-such-bucket")
+    );
+    let cfg = Config::parse(&text, Path::new("s3.toml")).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    let err = wharf::app::run(cfg, listener, rx)
+        .await
+        .expect_err("start-up fails on a missing bucket")
+        .to_string();
+    assert!(err.contains("no-such-bucket"), "{err}");
+    assert!(!err.contains(&s3.secret_key), "the secret is never shown: {err}");
+}

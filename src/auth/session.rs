@@ -220,4 +220,32 @@ mod tests {
         assert_eq!(a.unseal(&sealed.replace('.', "x.")), None);
         assert_eq!(a.unseal("ZGF0YQ.AAAA"), None);
     }
+
+    /// A logout must stay remembered whatever others do: anonymous visitors
+    /// (who get a session and its CSRF field for the asking) and other users
+    /// logging out in bulk must not push alice's ended session out of the
+    /// bounded set, or her stolen cookie works again.
+    #[test]
+    fn nobody_else_can_push_an_ended_session_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = authorizer(dir.path());
+        let alice = a.issue_session(Some("alice"), 1000);
+        a.end_session(&alice, 1001);
+        assert!(a.session(&alice, 1002).is_none());
+        // Anonymous logouts are not worth remembering: they carry no user.
+        let before = a.ended_sessions.lock().unwrap().len();
+        for _ in 0..10 {
+            a.end_session(&a.issue_session(None, 1000), 1001);
+        }
+        assert_eq!(a.ended_sessions.lock().unwrap().len(), before);
+        // Another user fills the set to its bound and past it.
+        for _ in 0..=MAX_ENDED_SESSIONS {
+            a.end_session(&a.issue_session(Some("mallory"), 1000), 1001);
+        }
+        assert!(a.ended_sessions.lock().unwrap().len() <= MAX_ENDED_SESSIONS);
+        assert!(
+            a.session(&alice, 1002).is_none(),
+            "alice's logged-out session came back to life"
+        );
+    }
 }

@@ -106,9 +106,8 @@ pub struct Authorizer {
     password_checks: prometheus_client::metrics::counter::Counter,
     /// Upstream names, for the "mirrored" anonymous grant (fixed until restart).
     upstreams: Vec<String>,
-    /// Web sessions ended by their logout before they expire: cookie value
-    /// to its expiry (unix seconds); expired entries are dropped.
-    ended_sessions: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+    /// Web sessions ended by their logout before they expire, per user.
+    ended_sessions: std::sync::Mutex<session::EndedSessions>,
 }
 
 fn load_users(auth: &AuthConfig) -> Result<Option<Arc<Users>>, HtpasswdError> {

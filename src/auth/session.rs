@@ -5,6 +5,8 @@
 //! of its own ([`SESSION_AUDIENCE`]): the registry refuses it as a Bearer
 //! token, and a registry token is not a session.
 
+use std::collections::HashMap;
+
 use super::token::Claims;
 use super::{Authorizer, Caller, Identity};
 use crate::net::ClientAddr;
@@ -19,6 +21,63 @@ pub const MAX_ENDED_SESSIONS: usize = 100_000;
 const CSRF_CONTEXT: &[u8] = b"wharf-ui csrf\0";
 /// What a sealed value's tag is computed over besides the value.
 const FLASH_CONTEXT: &[u8] = b"wharf-ui flash\0";
+
+/// Logged-out sessions that have not expired yet: user → cookie → expiry
+/// (unix seconds). Bounded by [`MAX_ENDED_SESSIONS`] in all.
+#[derive(Debug, Default)]
+pub struct EndedSessions {
+    by_user: HashMap<String, HashMap<String, u64>>,
+    len: usize,
+}
+
+impl EndedSessions {
+    /// Remembers `cookie` of `user` until `exp`. When the bound is reached,
+    /// expired entries go first, then the oldest of the user holding most.
+    fn insert(&mut self, user: &str, cookie: &str, exp: u64, now: u64) {
+        if self.contains(user, cookie, now) {
+            return;
+        }
+        if self.len >= MAX_ENDED_SESSIONS {
+            self.by_user.retain(|_, m| {
+                m.retain(|_, e| *e > now);
+                !m.is_empty()
+            });
+            self.len = self.by_user.values().map(HashMap::len).sum();
+        }
+        if self.len >= MAX_ENDED_SESSIONS {
+            let heaviest = self.by_user.values_mut().max_by_key(|m| m.len());
+            if let Some(m) = heaviest {
+                let oldest = m.iter().min_by_key(|(_, e)| **e).map(|(k, _)| k.clone());
+                if let Some(k) = oldest {
+                    m.remove(&k);
+                    self.len -= 1;
+                }
+            }
+        }
+        let m = self.by_user.entry(user.to_owned()).or_default();
+        if m.insert(cookie.to_owned(), exp).is_none() {
+            self.len += 1;
+        }
+    }
+
+    /// Whether `cookie` of `user` was ended and would still be live.
+    fn contains(&self, user: &str, cookie: &str, now: u64) -> bool {
+        self.by_user
+            .get(user)
+            .and_then(|m| m.get(cookie))
+            .is_some_and(|exp| *exp > now)
+    }
+
+    /// How many are remembered.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
 
 /// Who a session cookie stands for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,11 +120,14 @@ impl Authorizer {
     /// htpasswd file with the same password.
     pub fn session(&self, cookie: &str, now: u64) -> Option<Session> {
         let claims = self.tokens.verify(cookie, now).ok()?;
-        if claims.aud != SESSION_AUDIENCE || self.session_ended(cookie, now) {
+        if claims.aud != SESSION_AUDIENCE {
             return None;
         }
         let user = claims.user().map(str::to_owned);
         if let Some(u) = &user {
+            if self.session_ended(u, cookie, now) {
+                return None;
+            }
             // Still in the file, with the password the session logged in with.
             let now_stamp = self.users().and_then(|users| users.stamp(u))?;
             let stamped = claims
@@ -85,10 +147,15 @@ impl Authorizer {
 
     /// Ends a session on the server (logout): its cookie is refused from
     /// now on even if a copy of it is replayed. Only signed, live sessions
-    /// are remembered, until they would have expired; at most
-    /// [`MAX_ENDED_SESSIONS`] at once (the oldest expiry goes first).
+    /// of a user are remembered (an anonymous one grants nothing), until
+    /// they would have expired; at most [`MAX_ENDED_SESSIONS`] at once, and
+    /// when that many are live the user holding the most gives up their
+    /// oldest, so nobody's logouts push another user's out.
     pub fn end_session(&self, cookie: &str, now: u64) {
         let Ok(claims) = self.tokens.verify(cookie, now) else {
+            return;
+        };
+        let Some(user) = claims.user() else {
             return;
         };
         if claims.aud != SESSION_AUDIENCE {
@@ -98,26 +165,16 @@ impl Authorizer {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        ended.retain(|_, exp| *exp > now);
-        if ended.len() >= MAX_ENDED_SESSIONS {
-            if let Some(k) = ended
-                .iter()
-                .min_by_key(|(_, exp)| **exp)
-                .map(|(k, _)| k.clone())
-            {
-                ended.remove(&k);
-            }
-        }
-        ended.insert(cookie.to_owned(), claims.exp);
+        ended.insert(user, cookie, claims.exp, now);
     }
 
-    /// Whether the session `cookie` was ended by its logout.
-    fn session_ended(&self, cookie: &str, now: u64) -> bool {
+    /// Whether the session `cookie` of `user` was ended by its logout.
+    fn session_ended(&self, user: &str, cookie: &str, now: u64) -> bool {
         let ended = match self.ended_sessions.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        ended.get(cookie).is_some_and(|exp| *exp > now)
+        ended.contains(user, cookie, now)
     }
 
     /// The CSRF field every form of a session carries.
@@ -219,5 +276,33 @@ mod tests {
         assert_eq!(a.unseal(&sealed).as_deref(), Some("deleted team/app:1"));
         assert_eq!(a.unseal(&sealed.replace('.', "x.")), None);
         assert_eq!(a.unseal("ZGF0YQ.AAAA"), None);
+    }
+
+    /// A logout must stay remembered whatever others do: anonymous visitors
+    /// (who get a session and its CSRF field for the asking) and other users
+    /// logging out in bulk must not push alice's ended session out of the
+    /// bounded set, or her stolen cookie works again.
+    #[test]
+    fn nobody_else_can_push_an_ended_session_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = authorizer(dir.path());
+        let alice = a.issue_session(Some("alice"), 1000);
+        a.end_session(&alice, 1001);
+        assert!(a.session(&alice, 1002).is_none());
+        // Anonymous logouts are not worth remembering: they carry no user.
+        let before = a.ended_sessions.lock().unwrap().len();
+        for _ in 0..10 {
+            a.end_session(&a.issue_session(None, 1000), 1001);
+        }
+        assert_eq!(a.ended_sessions.lock().unwrap().len(), before);
+        // Another user fills the set to its bound and past it.
+        for _ in 0..=MAX_ENDED_SESSIONS {
+            a.end_session(&a.issue_session(Some("mallory"), 1000), 1001);
+        }
+        assert!(a.ended_sessions.lock().unwrap().len() <= MAX_ENDED_SESSIONS);
+        assert!(
+            a.session(&alice, 1002).is_none(),
+            "alice's logged-out session came back to life"
+        );
     }
 }

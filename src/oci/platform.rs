@@ -76,9 +76,12 @@ pub fn of_manifest(bytes: &[u8]) -> Platforms {
         return Platforms::Unknown;
     };
     if let Some(entries) = m.manifests {
+        // A set beside the list: an index may hold tens of thousands of
+        // entries, and a scan of the list per entry is quadratic.
+        let mut seen = std::collections::HashSet::new();
         let mut out: Vec<String> = Vec::new();
         for label in entries.iter().filter_map(|e| e.platform.as_ref()?.label()) {
-            if !out.contains(&label) {
+            if seen.insert(label.clone()) {
                 out.push(label);
             }
         }

@@ -43,6 +43,23 @@ struct RepoPage<'a> {
     pager: Pager,
 }
 
+/// Platforms shown in one tag's row; the image page lists them all.
+const MAX_PLATFORMS_SHOWN: usize = 10;
+
+/// A row's platforms: the first few and how many more (an index may list
+/// tens of thousands, and a page has 100 rows).
+fn platforms_line(p: &[String]) -> String {
+    match p.len() {
+        0 => "—".into(),
+        n if n <= MAX_PLATFORMS_SHOWN => p.join(", "),
+        n => format!(
+            "{} and {} more",
+            p[..MAX_PLATFORMS_SHOWN].join(", "),
+            n - MAX_PLATFORMS_SHOWN
+        ),
+    }
+}
+
 /// The page.
 pub async fn show(
     state: &State,
@@ -68,11 +85,7 @@ pub async fn show(
             href: format!("{base}/{IMAGE_MARK}/{}", segment(&t.tag)),
             short_digest: short_digest(&t.digest),
             size: bytes(t.size),
-            platforms: if t.platforms.is_empty() {
-                "—".into()
-            } else {
-                t.platforms.join(", ")
-            },
+            platforms: platforms_line(&t.platforms),
             last_pulled: when(t.last_pulled, now),
             pinned: t.pinned,
             digest: t.digest,

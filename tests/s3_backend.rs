@@ -91,6 +91,7 @@ fn server(dir: &Path) -> Option<S3Server> {
     if !have_s3_server() {
         return None;
     }
+    std::fs::create_dir_all(dir.join("s3")).unwrap();
     let s3 = S3Server::start(&dir.join("s3"));
     s3.bucket(BUCKET);
     Some(s3)
@@ -110,11 +111,25 @@ async fn pushed_blobs_live_in_the_bucket_and_pull_back_whole_after_a_restart() {
     for (d, b) in img.blobs() {
         assert_eq!(object_size(&s3, &d).await, Some(b.len() as u64), "{d}");
     }
-    assert_eq!(local_blob_files(&root), 0, "no blob is kept under the data directory");
+    assert_eq!(
+        local_blob_files(&root),
+        0,
+        "no blob is kept under the data directory"
+    );
     let (status, body) = get_blob(&w, "team/app", &digest(&big), None).await;
     assert_eq!(status, 200);
-    assert_eq!(digest(&body), digest(&big), "the multipart blob reads back whole");
-    let (status, body) = get_blob(&w, "team/app", &digest(&big), Some("bytes=10485000-10485999")).await;
+    assert_eq!(
+        digest(&body),
+        digest(&big),
+        "the multipart blob reads back whole"
+    );
+    let (status, body) = get_blob(
+        &w,
+        "team/app",
+        &digest(&big),
+        Some("bytes=10485000-10485999"),
+    )
+    .await;
     assert_eq!(status, 206);
     assert_eq!(body, big[10_485_000..10_486_000]);
     let m = http()
@@ -145,6 +160,7 @@ async fn pushed_blobs_live_in_the_bucket_and_pull_back_whole_after_a_restart() {
 async fn a_mirror_fills_the_bucket_and_serves_hits_from_it() {
     let dir = tempfile::tempdir().unwrap();
     let Some(s3) = server(dir.path()) else { return };
+    std::fs::create_dir_all(dir.path().join("hub")).unwrap();
     let hub = hub(&dir.path().join("hub")).await;
     let img = Image::new(vec![tar_with_file("busybox", &bytes(200_000, 7))]);
     publish(&hub, "library/busybox", "1", &img).await;
@@ -193,8 +209,15 @@ async fn gc_removes_deleted_content_from_the_bucket() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200, "{:?}", r.text().await);
-    assert_eq!(object_size(&s3, &digest(&gone.layers[0])).await, None, "swept");
-    assert!(object_size(&s3, &digest(&keep.layers[0])).await.is_some(), "kept");
+    assert_eq!(
+        object_size(&s3, &digest(&gone.layers[0])).await,
+        None,
+        "swept"
+    );
+    assert!(
+        object_size(&s3, &digest(&keep.layers[0])).await.is_some(),
+        "kept"
+    );
     let (status, _) = get_blob(&w, "team/keep", &digest(&keep.layers[0]), None).await;
     assert_eq!(status, 200);
     w.stop().await;
@@ -204,8 +227,13 @@ async fn gc_removes_deleted_content_from_the_bucket() {
 async fn redirect_sends_blob_gets_to_presigned_urls_that_serve_the_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let Some(s3) = server(dir.path()) else { return };
-    let w = Wharf::start_config(s3_config(&s3, &dir.path().join("data"), "", "redirect = true\n"))
-        .await;
+    let w = Wharf::start_config(s3_config(
+        &s3,
+        &dir.path().join("data"),
+        "",
+        "redirect = true\n",
+    ))
+    .await;
     let layer = bytes(300_000, 21);
     let img = Image::new(vec![tar_with_file("f", &layer)]);
     push(&w, "team/app", "1", &img).await;
@@ -240,12 +268,18 @@ async fn redirect_sends_blob_gets_to_presigned_urls_that_serve_the_bytes() {
         let status = std::process::Command::new("skopeo")
             .args(["copy", "--quiet", "--src-tls-verify=false"])
             .arg(format!("docker://{}/team/app:1", w.addr))
-            .arg(format!("oci:{}:app", out.display()))
+            .arg(format!("dir:{}", out.display()))
             .status()
             .unwrap();
         assert!(status.success(), "skopeo pulls through the redirect");
-        let blob = out.join("blobs/sha256").join(d.trim_start_matches("sha256:"));
-        assert_eq!(digest(&std::fs::read(blob).unwrap()), d);
+        // dir: keeps each blob as it came, named by its hex digest.
+        let blob = out.join(d.trim_start_matches("sha256:"));
+        let listed: Vec<_> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        let got = std::fs::read(&blob).unwrap_or_else(|e| panic!("{e}: {listed:?}"));
+        assert_eq!(digest(&got), d);
     }
     w.stop().await;
 }
@@ -267,5 +301,8 @@ async fn a_bucket_that_does_not_answer_stops_start_up_naming_it() {
         .expect_err("start-up fails on a missing bucket")
         .to_string();
     assert!(err.contains("no-such-bucket"), "{err}");
-    assert!(!err.contains(&s3.secret_key), "the secret is never shown: {err}");
+    assert!(
+        !err.contains(&s3.secret_key),
+        "the secret is never shown: {err}"
+    );
 }

@@ -56,6 +56,31 @@ pub enum AppError {
     S3(String),
 }
 
+/// This node's identity: a random id made on the first start and kept in
+/// `<root>/node-id`, so a restart is the same node and another host is not.
+fn node_id(root: &std::path::Path) -> Result<String, AppError> {
+    let path = root.join("node-id");
+    let unusable = |e: std::io::Error| AppError::S3(format!("{}: {e}", path.display()));
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(unusable(e)),
+    }
+    std::fs::create_dir_all(root).map_err(unusable)?;
+    let id = crate::store::random_hex().map_err(|e| AppError::S3(e.to_string()))?;
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap_or_default()
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '.')
+        .take(64)
+        .collect::<String>();
+    let id = format!("{host}-{}", &id[..12.min(id.len())]);
+    std::fs::write(&path, format!("{id}\n")).map_err(unusable)?;
+    Ok(id)
+}
+
 /// The content backend `[storage]` asks for: `None` for files under the
 /// data directory, the bucket for `backend = "s3"`.
 fn content_backend(
@@ -83,6 +108,7 @@ fn content_backend(
         ),
         None => None,
     };
+    let node_id = node_id(&config.storage.root)?;
     let settings = crate::store::content::S3Settings {
         bucket: s3.bucket.clone(),
         endpoint: s3.endpoint.clone(),
@@ -90,6 +116,7 @@ fn content_backend(
         prefix: s3.key_prefix(),
         access_key_id: s3.access_key_id.clone(),
         secret_access_key,
+        node_id,
     };
     let backend = crate::store::content::S3Backend::new(settings)?;
     Ok(Some(Arc::new(backend)))

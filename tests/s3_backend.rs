@@ -306,3 +306,138 @@ async fn a_bucket_that_does_not_answer_stops_start_up_naming_it() {
         "the secret is never shown: {err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_node_on_the_same_bucket_and_prefix_is_refused_until_given_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(s3) = server(dir.path()) else { return };
+    let first = Wharf::start_config(s3_config(&s3, &dir.path().join("a"), "", "")).await;
+    let img = Image::new(vec![bytes(4_000, 31)]);
+    push(&first, "team/app", "1", &img).await;
+    // Another data directory (another host) on the same bucket and prefix.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    let err = wharf::app::run(s3_config(&s3, &dir.path().join("b"), "", ""), listener, rx)
+        .await
+        .expect_err("a second node on the same prefix is refused")
+        .to_string();
+    assert!(err.contains("belongs to another wharf"), "{err}");
+    assert!(err.contains("prefix"), "the message says what to do: {err}");
+    // The first node's content is untouched and still served.
+    let (status, _) = get_blob(&first, "team/app", &digest(&img.layers[0]), None).await;
+    assert_eq!(status, 200);
+    // With a prefix of its own, the second node starts.
+    let second = Wharf::start_config(s3_config(
+        &s3,
+        &dir.path().join("b"),
+        "",
+        "prefix = \"site-b\"\n",
+    ))
+    .await;
+    push(
+        &second,
+        "team/other",
+        "1",
+        &Image::new(vec![bytes(4_000, 32)]),
+    )
+    .await;
+    second.stop().await;
+    first.stop().await;
+}
+
+/// Bytes of the largest file under `dir` (the staged upload).
+fn largest_staged(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .max()
+                .unwrap_or(0)
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_killed_while_it_uploads_to_the_bucket_leaves_nothing_half_visible() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(s3) = server(dir.path()) else { return };
+    let root = dir.path().join("data");
+    let storage = s3.storage_lines(BUCKET);
+    let extra = "";
+    let d = common::WharfProcess::spawn_storage(dir.path(), &root, "", &storage, extra);
+    // 48 MiB: six multipart parts, so the upload to the bucket takes a while.
+    let blob = bytes(48 << 20, 41);
+    let dg = digest(&blob);
+    let r = http()
+        .post(d.url("/v2/team/big/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let sep = if location.contains('?') { '&' } else { '?' };
+    let put_url = if location.starts_with("http") {
+        format!("{location}{sep}digest={dg}")
+    } else {
+        d.url(&format!("{location}{sep}digest={dg}"))
+    };
+    let body = blob.clone();
+    let put = tokio::spawn(async move { http().put(put_url).body(body).send().await });
+    // Every byte has reached the staging file: the node is verifying and
+    // uploading it to the bucket now. Kill it there.
+    let tmp = root.join("tmp");
+    let full = blob.len() as u64;
+    common::wait_for(60, "the whole blob to be staged", || {
+        let tmp = tmp.clone();
+        async move { largest_staged(&tmp) >= full }
+    })
+    .await;
+    drop(d);
+    let _ = put.await;
+
+    let d = common::WharfProcess::spawn_storage(dir.path(), &root, "", &storage, extra);
+    let head = http()
+        .head(d.url(&format!("/v2/team/big/blobs/{dg}")))
+        .send()
+        .await
+        .unwrap();
+    match head.status().as_u16() {
+        // Not acknowledged and not there: the object may exist whole (content
+        // addressed, never half-written), but nothing names it.
+        404 => {
+            if let Some(size) = object_size(&s3, &dg).await {
+                assert_eq!(size, blob.len() as u64, "an object is whole or absent");
+            }
+        }
+        // The commit made it before the kill: then it is whole.
+        200 => {
+            let got = http()
+                .get(d.url(&format!("/v2/team/big/blobs/{dg}")))
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
+            assert_eq!(digest(&got), dg);
+        }
+        other => panic!("HEAD after the restart: {other}"),
+    }
+    assert_eq!(
+        largest_staged(&root.join("tmp")),
+        0,
+        "staging is emptied at start"
+    );
+    // The client pushes again, and the blob pulls back whole.
+    let ep = common::replica::Endpoint(d.base.clone());
+    ep.push_blob("team/big", &blob).await;
+    let got = http()
+        .get(d.url(&format!("/v2/team/big/blobs/{dg}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status(), 200);
+    assert_eq!(digest(&got.bytes().await.unwrap()), dg);
+    assert_eq!(object_size(&s3, &dg).await, Some(blob.len() as u64));
+}

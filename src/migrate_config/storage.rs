@@ -50,12 +50,16 @@ pub(super) fn map(root: &mut Node, d: &mut Draft, users: bool) {
         }
     }
     for drv in other {
-        d.unmapped(
-            &format!("storage.{drv}"),
-            "wharf keeps blobs on a local file system in this version (its S3 backend is not \
-             built yet); copy the data into a registry:2 filesystem tree (docker/registry/v2/) \
-             and `wharf import` that",
-        );
+        let why = if drv == "s3" {
+            "wharf's own S3 backend ([storage] backend = \"s3\", [storage.s3]) keeps its own \
+             layout, so registry:2's bucket cannot be served in place: point [storage.s3] at a \
+             new bucket or prefix, sync registry:2's bucket into a filesystem tree \
+             (docker/registry/v2/) and `wharf import` that"
+        } else {
+            "wharf keeps blobs on a local file system or in an S3 bucket; copy the data into a \
+             registry:2 filesystem tree (docker/registry/v2/) and `wharf import` that"
+        };
+        d.unmapped(&format!("storage.{drv}"), why);
     }
     if let Some(age) = root.take_str("storage.maintenance.uploadpurging.age") {
         match duration::from_go(&age) {

@@ -185,6 +185,10 @@ pub enum StoreError {
         /// Indexed blobs in total.
         indexed: usize,
     },
+    /// The bucket (and prefix) is in use by another wharf: several nodes on
+    /// one bucket would each collect what only the others reference.
+    #[error("{0}")]
+    BucketTaken(String),
 }
 
 impl From<std::io::Error> for StoreError {

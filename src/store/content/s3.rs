@@ -45,6 +45,8 @@ pub const PART_SIZE: usize = 8 * 1024 * 1024;
 /// Parts of one blob uploading at once: a publish holds at most this many
 /// parts in memory.
 pub const PARTS_IN_FLIGHT: usize = 2;
+/// The object under the prefix naming the node that uses it.
+const OWNER_OBJECT: &str = "wharf-node";
 /// The most parts S3 takes in one multipart upload.
 const MAX_PARTS: u64 = 10_000;
 
@@ -63,6 +65,9 @@ pub struct S3Settings {
     pub access_key_id: Option<String>,
     /// Secret key, read from `secret_access_key_file`.
     pub secret_access_key: Option<String>,
+    /// This node's identity (kept in the data directory): the bucket's
+    /// prefix is claimed for it at start.
+    pub node_id: String,
 }
 
 impl std::fmt::Debug for S3Settings {
@@ -73,6 +78,7 @@ impl std::fmt::Debug for S3Settings {
             .field("region", &self.region)
             .field("prefix", &self.prefix)
             .field("access_key_id", &self.access_key_id)
+            .field("node_id", &self.node_id)
             .finish_non_exhaustive()
     }
 }
@@ -140,6 +146,48 @@ impl S3Backend {
             .await
             .map_err(|e| failed("presign", e))?;
         Ok(url.to_string())
+    }
+
+    /// Claims the bucket's prefix for this node (`<prefix>wharf-node`,
+    /// created with `If-None-Match: *`), or finds it claimed by this node
+    /// already. Another node's claim refuses the start: each node's gc and
+    /// eviction act on its own index, so a second node on the same prefix
+    /// would delete what only the first one references.
+    async fn claim(&self) -> Result<(), StoreError> {
+        let key = Key::from(format!("{}{OWNER_OBJECT}", self.settings.prefix));
+        let me = self.settings.node_id.clone();
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .s3
+            .put_opts(&key, PutPayload::from(me.clone()), opts)
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(object_store::Error::AlreadyExists { .. }) => {}
+            Err(e) => return Err(failed("claiming the bucket", e)),
+        }
+        let owner = self
+            .s3
+            .get(&key)
+            .await
+            .map_err(|e| failed("reading the bucket's claim", e))?
+            .bytes()
+            .await
+            .map_err(|e| failed("reading the bucket's claim", e))?;
+        let owner = String::from_utf8_lossy(&owner).trim().to_owned();
+        if owner == me {
+            return Ok(());
+        }
+        Err(StoreError::BucketTaken(format!(
+            "{} belongs to another wharf (node {owner}; this one is {me}). Several nodes on \
+             one bucket are not supported by this version: give this node a prefix of its own \
+             ([storage.s3] prefix). If that other node is gone for good (this host replaces \
+             it), delete the object {key} from the bucket and start again.",
+            self.location()
+        )))
     }
 
     /// The size of `digest`'s object; `None` when it is not there.
@@ -318,13 +366,14 @@ impl BlobBackend for S3Backend {
             // One listing request of at most one page: the bucket exists and
             // these credentials may read it. Never a walk of the bucket.
             let prefix = Key::from(format!("{}blobs/", self.settings.prefix));
-            match self.s3.list(Some(&prefix)).next().await {
-                None | Some(Ok(_)) => Ok(true),
-                Some(Err(e)) => Err(failed(
+            if let Some(Err(e)) = self.s3.list(Some(&prefix)).next().await {
+                return Err(failed(
                     &format!("bucket {} does not answer", self.location()),
                     e,
-                )),
+                ));
             }
+            self.claim().await?;
+            Ok(true)
         })
     }
 

@@ -76,12 +76,54 @@ fn with_upstreams(extra: &str) -> String {
     }
 }
 
-/// Parses extra TOML on top of defaults, pointing storage at `root`.
+/// With `WHARF_TEST_STORAGE=s3`, the `[storage]` lines that put the blobs of
+/// the test wharf on `root` in a bucket of its own (the same bucket for the
+/// same root, so restarts find their content) on one S3 server per test
+/// process: the hosted and mirror suites run on the S3 backend as they are.
+/// Empty otherwise.
+pub fn test_storage_lines(root: &Path) -> String {
+    use std::hash::{Hash, Hasher};
+    if std::env::var("WHARF_TEST_STORAGE").as_deref() != Ok("s3") {
+        return String::new();
+    }
+    static SERVER: std::sync::OnceLock<s3::S3Server> = std::sync::OnceLock::new();
+    static MADE: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let server = SERVER.get_or_init(|| {
+        assert!(
+            s3::have_s3_server(),
+            "WHARF_TEST_STORAGE=s3 needs moto's server"
+        );
+        let dir = tempfile::tempdir().unwrap().keep();
+        s3::S3Server::start(&dir)
+    });
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    root.hash(&mut h);
+    let bucket = format!("wharf-{:016x}", h.finish());
+    let mut made = MADE.lock().unwrap();
+    if !made.contains(&bucket) {
+        server.bucket(&bucket);
+        made.push(bucket.clone());
+    }
+    server.storage_lines(&bucket)
+}
+
+/// Parses extra TOML on top of defaults, pointing storage at `root` (and the
+/// blobs at a bucket under `WHARF_TEST_STORAGE=s3`).
 pub fn config(root: &Path, extra: &str) -> Config {
+    config_storage(root, extra, &test_storage_lines(root))
+}
+
+/// [`config`] with blobs in files under `root` whatever `WHARF_TEST_STORAGE`
+/// says (upstreams standing in for Docker Hub).
+pub fn config_on_files(root: &Path, extra: &str) -> Config {
+    config_storage(root, extra, "")
+}
+
+fn config_storage(root: &Path, extra: &str, storage_lines: &str) -> Config {
     let text = format!(
-        "{}\n[storage]\nroot = {:?}\n",
+        "{}\n[storage]\nroot = {:?}\n{storage_lines}",
         with_upstreams(extra),
-        root.display().to_string()
+        root.display().to_string(),
     );
     Config::parse(&text, Path::new("test.toml")).expect("test config parses")
 }

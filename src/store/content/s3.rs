@@ -47,6 +47,15 @@ pub const PART_SIZE: usize = 8 * 1024 * 1024;
 pub const PARTS_IN_FLIGHT: usize = 2;
 /// The object under the prefix naming the node that uses it.
 const OWNER_OBJECT: &str = "wharf-node";
+/// Blobs uploading to the bucket at once, node-wide: each holds up to
+/// [`PARTS_IN_FLIGHT`] parts (or one small blob) in memory, so this bounds
+/// that memory at 16 × 16 MiB however many pushes and fills finish at once.
+pub const PUBLISHES_AT_ONCE: usize = 16;
+/// Retries of one bucket request, and how long they may take in all: a
+/// bucket outage fails requests in seconds instead of holding clients for
+/// object_store's default three minutes.
+const RETRIES: usize = 3;
+const RETRY_BUDGET: Duration = Duration::from_secs(30);
 /// The most parts S3 takes in one multipart upload.
 const MAX_PARTS: u64 = 10_000;
 
@@ -88,6 +97,7 @@ impl std::fmt::Debug for S3Settings {
 pub struct S3Backend {
     s3: Arc<AmazonS3>,
     settings: Arc<S3Settings>,
+    publishing: Arc<tokio::sync::Semaphore>,
 }
 
 /// An object store failure as a store error (the HTTP layers render storage
@@ -105,7 +115,12 @@ impl S3Backend {
         let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
         let mut b = AmazonS3Builder::from_env()
             .with_bucket_name(&settings.bucket)
-            .with_conditional_put(S3ConditionalPut::ETagMatch);
+            .with_conditional_put(S3ConditionalPut::ETagMatch)
+            .with_retry(object_store::RetryConfig {
+                max_retries: RETRIES,
+                retry_timeout: RETRY_BUDGET,
+                ..Default::default()
+            });
         if let Some(endpoint) = &settings.endpoint {
             b = b
                 .with_endpoint(endpoint)
@@ -125,6 +140,7 @@ impl S3Backend {
         Ok(S3Backend {
             s3: Arc::new(s3),
             settings: Arc::new(settings),
+            publishing: Arc::new(tokio::sync::Semaphore::new(PUBLISHES_AT_ONCE)),
         })
     }
 
@@ -404,6 +420,11 @@ impl BlobBackend for S3Backend {
         digest: &'a Digest,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async move {
+            let _slot = self
+                .publishing
+                .acquire()
+                .await
+                .map_err(|_| StoreError::Closed)?;
             let path: PathBuf = staged.path().to_owned();
             let p = path.clone();
             let size = tokio::task::spawn_blocking(move || std::fs::metadata(p))

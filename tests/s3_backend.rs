@@ -441,3 +441,43 @@ async fn a_node_killed_while_it_uploads_to_the_bucket_leaves_nothing_half_visibl
     assert_eq!(digest(&got.bytes().await.unwrap()), dg);
     assert_eq!(object_size(&s3, &dg).await, Some(blob.len() as u64));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bucket_that_dies_fails_requests_quickly_and_keeps_nothing_half_pushed() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(s3) = server(dir.path()) else { return };
+    let w = Wharf::start_config(s3_config(&s3, &dir.path().join("data"), "", "")).await;
+    let img = Image::new(vec![bytes(10_000, 51)]);
+    push(&w, "team/app", "1", &img).await;
+    drop(s3);
+    // Reads of stored blobs fail with a server error, within the retry budget.
+    let started = std::time::Instant::now();
+    let r = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        http()
+            .get(w.url(&format!("/v2/team/app/blobs/{}", digest(&img.layers[0]))))
+            .send(),
+    )
+    .await
+    .expect("a read during a bucket outage answers, it does not hang")
+    .unwrap();
+    assert!(r.status().is_server_error(), "{}", r.status());
+    // A push fails too, and leaves no blob the registry would claim to have.
+    let blob = bytes(20_000, 52);
+    let d = digest(&blob);
+    let r = http()
+        .post(w.url(&format!("/v2/team/app/blobs/uploads/?digest={d}")))
+        .body(blob)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_server_error(), "{}", r.status());
+    let head = http()
+        .head(w.url(&format!("/v2/team/app/blobs/{d}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 404, "a failed push is not half-visible");
+    assert!(started.elapsed() < std::time::Duration::from_secs(120));
+    w.stop().await;
+}

@@ -29,8 +29,44 @@
 //! within one run count):
 //!
 //! ```text
-//! (filled in from the first release run)
+//! image: 65.5 MiB in 5 blobs (64 MiB layer, 3 x 512 KiB, config); S3 server: moto 5.2.1 on 127.0.0.1
+//! bucket wharf-pull: 6 objects, 65.5 MiB under blobs/; local files of the big layer's size: []
+//! bucket wharf-push: 6 objects, 65.5 MiB under blobs/; local files of the big layer's size: []
+//! bucket dist-pull: 6 objects, 65.5 MiB under docker/registry/v2/blobs/; local files of the big layer's size: []
+//! bucket dist-push: 6 objects, 65.5 MiB under docker/registry/v2/blobs/; local files of the big layer's size: []
+//!
+//! cold pull (one node, mirror)
+//! case                             wall s     MB/s   RSS MiB  S3 reqs      t/fs  t/dist-s3
+//! wharf, fs                          0.18    386.0      23.2        -      1.00       0.49
+//! wharf, s3                          0.23    304.1      65.1        -      1.27       0.62
+//! distribution 2.8.2, s3             0.36    189.3     108.3        -      2.04       1.00
+//!
+//! cold pull until every blob is in storage (S3 requests of the fill)
+//! case                             wall s     MB/s   RSS MiB  S3 reqs      t/fs  t/dist-s3
+//! wharf, fs                          0.24    288.0      23.2        -      1.00       0.07
+//! wharf, s3                          1.38     49.9      65.1       45      5.77       0.40
+//! distribution 2.8.2, s3             3.43     20.0     108.3      162     14.40       1.00
+//!
+//! warm pull (best of 3; S3 requests over all 3)
+//! case                             wall s     MB/s   RSS MiB  S3 reqs      t/fs  t/dist-s3
+//! wharf, fs                          0.03   2592.2      23.2        -      1.00       0.19
+//! wharf, s3                          0.14    493.6      65.1       30      5.25       0.99
+//! wharf, s3, redirect = true         0.12    572.9      17.8       32      4.52       0.85
+//! distribution 2.8.2, s3             0.14    487.4     108.3       28      5.32       1.00
+//!
+//! push (one node, hosted; monolithic PUTs)
+//! case                             wall s     MB/s   RSS MiB  S3 reqs      t/fs  t/dist-s3
+//! wharf, fs                          0.43    159.2      19.4        -      1.00       0.13
+//! wharf, s3                          1.49     46.1      43.8       21      3.46       0.43
+//! distribution 2.8.2, s3             3.43     20.0      95.0      113      7.95       1.00
 //! ```
+//!
+//! Read: wharf streams a cold blob to its client before the blob is in the
+//! bucket (verified bytes are released at once; staging, fsync and the
+//! multipart upload follow), so "until in storage" is where S3 costs show;
+//! Distribution writes to `_uploads/` and then copies in the bucket. RSS is
+//! each server's peak over its case; redirect = true serves the bytes from
+//! the bucket server, so its RSS is the index's and the HTTP layer's alone.
 
 mod common;
 #[allow(dead_code)]

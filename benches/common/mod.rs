@@ -134,6 +134,17 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 /// (one line per request at `info`, as in production), so every figure
 /// includes its cost.
 pub fn start_wharf_with(dir: &Path, htpasswd: Option<&Path>, extra: &str) -> Server {
+    start_wharf_storage(dir, htpasswd, extra, "")
+}
+
+/// [`start_wharf_with`] with `storage` lines appended to its `[storage]`
+/// table (`backend = "s3"` and a `[storage.s3]` table, say).
+pub fn start_wharf_storage(
+    dir: &Path,
+    htpasswd: Option<&Path>,
+    extra: &str,
+    storage: &str,
+) -> Server {
     let cfg = dir.join("wharf.toml");
     let auth = htpasswd
         .map(|p| {
@@ -146,7 +157,7 @@ pub fn start_wharf_with(dir: &Path, htpasswd: Option<&Path>, extra: &str) -> Ser
     std::fs::write(
         &cfg,
         format!(
-            "{auth}{extra}[server]\nlisten = \"127.0.0.1:0\"\n[storage]\nroot = {:?}\n[log]\nlevel = \"warn,wharf=info\"\n",
+            "{auth}{extra}[server]\nlisten = \"127.0.0.1:0\"\n[log]\nlevel = \"warn,wharf=info\"\n[storage]\nroot = {:?}\n{storage}",
             dir.join("data").display().to_string()
         ),
     )
@@ -204,6 +215,21 @@ pub fn start_distribution(dir: &Path, htpasswd: Option<&Path>) -> Option<Server>
 
 /// Distribution with extra YAML top-level sections (`proxy:`).
 pub fn start_distribution_with(dir: &Path, htpasswd: Option<&Path>, extra: &str) -> Option<Server> {
+    let fs = format!(
+        "  filesystem:\n    rootdirectory: {}\n",
+        dir.join("data").display()
+    );
+    start_distribution_storage(dir, htpasswd, &fs, extra)
+}
+
+/// Distribution with `driver` as its storage driver's YAML (indented under
+/// `storage:`, e.g. `  s3:\n    bucket: ...`) and `extra` top-level sections.
+pub fn start_distribution_storage(
+    dir: &Path,
+    htpasswd: Option<&Path>,
+    driver: &str,
+    extra: &str,
+) -> Option<Server> {
     let bin = ["/usr/bin/docker-registry", "/usr/sbin/docker-registry"]
         .into_iter()
         .find(|p| Path::new(p).exists())?;
@@ -220,16 +246,20 @@ pub fn start_distribution_with(dir: &Path, htpasswd: Option<&Path>, extra: &str)
     std::fs::write(
         &cfg,
         format!(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  cache:\n    blobdescriptor: inmemory\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}{extra}",
-            dir.join("data").display()
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n{driver}  cache:\n    blobdescriptor: inmemory\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}{extra}"
         ),
     )
     .unwrap();
+    // Errors only (log level error): what a failed start or a storage driver said.
+    let log = std::fs::File::create(dir.join("registry.log")).unwrap();
     let child = Command::new(bin)
         .arg("serve")
         .arg(&cfg)
+        // aws-sdk-go panics at start when AWS_CA_BUNDLE is set ("unsupported
+        // transport") with the s3 driver, and no bench talks TLS to S3.
+        .env_remove("AWS_CA_BUNDLE")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");

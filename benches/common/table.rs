@@ -81,3 +81,36 @@ pub fn goal(name: &str, value: Option<f64>, target: Goal) {
         None => println!("{name:<48} {:>12} {:>14}", "n/a", target.text()),
     }
 }
+
+/// The head of a table with one row per case (a registry and its storage):
+/// wall time, throughput, peak RSS, requests its bucket received, and its
+/// time against two reference cases of the same run.
+pub fn case_header(title: &str) {
+    println!("\n{title}");
+    println!(
+        "{:<30} {:>8} {:>8} {:>9} {:>8} {:>9} {:>10}",
+        "case", "wall s", "MB/s", "RSS MiB", "S3 reqs", "t/fs", "t/dist-s3"
+    );
+}
+
+/// One case's row (`None`: not measured, or a reference missing from the run).
+pub fn case_row(
+    name: &str,
+    secs: f64,
+    mbps: f64,
+    rss_mib: f64,
+    reqs: Option<usize>,
+    vs_fs: Option<f64>,
+    vs_dist: Option<f64>,
+) {
+    let opt = |v: Option<f64>, width: usize| match v.filter(|v| v.is_finite()) {
+        Some(v) => format!("{v:>width$.2}"),
+        None => format!("{:>width$}", "-"),
+    };
+    let reqs = reqs.map_or_else(|| "-".to_owned(), |r| r.to_string());
+    println!(
+        "{name:<30} {secs:>8.2} {mbps:>8.1} {rss_mib:>9.1} {reqs:>8} {} {}",
+        opt(vs_fs, 9),
+        opt(vs_dist, 10)
+    );
+}

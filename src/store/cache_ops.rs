@@ -6,21 +6,11 @@
 use bytes::Bytes;
 use redb::ReadableTable;
 
+use super::manifest_cache::CachedTag;
 use super::manifest_rows::ManifestRows;
 use super::meta::{TagRecord, decode, encode};
 use super::{Store, StoreError, manifest_cache, tables, unix_now};
 use crate::oci::{Digest, ManifestView, RepoName, Tag};
-
-/// What the cache knows about a mirrored tag.
-#[derive(Debug, Clone)]
-pub struct CachedTag {
-    /// The digest it pointed at when last confirmed.
-    pub digest: Digest,
-    /// Unix seconds of the last confirmation upstream.
-    pub checked: u64,
-    /// Whether the manifest bytes are here.
-    pub manifest_present: bool,
-}
 
 impl Store {
     /// The cached state of `tag` in `repo`, if any; from memory while the

@@ -29,8 +29,18 @@ use std::sync::{Arc, RwLock};
 use bytes::Bytes;
 
 use super::ManifestInfo;
-use super::cache_ops::CachedTag;
 use crate::oci::Digest;
+
+/// What the cache knows about a mirrored tag.
+#[derive(Debug, Clone)]
+pub struct CachedTag {
+    /// The digest it pointed at when last confirmed.
+    pub digest: Digest,
+    /// Unix seconds of the last confirmation upstream.
+    pub checked: u64,
+    /// Whether the manifest bytes are here.
+    pub manifest_present: bool,
+}
 
 /// Bytes of index answers kept (keys, records, closures).
 const LOOKUP_BUDGET: usize = 16 << 20;

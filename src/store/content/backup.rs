@@ -18,7 +18,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::fs::layout_path;
+use super::layout::layout_path;
 use crate::oci::{Digest, DigestHasher};
 use crate::store::StoreError;
 

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::layout::layout_path;
 use super::{
     Adopted, BlobBackend, BlobReader, BoxFuture, Hashed, Pace, Pending, ReadAt, Scan, Staged,
     Stray, lost_found,
@@ -28,13 +29,6 @@ const HASH_CHUNK: usize = 1 << 20;
 pub struct FsBackend {
     root: PathBuf,
     blobs: PathBuf,
-}
-
-/// Where the file of `digest` lives under `blobs` (`blobs/sha256`). Safe: a
-/// `Digest` is 64 hex characters.
-pub(super) fn layout_path(blobs: &Path, digest: &Digest) -> PathBuf {
-    let hex = digest.hex();
-    blobs.join(&hex[..2]).join(hex)
 }
 
 /// A reader over an open file (stored content, or a staged file that grows).

@@ -18,6 +18,7 @@
 
 pub mod backup;
 mod fs;
+mod layout;
 pub(super) mod lost_found;
 mod pace;
 mod reader;

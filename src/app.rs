@@ -81,11 +81,16 @@ fn node_id(root: &std::path::Path) -> Result<String, AppError> {
     Ok(id)
 }
 
-/// The content backend `[storage]` asks for: `None` for files under the
-/// data directory, the bucket for `backend = "s3"`.
-fn content_backend(
-    config: &Config,
-) -> Result<Option<Arc<dyn crate::store::content::BlobBackend>>, AppError> {
+/// Where content lives: `None` for files under the data directory; the
+/// bucket for `backend = "s3"`, as a blob backend and as the place hosted
+/// records are shared with other nodes.
+type ContentBackend = Option<(
+    Arc<dyn crate::store::content::BlobBackend>,
+    Arc<crate::store::shared::Bucket>,
+)>;
+
+/// The content backend `[storage]` asks for.
+fn content_backend(config: &Config) -> Result<ContentBackend, AppError> {
     let Some(s3) = config
         .storage
         .s3
@@ -109,17 +114,19 @@ fn content_backend(
         None => None,
     };
     let node_id = node_id(&config.storage.root)?;
+    let prefix = s3.key_prefix();
     let settings = crate::store::content::S3Settings {
         bucket: s3.bucket.clone(),
         endpoint: s3.endpoint.clone(),
         region: s3.region.clone(),
-        prefix: s3.key_prefix(),
+        prefix: prefix.clone(),
         access_key_id: s3.access_key_id.clone(),
         secret_access_key,
-        node_id,
+        node_id: node_id.clone(),
     };
     let backend = crate::store::content::S3Backend::new(settings)?;
-    Ok(Some(Arc::new(backend)))
+    let bucket = crate::store::shared::Bucket::new(backend.objects(), &prefix, &node_id);
+    Ok(Some((Arc::new(backend), Arc::new(bucket))))
 }
 
 /// Runs wharf on an already-bound listener until `shutdown` turns true.
@@ -167,7 +174,8 @@ async fn build(config: &Config) -> Result<Parts, AppError> {
         (Some(cert), Some(key)) => Some(Arc::new(crate::tls::TlsReloader::load(cert, key)?)),
         _ => None,
     };
-    let store = Arc::new(Store::open_on(&config.storage.root, content_backend(config)?).await?);
+    let (backend, bucket) = content_backend(config)?.unzip();
+    let store = Arc::new(Store::open_on(&config.storage.root, backend, bucket).await?);
     let metrics = Arc::new(Metrics::new());
     let auth = Arc::new(Authorizer::new(config, metrics.password_checks.clone())?);
     let upstreams = Arc::new(build_upstreams(config)?);

@@ -23,6 +23,7 @@ pub mod content;
 pub mod in_use;
 pub mod meta;
 pub mod migrate;
+pub mod shared;
 pub mod tables;
 pub mod uploads;
 
@@ -253,6 +254,9 @@ pub struct Store {
     manifest_cache: manifest_cache::ManifestCache,
     /// Which hosted repositories pushes and deletions are queued for.
     replica: Arc<replication_ops::ReplicaRules>,
+    /// The hosted records other nodes on the same bucket read (`None`: this
+    /// node is alone on its files).
+    records: Option<shared::Records>,
 }
 
 impl crate::oci::routing::NameFacts for Store {
@@ -291,15 +295,17 @@ impl Store {
     /// unmounted volume, a restored index) stops start-up with
     /// [`StoreError::ContentMissing`] and changes nothing.
     pub async fn open(root: &Path) -> Result<Store, StoreError> {
-        Store::open_on(root, None).await
+        Store::open_on(root, None, None).await
     }
 
     /// [`Store::open`] with content in `backend` (an S3 bucket) instead of
     /// files under `root`; `None`: files. The index and staging stay under
-    /// `root` either way.
+    /// `root` either way. `bucket`: the bucket shared with other nodes,
+    /// whose hosted records this node writes and reads.
     pub async fn open_on(
         root: &Path,
         backend: Option<Arc<dyn content::BlobBackend>>,
+        bucket: Option<Arc<shared::Bucket>>,
     ) -> Result<Store, StoreError> {
         let root = root.to_path_buf();
         let r = root.clone();
@@ -337,6 +343,7 @@ impl Store {
             changes: Default::default(),
             manifest_cache: Default::default(),
             replica: Default::default(),
+            records: bucket.map(shared::Records::new),
         };
         let (pushed, mirrored, cached) = store
             .meta

@@ -144,6 +144,11 @@ impl S3Backend {
         })
     }
 
+    /// The bucket's client, for the records nodes share beside the blobs.
+    pub fn objects(&self) -> Arc<dyn ObjectStore> {
+        self.s3.clone()
+    }
+
     /// The object of `digest`.
     fn key(&self, digest: &Digest) -> Key {
         Key::from(format!(

@@ -32,6 +32,7 @@ mod admin_ops;
 mod backup_ops;
 mod blob_ops;
 mod browse_ops;
+mod bucket_ops;
 mod cache_ops;
 mod cache_size;
 mod changes;

@@ -129,6 +129,30 @@ fn content_backend(config: &Config) -> Result<ContentBackend, AppError> {
     Ok(Some((Arc::new(backend), Arc::new(bucket))))
 }
 
+/// How often a node on a shared bucket lists the names other nodes host.
+const LEARN_HOSTED_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Keeps a node on a shared bucket learning the names other nodes host
+/// (routing and the catalog ask this node's index) until shutdown.
+async fn learn_hosted_names(store: Arc<Store>, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(LEARN_HOSTED_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+        match store.learn_hosted_names().await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(names = n, "learned names other nodes host"),
+            Err(e) => tracing::warn!(error = %e, "could not list the hosted names in the bucket"),
+        }
+    }
+}
+
 /// Runs wharf on an already-bound listener until `shutdown` turns true.
 /// Tests bind `127.0.0.1:0` and pass the listener in.
 pub async fn run(
@@ -176,6 +200,13 @@ async fn build(config: &Config) -> Result<Parts, AppError> {
     };
     let (backend, bucket) = content_backend(config)?.unzip();
     let store = Arc::new(Store::open_on(&config.storage.root, backend, bucket).await?);
+    if store.is_shared() {
+        // Before serving: a node on an empty data directory routes the names
+        // other nodes host as hosted from its first request.
+        if let Err(e) = store.learn_hosted_names().await {
+            tracing::warn!(error = %e, "could not list the hosted names in the bucket; learning them in the background");
+        }
+    }
     let metrics = Arc::new(Metrics::new());
     let auth = Arc::new(Authorizer::new(config, metrics.password_checks.clone())?);
     let upstreams = Arc::new(build_upstreams(config)?);
@@ -221,6 +252,10 @@ async fn build(config: &Config) -> Result<Parts, AppError> {
                 first.spawn(rx).await.ok();
             })
         }));
+    }
+    if store.is_shared() {
+        let s = store.clone();
+        workers.push(Box::new(move |rx| tokio::spawn(learn_hosted_names(s, rx))));
     }
     let sync = build_sync(config, &proxy, &store, upstreams, &metrics)?;
     if !config.sync.is_empty() {

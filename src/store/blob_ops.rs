@@ -65,8 +65,21 @@ pub(super) fn readable_size(
 }
 
 impl Store {
-    /// Size of `digest` if readable through `repo`.
+    /// Size of `digest` if readable through `repo` (in a hosted repository on
+    /// a shared bucket, also when another node recorded it pushed there).
     pub async fn blob_size(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<u64>, StoreError> {
+        match self.blob_size_local(repo, digest).await? {
+            Some(size) => Ok(Some(size)),
+            None => self.layer_from_records(repo, digest).await,
+        }
+    }
+
+    /// Size of `digest` if this node's index makes it readable through `repo`.
+    pub(super) async fn blob_size_local(
         &self,
         repo: &RepoName,
         digest: &Digest,
@@ -120,6 +133,9 @@ impl Store {
     /// gc). A blob a pinned image of `repo` needs is refused with
     /// [`StoreError::Pinned`]: the image would no longer pull.
     pub async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<(), StoreError> {
+        // A blob another node took in is linked here first, so its record
+        // goes with the link.
+        self.blob_size(repo, digest).await?;
         let (r, d) = (repo.to_string(), digest.to_string());
         let dg = digest.clone();
         self.meta
@@ -141,7 +157,8 @@ impl Store {
                     Err(StoreError::BlobUnknown(dg.clone()))
                 }
             })
-            .await
+            .await?;
+        self.unpublish_layer(repo, digest).await
     }
 
     /// Cross-repository mount: links `digest` into `repo` if `from` has it.
@@ -174,6 +191,7 @@ impl Store {
         self.cache_delta(delta);
         if present {
             self.mark_pushed(repo);
+            self.publish_layer(repo, digest).await?;
         }
         Ok(present)
     }
@@ -235,6 +253,8 @@ impl Store {
             hold.discard(self.meta.clone(), self.files.clone()).await;
             return Err(e);
         }
+        drop(hold);
+        self.publish_layer(&session.repo, &digest).await?;
         Ok(size)
     }
 
@@ -253,6 +273,10 @@ impl Store {
         if let Err(e) = self.record_blob(repo, &digest, size, origin).await {
             hold.discard(self.meta.clone(), self.files.clone()).await;
             return Err(e);
+        }
+        drop(hold);
+        if origin == Origin::Pushed {
+            self.publish_layer(repo, &digest).await?;
         }
         Ok((digest, size))
     }

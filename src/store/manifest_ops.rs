@@ -199,11 +199,24 @@ impl Store {
         }
         let size = body.len() as u64;
         // A manifest naming content the repository lacks is refused before its
-        // file is written: rejected pushes leave nothing on disk.
+        // file is written: rejected pushes leave nothing on disk. On a shared
+        // bucket, what other nodes recorded counts (a client's blob uploads
+        // may have gone through another node).
         let (r, v) = (repo.to_string(), view.clone());
-        self.meta
+        let checked = self
+            .meta
             .read(move |txn| check_references_read(txn, &r, &v))
-            .await?;
+            .await;
+        match checked {
+            Err(StoreError::ManifestBlobUnknown(_)) if self.records().is_some() => {
+                self.adopt_references(repo, &view).await?;
+                let (r, v) = (repo.to_string(), view.clone());
+                self.meta
+                    .read(move |txn| check_references_read(txn, &r, &v))
+                    .await?;
+            }
+            other => other?,
+        }
         // Touched before the write job: a gc sweep that runs first finds them
         // young; one that runs after sees this manifest (and the write job
         // checks again that each is still there).
@@ -219,7 +232,7 @@ impl Store {
         let rows = ManifestRows::new(repo, &digest, size, &view, tag, None)?;
         let hold = self.commits.hold(&digest).await?;
         let mut writer = self.lazy_writer()?;
-        writer.write(body).await?;
+        writer.write(body.clone()).await?;
         writer.commit(Some(&digest)).await?;
         let r = repo.to_string();
         let v = view.clone();
@@ -238,7 +251,10 @@ impl Store {
                 }
                 changes.note(rows.named().iter().map(String::as_str));
                 let delta = rows.insert(txn)?;
-                replica.enqueue(txn, &change)?;
+                // What another node pushed is queued there, not again here.
+                if tag_write != TagWrite::Adopted {
+                    replica.enqueue(txn, &change)?;
+                }
                 Ok(delta)
             })
             .await;
@@ -253,7 +269,44 @@ impl Store {
         self.cache_delta(delta);
         self.mark_pushed(repo);
         self.replica.kick_if_queued();
+        if tag_write != TagWrite::Adopted {
+            self.publish_manifest(repo, &digest, body, &view.media_type, tag)
+                .await?;
+        }
         Ok(PutManifest { digest, subject })
+    }
+
+    /// Stores a manifest another node pushed, read from its record: checked
+    /// as a push is, but neither queued for replication nor recorded again.
+    pub(super) async fn store_recorded_manifest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        body: Bytes,
+        media_type: &str,
+    ) -> Result<(), StoreError> {
+        let reference = Reference::Digest(digest.clone());
+        self.put_manifest_as(repo, &reference, body, media_type, TagWrite::Adopted)
+            .await
+            .map(|_| ())
+    }
+
+    /// Adopts what `view` names that other nodes recorded in `repo` (blobs
+    /// pushed through them, platform manifests), before a push's check.
+    async fn adopt_references(
+        &self,
+        repo: &RepoName,
+        view: &ManifestView,
+    ) -> Result<(), StoreError> {
+        for child in &view.children {
+            self.adopt_manifest(repo, &child.digest, 1).await?;
+        }
+        for blob in view.blobs.iter().filter(|d| !d.is_foreign()) {
+            if self.blob_size_local(repo, &blob.digest).await?.is_none() {
+                self.adopt_layer(repo, &blob.digest).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Looks up a manifest by tag or digest. A lookup is a use of the whole
@@ -265,6 +318,24 @@ impl Store {
     /// (`manifest_cache.rs`), touching the closure at most once a second
     /// (last-read times are in seconds).
     pub async fn manifest_info(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<ManifestInfo, StoreError> {
+        self.follow_records(repo, reference).await;
+        match self.manifest_info_local(repo, reference).await {
+            Err(StoreError::ManifestUnknown(m)) => match reference {
+                Reference::Digest(d) if self.manifest_from_records(repo, d).await? => {
+                    self.manifest_info_local(repo, reference).await
+                }
+                _ => Err(StoreError::ManifestUnknown(m)),
+            },
+            other => other,
+        }
+    }
+
+    /// [`Store::manifest_info`] from this node's index alone.
+    async fn manifest_info_local(
         &self,
         repo: &RepoName,
         reference: &Reference,
@@ -352,6 +423,7 @@ impl Store {
         reference: &Reference,
     ) -> Result<(), StoreError> {
         let r = repo.to_string();
+        let deleted = reference.clone();
         let reference = reference.clone();
         let replica = self.replica.clone();
         self.meta
@@ -420,7 +492,7 @@ impl Store {
             })
             .await?;
         self.replica.kick_if_queued();
-        Ok(())
+        self.unpublish(repo, &deleted).await
     }
 
     /// Tags of `repo` in lexical order after `last`, at most `n`.
@@ -430,6 +502,13 @@ impl Store {
         n: Option<usize>,
         last: Option<String>,
     ) -> Result<Page, StoreError> {
+        match self.recorded_tags(repo).await {
+            Ok(Some(all)) => return Ok(page_of(all, n, last)),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(repo = %repo, error = %e, "could not list the repository's tag records in the bucket; listing this node's tags");
+            }
+        }
         let r = repo.to_string();
         let rn = repo.clone();
         self.meta
@@ -529,6 +608,16 @@ impl Store {
     }
 }
 
+/// One page of sorted `all` after `last`, at most `n`.
+fn page_of(all: Vec<String>, n: Option<usize>, last: Option<String>) -> Page {
+    let start = last.unwrap_or_default();
+    let limit = n.unwrap_or(usize::MAX);
+    let mut rest = all.into_iter().filter(|t| *t > start);
+    let items: Vec<String> = rest.by_ref().take(limit).collect();
+    let more = rest.next().is_some();
+    Page { items, more }
+}
+
 /// Whether a manifest put may move a tag that names another manifest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum TagWrite {
@@ -536,4 +625,6 @@ enum TagWrite {
     Move,
     /// An import: a tag set by someone else stays.
     KeepOther,
+    /// Another node's push, read from its record (by digest).
+    Adopted,
 }

@@ -48,6 +48,7 @@ mod manifest_rows;
 mod pacer;
 mod pin_ops;
 mod reconcile;
+mod records_ops;
 mod replication_ops;
 mod sweep;
 mod sync_ops;
@@ -258,6 +259,8 @@ pub struct Store {
     /// The hosted records other nodes on the same bucket read (`None`: this
     /// node is alone on its files).
     records: Option<shared::Records>,
+    /// When each shared hosted tag was last compared with its record.
+    tag_checks: records_ops::TagChecks,
 }
 
 impl crate::oci::routing::NameFacts for Store {
@@ -345,6 +348,7 @@ impl Store {
             manifest_cache: Default::default(),
             replica: Default::default(),
             records: bucket.map(shared::Records::new),
+            tag_checks: Default::default(),
         };
         let (pushed, mirrored, cached) = store
             .meta

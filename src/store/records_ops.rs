@@ -1,0 +1,381 @@
+//! Hosted records shared with the other nodes on a bucket
+//! (`shared/records.rs`): this node writes them after its own index
+//! committed, and reads them where its index misses or a tag is older than
+//! [`TAG_TTL`], so a push on one node is pulled from any other at once by
+//! digest and within the TTL by tag. On files (`records` is `None`) every
+//! method here is a no-op.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::meta::{Origin, TagRecord, decode, encode};
+use super::{Store, StoreError, manifest_cache, tables, unix_now};
+use crate::oci::{Digest, ManifestView, Reference, RepoName, Tag};
+
+/// How long a node trusts its copy of a hosted tag before it reads the tag's
+/// record again (another node may have moved or deleted it).
+pub const TAG_TTL: Duration = Duration::from_secs(2);
+/// Tags whose last check is remembered; past it the memory is cleared (each
+/// tag is then checked once more).
+const MAX_CHECKED: usize = 65_536;
+/// An index names its platform manifests; deeper nesting is not followed
+/// when a manifest is read from the records.
+const MAX_NESTING: u8 = 2;
+
+/// When each hosted tag was last compared with its record.
+#[derive(Default)]
+pub(super) struct TagChecks {
+    at: Mutex<HashMap<String, Instant>>,
+}
+
+impl TagChecks {
+    /// Whether the tag behind `key` is due a check, and if so, counts it as
+    /// checked now (so concurrent requests check it once).
+    fn claim(&self, key: &str) -> bool {
+        let Ok(mut at) = self.at.lock() else {
+            return true;
+        };
+        let now = Instant::now();
+        if at
+            .get(key)
+            .is_some_and(|t| now.duration_since(*t) < TAG_TTL)
+        {
+            return false;
+        }
+        if at.len() >= MAX_CHECKED {
+            at.clear();
+        }
+        at.insert(key.to_owned(), now);
+        true
+    }
+
+    /// Counts the tag behind `key` as checked now (this node just wrote it).
+    fn mark(&self, key: &str) {
+        if let Ok(mut at) = self.at.lock() {
+            if at.len() >= MAX_CHECKED {
+                at.clear();
+            }
+            at.insert(key.to_owned(), Instant::now());
+        }
+    }
+}
+
+impl Store {
+    /// Whether `repo`'s content is shared through records: any name on a
+    /// shared bucket but one this node mirrors (a name another node just
+    /// pushed to may not be known here as hosted yet; the request was routed
+    /// as hosted all the same).
+    fn shares(&self, repo: &RepoName) -> bool {
+        self.records.is_some() && !crate::oci::routing::NameFacts::is_mirrored(self, repo.as_str())
+    }
+
+    /// Writes the records of a manifest this node just stored: the name, the
+    /// manifest, then the tag (a tag never names a manifest other nodes
+    /// cannot read).
+    pub(super) async fn publish_manifest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        body: Bytes,
+        media_type: &str,
+        tag: Option<&Tag>,
+    ) -> Result<(), StoreError> {
+        let Some(records) = &self.records else {
+            return Ok(());
+        };
+        records.publish_hosted(repo).await?;
+        records
+            .publish_manifest(repo, digest, body, media_type)
+            .await?;
+        if let Some(t) = tag {
+            self.tag_checks.mark(&manifest_cache::reference_key(
+                repo.as_str(),
+                &Reference::Tag(t.clone()),
+            ));
+            records.publish_tag(repo, t.as_str(), digest).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes the record of a blob pushed or mounted into `repo`, so another
+    /// node answers its HEAD (a client checks each blob before it pushes a
+    /// manifest, maybe through another node).
+    pub(super) async fn publish_layer(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<(), StoreError> {
+        let Some(records) = &self.records else {
+            return Ok(());
+        };
+        records.publish_hosted(repo).await?;
+        records.publish_layer(repo, digest).await
+    }
+
+    /// Removes the records of what this node just deleted.
+    pub(super) async fn unpublish(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<(), StoreError> {
+        let Some(records) = self.records.as_ref().filter(|_| self.shares(repo)) else {
+            return Ok(());
+        };
+        match reference {
+            Reference::Tag(t) => records.remove_tag(repo, t.as_str()).await,
+            Reference::Digest(d) => records.remove_manifest(repo, d).await,
+        }
+    }
+
+    /// Removes the record of a blob unlinked from `repo`.
+    pub(super) async fn unpublish_layer(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<(), StoreError> {
+        match self.records.as_ref().filter(|_| self.shares(repo)) {
+            Some(records) => records.remove_layer(repo, digest).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Before a lookup of `reference` in a shared hosted repository: a tag
+    /// older than [`TAG_TTL`] here is compared with its record and follows
+    /// it (moved, deleted, or new to this node). A bucket that does not
+    /// answer leaves the local answer standing, with a warning.
+    pub(super) async fn follow_records(&self, repo: &RepoName, reference: &Reference) {
+        let Reference::Tag(tag) = reference else {
+            return;
+        };
+        if !self.shares(repo) {
+            return;
+        }
+        let key = manifest_cache::reference_key(repo.as_str(), reference);
+        if !self.tag_checks.claim(&key) {
+            return;
+        }
+        if let Err(e) = self.follow_tag(repo, tag).await {
+            tracing::warn!(repo = %repo, tag = %tag, error = %e, "could not read the tag's record in the bucket; serving this node's copy");
+        }
+    }
+
+    async fn follow_tag(&self, repo: &RepoName, tag: &Tag) -> Result<(), StoreError> {
+        let Some(records) = &self.records else {
+            return Ok(());
+        };
+        let recorded = records.tag(repo, tag.as_str()).await?;
+        let (r, t) = (repo.to_string(), tag.to_string());
+        let local = self
+            .meta
+            .read(move |txn| {
+                Ok(txn
+                    .open_table(tables::TAGS)?
+                    .get((r.as_str(), t.as_str()))?
+                    .map(|v| decode::<TagRecord>(v.value()))
+                    .transpose()?
+                    .map(|rec| rec.digest))
+            })
+            .await?;
+        match (recorded, local) {
+            (None, None) => Ok(()),
+            (Some(d), Some(l)) if d.to_string() == l => Ok(()),
+            (None, Some(_)) => self.drop_tag_row(repo, tag).await,
+            (Some(d), _) => {
+                if !self.adopt_manifest(repo, &d, 0).await? {
+                    tracing::warn!(repo = %repo, tag = %tag, digest = %d, "a tag record names a manifest with no record; ignored");
+                    return Ok(());
+                }
+                self.set_tag_row(repo, tag, &d).await
+            }
+        }
+    }
+
+    /// Removes this node's row of a tag another node deleted.
+    async fn drop_tag_row(&self, repo: &RepoName, tag: &Tag) -> Result<(), StoreError> {
+        let (r, t) = (repo.to_string(), tag.to_string());
+        self.meta
+            .write(move |txn| {
+                txn.open_table(tables::TAGS)?
+                    .remove((r.as_str(), t.as_str()))?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// Points this node's row of `tag` at `digest` (a manifest it holds).
+    async fn set_tag_row(
+        &self,
+        repo: &RepoName,
+        tag: &Tag,
+        digest: &Digest,
+    ) -> Result<(), StoreError> {
+        let (r, t) = (repo.to_string(), tag.to_string());
+        let rec = encode(&TagRecord {
+            digest: digest.to_string(),
+            updated: unix_now(),
+            checked: None,
+        })?;
+        self.meta
+            .write(move |txn| {
+                txn.open_table(tables::TAGS)?
+                    .insert((r.as_str(), t.as_str()), rec.as_slice())?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// After a local miss of `digest` in a shared hosted repository: reads
+    /// its record and stores it here (with what it references, adopted from
+    /// the bucket); whether there was one.
+    pub(super) async fn manifest_from_records(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<bool, StoreError> {
+        if !self.shares(repo) {
+            return Ok(false);
+        }
+        self.adopt_manifest(repo, digest, 0).await
+    }
+
+    /// Stores the recorded manifest `digest` of `repo` in this node's index,
+    /// its children first; whether a record exists.
+    pub(super) fn adopt_manifest<'a>(
+        &'a self,
+        repo: &'a RepoName,
+        digest: &'a Digest,
+        depth: u8,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool, StoreError>> + Send + 'a>>
+    {
+        Box::pin(async move {
+            let Some(records) = &self.records else {
+                return Ok(false);
+            };
+            if self.holds_manifest(repo, digest).await? {
+                return Ok(true);
+            }
+            let Some(rec) = records.manifest(repo, digest).await? else {
+                return Ok(false);
+            };
+            let (bytes, media_type) = (rec.bytes.clone(), rec.media_type.clone());
+            let view = tokio::task::spawn_blocking(move || {
+                ManifestView::parse(&bytes, &media_type)
+                    .map_err(|e| StoreError::ManifestInvalid(e.to_string()))
+            })
+            .await??;
+            if depth < MAX_NESTING {
+                for child in &view.children {
+                    self.adopt_manifest(repo, &child.digest, depth + 1).await?;
+                }
+            }
+            for blob in view.blobs.iter().filter(|d| !d.is_foreign()) {
+                if self.blob_size_local(repo, &blob.digest).await?.is_none() {
+                    self.adopt_from_bucket(repo, &blob.digest, Origin::Pushed)
+                        .await?;
+                }
+            }
+            self.store_recorded_manifest(repo, digest, rec.bytes, &rec.media_type)
+                .await?;
+            Ok(true)
+        })
+    }
+
+    /// Whether this node's index has manifest `digest` in `repo`.
+    async fn holds_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool, StoreError> {
+        let (r, d) = (repo.to_string(), digest.to_string());
+        self.meta
+            .read(move |txn| {
+                Ok(txn
+                    .open_table(tables::MANIFESTS)?
+                    .get((r.as_str(), d.as_str()))?
+                    .is_some())
+            })
+            .await
+    }
+
+    /// After a local miss of a blob in a shared hosted repository: adopts it
+    /// when a record says it was pushed there; its size.
+    pub(super) async fn layer_from_records(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<u64>, StoreError> {
+        if !self.shares(repo) {
+            return Ok(None);
+        }
+        self.adopt_layer(repo, digest).await
+    }
+
+    /// Adopts `digest` into `repo` when a record says some node pushed it
+    /// there; its size.
+    pub(super) async fn adopt_layer(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<Option<u64>, StoreError> {
+        let Some(records) = &self.records else {
+            return Ok(None);
+        };
+        if !records.has_layer(repo, digest).await? {
+            return Ok(None);
+        }
+        self.adopt_from_bucket(repo, digest, Origin::Pushed).await
+    }
+
+    /// Tags of a shared hosted repository as the records have them (every
+    /// node's pushes); `None` on files or for other repositories.
+    pub(super) async fn recorded_tags(
+        &self,
+        repo: &RepoName,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        match self.records.as_ref().filter(|_| self.shares(repo)) {
+            Some(records) => records.tags(repo).await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Learns the names other nodes hold pushed content under (the
+    /// `hosted/` records), so routing, the catalog and the web page treat
+    /// them as hosted here too; how many were new. A name this node mirrors
+    /// stays mirrored (and is logged). Start-up calls it before serving (a
+    /// node on an empty data directory knows every hosted name), then it
+    /// runs every few seconds.
+    pub async fn learn_hosted_names(&self) -> Result<usize, StoreError> {
+        let Some(records) = &self.records else {
+            return Ok(0);
+        };
+        let mut fresh = Vec::new();
+        for name in records.hosted().await? {
+            if self.is_pushed_repo(&name) {
+                continue;
+            }
+            let Ok(repo) = name.parse::<RepoName>() else {
+                continue;
+            };
+            if crate::oci::routing::NameFacts::is_mirrored(self, &name) {
+                tracing::warn!(repo = %name, "another node holds pushed content under a name this node mirrors; it stays mirrored here");
+                continue;
+            }
+            fresh.push(repo);
+        }
+        if fresh.is_empty() {
+            return Ok(0);
+        }
+        let names: Vec<String> = fresh.iter().map(ToString::to_string).collect();
+        self.meta
+            .write(move |txn| {
+                for n in &names {
+                    super::blob_ops::ensure_repo(txn, n, Origin::Pushed)?;
+                }
+                Ok(())
+            })
+            .await?;
+        for repo in &fresh {
+            self.mark_pushed(repo);
+        }
+        Ok(fresh.len())
+    }
+}

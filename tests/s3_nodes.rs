@@ -1,0 +1,249 @@
+//! Several wharf nodes on one bucket (DESIGN's "Multi-node (S3)"), each with
+//! its own data directory, on a real S3 protocol server (moto): a push on one
+//! node pulls from another at once by digest and within the tag TTL by tag;
+//! a push whose requests a load balancer spreads over nodes works; tags
+//! moved or deleted on one node follow on the others; a node started on an
+//! empty data directory serves what the bucket holds, routed as hosted
+//! although a default upstream is configured.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::image::{Image, OCI_INDEX, OCI_MANIFEST, index};
+use common::s3::{S3Server, have_s3_server};
+use common::{Wharf, bytes, digest, http};
+use wharf::config::Config;
+
+const BUCKET: &str = "wharf-nodes";
+
+/// A node on `root` sharing the bucket; with a default upstream (`hub`) so
+/// routing has a choice to make, or hosted only.
+fn node_config(s3: &S3Server, root: &Path, hub: Option<&str>) -> Config {
+    let routing = match hub {
+        Some(url) => {
+            format!("[[upstream]]\nname = \"docker.io\"\nurl = \"{url}\"\ndefault = true\n")
+        }
+        None => "[hosted]\nonly = true\n".to_owned(),
+    };
+    let text = format!(
+        "{routing}\n[gc]\ninterval = \"0\"\n[storage]\nroot = {:?}\n{}\n",
+        root.display().to_string(),
+        s3.storage_lines(BUCKET),
+    );
+    Config::parse(&text, Path::new("node.toml")).expect("a node configuration parses")
+}
+
+fn server(dir: &Path) -> Option<S3Server> {
+    if !have_s3_server() {
+        return None;
+    }
+    std::fs::create_dir_all(dir.join("s3")).unwrap();
+    let s3 = S3Server::start(&dir.join("s3"));
+    s3.bucket(BUCKET);
+    Some(s3)
+}
+
+async fn nodes(s3: &S3Server, dir: &Path, n: usize, hub: Option<&str>) -> Vec<Wharf> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let root = dir.join(format!("node{i}"));
+        out.push(Wharf::start_config(node_config(s3, &root, hub)).await);
+    }
+    out
+}
+
+async fn get_manifest(w: &Wharf, repo: &str, reference: &str) -> (u16, Vec<u8>) {
+    let r = http()
+        .get(w.url(&format!("/v2/{repo}/manifests/{reference}")))
+        .header("accept", format!("{OCI_MANIFEST}, {OCI_INDEX}"))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.bytes().await.unwrap().to_vec())
+}
+
+async fn get_blob(w: &Wharf, repo: &str, d: &str) -> (u16, Vec<u8>) {
+    let r = http()
+        .get(w.url(&format!("/v2/{repo}/blobs/{d}")))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.bytes().await.unwrap().to_vec())
+}
+
+async fn push(w: &Wharf, repo: &str, tag: &str, img: &Image) {
+    for (_, b) in img.blobs() {
+        common::push_blob(w, repo, b).await;
+    }
+    let r = common::put_manifest(w, repo, tag, OCI_MANIFEST, &img.manifest).await;
+    assert_eq!(r.status(), 201, "{:?}", r.text().await);
+}
+
+/// Every blob and the manifest of `img` pull from `w` with the right bytes.
+async fn pulls_whole(w: &Wharf, repo: &str, img: &Image) {
+    let (s, m) = get_manifest(w, repo, &digest(&img.manifest)).await;
+    assert_eq!(s, 200);
+    assert_eq!(m, img.manifest);
+    for (d, b) in img.blobs() {
+        let (s, body) = get_blob(w, repo, &d).await;
+        assert_eq!(s, 200, "{repo}@{d}");
+        assert_eq!(body, b, "{repo}@{d}");
+    }
+}
+
+/// Waits (at most a few TTLs) until `repo:tag` on `w` answers `want`.
+async fn tag_becomes(w: &Wharf, repo: &str, tag: &str, want: (u16, Option<&[u8]>)) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (s, body) = get_manifest(w, repo, tag).await;
+        if s == want.0 && want.1.is_none_or(|b| b == body.as_slice()) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{repo}:{tag} is still {s} on {}",
+            w.base
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_push_on_node_one_pulls_from_node_three_by_digest_at_once_and_by_tag_within_the_ttl() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(s3) = server(dir.path()) else { return };
+    let n = nodes(&s3, dir.path(), 3, None).await;
+    let img = Image::new(vec![bytes(40_000, 1), bytes(9 * 1024 * 1024, 2)]);
+    push(&n[0], "team/app", "v1", &img).await;
+
+    // By digest: at once, manifest and every blob.
+    pulls_whole(&n[2], "team/app", &img).await;
+    // By tag: within the TTL (it is new to node 3, so at once as well).
+    tag_becomes(&n[2], "team/app", "v1", (200, Some(&img.manifest))).await;
+    // Tags list and catalog on node 2, which never saw the push.
+    let tags: serde_json::Value = http()
+        .get(n[1].url("/v2/team/app/tags/list"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(tags["tags"], serde_json::json!(["v1"]));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let cat: serde_json::Value = http()
+            .get(n[1].url("/v2/_catalog"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if cat["repositories"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|r| r == "team/app"))
+        {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "catalog: {cat}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The tag moves on node 2; node 1 and node 3 follow within the TTL.
+    let img2 = Image::new(vec![bytes(30_000, 3)]);
+    push(&n[1], "team/app", "v1", &img2).await;
+    for w in [&n[0], &n[2]] {
+        tag_becomes(w, "team/app", "v1", (200, Some(&img2.manifest))).await;
+    }
+    // The tag is deleted on node 3; the others answer 404 within the TTL,
+    // and the first image still pulls by digest everywhere.
+    let r = http()
+        .delete(n[2].url("/v2/team/app/manifests/v1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    for w in &n {
+        tag_becomes(w, "team/app", "v1", (404, None)).await;
+        pulls_whole(w, "team/app", &img).await;
+    }
+    for w in n {
+        w.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_push_spread_over_nodes_by_a_load_balancer_works_and_an_index_pulls_elsewhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(s3) = server(dir.path()) else { return };
+    let n = nodes(&s3, dir.path(), 3, None).await;
+    let amd = Image::for_platform(vec![bytes(20_000, 11)], "amd64");
+    let arm = Image::for_platform(vec![bytes(21_000, 12)], "arm64");
+    // Each blob through node 1; node 2 answers the client's HEADs of them.
+    for img in [&amd, &arm] {
+        for (d, b) in img.blobs() {
+            common::push_blob(&n[0], "team/multi", b).await;
+            let r = http()
+                .head(n[1].url(&format!("/v2/team/multi/blobs/{d}")))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200, "HEAD of {d} on another node");
+            assert_eq!(r.headers()["content-length"], b.len().to_string().as_str());
+        }
+    }
+    // Platform manifests through node 2, the index through node 3.
+    for img in [&amd, &arm] {
+        let d = digest(&img.manifest);
+        let r = common::put_manifest(&n[1], "team/multi", &d, OCI_MANIFEST, &img.manifest).await;
+        assert_eq!(r.status(), 201, "{:?}", r.text().await);
+    }
+    let idx = index(&[(&amd, "amd64"), (&arm, "arm64")]);
+    let r = common::put_manifest(&n[2], "team/multi", "latest", OCI_INDEX, &idx).await;
+    assert_eq!(r.status(), 201, "{:?}", r.text().await);
+
+    // Node 1 pulls the index by tag, then each platform, whole.
+    tag_becomes(&n[0], "team/multi", "latest", (200, Some(&idx))).await;
+    for img in [&amd, &arm] {
+        pulls_whole(&n[0], "team/multi", img).await;
+    }
+    // A blob nobody pushed is unknown everywhere (no record, no object).
+    let stranger = digest(b"never pushed");
+    for w in &n {
+        assert_eq!(get_blob(w, "team/multi", &stranger).await.0, 404);
+    }
+    for w in n {
+        w.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_on_an_empty_data_directory_serves_what_the_bucket_holds_as_hosted() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(s3) = server(dir.path()) else { return };
+    // A default upstream that does not have the name: routing it there
+    // would answer 404 (or worse, another image).
+    std::fs::create_dir_all(dir.path().join("hub")).unwrap();
+    let hub = common::upstreams::hub(&dir.path().join("hub")).await;
+    let first =
+        Wharf::start_config(node_config(&s3, &dir.path().join("first"), Some(&hub.base))).await;
+    let img = Image::new(vec![bytes(50_000, 21)]);
+    push(&first, "bun", "latest", &img).await;
+    first.stop().await;
+
+    let fresh_root = dir.path().join("fresh");
+    assert!(!fresh_root.exists());
+    let fresh = Wharf::start_config(node_config(&s3, &fresh_root, Some(&hub.base))).await;
+    // From its first request: the name is hosted here, by tag and digest.
+    let (s, m) = get_manifest(&fresh, "bun", "latest").await;
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&m));
+    assert_eq!(m, img.manifest);
+    pulls_whole(&fresh, "bun", &img).await;
+    fresh.stop().await;
+    hub.stop().await;
+}

@@ -503,8 +503,9 @@ impl Store {
         last: Option<String>,
     ) -> Result<Page, StoreError> {
         match self.recorded_tags(repo).await {
-            Ok(Some(all)) => return Ok(page_of(all, n, last)),
-            Ok(None) => {}
+            Ok(Some(all)) if !all.is_empty() => return Ok(page_of(all, n, last)),
+            // No tag anywhere: this node's index says whether the name exists.
+            Ok(_) => {}
             Err(e) => {
                 tracing::warn!(repo = %repo, error = %e, "could not list the repository's tag records in the bucket; listing this node's tags");
             }

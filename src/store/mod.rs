@@ -187,8 +187,9 @@ pub enum StoreError {
         /// Indexed blobs in total.
         indexed: usize,
     },
-    /// The bucket (and prefix) is in use by another wharf: several nodes on
-    /// one bucket would each collect what only the others reference.
+    /// No longer produced: nodes share a bucket and prefix now (the shared
+    /// sweep, `bucket_gc.rs`, is what made that safe). Kept only because the
+    /// HTTP error table still names it; remove both together.
     #[error("{0}")]
     BucketTaken(String),
 }

@@ -176,6 +176,9 @@ async fn build(config: &Config) -> Result<Parts, AppError> {
     };
     let (backend, bucket) = content_backend(config)?.unzip();
     let store = Arc::new(Store::open_on(&config.storage.root, backend, bucket).await?);
+    // On a shared bucket, the node's live set is out before it serves: a
+    // sweep by another node never deletes what this index names.
+    store.publish_live_set(None).await?;
     let metrics = Arc::new(Metrics::new());
     let auth = Arc::new(Authorizer::new(config, metrics.password_checks.clone())?);
     let upstreams = Arc::new(build_upstreams(config)?);

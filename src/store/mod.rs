@@ -19,6 +19,8 @@
 //! `manifest_refs` closure (`closure.rs`). Start-up finishes interrupted
 //! removals, reconciles, then migrates older indexes (`migrate.rs`).
 
+pub use bucket_gc::BucketSweep;
+
 pub mod content;
 pub mod in_use;
 pub mod meta;
@@ -32,6 +34,7 @@ mod admin_ops;
 mod backup_ops;
 mod blob_ops;
 mod browse_ops;
+mod bucket_gc;
 mod bucket_ops;
 mod cache_ops;
 mod cache_size;

@@ -200,6 +200,9 @@ async fn build(config: &Config) -> Result<Parts, AppError> {
     };
     let (backend, bucket) = content_backend(config)?.unzip();
     let store = Arc::new(Store::open_on(&config.storage.root, backend, bucket).await?);
+    // On a shared bucket, the node's live set is out before it serves: a
+    // sweep by another node never deletes what this index names.
+    store.publish_live_set(None).await?;
     if store.is_shared() {
         // Before serving: a node on an empty data directory routes the names
         // other nodes host as hosted from its first request.

@@ -308,39 +308,26 @@ async fn a_bucket_that_does_not_answer_stops_start_up_naming_it() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_second_node_on_the_same_bucket_and_prefix_is_refused_until_given_its_own() {
+async fn two_nodes_on_the_same_bucket_and_prefix_both_start_and_serve() {
     let dir = tempfile::tempdir().unwrap();
     let Some(s3) = server(dir.path()) else { return };
     let first = Wharf::start_config(s3_config(&s3, &dir.path().join("a"), "", "")).await;
     let img = Image::new(vec![bytes(4_000, 31)]);
     push(&first, "team/app", "1", &img).await;
     // Another data directory (another host) on the same bucket and prefix.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (_tx, rx) = tokio::sync::watch::channel(false);
-    let err = wharf::app::run(s3_config(&s3, &dir.path().join("b"), "", ""), listener, rx)
-        .await
-        .expect_err("a second node on the same prefix is refused")
-        .to_string();
-    assert!(err.contains("belongs to another wharf"), "{err}");
-    assert!(err.contains("prefix"), "the message says what to do: {err}");
-    // The first node's content is untouched and still served.
+    let second = Wharf::start_config(s3_config(&s3, &dir.path().join("b"), "", "")).await;
+    let other = Image::new(vec![bytes(4_000, 32)]);
+    push(&second, "team/other", "1", &other).await;
+    // Each serves what it pushed, and no claim object is written.
     let (status, _) = get_blob(&first, "team/app", &digest(&img.layers[0]), None).await;
     assert_eq!(status, 200);
-    // With a prefix of its own, the second node starts.
-    let second = Wharf::start_config(s3_config(
-        &s3,
-        &dir.path().join("b"),
-        "",
-        "prefix = \"site-b\"\n",
-    ))
-    .await;
-    push(
-        &second,
-        "team/other",
-        "1",
-        &Image::new(vec![bytes(4_000, 32)]),
-    )
-    .await;
+    let (status, _) = get_blob(&second, "team/other", &digest(&other.layers[0]), None).await;
+    assert_eq!(status, 200);
+    let claim = s3.store(BUCKET).head(&Key::from("wharf-node")).await;
+    assert!(
+        matches!(claim, Err(object_store::Error::NotFound { .. })),
+        "no node claims the prefix: {claim:?}"
+    );
     second.stop().await;
     first.stop().await;
 }

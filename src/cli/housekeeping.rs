@@ -41,7 +41,47 @@ pub(super) fn gc(c: &Client, dry_run: bool) -> Result<(), CliError> {
         text(&v["mark_ms"]),
         text(&v["sweep_ms"]),
     );
+    print_bucket(&v["bucket"], dry_run || v["dry_run"] == true);
     Ok(())
+}
+
+/// The shared bucket's part of a collection (nothing on files): whether this
+/// node swept the bucket or another node holds the gc lease.
+fn print_bucket(b: &Value, dry_run: bool) {
+    if b.is_null() {
+        return;
+    }
+    if let Some(holder) = b["held_by"].as_str() {
+        println!(
+            "bucket not swept by this node: node {holder} holds the gc lease (it sweeps the shared bucket); this node's index was collected"
+        );
+        return;
+    }
+    let verb = if dry_run { "would delete" } else { "deleted" };
+    let stale: Vec<&str> = b["nodes_stale"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    println!(
+        "bucket sweep {verb} {} objects ({}) of {} listed; kept {} named by a live set or manifest record, {} younger than the grace; {} nodes answered{}",
+        text(&b["deleted_objects"]),
+        size(b["deleted_bytes"].as_u64().unwrap_or(0)),
+        text(&b["listed"]),
+        text(&b["kept_live"]),
+        text(&b["kept_young"]),
+        text(&b["nodes_answered"]),
+        if stale.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", {} did not (their older live sets were kept): {}",
+                stale.len(),
+                stale.join(", ")
+            )
+        },
+    );
 }
 
 /// Re-hashes every blob; prints each corrupt one with what it breaks. A

@@ -130,7 +130,6 @@ impl ApiError {
                 StoreError::SizeInvalid(_) => (S::BAD_REQUEST, C::SizeInvalid),
                 StoreError::TooManyUploads { .. } => (S::TOO_MANY_REQUESTS, C::TooManyRequests),
                 StoreError::ContentMissing { .. }
-                | StoreError::BucketTaken(_)
                 | StoreError::BackupRefused(_)
                 | StoreError::TagTaken { .. }
                 | StoreError::BackupFailed(_) => (S::INTERNAL_SERVER_ERROR, C::Unknown),

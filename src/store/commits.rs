@@ -55,6 +55,15 @@ impl Commits {
         self.gate.clone().write_owned().await
     }
 
+    /// Every digest whose commit is between its file and its rows now (a
+    /// node's live set names them: their objects may exist before any row).
+    pub(super) fn digests(&self) -> Vec<Digest> {
+        self.counts
+            .lock()
+            .map(|c| c.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// Whether a commit of `digest` is between its file and its rows.
     pub(super) fn in_flight(&self, digest: &Digest) -> bool {
         self.count(digest) > 0

@@ -19,6 +19,8 @@
 //! `manifest_refs` closure (`closure.rs`). Start-up finishes interrupted
 //! removals, reconciles, then migrates older indexes (`migrate.rs`).
 
+pub use bucket_gc::BucketSweep;
+
 pub mod content;
 pub mod in_use;
 pub mod meta;
@@ -32,6 +34,7 @@ mod admin_ops;
 mod backup_ops;
 mod blob_ops;
 mod browse_ops;
+mod bucket_gc;
 mod bucket_ops;
 mod cache_ops;
 mod cache_size;
@@ -188,10 +191,6 @@ pub enum StoreError {
         /// Indexed blobs in total.
         indexed: usize,
     },
-    /// The bucket (and prefix) is in use by another wharf: several nodes on
-    /// one bucket would each collect what only the others reference.
-    #[error("{0}")]
-    BucketTaken(String),
 }
 
 impl From<std::io::Error> for StoreError {

@@ -2,7 +2,9 @@
 //! that no manifest, pin, reader or download needs and that nobody touched
 //! within `[gc] grace` are removed, rows first, files after, while the
 //! registry serves (see `store/gc_ops.rs` for the mark, the sweep and why a
-//! push racing a pass is safe).
+//! push racing a pass is safe). On a bucket shared with other nodes the local
+//! pass drops rows only, and the pass goes on to the shared sweep
+//! (`store/bucket_gc.rs`) when this node gets the `gc-lease`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +12,12 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::metrics::Metrics;
-use crate::store::Store;
+use crate::store::{BucketSweep, Store};
+
+/// How long a bucket sweep waits for the other nodes to publish their live
+/// sets (they poll the lease every few seconds); a node silent past this
+/// keeps its older set counted.
+pub const LIVE_SET_WAIT: Duration = Duration::from_secs(30);
 
 /// Digests listed by name in a report; the counts cover all of them.
 pub const REPORT_LIST: usize = 1000;
@@ -53,6 +60,10 @@ pub struct GcReport {
     pub mark_ms: u64,
     /// Milliseconds sweeping (rows and files).
     pub sweep_ms: u64,
+    /// The shared bucket's sweep (`None` on files). With content in a
+    /// shared bucket, the counts above are this node's index rows; objects
+    /// are deleted only here, by the node holding the gc lease.
+    pub bucket: Option<BucketSweep>,
 }
 
 impl Gc {
@@ -76,9 +87,24 @@ impl Gc {
     pub async fn pass(&self, dry_run: bool) -> Result<GcReport, super::WorkerError> {
         let o = self.store.collect_garbage(self.grace, dry_run).await?;
         let swept_bytes = o.swept_bytes();
+        let bucket = if self.store.is_shared() {
+            Some(
+                self.store
+                    .sweep_bucket(self.grace, dry_run, LIVE_SET_WAIT)
+                    .await?,
+            )
+        } else {
+            None
+        };
         if !dry_run {
-            self.metrics.gc_swept_blobs.inc_by(o.swept.len() as u64);
-            self.metrics.gc_swept_bytes.inc_by(swept_bytes);
+            // What was freed: objects deleted from a shared bucket (rows
+            // dropped there free nothing by themselves), files otherwise.
+            let (blobs, bytes) = match &bucket {
+                Some(b) => (b.deleted_objects, b.deleted_bytes),
+                None => (o.swept.len() as u64, swept_bytes),
+            };
+            self.metrics.gc_swept_blobs.inc_by(blobs);
+            self.metrics.gc_swept_bytes.inc_by(bytes);
             if !o.swept.is_empty() {
                 tracing::info!(
                     blobs = o.swept.len(),
@@ -107,6 +133,7 @@ impl Gc {
                 .collect(),
             mark_ms: o.mark.as_millis() as u64,
             sweep_ms: o.sweep.as_millis() as u64,
+            bucket,
         })
     }
 }

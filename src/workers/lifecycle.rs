@@ -39,6 +39,8 @@ pub struct Lifecycle {
     /// Imports a `registry:2` storage root, on demand (`wharf import`).
     pub import: Handle<Import>,
     store: Arc<Store>,
+    /// How often this node republishes its live set unasked (shared bucket).
+    live_every: Duration,
 }
 
 impl Lifecycle {
@@ -74,6 +76,7 @@ impl Lifecycle {
             backup: Handle::new(Backup::new(store.clone()), metrics.clone()),
             import: Handle::new(Import::new(store.clone(), config.route_rules()), metrics),
             store,
+            live_every: super::live_set::period(config.gc.grace.0, interval),
         }
     }
 
@@ -92,8 +95,9 @@ impl Lifecycle {
         registry.add(self.import.control.clone());
     }
 
-    /// Spawns every loop, and the task that kicks eviction when a write takes
-    /// the cache past its budget. All end at shutdown.
+    /// Spawns every loop, the task that kicks eviction when a write takes
+    /// the cache past its budget, and on a shared bucket the one keeping this
+    /// node's live set current. All end at shutdown.
     pub fn spawn(&self, shutdown: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
         let store = self.store.clone();
         let evict = self.evict.control.clone();
@@ -106,13 +110,21 @@ impl Lifecycle {
                 }
             }
         });
-        vec![
+        let mut tasks = vec![
             self.access.spawn(shutdown.clone()),
             self.evict.spawn(shutdown.clone()),
             self.gc.spawn(shutdown.clone()),
             self.verify.spawn(shutdown.clone()),
-            self.backup.spawn(shutdown),
+            self.backup.spawn(shutdown.clone()),
             forward,
-        ]
+        ];
+        if self.store.is_shared() {
+            tasks.push(tokio::spawn(super::live_set::run(
+                self.store.clone(),
+                self.live_every,
+                shutdown,
+            )));
+        }
+        tasks
     }
 }

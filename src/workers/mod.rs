@@ -11,6 +11,7 @@ pub mod evict;
 pub mod gc;
 pub mod import;
 pub mod lifecycle;
+pub mod live_set;
 pub mod replicate;
 pub mod sync;
 pub mod uploads;

@@ -103,6 +103,8 @@ pub trait BlobBackend: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Option<BlobReader>, StoreError>>;
 
     /// Removes stored content; absent content is fine (rows go first, content after).
+    /// A backend shared by several nodes keeps it (another node may name it);
+    /// see `S3Backend`.
     fn remove<'a>(&'a self, digest: &'a Digest) -> BoxFuture<'a, Result<(), StoreError>>;
 
     /// Removes many stored digests at once, absent ones being fine: what gc,

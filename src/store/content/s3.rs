@@ -13,7 +13,10 @@
 //! bytes: a PUT that finds the object there is a success.
 //!
 //! Start-up never lists the bucket ([`BlobBackend::scans_at_start`] is
-//! false): it checks the bucket answers, and that is all.
+//! false): it checks the bucket answers, and that is all. Several nodes may
+//! share one bucket and prefix, so this backend never deletes a blob on a
+//! node's own say-so ([`S3Backend::remove_many`]); only the shared sweep
+//! does.
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -45,8 +48,6 @@ pub const PART_SIZE: usize = 8 * 1024 * 1024;
 /// Parts of one blob uploading at once: a publish holds at most this many
 /// parts in memory.
 pub const PARTS_IN_FLIGHT: usize = 2;
-/// The object under the prefix naming the node that uses it.
-const OWNER_OBJECT: &str = "wharf-node";
 /// Blobs uploading to the bucket at once, node-wide: each holds up to
 /// [`PARTS_IN_FLIGHT`] parts (or one small blob) in memory, so this bounds
 /// that memory at 16 × 16 MiB however many pushes and fills finish at once.
@@ -74,8 +75,8 @@ pub struct S3Settings {
     pub access_key_id: Option<String>,
     /// Secret key, read from `secret_access_key_file`.
     pub secret_access_key: Option<String>,
-    /// This node's identity (kept in the data directory): the bucket's
-    /// prefix is claimed for it at start.
+    /// This node's identity (kept in the data directory): several nodes
+    /// share one bucket and prefix, each under its own id.
     pub node_id: String,
 }
 
@@ -167,49 +168,6 @@ impl S3Backend {
             .await
             .map_err(|e| failed("presign", e))?;
         Ok(url.to_string())
-    }
-
-    /// Claims the bucket's prefix for this node (`<prefix>wharf-node`,
-    /// created with `If-None-Match: *`), or finds it claimed by this node
-    /// already. Another node's claim refuses the start: each node's gc and
-    /// eviction act on its own index, so a second node on the same prefix
-    /// would delete what only the first one references.
-    #[allow(dead_code)] // removed with the shared gc (several nodes share a prefix now)
-    async fn claim(&self) -> Result<(), StoreError> {
-        let key = Key::from(format!("{}{OWNER_OBJECT}", self.settings.prefix));
-        let me = self.settings.node_id.clone();
-        let opts = PutOptions {
-            mode: PutMode::Create,
-            ..Default::default()
-        };
-        match self
-            .s3
-            .put_opts(&key, PutPayload::from(me.clone()), opts)
-            .await
-        {
-            Ok(_) => return Ok(()),
-            Err(object_store::Error::AlreadyExists { .. }) => {}
-            Err(e) => return Err(failed("claiming the bucket", e)),
-        }
-        let owner = self
-            .s3
-            .get(&key)
-            .await
-            .map_err(|e| failed("reading the bucket's claim", e))?
-            .bytes()
-            .await
-            .map_err(|e| failed("reading the bucket's claim", e))?;
-        let owner = String::from_utf8_lossy(&owner).trim().to_owned();
-        if owner == me {
-            return Ok(());
-        }
-        Err(StoreError::BucketTaken(format!(
-            "{} belongs to another wharf (node {owner}; this one is {me}). Several nodes on \
-             one bucket are not supported by this version: give this node a prefix of its own \
-             ([storage.s3] prefix). If that other node is gone for good (this host replaces \
-             it), delete the object {key} from the bucket and start again.",
-            self.location()
-        )))
     }
 
     /// The size of `digest`'s object; `None` when it is not there.
@@ -455,34 +413,22 @@ impl BlobBackend for S3Backend {
         })
     }
 
+    /// Never deletes: see [`S3Backend::remove_many`].
     fn remove<'a>(&'a self, digest: &'a Digest) -> BoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(async move {
-            match self.s3.delete(&self.key(digest)).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-                Err(e) => Err(failed("delete", e)),
-            }
-        })
+        let _ = digest;
+        Box::pin(async { Ok(()) })
     }
 
+    /// Never deletes. Several nodes share the bucket, and each node's passes
+    /// (gc, eviction, a failed push's discard, start-up's unfinished
+    /// removals) decide from its own index alone: an object this node no
+    /// longer names may be one another node serves. They drop this node's
+    /// rows only; the objects go in the shared sweep
+    /// (`store/bucket_gc.rs`), run by the node holding the `gc-lease`
+    /// against every node's published live set, the one deleter of blobs.
     fn remove_many(&self, digests: Vec<Digest>) -> BoxFuture<'_, Result<(), StoreError>> {
-        Box::pin(async move {
-            let keys: Vec<object_store::Result<Key>> =
-                digests.iter().map(|d| Ok(self.key(d))).collect();
-            let mut results = self
-                .s3
-                .delete_stream(futures_util::stream::iter(keys).boxed());
-            let mut first = None;
-            while let Some(r) = results.next().await {
-                match r {
-                    Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
-                    Err(e) => {
-                        tracing::warn!(error = %e, "s3: an object could not be deleted");
-                        first.get_or_insert(failed("delete", e));
-                    }
-                }
-            }
-            first.map_or(Ok(()), Err)
-        })
+        let _ = digests;
+        Box::pin(async { Ok(()) })
     }
 
     fn hash<'a>(
@@ -529,7 +475,12 @@ impl BlobBackend for S3Backend {
                 .copy(&self.key(digest), &to)
                 .await
                 .map_err(|e| failed("copy to quarantine", e))?;
-            self.remove(digest).await?;
+            // Bytes that do not hash to their name are nobody's content: this
+            // is the one deletion outside the shared sweep.
+            match self.s3.delete(&self.key(digest)).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(failed("delete after quarantine", e)),
+            }
             Ok(Some(format!("s3://{}/{to}", self.settings.bucket)))
         })
     }

@@ -4,9 +4,13 @@
 //! Blobs live under `blobs/sha256/` (`content/s3.rs`). This module holds
 //! what the nodes tell each other through small objects next to them:
 //! hosted records (`records.rs`: `hosted/<name>`, `repos/<name>/tags/<tag>`,
-//! `repos/<name>/manifests/<digest>`, `repos/<name>/layers/<digest>`).
+//! `repos/<name>/manifests/<digest>`, `repos/<name>/layers/<digest>`), the
+//! `gc-lease` naming the one node that may delete shared objects
+//! (`lease.rs`), and each node's live set (`live.rs`, `nodes/<id>/live`).
 //! Every key is under the configured prefix; [`Bucket`] adds it.
 
+pub mod lease;
+pub mod live;
 pub mod records;
 
 use std::sync::Arc;
@@ -172,6 +176,77 @@ impl Bucket {
         }
     }
 
+    /// [`Bucket::create`], returning the new object's ETag (what a later
+    /// `If-Match` names); `None` when the object exists already.
+    pub async fn create_versioned(
+        &self,
+        rel: &str,
+        bytes: Bytes,
+    ) -> Result<Option<String>, StoreError> {
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .objects
+            .put_opts(&self.key(rel), PutPayload::from(bytes), opts)
+            .await
+        {
+            Ok(r) => etag_of(rel, r.e_tag).map(Some),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(None),
+            Err(e) => Err(failed("create", e)),
+        }
+    }
+
+    /// [`Bucket::replace`], returning the new object's ETag; `None` when
+    /// the object is no longer at `etag` (or is gone).
+    pub async fn replace_versioned(
+        &self,
+        rel: &str,
+        etag: &str,
+        bytes: Bytes,
+    ) -> Result<Option<String>, StoreError> {
+        let opts = PutOptions {
+            mode: PutMode::Update(object_store::UpdateVersion {
+                e_tag: Some(etag.to_owned()),
+                version: None,
+            }),
+            ..Default::default()
+        };
+        match self
+            .objects
+            .put_opts(&self.key(rel), PutPayload::from(bytes), opts)
+            .await
+        {
+            Ok(r) => etag_of(rel, r.e_tag).map(Some),
+            Err(object_store::Error::Precondition { .. })
+            | Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(failed("conditional write", e)),
+        }
+    }
+
+    /// Deletes many objects in bulk requests (`DeleteObjects`); absent ones
+    /// are no error. Returns how many were deleted; the first failure is
+    /// returned after the others were tried.
+    pub async fn delete_many(&self, rels: Vec<String>) -> Result<u64, StoreError> {
+        let keys: Vec<object_store::Result<Key>> = rels.iter().map(|r| Ok(self.key(r))).collect();
+        let mut results = self
+            .objects
+            .delete_stream(futures_util::stream::iter(keys).boxed());
+        let (mut deleted, mut first) = (0u64, None);
+        while let Some(r) = results.next().await {
+            match r {
+                Ok(_) => deleted += 1,
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "s3: an object could not be deleted");
+                    first.get_or_insert(failed("delete", e));
+                }
+            }
+        }
+        first.map_or(Ok(deleted), Err)
+    }
+
     /// Deletes an object; an absent one is no error.
     pub async fn delete(&self, rel: &str) -> Result<(), StoreError> {
         match self.objects.delete(&self.key(rel)).await {
@@ -211,4 +286,14 @@ impl Bucket {
         }
         Ok(out)
     }
+}
+
+/// The ETag a conditional write answered; every S3 implementation wharf
+/// supports returns one, and the lease cannot work without it.
+fn etag_of(rel: &str, etag: Option<String>) -> Result<String, StoreError> {
+    etag.ok_or_else(|| {
+        StoreError::Io(Arc::new(std::io::Error::other(format!(
+            "s3: the bucket answered a write of {rel} without an ETag; conditional writes need one"
+        ))))
+    })
 }

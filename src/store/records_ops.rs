@@ -306,7 +306,16 @@ impl Store {
         if !self.shares(repo) {
             return Ok(None);
         }
-        self.adopt_layer(repo, digest).await
+        match self.adopt_layer(repo, digest).await {
+            Ok(size) => Ok(size),
+            // The bucket not answering leaves this node's answer (unknown)
+            // standing: a client checking before it uploads then uploads.
+            Err(e @ StoreError::Io(_)) => {
+                tracing::warn!(repo = %repo, digest = %digest, error = %e, "could not read the blob's record in the bucket; answering from this node's index");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Adopts `digest` into `repo` when a record says some node pushed it

@@ -207,6 +207,8 @@ async fn a_gc_on_one_node_while_another_pushes_loses_nothing_and_deletes_garbage
         }
         checked += 1;
         pulls_whole(&b, &format!("team/app{i}"), "1", img).await;
+        // And from A, which swept: through the records, by tag.
+        pulls_whole(&a, &format!("team/app{i}"), "1", img).await;
         for (d, _) in img.blobs() {
             assert!(
                 exists(&s3, &blob_key(&d)).await,

@@ -172,6 +172,18 @@ async fn a_push_on_node_one_pulls_from_node_three_by_digest_at_once_and_by_tag_w
         tag_becomes(w, "team/app", "v1", (404, None)).await;
         pulls_whole(w, "team/app", &img).await;
     }
+    // The first image deleted by digest on node 3: every node, each of which
+    // has taken it in by now, answers 404 for it within the TTL.
+    let d = digest(&img.manifest);
+    let r = http()
+        .delete(n[2].url(&format!("/v2/team/app/manifests/{d}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    for w in &n {
+        tag_becomes(w, "team/app", &d, (404, None)).await;
+    }
     for w in n {
         w.stop().await;
     }

@@ -140,7 +140,11 @@ impl Source {
     pub async fn blob(&self, digest: &Digest, client: IpAddr) -> Result<Blob, ProxyError> {
         match &self.kind {
             Kind::Hosted => {
-                let (reader, size) = self.proxy.store.open_blob(&self.local, digest).await?;
+                let (reader, size) = self
+                    .proxy
+                    .store
+                    .open_hosted_blob(&self.local, digest)
+                    .await?;
                 Ok(Blob {
                     size,
                     body: BlobBody::Local(reader),
@@ -173,7 +177,7 @@ impl Source {
                 let size = self
                     .proxy
                     .store
-                    .blob_size(&self.local, digest)
+                    .hosted_blob_size(&self.local, digest)
                     .await?
                     .ok_or_else(|| StoreError::BlobUnknown(digest.clone()))?;
                 Ok((size, None))
@@ -200,7 +204,7 @@ impl Source {
             Kind::Hosted => Ok((
                 self.proxy
                     .store
-                    .manifest_info(&self.local, reference)
+                    .hosted_manifest_info(&self.local, reference)
                     .await?,
                 None,
             )),

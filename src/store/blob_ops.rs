@@ -65,21 +65,33 @@ pub(super) fn readable_size(
 }
 
 impl Store {
-    /// Size of `digest` if readable through `repo` (in a hosted repository on
-    /// a shared bucket, also when another node recorded it pushed there).
-    pub async fn blob_size(
+    /// [`Store::blob_size`] for a repository routed as hosted: on a shared
+    /// bucket, also a blob another node recorded as pushed there (taken into
+    /// this node's index).
+    pub async fn hosted_blob_size(
         &self,
         repo: &RepoName,
         digest: &Digest,
     ) -> Result<Option<u64>, StoreError> {
-        match self.blob_size_local(repo, digest).await? {
+        match self.blob_size(repo, digest).await? {
             Some(size) => Ok(Some(size)),
             None => self.layer_from_records(repo, digest).await,
         }
     }
 
+    /// [`Store::open_blob`] for a repository routed as hosted (see
+    /// [`Store::hosted_blob_size`]).
+    pub async fn open_hosted_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<(super::BlobReader, u64), StoreError> {
+        self.hosted_blob_size(repo, digest).await?;
+        self.open_blob(repo, digest).await
+    }
+
     /// Size of `digest` if this node's index makes it readable through `repo`.
-    pub(super) async fn blob_size_local(
+    pub async fn blob_size(
         &self,
         repo: &RepoName,
         digest: &Digest,
@@ -135,7 +147,7 @@ impl Store {
     pub async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<(), StoreError> {
         // A blob another node took in is linked here first, so its record
         // goes with the link.
-        self.blob_size(repo, digest).await?;
+        self.hosted_blob_size(repo, digest).await?;
         let (r, d) = (repo.to_string(), digest.to_string());
         let dg = digest.clone();
         self.meta

@@ -230,6 +230,13 @@ impl Store {
             Reference::Digest(_) => None,
         };
         let rows = ManifestRows::new(repo, &digest, size, &view, tag, None)?;
+        // On a shared bucket the records go first: a node holding a row
+        // always finds its record (a row without one is another node's
+        // delete to follow).
+        if tag_write != TagWrite::Adopted {
+            self.publish_manifest(repo, &digest, body.clone(), &view.media_type, tag)
+                .await?;
+        }
         let hold = self.commits.hold(&digest).await?;
         let mut writer = self.lazy_writer()?;
         writer.write(body.clone()).await?;
@@ -269,10 +276,6 @@ impl Store {
         self.cache_delta(delta);
         self.mark_pushed(repo);
         self.replica.kick_if_queued();
-        if tag_write != TagWrite::Adopted {
-            self.publish_manifest(repo, &digest, body, &view.media_type, tag)
-                .await?;
-        }
         Ok(PutManifest { digest, subject })
     }
 
@@ -302,11 +305,32 @@ impl Store {
             self.adopt_manifest(repo, &child.digest, 1).await?;
         }
         for blob in view.blobs.iter().filter(|d| !d.is_foreign()) {
-            if self.blob_size_local(repo, &blob.digest).await?.is_none() {
+            if self.blob_size(repo, &blob.digest).await?.is_none() {
                 self.adopt_layer(repo, &blob.digest).await?;
             }
         }
         Ok(())
+    }
+
+    /// [`Store::manifest_info`] for a repository routed as hosted: on a
+    /// shared bucket, a tag follows its record once this node's copy is
+    /// [`TAG_TTL`](super::records_ops::TAG_TTL) old, and a digest this node
+    /// lacks is read from its record (another node's push).
+    pub async fn hosted_manifest_info(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+    ) -> Result<ManifestInfo, StoreError> {
+        self.follow_records(repo, reference).await;
+        match self.manifest_info(repo, reference).await {
+            Err(StoreError::ManifestUnknown(m)) => match reference {
+                Reference::Digest(d) if self.manifest_from_records(repo, d).await? => {
+                    self.manifest_info(repo, reference).await
+                }
+                _ => Err(StoreError::ManifestUnknown(m)),
+            },
+            other => other,
+        }
     }
 
     /// Looks up a manifest by tag or digest. A lookup is a use of the whole
@@ -318,24 +342,6 @@ impl Store {
     /// (`manifest_cache.rs`), touching the closure at most once a second
     /// (last-read times are in seconds).
     pub async fn manifest_info(
-        &self,
-        repo: &RepoName,
-        reference: &Reference,
-    ) -> Result<ManifestInfo, StoreError> {
-        self.follow_records(repo, reference).await;
-        match self.manifest_info_local(repo, reference).await {
-            Err(StoreError::ManifestUnknown(m)) => match reference {
-                Reference::Digest(d) if self.manifest_from_records(repo, d).await? => {
-                    self.manifest_info_local(repo, reference).await
-                }
-                _ => Err(StoreError::ManifestUnknown(m)),
-            },
-            other => other,
-        }
-    }
-
-    /// [`Store::manifest_info`] from this node's index alone.
-    async fn manifest_info_local(
         &self,
         repo: &RepoName,
         reference: &Reference,
@@ -422,8 +428,33 @@ impl Store {
         repo: &RepoName,
         reference: &Reference,
     ) -> Result<(), StoreError> {
+        if self.records().is_some() {
+            // What another node pushed is taken in first, so the delete finds
+            // it here; its records go before this node's rows, so nothing
+            // here takes it back in from them meanwhile.
+            self.hosted_manifest_info(repo, reference).await?;
+            let (r, checked) = (repo.to_string(), reference.clone());
+            self.meta
+                .write(move |txn| match &checked {
+                    Reference::Tag(t) => refuse_if_pinned(txn, &r, Some(t.as_str()), None),
+                    Reference::Digest(d) => refuse_if_pinned(txn, &r, None, Some(&d.to_string())),
+                })
+                .await?;
+            self.unpublish(repo, reference).await?;
+        }
+        self.delete_manifest_rows(repo, reference, true).await
+    }
+
+    /// [`Store::delete_manifest`] in this node's index alone; `queue`:
+    /// whether replication hears of it (not for another node's delete,
+    /// queued there).
+    pub(super) async fn delete_manifest_rows(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        queue: bool,
+    ) -> Result<(), StoreError> {
         let r = repo.to_string();
-        let deleted = reference.clone();
         let reference = reference.clone();
         let replica = self.replica.clone();
         self.meta
@@ -450,7 +481,10 @@ impl Store {
                             return Err(unknown());
                         };
                         change.digest = Some(old.digest);
-                        replica.enqueue(txn, &change)
+                        if queue {
+                            replica.enqueue(txn, &change)?;
+                        }
+                        Ok(())
                     }
                     Reference::Digest(dg) => {
                         let d = dg.to_string();
@@ -486,13 +520,16 @@ impl Store {
                                 d.as_str(),
                             ))?;
                         }
-                        replica.enqueue(txn, &change)
+                        if queue {
+                            replica.enqueue(txn, &change)?;
+                        }
+                        Ok(())
                     }
                 }
             })
             .await?;
         self.replica.kick_if_queued();
-        self.unpublish(repo, &deleted).await
+        Ok(())
     }
 
     /// Tags of `repo` in lexical order after `last`, at most `n`.

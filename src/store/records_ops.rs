@@ -147,9 +147,6 @@ impl Store {
     /// it (moved, deleted, or new to this node). A bucket that does not
     /// answer leaves the local answer standing, with a warning.
     pub(super) async fn follow_records(&self, repo: &RepoName, reference: &Reference) {
-        let Reference::Tag(tag) = reference else {
-            return;
-        };
         if !self.shares(repo) {
             return;
         }
@@ -157,8 +154,34 @@ impl Store {
         if !self.tag_checks.claim(&key) {
             return;
         }
-        if let Err(e) = self.follow_tag(repo, tag).await {
-            tracing::warn!(repo = %repo, tag = %tag, error = %e, "could not read the tag's record in the bucket; serving this node's copy");
+        let followed = match reference {
+            Reference::Tag(tag) => self.follow_tag(repo, tag).await,
+            Reference::Digest(d) => self.follow_manifest(repo, d).await,
+        };
+        if let Err(e) = followed {
+            tracing::warn!(repo = %repo, reference = %reference, error = %e, "could not follow the record in the bucket; serving this node's copy");
+        }
+    }
+
+    /// A manifest this node holds whose record is gone was deleted by
+    /// another node: its rows go here too (unless a pin here needs it).
+    async fn follow_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<(), StoreError> {
+        let Some(records) = &self.records else {
+            return Ok(());
+        };
+        if !self.holds_manifest(repo, digest).await? || records.has_manifest(repo, digest).await? {
+            return Ok(());
+        }
+        match self
+            .delete_manifest_rows(repo, &Reference::Digest(digest.clone()), false)
+            .await
+        {
+            Ok(()) | Err(StoreError::ManifestUnknown(_)) => Ok(()),
+            Err(StoreError::Pinned { pin, .. }) => {
+                tracing::warn!(repo = %repo, digest = %digest, pin = %pin, "another node deleted a manifest a pin here needs; kept on this node");
+                Ok(())
+            }
+            Err(e) => Err(e),
         }
     }
 
@@ -272,7 +295,7 @@ impl Store {
                 }
             }
             for blob in view.blobs.iter().filter(|d| !d.is_foreign()) {
-                if self.blob_size_local(repo, &blob.digest).await?.is_none() {
+                if self.blob_size(repo, &blob.digest).await?.is_none() {
                     self.adopt_from_bucket(repo, &blob.digest, Origin::Pushed)
                         .await?;
                 }

@@ -177,6 +177,15 @@ impl Records {
         Ok(Some(RecordedManifest { bytes, media_type }))
     }
 
+    /// Whether a manifest record of `digest` exists in `repo`.
+    pub async fn has_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool, StoreError> {
+        Ok(self
+            .bucket
+            .head(&manifest_key(repo.as_str(), digest))
+            .await?
+            .is_some())
+    }
+
     /// Whether `digest` was pushed or mounted into `repo` on some node.
     pub async fn has_layer(&self, repo: &RepoName, digest: &Digest) -> Result<bool, StoreError> {
         Ok(self

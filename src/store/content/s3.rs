@@ -174,6 +174,10 @@ impl S3Backend {
     /// already. Another node's claim refuses the start: each node's gc and
     /// eviction act on its own index, so a second node on the same prefix
     /// would delete what only the first one references.
+    #[expect(
+        dead_code,
+        reason = "nodes share a prefix now; the shared-gc branch removes the claim"
+    )]
     async fn claim(&self) -> Result<(), StoreError> {
         let key = Key::from(format!("{}{OWNER_OBJECT}", self.settings.prefix));
         let me = self.settings.node_id.clone();
@@ -393,7 +397,6 @@ impl BlobBackend for S3Backend {
                     e,
                 ));
             }
-            self.claim().await?;
             Ok(true)
         })
     }

@@ -4,9 +4,12 @@
 //! Blobs live under `blobs/sha256/` (`content/s3.rs`). This module holds
 //! what the nodes tell each other through small objects next to them:
 //! hosted records (`records.rs`: `hosted/<name>`, `repos/<name>/tags/<tag>`,
-//! `repos/<name>/manifests/<digest>`, `repos/<name>/layers/<digest>`).
+//! `repos/<name>/manifests/<digest>`, `repos/<name>/layers/<digest>`) and
+//! fill leases (`fill_lease.rs`: `fills/<hex>`, which node downloads a blob
+//! they all miss).
 //! Every key is under the configured prefix; [`Bucket`] adds it.
 
+pub mod fill_lease;
 pub mod records;
 
 use std::sync::Arc;
@@ -134,6 +137,17 @@ impl Bucket {
     /// Creates an object only if none exists (`If-None-Match: *`): whether
     /// this call created it.
     pub async fn create(&self, rel: &str, bytes: Bytes) -> Result<bool, StoreError> {
+        Ok(self.create_tagged(rel, bytes).await?.is_some())
+    }
+
+    /// [`Bucket::create`] that also returns the version written: `None`
+    /// when the object existed, else `Some` of its ETag (if the server sent
+    /// one), for a later `If-Match`.
+    pub async fn create_tagged(
+        &self,
+        rel: &str,
+        bytes: Bytes,
+    ) -> Result<Option<Option<String>>, StoreError> {
         let opts = PutOptions {
             mode: PutMode::Create,
             ..Default::default()
@@ -143,8 +157,8 @@ impl Bucket {
             .put_opts(&self.key(rel), PutPayload::from(bytes), opts)
             .await
         {
-            Ok(_) => Ok(true),
-            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Ok(r) => Ok(Some(r.e_tag)),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(None),
             Err(e) => Err(failed("create", e)),
         }
     }
@@ -153,6 +167,17 @@ impl Bucket {
     /// whether this call replaced it (false: someone else wrote first, or
     /// it is gone).
     pub async fn replace(&self, rel: &str, etag: &str, bytes: Bytes) -> Result<bool, StoreError> {
+        Ok(self.replace_tagged(rel, etag, bytes).await?.is_some())
+    }
+
+    /// [`Bucket::replace`] that also returns the version written: `None`
+    /// when the object was elsewhere or gone, else `Some` of its new ETag.
+    pub async fn replace_tagged(
+        &self,
+        rel: &str,
+        etag: &str,
+        bytes: Bytes,
+    ) -> Result<Option<Option<String>>, StoreError> {
         let opts = PutOptions {
             mode: PutMode::Update(object_store::UpdateVersion {
                 e_tag: Some(etag.to_owned()),
@@ -165,9 +190,9 @@ impl Bucket {
             .put_opts(&self.key(rel), PutPayload::from(bytes), opts)
             .await
         {
-            Ok(_) => Ok(true),
+            Ok(r) => Ok(Some(r.e_tag)),
             Err(object_store::Error::Precondition { .. })
-            | Err(object_store::Error::NotFound { .. }) => Ok(false),
+            | Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(failed("conditional write", e)),
         }
     }

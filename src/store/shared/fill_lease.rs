@@ -188,3 +188,105 @@ impl FillLease {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::memory::InMemory;
+
+    fn node(objects: &Arc<InMemory>, id: &str) -> Arc<Bucket> {
+        Arc::new(Bucket::new(objects.clone(), "p/", id))
+    }
+
+    fn digest() -> Digest {
+        crate::oci::Digest::of_bytes(b"a blob")
+    }
+
+    #[tokio::test]
+    async fn one_node_holds_a_lease_and_the_others_see_who() {
+        let objects = Arc::new(InMemory::new());
+        let (a, b) = (node(&objects, "a"), node(&objects, "b"));
+        let Acquired::Held(mut lease) = a
+            .acquire_fill_lease(&digest(), FILL_LEASE_TTL)
+            .await
+            .unwrap()
+        else {
+            panic!("the first node takes the lease");
+        };
+        match b
+            .acquire_fill_lease(&digest(), FILL_LEASE_TTL)
+            .await
+            .unwrap()
+        {
+            Acquired::Busy(h) => {
+                assert_eq!(h.node, "a");
+                assert!(!h.expired());
+            }
+            Acquired::Held(_) => panic!("a held lease is not taken twice"),
+        }
+        assert!(lease.renew().await.unwrap(), "the holder renews");
+        assert!(
+            lease.renew().await.unwrap(),
+            "again, naming its new version"
+        );
+        lease.release().await.unwrap();
+        assert!(b.fill_lease_holder(&digest()).await.unwrap().is_none());
+        assert!(matches!(
+            b.acquire_fill_lease(&digest(), FILL_LEASE_TTL)
+                .await
+                .unwrap(),
+            Acquired::Held(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_lapsed_lease_is_taken_over_and_its_old_holder_cannot_renew_or_release_it() {
+        let objects = Arc::new(InMemory::new());
+        let (a, b) = (node(&objects, "a"), node(&objects, "b"));
+        // A TTL of zero lapses at once (the expiry is at least a second on,
+        // so wait for the clock to pass it).
+        let Acquired::Held(mut old) = a
+            .acquire_fill_lease(&digest(), Duration::ZERO)
+            .await
+            .unwrap()
+        else {
+            panic!("the first node takes the lease");
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let mut new = loop {
+            match b
+                .acquire_fill_lease(&digest(), FILL_LEASE_TTL)
+                .await
+                .unwrap()
+            {
+                Acquired::Held(l) => break l,
+                Acquired::Busy(_) => {
+                    assert!(std::time::Instant::now() < deadline, "the lease lapses");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        };
+        assert!(!old.renew().await.unwrap(), "the old holder lost it");
+        old.release().await.unwrap();
+        let (h, _) = a.fill_lease_holder(&digest()).await.unwrap().unwrap();
+        assert_eq!(h.node, "b", "the old holder's release left the new lease");
+        assert!(new.renew().await.unwrap());
+        new.release().await.unwrap();
+        assert!(a.fill_lease_holder(&digest()).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_lease_counts_as_lapsed() {
+        let objects = Arc::new(InMemory::new());
+        let a = node(&objects, "a");
+        a.put(&lease_key(&digest()), Bytes::from_static(b"not json"))
+            .await
+            .unwrap();
+        assert!(matches!(
+            a.acquire_fill_lease(&digest(), FILL_LEASE_TTL)
+                .await
+                .unwrap(),
+            Acquired::Held(_)
+        ));
+    }
+}

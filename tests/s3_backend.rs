@@ -308,6 +308,7 @@ async fn a_bucket_that_does_not_answer_stops_start_up_naming_it() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "nodes share a prefix now (h/fill drops the start-up claim); the shared-gc branch replaces this test"]
 async fn a_second_node_on_the_same_bucket_and_prefix_is_refused_until_given_its_own() {
     let dir = tempfile::tempdir().unwrap();
     let Some(s3) = server(dir.path()) else { return };

@@ -15,8 +15,10 @@
 //!   stored content in local files).
 //! - [`proxy`]: `Source` (hosted | mirror, resolved once per request by name
 //!   routing), which answers blob, manifest, tags and referrers reads with the
-//!   cache policy (TTL, stale-on-error, 404s) inside; the pull-through engine and
-//!   the one download per digest (`inflight`).
+//!   cache policy (TTL, stale-on-error, 404s) inside; the pull-through engine,
+//!   the one download per digest (`inflight`) and, on a bucket several nodes
+//!   share, the fill across nodes (`fill`: the bucket before the upstream,
+//!   one node downloading under the blob's fill lease).
 //! - [`upstream`]: one registry transport (auth challenges, tokens, limits, breaker);
 //!   `upstream::target` pushes replicated repositories to another registry.
 //! - [`auth`]: who may do what.

@@ -218,7 +218,10 @@ async fn gc_removes_deleted_content_from_the_bucket() {
         if object_size(&s3, &digest(&gone.layers[0])).await.is_none() {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "never swept: {report}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never swept: {report}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     assert!(

@@ -8,12 +8,15 @@
 //!   revalidated with a HEAD (free against Docker Hub's pull limit) and fetched
 //!   with GET only if the digest changed. An upstream that sends no digest on
 //!   HEAD is asked with a GET instead, and those bytes are kept.
-//! - Blobs come through one download per digest (`inflight`).
+//! - Blobs come through one download per digest (`inflight`); on a bucket
+//!   other nodes share, that download first looks in the bucket and waits
+//!   for another node's fill of the same blob (`fill`).
 //! - All the upstream calls one request makes share one [`Deadline`], so a
 //!   sick upstream costs a client a bounded wait, never an unbounded one.
 //! - Upstream down: cached content keeps being served; an expired tag is served
 //!   stale; only true misses fail.
 
+mod fill;
 mod gauges;
 pub mod health;
 pub mod inflight;
@@ -533,7 +536,8 @@ impl Proxy {
     }
 
     /// The size of a blob of a mirrored repository for a HEAD: from the cache,
-    /// from a download in flight, or from a HEAD to the upstream. A HEAD never
+    /// from a download in flight, from the bucket shared with other nodes, or
+    /// from a HEAD to the upstream. A HEAD never
     /// starts a download (a client that only checks for a blob must not cost
     /// the upstream its bytes).
     pub async fn blob_head(
@@ -560,6 +564,15 @@ impl Proxy {
             };
             self.metrics.observe_cache("blob", cache.as_str());
             return Ok((size, cache));
+        }
+        // Another node sharing the bucket may have stored it.
+        if let Some(size) = self
+            .store
+            .adopt_from_bucket(local, digest, Origin::Cached)
+            .await?
+        {
+            self.metrics.observe_cache("blob", "HIT");
+            return Ok((size, CacheResult::Hit));
         }
         let size = match self
             .upstream(upstream)?
@@ -669,8 +682,9 @@ impl DownloadTask {
         }
     }
 
-    /// Peers first (before any byte is published, so a peer that fails to
-    /// answer costs nothing), then the upstream.
+    /// The stored blob first, then (on a shared bucket) what another node
+    /// stored or is filling, then peers and the upstream under the blob's
+    /// fill lease (`fill.rs`).
     async fn fetch(&self, tx: &tokio::sync::watch::Sender<DlState>) -> Result<u64, DownloadError> {
         // A request may have missed the store just before an earlier download
         // recorded this blob, and registered after it finished: serve what is
@@ -680,6 +694,36 @@ impl DownloadTask {
             self.download.set_found_stored();
             return Ok(size);
         }
+        let lease = match fill::claim(&self.store, &self.local, &self.digest).await? {
+            fill::Fill::Adopted(size) => {
+                // Another node's fill: nothing crossed the upstream link.
+                let (reader, _) = self.store.open_blob(&self.local, &self.digest).await?;
+                self.download.set_reader(reader);
+                self.download.set_found_stored();
+                return Ok(size);
+            }
+            fill::Fill::Download(lease) => lease,
+        };
+        let Some(mut lease) = lease else {
+            return self.download_now(tx).await;
+        };
+        let result = tokio::select! {
+            r = self.download_now(tx) => r,
+            () = fill::keep_renewed(&mut lease, &self.digest) => {
+                Err(DownloadError::Corrupt("the fill lease's renewal ended".into()))
+            }
+        };
+        // Stored (and so in the bucket) or failed: either way the others go on.
+        fill::release(lease, &self.digest).await;
+        result
+    }
+
+    /// Peers first (before any byte is published, so a peer that fails to
+    /// answer costs nothing), then the upstream.
+    async fn download_now(
+        &self,
+        tx: &tokio::sync::watch::Sender<DlState>,
+    ) -> Result<u64, DownloadError> {
         if !self.peers.is_empty() {
             if let Some((peer, resp)) = self.peers.fetch(self.local.as_str(), &self.digest).await {
                 tracing::debug!(digest = %self.digest, %peer, "fetching from a LAN peer");

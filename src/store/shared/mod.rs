@@ -6,9 +6,12 @@
 //! hosted records (`records.rs`: `hosted/<name>`, `repos/<name>/tags/<tag>`,
 //! `repos/<name>/manifests/<digest>`, `repos/<name>/layers/<digest>`), the
 //! `gc-lease` naming the one node that may delete shared objects
-//! (`lease.rs`), and each node's live set (`live.rs`, `nodes/<id>/live`).
+//! (`lease.rs`), each node's live set (`live.rs`, `nodes/<id>/live`), and
+//! fill leases (`fill_lease.rs`: `fills/<hex>`, which node downloads a blob
+//! they all miss).
 //! Every key is under the configured prefix; [`Bucket`] adds it.
 
+pub mod fill_lease;
 pub mod lease;
 pub mod live;
 pub mod records;
@@ -138,42 +141,14 @@ impl Bucket {
     /// Creates an object only if none exists (`If-None-Match: *`): whether
     /// this call created it.
     pub async fn create(&self, rel: &str, bytes: Bytes) -> Result<bool, StoreError> {
-        let opts = PutOptions {
-            mode: PutMode::Create,
-            ..Default::default()
-        };
-        match self
-            .objects
-            .put_opts(&self.key(rel), PutPayload::from(bytes), opts)
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
-            Err(e) => Err(failed("create", e)),
-        }
+        Ok(self.put_if(rel, bytes, PutMode::Create).await?.is_some())
     }
 
     /// Replaces an object only if it is still at `etag` (`If-Match`):
     /// whether this call replaced it (false: someone else wrote first, or
     /// it is gone).
     pub async fn replace(&self, rel: &str, etag: &str, bytes: Bytes) -> Result<bool, StoreError> {
-        let opts = PutOptions {
-            mode: PutMode::Update(object_store::UpdateVersion {
-                e_tag: Some(etag.to_owned()),
-                version: None,
-            }),
-            ..Default::default()
-        };
-        match self
-            .objects
-            .put_opts(&self.key(rel), PutPayload::from(bytes), opts)
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(object_store::Error::Precondition { .. })
-            | Err(object_store::Error::NotFound { .. }) => Ok(false),
-            Err(e) => Err(failed("conditional write", e)),
-        }
+        Ok(self.put_if(rel, bytes, if_match(etag)).await?.is_some())
     }
 
     /// [`Bucket::create`], returning the new object's ETag (what a later
@@ -183,18 +158,9 @@ impl Bucket {
         rel: &str,
         bytes: Bytes,
     ) -> Result<Option<String>, StoreError> {
-        let opts = PutOptions {
-            mode: PutMode::Create,
-            ..Default::default()
-        };
-        match self
-            .objects
-            .put_opts(&self.key(rel), PutPayload::from(bytes), opts)
-            .await
-        {
-            Ok(r) => etag_of(rel, r.e_tag).map(Some),
-            Err(object_store::Error::AlreadyExists { .. }) => Ok(None),
-            Err(e) => Err(failed("create", e)),
+        match self.put_if(rel, bytes, PutMode::Create).await? {
+            Some(etag) => etag_of(rel, etag).map(Some),
+            None => Ok(None),
         }
     }
 
@@ -206,11 +172,22 @@ impl Bucket {
         etag: &str,
         bytes: Bytes,
     ) -> Result<Option<String>, StoreError> {
+        match self.put_if(rel, bytes, if_match(etag)).await? {
+            Some(etag) => etag_of(rel, etag).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// A conditional write: `Some` of the new ETag (if the server sent one)
+    /// when it happened, `None` when the condition failed.
+    async fn put_if(
+        &self,
+        rel: &str,
+        bytes: Bytes,
+        mode: PutMode,
+    ) -> Result<Option<Option<String>>, StoreError> {
         let opts = PutOptions {
-            mode: PutMode::Update(object_store::UpdateVersion {
-                e_tag: Some(etag.to_owned()),
-                version: None,
-            }),
+            mode,
             ..Default::default()
         };
         match self
@@ -218,8 +195,9 @@ impl Bucket {
             .put_opts(&self.key(rel), PutPayload::from(bytes), opts)
             .await
         {
-            Ok(r) => etag_of(rel, r.e_tag).map(Some),
-            Err(object_store::Error::Precondition { .. })
+            Ok(r) => Ok(Some(r.e_tag)),
+            Err(object_store::Error::AlreadyExists { .. })
+            | Err(object_store::Error::Precondition { .. })
             | Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(failed("conditional write", e)),
         }
@@ -290,6 +268,14 @@ impl Bucket {
 
 /// The ETag a conditional write answered; every S3 implementation wharf
 /// supports returns one, and the lease cannot work without it.
+/// The write mode of an `If-Match: etag` replace.
+fn if_match(etag: &str) -> PutMode {
+    PutMode::Update(object_store::UpdateVersion {
+        e_tag: Some(etag.to_owned()),
+        version: None,
+    })
+}
+
 fn etag_of(rel: &str, etag: Option<String>) -> Result<String, StoreError> {
     etag.ok_or_else(|| {
         StoreError::Io(Arc::new(std::io::Error::other(format!(

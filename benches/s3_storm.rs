@@ -22,7 +22,7 @@
 //!
 //! Run: `cargo bench --bench s3_storm` (`BENCH_CLIENTS` the rounds,
 //! `100,300,1000`; `BENCH_LAYERS` layers of `BENCH_LAYER_MIB` MiB, 4 × 4;
-//! `BENCH_MAX_CONNS` a bound on blob GETs in flight over all clients, 0 for
+//! `BENCH_MAX_CONNS` a bound on requests in flight over all clients, 0 for
 //! none). 1,000 clients hold up to 3,000 connections in this process and
 //! about 1,000 in each node: `ulimit -n` must allow that (the run says when
 //! it does not). Needs `python3 -m moto.server` (moto[server] 5.2.1);
@@ -176,7 +176,7 @@ async fn get_blob(c: &reqwest::Client, url: &str, size: u64) -> Result<(), Strin
 }
 
 /// One client's whole pull from `base`: the manifest by tag, then every blob
-/// 3 at a time (and within `conns`, the bound over all clients, if any).
+/// 3 at a time; each request within `conns` (the bound over all clients), if any.
 async fn pull(
     base: &str,
     want: &Want,
@@ -186,6 +186,10 @@ async fn pull(
         .pool_max_idle_per_host(3)
         .build()
         .map_err(|e| e.to_string())?;
+    let slot = match &conns {
+        Some(s) => Some(s.clone().acquire_owned().await.map_err(|e| e.to_string())?),
+        None => None,
+    };
     let m = c
         .get(format!("{base}/v2/{REPO}/manifests/{TAG}"))
         .header("accept", OCI_MANIFEST)
@@ -199,6 +203,7 @@ async fn pull(
     if body.len() != want.manifest_len {
         return Err(format!("manifest: {} bytes", body.len()));
     }
+    drop(slot);
     let mine = Arc::new(tokio::sync::Semaphore::new(3));
     let mut gets = tokio::task::JoinSet::new();
     for (hex, size) in &want.blobs {
@@ -225,9 +230,8 @@ struct Storm {
     times: Vec<Duration>,
     /// From the release until the last client finished.
     wall: Duration,
-    /// Clients that failed, and the first failure.
-    failed: usize,
-    first_error: Option<String>,
+    /// Each failed client's error.
+    errors: Vec<String>,
 }
 
 /// Releases `clients` clients at once, client i on `bases[i % bases.len()]`.
@@ -256,20 +260,13 @@ fn storm(bases: &[String], want: Want, clients: usize, max_conns: usize) -> Stor
         let mut out = Storm {
             times: Vec::with_capacity(clients),
             wall: Duration::ZERO,
-            failed: 0,
-            first_error: None,
+            errors: Vec::new(),
         };
         for t in tasks {
             match t.await {
                 Ok(Ok(d)) => out.times.push(d),
-                Ok(Err(e)) => {
-                    out.failed += 1;
-                    out.first_error.get_or_insert(e);
-                }
-                Err(e) => {
-                    out.failed += 1;
-                    out.first_error.get_or_insert(e.to_string());
-                }
+                Ok(Err(e)) => out.errors.push(e),
+                Err(e) => out.errors.push(e.to_string()),
             }
         }
         out.wall = t0.elapsed();
@@ -326,6 +323,99 @@ fn open_files_limit() -> Option<u64> {
         .ok()
 }
 
+/// A node: a wharf like `start_wharf_storage`'s, with its log (access lines
+/// included) kept in `dir/wharf.log` for the round's report.
+fn start_node(dir: &Path, extra: &str, storage: &str) -> Server {
+    let cfg = dir.join("wharf.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "{extra}[server]\nlisten = \"127.0.0.1:0\"\n[log]\nlevel = \"warn,wharf=info\"\n[storage]\nroot = {:?}\n{storage}",
+            dir.join("data").display().to_string()
+        ),
+    )
+    .unwrap();
+    let log = dir.join("wharf.log");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .stderr(std::fs::File::create(&log).unwrap())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let addr = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(rest) = text.split("addr=").nth(1) {
+            break rest
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+        }
+        assert!(Instant::now() < deadline, "a node did not start: {text}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let base = format!("http://{addr}");
+    wait_ready(&base);
+    Server {
+        name: "wharf",
+        child,
+        base,
+        creds: None,
+        access_lines: None,
+    }
+}
+
+/// A log line's gist: its words without digits (ids, sizes, times, digests).
+fn gist(line: &str) -> String {
+    line.split_whitespace()
+        .skip(1)
+        .filter(|w| !w.chars().any(|c| c.is_ascii_digit()))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The nodes' warnings and errors other than access lines, by gist, with a
+/// count each (what to read when clients failed).
+fn node_troubles(dirs: &[PathBuf]) -> Vec<(usize, String)> {
+    let mut by: std::collections::BTreeMap<String, usize> = Default::default();
+    for d in dirs {
+        let text = std::fs::read_to_string(d.join("wharf.log")).unwrap_or_default();
+        for l in text.lines() {
+            let level = l.split_whitespace().nth(1).unwrap_or_default();
+            if (level == "WARN" || level == "ERROR") && !l.contains("wharf::access") {
+                *by.entry(gist(l)).or_default() += 1;
+            }
+        }
+    }
+    let mut out: Vec<(usize, String)> = by.into_iter().map(|(k, n)| (n, k)).collect();
+    out.sort_unstable_by_key(|b| std::cmp::Reverse(b.0));
+    out
+}
+
+/// Client failures by kind (the error without its URL), with a count each.
+fn failure_kinds(errors: &[String]) -> Vec<(usize, String)> {
+    let mut by: std::collections::BTreeMap<String, usize> = Default::default();
+    for e in errors {
+        let kind = e
+            .split_whitespace()
+            .map(|w| {
+                if w.starts_with("http://") {
+                    "<url>:"
+                } else {
+                    w
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+        *by.entry(kind).or_default() += 1;
+    }
+    let mut out: Vec<(usize, String)> = by.into_iter().map(|(k, n)| (n, k)).collect();
+    out.sort_unstable_by_key(|b| std::cmp::Reverse(b.0));
+    out
+}
+
 /// What one round measured.
 struct Round {
     clients: usize,
@@ -338,6 +428,8 @@ struct Round {
     /// Bytes the nodes served, by source (local, peer, upstream), MiB.
     served_mib: [f64; 3],
     bucket_reqs: usize,
+    /// The nodes' warnings and errors by gist (see [`node_troubles`]).
+    troubles: Vec<(usize, String)>,
 }
 
 /// One cold round: a new bucket, new nodes, a restarted hub, then the storm.
@@ -358,15 +450,12 @@ fn round(
         hub.base
     );
     let round_dir = subdir(dir, &format!("round{n}"));
-    let nodes: Vec<Server> = (0..NODES)
-        .map(|i| {
-            start_wharf_storage(
-                &subdir(&round_dir, &format!("node{i}")),
-                None,
-                &mirror,
-                &s3.storage_lines(&bucket),
-            )
-        })
+    let node_dirs: Vec<PathBuf> = (0..NODES)
+        .map(|i| subdir(&round_dir, &format!("node{i}")))
+        .collect();
+    let nodes: Vec<Server> = node_dirs
+        .iter()
+        .map(|d| start_node(d, &mirror, &s3.storage_lines(&bucket)))
         .collect();
     let bases: Vec<String> = nodes.iter().map(|s| s.base.clone()).collect();
     let hub0 = hub_blob_bytes(&hub);
@@ -403,6 +492,7 @@ fn round(
             .collect(),
         served_mib,
         bucket_reqs: bucket_requests(s3, &bucket) - r0,
+        troubles: node_troubles(&node_dirs),
     }
 }
 
@@ -438,7 +528,7 @@ fn report(rounds: &[Round], img: &Image) {
             ok * img.bytes() as f64 / r.storm.wall.as_secs_f64() / 1e6,
             rss.join(" / "),
             r.bucket_reqs,
-            r.storm.failed
+            r.storm.errors.len()
         );
     }
     println!("\nbytes the nodes served, by source (MiB): local / peer / upstream");
@@ -494,34 +584,35 @@ fn main() {
         &img,
     );
     println!(
-        "image: {:.1} MiB in {} blobs ({layers} x {layer_mib} MiB layers, config); {NODES} nodes on one bucket of moto {} on 127.0.0.1; blob GETs in flight bounded by {}",
+        "image: {:.1} MiB in {} blobs ({layers} x {layer_mib} MiB layers, config); {NODES} nodes on one bucket of moto {} on 127.0.0.1; in flight: {}",
         img.bytes() as f64 / (1 << 20) as f64,
         img.blobs.len(),
         moto::MOTO_VERSION,
         if max_conns == 0 {
-            "3 per client".to_owned()
+            "3 blob GETs per client".to_owned()
         } else {
-            format!("{max_conns} over all clients")
+            format!("{max_conns} requests over all clients")
         }
     );
     let mut rounds = Vec::new();
     for (n, &c) in clients.iter().enumerate() {
         let r = round(dir.path(), &s3, &hub_dir, &img, c, max_conns, n);
         println!(
-            "round C = {c}: wall {:.2} s, upstream {:.2}x, {} failed{}",
+            "round C = {c}: wall {:.2} s, upstream {:.2}x, {} failed",
             r.storm.wall.as_secs_f64(),
             r.upstream_x,
-            r.storm.failed,
-            r.storm
-                .first_error
-                .as_ref()
-                .map(|e| format!(" (first: {e})"))
-                .unwrap_or_default()
+            r.storm.errors.len(),
         );
+        for (k, e) in failure_kinds(&r.storm.errors).iter().take(8) {
+            println!("  {k:>5} clients: {e}");
+        }
+        for (k, t) in r.troubles.iter().take(8) {
+            println!("  {k:>5} node log lines: {t:.300}");
+        }
         rounds.push(r);
     }
     report(&rounds, &img);
-    let failed: usize = rounds.iter().map(|r| r.storm.failed).sum();
+    let failed: usize = rounds.iter().map(|r| r.storm.errors.len()).sum();
     assert_eq!(
         failed, 0,
         "clients failed their pulls (see the rounds above)"

@@ -57,9 +57,10 @@
 //!   1000      12.09      12.24      10.00
 //! ```
 //!
-//! Read: upstream bytes were 1.50x in every round of 5 runs (9 blob GETs at
-//! the hub for 5 blobs: some fills were shared through the bucket already,
-//! not all); the figure is what to compare once h/fill is in. Per-client time
+//! Read: upstream bytes were 1.50x (9 blob GETs at the hub for 5 blobs) in
+//! every round of 5 runs but one (1.75x, 10 GETs, at 1,000): some fills are
+//! shared through the bucket already, not all (3.00x would be none); the
+//! figure to compare once h/fill is in. Per-client time
 //! is not flat: every client is released at once and the storm is bound by
 //! bytes per second (each warm blob GET streams from moto), so per-client
 //! time grows with C, about as C or faster (p50 ratio at 1,000: 11 to 24

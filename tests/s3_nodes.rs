@@ -259,3 +259,68 @@ async fn a_node_on_an_empty_data_directory_serves_what_the_bucket_holds_as_hoste
     fresh.stop().await;
     hub.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signature_pushed_on_one_node_is_listed_by_the_referrers_api_of_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(s3) = server(dir.path()) else { return };
+    let n = nodes(&s3, dir.path(), 2, None).await;
+    let img = Image::new(vec![bytes(10_000, 31)]);
+    push(&n[0], "team/signed", "v1", &img).await;
+    let subject = digest(&img.manifest);
+    let empty = b"{}".to_vec();
+    let empty_d = common::push_blob(&n[0], "team/signed", &empty).await;
+    let sig = b"signature".to_vec();
+    let sig_d = common::push_blob(&n[0], "team/signed", &sig).await;
+    let m = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST, "artifactType": "application/vnd.example.sig",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty_d, "size": 2},
+        "layers": [{"mediaType": "application/octet-stream", "digest": sig_d, "size": sig.len()}],
+        "subject": {"mediaType": OCI_MANIFEST, "digest": subject, "size": img.manifest.len()}
+    }))
+    .unwrap();
+    let d = digest(&m);
+    let r = common::put_manifest(&n[0], "team/signed", &d, OCI_MANIFEST, &m).await;
+    assert_eq!(r.status(), 201);
+    let listed: serde_json::Value = http()
+        .get(n[1].url(&format!("/v2/team/signed/referrers/{subject}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let found: Vec<&str> = listed["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["digest"].as_str())
+        .collect();
+    assert_eq!(found, vec![d.as_str()], "{listed}");
+    // Deleted on node 1: gone from node 2's listing too.
+    let r = http()
+        .delete(n[0].url(&format!("/v2/team/signed/manifests/{d}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let listed: serde_json::Value = http()
+            .get(n[1].url(&format!("/v2/team/signed/referrers/{subject}")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if listed["manifests"].as_array().is_some_and(|a| a.is_empty()) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{listed}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for w in n {
+        w.stop().await;
+    }
+}

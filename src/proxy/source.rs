@@ -315,6 +315,7 @@ impl Source {
             upstream, remote, ..
         } = &self.kind
         else {
+            store.follow_referrers(&self.local, digest).await;
             let manifests = store.referrers(&self.local, digest, artifact_type).await?;
             return Ok((manifests, None));
         };

@@ -234,7 +234,7 @@ impl Store {
         // always finds its record (a row without one is another node's
         // delete to follow).
         if tag_write != TagWrite::Adopted {
-            self.publish_manifest(repo, &digest, body.clone(), &view.media_type, tag)
+            self.publish_manifest(repo, &digest, body.clone(), &view, tag)
                 .await?;
         }
         let hold = self.commits.hold(&digest).await?;

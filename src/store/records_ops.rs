@@ -80,7 +80,7 @@ impl Store {
         repo: &RepoName,
         digest: &Digest,
         body: Bytes,
-        media_type: &str,
+        view: &ManifestView,
         tag: Option<&Tag>,
     ) -> Result<(), StoreError> {
         let Some(records) = &self.records else {
@@ -88,8 +88,13 @@ impl Store {
         };
         records.publish_hosted(repo).await?;
         records
-            .publish_manifest(repo, digest, body, media_type)
+            .publish_manifest(repo, digest, body, &view.media_type)
             .await?;
+        if let Some(subject) = &view.subject {
+            records
+                .publish_referrer(repo, &subject.digest, digest)
+                .await?;
+        }
         if let Some(t) = tag {
             self.tag_checks.mark(&manifest_cache::reference_key(
                 repo.as_str(),
@@ -355,6 +360,34 @@ impl Store {
             return Ok(None);
         }
         self.adopt_from_bucket(repo, digest, Origin::Pushed).await
+    }
+
+    /// Before a referrers listing in a hosted repository on a shared
+    /// bucket: takes in the referring manifests other nodes recorded (and
+    /// drops referrer records whose manifest was deleted since).
+    pub async fn follow_referrers(&self, repo: &RepoName, subject: &Digest) {
+        let Some(records) = self.records.as_ref().filter(|_| self.shares(repo)) else {
+            return;
+        };
+        let followed: Result<(), StoreError> = async {
+            let recorded = records.referrers(repo, subject).await?;
+            for d in &recorded {
+                if !self.adopt_manifest(repo, d, 0).await? {
+                    records.remove_referrer(repo, subject, d).await?;
+                }
+            }
+            // Held here but recorded nowhere: deleted by another node.
+            for desc in self.referrers(repo, subject, None).await? {
+                if !recorded.contains(&desc.digest) {
+                    self.follow_manifest(repo, &desc.digest).await?;
+                }
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = followed {
+            tracing::warn!(repo = %repo, subject = %subject, error = %e, "could not read the referrer records in the bucket; listing this node's referrers");
+        }
     }
 
     /// Tags of a shared hosted repository as the records have them (every

@@ -2,8 +2,10 @@
 //! every node: `hosted/<name>` (the name holds pushed content),
 //! `repos/<name>/tags/<tag>` (the digest it names),
 //! `repos/<name>/manifests/<digest>` (the manifest bytes, served type as the
-//! object's Content-Type) and `repos/<name>/layers/<digest>` (a blob pushed
-//! or mounted into the repository).
+//! object's Content-Type), `repos/<name>/layers/<digest>` (a blob pushed
+//! or mounted into the repository) and
+//! `repos/<name>/referrers/<subject>/<digest>` (a manifest refers to
+//! `subject`, for the referrers API).
 //!
 //! A name's components never start with `_` or contain `/tags/`-like
 //! ambiguity that matters: tags and digests contain no `/`, so a key splits
@@ -48,6 +50,10 @@ fn tag_key(repo: &str, tag: &str) -> String {
 
 fn manifest_key(repo: &str, digest: &Digest) -> String {
     format!("repos/{repo}/manifests/{digest}")
+}
+
+fn referrer_dir(repo: &str, subject: &Digest) -> String {
+    format!("repos/{repo}/referrers/{subject}/")
 }
 
 fn layer_key(repo: &str, digest: &Digest) -> String {
@@ -113,6 +119,45 @@ impl Records {
                 Bytes::from(digest.to_string()),
             )
             .await
+    }
+
+    /// Records that manifest `digest` of `repo` refers to `subject` (the
+    /// referrers API on another node lists these).
+    pub async fn publish_referrer(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        digest: &Digest,
+    ) -> Result<(), StoreError> {
+        let rel = format!("{}{digest}", referrer_dir(repo.as_str(), subject));
+        self.bucket.put(&rel, Bytes::new()).await
+    }
+
+    /// The manifests recorded as referring to `subject` in `repo` (some may
+    /// since have been deleted: their manifest record is then gone).
+    pub async fn referrers(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+    ) -> Result<Vec<Digest>, StoreError> {
+        Ok(self
+            .bucket
+            .list_names(&referrer_dir(repo.as_str(), subject))
+            .await?
+            .iter()
+            .filter_map(|n| n.parse().ok())
+            .collect())
+    }
+
+    /// Removes the record that `digest` refers to `subject`.
+    pub async fn remove_referrer(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        digest: &Digest,
+    ) -> Result<(), StoreError> {
+        let rel = format!("{}{digest}", referrer_dir(repo.as_str(), subject));
+        self.bucket.delete(&rel).await
     }
 
     /// Records that `digest` was pushed or mounted into `repo`.
@@ -220,7 +265,7 @@ impl Records {
         self.bucket.delete(&tag_key(repo.as_str(), tag)).await
     }
 
-    /// Removes a manifest and every tag naming it.
+    /// Removes a manifest, every tag naming it and its referrer record.
     pub async fn remove_manifest(
         &self,
         repo: &RepoName,
@@ -229,6 +274,14 @@ impl Records {
         for tag in self.tags(repo).await? {
             if self.tag(repo, &tag).await?.as_ref() == Some(digest) {
                 self.remove_tag(repo, &tag).await?;
+            }
+        }
+        if let Some(rec) = self.manifest(repo, digest).await? {
+            let subject = crate::oci::ManifestView::parse(&rec.bytes, &rec.media_type)
+                .ok()
+                .and_then(|v| v.subject);
+            if let Some(s) = subject {
+                self.remove_referrer(repo, &s.digest, digest).await?;
             }
         }
         self.bucket

@@ -52,6 +52,12 @@ pub const PARTS_IN_FLIGHT: usize = 2;
 /// [`PARTS_IN_FLIGHT`] parts (or one small blob) in memory, so this bounds
 /// that memory at 16 × 16 MiB however many pushes and fills finish at once.
 pub const PUBLISHES_AT_ONCE: usize = 16;
+/// Bucket reads a node opens at once (HEADs, and GETs until their answer
+/// starts; a started stream holds nothing): a pull storm queues here instead
+/// of opening thousands of connections to the bucket server at once, which a
+/// small one (MinIO on one host) refuses. Streams already open are not
+/// limited, so a slow client never holds others up.
+pub const OPENS_AT_ONCE: usize = 64;
 /// Retries of one bucket request, and how long they may take in all: a
 /// bucket outage fails requests in seconds instead of holding clients for
 /// object_store's default three minutes.
@@ -99,6 +105,8 @@ pub struct S3Backend {
     s3: Arc<AmazonS3>,
     settings: Arc<S3Settings>,
     publishing: Arc<tokio::sync::Semaphore>,
+    /// Reads being opened (a HEAD, or a GET until its answer starts).
+    opening: Arc<tokio::sync::Semaphore>,
 }
 
 /// An object store failure as a store error (the HTTP layers render storage
@@ -142,6 +150,7 @@ impl S3Backend {
             s3: Arc::new(s3),
             settings: Arc::new(settings),
             publishing: Arc::new(tokio::sync::Semaphore::new(PUBLISHES_AT_ONCE)),
+            opening: Arc::new(tokio::sync::Semaphore::new(OPENS_AT_ONCE)),
         })
     }
 
@@ -172,6 +181,7 @@ impl S3Backend {
 
     /// The size of `digest`'s object; `None` when it is not there.
     async fn head(&self, digest: &Digest) -> Result<Option<u64>, StoreError> {
+        let _opening = self.opening.acquire().await;
         match self.s3.head(&self.key(digest)).await {
             Ok(meta) => Ok(Some(meta.size)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
@@ -189,6 +199,7 @@ impl S3Backend {
             range: (at > 0).then_some(GetRange::Offset(at)),
             ..Default::default()
         };
+        let _opening = self.opening.acquire().await;
         match self.s3.get_opts(&self.key(digest), opts).await {
             Ok(r) => Ok(Some(r.into_stream())),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
@@ -401,14 +412,22 @@ impl BlobBackend for S3Backend {
         &'a self,
         digest: &'a Digest,
     ) -> BoxFuture<'a, Result<Option<BlobReader>, StoreError>> {
+        // The GET from the start is the existence check too: a whole read
+        // (most reads) costs one request, not a HEAD and then a GET; a read
+        // elsewhere (a range) reopens at its offset.
         Box::pin(async move {
-            if self.head(digest).await?.is_none() {
+            let Some(stream) = self.stream_from(digest, 0).await? else {
                 return Ok(None);
-            }
+            };
+            let cursor = Cursor {
+                at: 0,
+                stream,
+                spare: Bytes::new(),
+            };
             Ok(Some(BlobReader::new(ObjectAt {
                 backend: self.clone(),
                 digest: digest.clone(),
-                cursor: Arc::new(Mutex::new(None)),
+                cursor: Arc::new(Mutex::new(Some(cursor))),
             })))
         })
     }

@@ -324,3 +324,25 @@ async fn a_signature_pushed_on_one_node_is_listed_by_the_referrers_api_of_anothe
         w.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_name_pushed_on_one_node_routes_as_hosted_on_another_at_once_despite_a_default_upstream()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let Some(s3) = server(dir.path()) else { return };
+    std::fs::create_dir_all(dir.path().join("hub")).unwrap();
+    let hub = common::upstreams::hub(&dir.path().join("hub")).await;
+    // Both nodes run before the push: node 2 learns the name from the
+    // request itself, not from its start-up listing.
+    let n = nodes(&s3, dir.path(), 2, Some(&hub.base)).await;
+    let img = Image::new(vec![bytes(12_000, 41)]);
+    push(&n[0], "bun", "latest", &img).await;
+    let (s, m) = get_manifest(&n[1], "bun", "latest").await;
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&m));
+    assert_eq!(m, img.manifest);
+    pulls_whole(&n[1], "bun", &img).await;
+    for w in n {
+        w.stop().await;
+    }
+    hub.stop().await;
+}

@@ -402,6 +402,45 @@ impl Store {
         }
     }
 
+    /// Before a request routes `name`: on a shared bucket, a name this node
+    /// neither hosts nor mirrors is looked up in the hosted records (one
+    /// HEAD, at most every [`TAG_TTL`] per name), so a name another node
+    /// took a push for a moment ago is routed as hosted here too, not to the
+    /// default upstream until the next listing. A bucket that does not
+    /// answer leaves routing as it was.
+    pub async fn learn_name(&self, name: &RepoName) {
+        let Some(records) = &self.records else {
+            return;
+        };
+        let n = name.as_str();
+        if self.is_pushed_repo(n) || crate::oci::routing::NameFacts::is_mirrored(self, n) {
+            return;
+        }
+        if !self.tag_checks.claim(&format!("{n}\0hosted")) {
+            return;
+        }
+        match records.is_hosted(name).await {
+            Ok(true) => {
+                let name = name.clone();
+                let n = name.to_string();
+                let recorded = self
+                    .meta
+                    .write(move |txn| super::blob_ops::ensure_repo(txn, &n, Origin::Pushed))
+                    .await;
+                match recorded {
+                    Ok(()) => self.mark_pushed(&name),
+                    Err(e) => {
+                        tracing::warn!(repo = %name, error = %e, "could not record a name another node hosts")
+                    }
+                }
+            }
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(repo = %name, error = %e, "could not look the name up in the bucket's hosted records");
+            }
+        }
+    }
+
     /// Learns the names other nodes hold pushed content under (the
     /// `hosted/` records), so routing, the catalog and the web page treat
     /// them as hosted here too; how many were new. A name this node mirrors

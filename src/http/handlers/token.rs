@@ -82,6 +82,11 @@ pub async fn issue(
         .filter_map(Grant::parse)
         .take(MAX_SCOPES)
         .collect();
+    for g in &requested {
+        if let Ok(name) = g.name.parse::<crate::oci::RepoName>() {
+            state.store.learn_name(&name).await;
+        }
+    }
     let (token, ttl) =
         state
             .auth

@@ -369,6 +369,46 @@ impl Store {
         }
     }
 
+    /// Before a request for `repo` is routed: a name this node does not know
+    /// as hosted is looked up in the records (at most once per [`TAG_TTL`]
+    /// per name), so a name another node just pushed to for the first time
+    /// is routed as hosted here at once, never to the default upstream
+    /// (which may hold another image under that name). A bucket that does
+    /// not answer leaves routing as it is, with a warning.
+    pub async fn learn_hosted_name(&self, repo: &RepoName) {
+        let Some(records) = &self.records else {
+            return;
+        };
+        if self.is_pushed_repo(repo.as_str())
+            || crate::oci::routing::NameFacts::is_mirrored(self, repo.as_str())
+            || !self.tag_checks.claim(&format!("hosted/{repo}"))
+        {
+            return;
+        }
+        match records.is_hosted(repo).await {
+            Ok(false) => {}
+            Ok(true) => {
+                let name = repo.to_string();
+                let written = self
+                    .meta
+                    .write(move |txn| {
+                        super::blob_ops::ensure_repo(txn, &name, Origin::Pushed)?;
+                        Ok(())
+                    })
+                    .await;
+                match written {
+                    Ok(()) => self.mark_pushed(repo),
+                    Err(e) => {
+                        tracing::warn!(repo = %repo, error = %e, "could not record a name another node hosts")
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(repo = %repo, error = %e, "could not ask the bucket whether another node hosts this name")
+            }
+        }
+    }
+
     /// Learns the names other nodes hold pushed content under (the
     /// `hosted/` records), so routing, the catalog and the web page treat
     /// them as hosted here too; how many were new. A name this node mirrors

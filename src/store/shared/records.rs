@@ -74,6 +74,11 @@ impl Records {
             .map(|_| ())
     }
 
+    /// Whether some node recorded `repo` as holding pushed content.
+    pub async fn is_hosted(&self, repo: &RepoName) -> Result<bool, StoreError> {
+        Ok(self.bucket.head(&format!("hosted/{repo}")).await?.is_some())
+    }
+
     /// Records a manifest (before any tag names it).
     pub async fn publish_manifest(
         &self,

@@ -1,0 +1,155 @@
+//! Attacks on several wharf nodes sharing one S3 bucket (moto,
+//! `tests/common/s3.rs`): a hostile client, a careless operator, a newcomer
+//! with only the README. Records planted in the bucket that are bogus or
+//! huge are refused without a panic and never served; a name pushed for the
+//! first time on one node is not served from the default upstream by
+//! another.
+
+mod common;
+
+use std::path::Path;
+
+use common::image::{Image, OCI_INDEX, OCI_MANIFEST};
+use common::s3::{S3Server, have_s3_server};
+use common::{Wharf, bytes, digest, http};
+use object_store::path::Path as Key;
+use object_store::{ObjectStoreExt as _, PutPayload};
+use wharf::config::Config;
+
+const BUCKET: &str = "wharf-attacks";
+
+/// A node on `root` sharing the bucket, with a default upstream `hub` (so
+/// routing has a choice to make) or hosted only.
+fn node_config(s3: &S3Server, root: &Path, hub: Option<&str>) -> Config {
+    let routing = match hub {
+        Some(url) => {
+            format!("[[upstream]]\nname = \"docker.io\"\nurl = \"{url}\"\ndefault = true\n")
+        }
+        None => "[hosted]\nonly = true\n".to_owned(),
+    };
+    let text = format!(
+        "{routing}\n[gc]\ninterval = \"0\"\n[storage]\nroot = {:?}\n{}\n",
+        root.display().to_string(),
+        s3.storage_lines(BUCKET),
+    );
+    Config::parse(&text, Path::new("node.toml")).expect("a node configuration parses")
+}
+
+fn server(dir: &Path) -> Option<S3Server> {
+    if !have_s3_server() {
+        return None;
+    }
+    std::fs::create_dir_all(dir.join("s3")).unwrap();
+    let s3 = S3Server::start(&dir.join("s3"));
+    s3.bucket(BUCKET);
+    Some(s3)
+}
+
+async fn put_object(s3: &S3Server, key: &str, body: Vec<u8>) {
+    s3.store(BUCKET)
+        .put(&Key::from(key), PutPayload::from(body))
+        .await
+        .unwrap();
+}
+
+async fn get_manifest(w: &Wharf, repo: &str, reference: &str) -> (u16, Vec<u8>) {
+    let r = http()
+        .get(w.url(&format!("/v2/{repo}/manifests/{reference}")))
+        .header("accept", format!("{OCI_MANIFEST}, {OCI_INDEX}"))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.bytes().await.unwrap().to_vec())
+}
+
+async fn push(w: &Wharf, repo: &str, tag: &str, img: &Image) {
+    for (_, b) in img.blobs() {
+        common::push_blob(w, repo, b).await;
+    }
+    let r = common::put_manifest(w, repo, tag, OCI_MANIFEST, &img.manifest).await;
+    assert_eq!(r.status(), 201, "{:?}", r.text().await);
+}
+
+/// Bogus records planted in the bucket (a tag record that is no digest, a
+/// huge one, a manifest record whose bytes do not hash to its name, a huge
+/// manifest record) are never served and never crash a node: the node's own
+/// copy keeps being served, and a miss is a 404 or a server error.
+#[tokio::test(flavor = "multi_thread")]
+async fn planted_bogus_and_huge_records_are_never_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(s3) = server(dir.path()) else { return };
+    let a = Wharf::start_config(node_config(&s3, &dir.path().join("a"), None)).await;
+    let b = Wharf::start_config(node_config(&s3, &dir.path().join("b"), None)).await;
+    let img = Image::new(vec![bytes(30_000, 41)]);
+    push(&a, "team/app", "1", &img).await;
+    let d = digest(&img.manifest);
+
+    // A tag record that names no digest, and one far too big to be one.
+    put_object(&s3, "repos/team/app/tags/junk", b"not a digest".to_vec()).await;
+    put_object(&s3, "repos/team/app/tags/huge", vec![b'a'; 4 << 20]).await;
+    for tag in ["junk", "huge"] {
+        let (s, _) = get_manifest(&b, "team/app", tag).await;
+        assert!(s == 404 || s >= 500, "{tag}: {s}");
+    }
+    // A manifest record whose bytes are not its digest's: never served.
+    let other = Image::new(vec![bytes(1_000, 42)]);
+    let forged = digest(&other.manifest);
+    put_object(
+        &s3,
+        &format!("repos/team/app/manifests/{forged}"),
+        img.manifest.clone(),
+    )
+    .await;
+    let (s, body) = get_manifest(&b, "team/app", &forged).await;
+    assert_ne!(s, 200, "a forged record was served: {}", body.len());
+    // A huge manifest record: refused, not read whole.
+    let huge = format!("sha256:{}", "ab".repeat(32));
+    put_object(
+        &s3,
+        &format!("repos/team/app/manifests/{huge}"),
+        vec![b' '; 16 << 20],
+    )
+    .await;
+    let (s, _) = get_manifest(&b, "team/app", &huge).await;
+    assert_ne!(s, 200);
+    // The real image still pulls from both.
+    for w in [&a, &b] {
+        let (s, m) = get_manifest(w, "team/app", "1").await;
+        assert_eq!((s, m), (200, img.manifest.clone()));
+        let (s, _) = get_manifest(w, "team/app", &d).await;
+        assert_eq!(s, 200);
+    }
+    a.stop().await;
+    b.stop().await;
+}
+
+/// A name pushed for the first time on node A, pulled at once from node B
+/// (another runner, another node): README says another node serves a digest
+/// at once. B must not route the name to the default upstream, which holds
+/// another image under the same name.
+#[tokio::test(flavor = "multi_thread")]
+
+async fn a_name_new_on_one_node_is_not_served_from_the_default_upstream_by_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(s3) = server(dir.path()) else { return };
+    std::fs::create_dir_all(dir.path().join("hub")).unwrap();
+    let hub = common::upstreams::hub(&dir.path().join("hub")).await;
+    let theirs = Image::new(vec![bytes(20_000, 51)]);
+    common::upstreams::publish(&hub, "team/app", "1", &theirs).await;
+    let a = Wharf::start_config(node_config(&s3, &dir.path().join("a"), Some(&hub.base))).await;
+    let b = Wharf::start_config(node_config(&s3, &dir.path().join("b"), Some(&hub.base))).await;
+    // Both nodes are up and have learned the (empty) set of hosted names.
+    let ours = Image::new(vec![bytes(20_000, 52)]);
+    push(&a, "team/app", "1", &ours).await;
+    let (s, m) = get_manifest(&b, "team/app", &digest(&ours.manifest)).await;
+    assert_eq!(s, 200, "by digest at once: {}", String::from_utf8_lossy(&m));
+    let (s, m) = get_manifest(&b, "team/app", "1").await;
+    assert_ne!(
+        m, theirs.manifest,
+        "the default upstream's image was served under a pushed name ({s})"
+    );
+    a.stop().await;
+    b.stop().await;
+    hub.stop().await;
+}

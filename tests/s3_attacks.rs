@@ -13,7 +13,7 @@ use common::image::{Image, OCI_INDEX, OCI_MANIFEST};
 use common::s3::{S3Server, have_s3_server};
 use common::{Wharf, bytes, digest, http};
 use object_store::path::Path as Key;
-use object_store::{ObjectStoreExt as _, PutPayload};
+use object_store::{ObjectStore as _, ObjectStoreExt as _, PutPayload};
 use wharf::config::Config;
 
 const BUCKET: &str = "wharf-attacks";
@@ -152,4 +152,46 @@ async fn a_name_new_on_one_node_is_not_served_from_the_default_upstream_by_anoth
     a.stop().await;
     b.stop().await;
     hub.stop().await;
+}
+
+/// Pushes to `team` and to `team/app` (a common pair) leave no record key
+/// that is also the prefix of another key: MinIO, the README's example
+/// bucket, refuses an object under a key that is already an object
+/// (`XMinioParentIsObject`), so such a layout would fail the second push.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_record_key_is_the_prefix_of_another_for_nested_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(s3) = server(dir.path()) else { return };
+    let a = Wharf::start_config(node_config(&s3, &dir.path().join("a"), None)).await;
+    let img = Image::new(vec![bytes(10_000, 61)]);
+    push(&a, "team", "1", &img).await;
+    push(&a, "team/app", "1", &img).await;
+    let mut keys: Vec<String> = Vec::new();
+    let mut listing = s3.store(BUCKET).list(None);
+    while let Some(meta) = futures_util::StreamExt::next(&mut listing).await {
+        keys.push(meta.unwrap().location.to_string());
+    }
+    for k in &keys {
+        let dir = format!("{k}/");
+        let under: Vec<&String> = keys.iter().filter(|o| o.starts_with(&dir)).collect();
+        assert!(
+            under.is_empty(),
+            "{k} is an object and the prefix of {under:?}"
+        );
+    }
+    // Both names are still known as hosted to a node that learns them.
+    let b = Wharf::start_config(node_config(&s3, &dir.path().join("b"), None)).await;
+    for repo in ["team", "team/app"] {
+        let (s, m) = get_manifest(&b, repo, "1").await;
+        assert_eq!((s, m), (200, img.manifest.clone()), "{repo}");
+    }
+    let r = http().get(b.url("/v2/_catalog")).send().await.unwrap();
+    let catalog: serde_json::Value = r.json().await.unwrap();
+    let names = catalog["repositories"].to_string();
+    assert!(
+        names.contains("\"team\"") && names.contains("\"team/app\""),
+        "{names}"
+    );
+    a.stop().await;
+    b.stop().await;
 }

@@ -3,7 +3,7 @@
 //!
 //! Blobs live under `blobs/sha256/` (`content/s3.rs`). This module holds
 //! what the nodes tell each other through small objects next to them:
-//! hosted records (`records.rs`: `hosted/<name>`, `repos/<name>/tags/<tag>`,
+//! hosted records (`records.rs`: `hosted/<name>/_`, `repos/<name>/tags/<tag>`,
 //! `repos/<name>/manifests/<digest>`, `repos/<name>/layers/<digest>`), the
 //! `gc-lease` naming the one node that may delete shared objects
 //! (`lease.rs`), each node's live set (`live.rs`, `nodes/<id>/live`), and

@@ -1,5 +1,5 @@
 //! Hosted records as small objects, so a push on one node is visible to
-//! every node: `hosted/<name>` (the name holds pushed content),
+//! every node: `hosted/<name>/_` (the name holds pushed content),
 //! `repos/<name>/tags/<tag>` (the digest it names),
 //! `repos/<name>/manifests/<digest>` (the manifest bytes, served type as the
 //! object's Content-Type) and `repos/<name>/layers/<digest>` (a blob pushed
@@ -42,6 +42,17 @@ pub struct RecordedManifest {
     pub media_type: String,
 }
 
+/// The last component of a `hosted/` record: never a name's component (those
+/// start with a letter or digit), so `hosted/team/_` and
+/// `hosted/team/app/_` coexist. A record at `hosted/team` itself would be
+/// both an object and the prefix of `hosted/team/app`, which MinIO refuses
+/// (`XMinioParentIsObject`): pushing `team/app` after `team` would fail.
+const HOSTED_LEAF: &str = "/_";
+
+fn hosted_key(repo: &str) -> String {
+    format!("hosted/{repo}{HOSTED_LEAF}")
+}
+
 fn tag_key(repo: &str, tag: &str) -> String {
     format!("repos/{repo}/tags/{tag}")
 }
@@ -67,7 +78,7 @@ impl Records {
 
     /// Records that `repo` holds pushed content.
     pub async fn publish_hosted(&self, repo: &RepoName) -> Result<(), StoreError> {
-        let rel = format!("hosted/{repo}");
+        let rel = hosted_key(repo.as_str());
         self.bucket
             .create(&rel, Bytes::from(self.bucket.node_id().to_owned()))
             .await
@@ -76,6 +87,15 @@ impl Records {
 
     /// Whether some node recorded `repo` as holding pushed content.
     pub async fn is_hosted(&self, repo: &RepoName) -> Result<bool, StoreError> {
+        if self
+            .bucket
+            .head(&hosted_key(repo.as_str()))
+            .await?
+            .is_some()
+        {
+            return Ok(true);
+        }
+        // Written by an earlier version of this branch.
         Ok(self.bucket.head(&format!("hosted/{repo}")).await?.is_some())
     }
 
@@ -212,7 +232,11 @@ impl Records {
             .list_all("hosted/")
             .await?
             .into_iter()
-            .filter_map(|rel| rel.strip_prefix("hosted/").map(str::to_owned))
+            .filter_map(|rel| {
+                let name = rel.strip_prefix("hosted/")?;
+                // `hosted/<name>` as an earlier version wrote it, too.
+                Some(name.strip_suffix(HOSTED_LEAF).unwrap_or(name).to_owned())
+            })
             .filter(|n| n.parse::<RepoName>().is_ok())
             .collect();
         names.sort();

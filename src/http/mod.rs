@@ -266,6 +266,10 @@ async fn route_and_run(
         Err(d) => return Err(refuse(d)),
     };
     *user = caller.user().map(str::to_owned);
+    if let Some(repo) = parsed.repo() {
+        // A name another node just pushed to is hosted here too.
+        state.store.learn_hosted_name(repo).await;
+    }
     let resolved =
         resolve::resolve_route(state, parsed, &method, query.get("ns"), &caller, from_peer)?;
     if let Some(message) = resolved.refusal {

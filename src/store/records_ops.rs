@@ -402,41 +402,42 @@ impl Store {
         }
     }
 
-    /// Before a request routes `name`: on a shared bucket, a name this node
-    /// neither hosts nor mirrors is looked up in the hosted records (one
-    /// HEAD, at most every [`TAG_TTL`] per name), so a name another node
-    /// took a push for a moment ago is routed as hosted here too, not to the
-    /// default upstream until the next listing. A bucket that does not
-    /// answer leaves routing as it was.
-    pub async fn learn_name(&self, name: &RepoName) {
+    /// Before a request for `repo` is routed: a name this node does not know
+    /// as hosted is looked up in the records (at most once per [`TAG_TTL`]
+    /// per name), so a name another node just pushed to for the first time
+    /// is routed as hosted here at once, never to the default upstream
+    /// (which may hold another image under that name). A bucket that does
+    /// not answer leaves routing as it is, with a warning.
+    pub async fn learn_hosted_name(&self, repo: &RepoName) {
         let Some(records) = &self.records else {
             return;
         };
-        let n = name.as_str();
-        if self.is_pushed_repo(n) || crate::oci::routing::NameFacts::is_mirrored(self, n) {
+        if self.is_pushed_repo(repo.as_str())
+            || crate::oci::routing::NameFacts::is_mirrored(self, repo.as_str())
+            || !self.tag_checks.claim(&format!("hosted/{repo}"))
+        {
             return;
         }
-        if !self.tag_checks.claim(&format!("{n}\0hosted")) {
-            return;
-        }
-        match records.is_hosted(name).await {
+        match records.is_hosted(repo).await {
+            Ok(false) => {}
             Ok(true) => {
-                let name = name.clone();
-                let n = name.to_string();
-                let recorded = self
+                let name = repo.to_string();
+                let written = self
                     .meta
-                    .write(move |txn| super::blob_ops::ensure_repo(txn, &n, Origin::Pushed))
+                    .write(move |txn| {
+                        super::blob_ops::ensure_repo(txn, &name, Origin::Pushed)?;
+                        Ok(())
+                    })
                     .await;
-                match recorded {
-                    Ok(()) => self.mark_pushed(&name),
+                match written {
+                    Ok(()) => self.mark_pushed(repo),
                     Err(e) => {
-                        tracing::warn!(repo = %name, error = %e, "could not record a name another node hosts")
+                        tracing::warn!(repo = %repo, error = %e, "could not record a name another node hosts")
                     }
                 }
             }
-            Ok(false) => {}
             Err(e) => {
-                tracing::warn!(repo = %name, error = %e, "could not look the name up in the bucket's hosted records");
+                tracing::warn!(repo = %repo, error = %e, "could not ask the bucket whether another node hosts this name")
             }
         }
     }

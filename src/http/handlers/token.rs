@@ -84,7 +84,7 @@ pub async fn issue(
         .collect();
     for g in &requested {
         if let Ok(name) = g.name.parse::<crate::oci::RepoName>() {
-            state.store.learn_name(&name).await;
+            state.store.learn_hosted_name(&name).await;
         }
     }
     let (token, ttl) =

@@ -93,9 +93,11 @@ impl Bucket {
             return Ok(None);
         };
         let holder = match serde_json::from_slice::<LeaseBody>(&small.bytes) {
+            // An expiry further out than a holder ever writes (a clock far
+            // ahead, or planted) is cut back, so no miss waits on it long.
             Ok(b) => LeaseHolder {
                 node: b.node,
-                expires_unix: b.expires_unix,
+                expires_unix: super::lease_deadline(b.expires_unix, small.modified, FILL_LEASE_TTL),
             },
             Err(_) => LeaseHolder {
                 node: "(unreadable lease)".into(),

@@ -76,16 +76,18 @@ fn encode(body: &LeaseBody) -> Result<Bytes, StoreError> {
 }
 
 /// Reads the lease as it is now (its body and ETag); `None` when nobody
-/// holds it. A body that does not parse counts as expired.
+/// holds it. A body that does not parse counts as expired; an expiry further
+/// out than an honest holder writes is cut back (`lease_deadline`).
 async fn read(bucket: &Bucket) -> Result<Option<(LeaseBody, Option<String>)>, StoreError> {
     let Some(small) = bucket.get_small(LEASE, MAX_LEASE).await? else {
         return Ok(None);
     };
-    let body = serde_json::from_slice(&small.bytes).unwrap_or(LeaseBody {
+    let mut body: LeaseBody = serde_json::from_slice(&small.bytes).unwrap_or(LeaseBody {
         node: String::new(),
         expires_unix: 0,
         mark: None,
     });
+    body.expires_unix = super::lease_deadline(body.expires_unix, small.modified, LEASE_TTL);
     Ok(Some((body, small.etag)))
 }
 

@@ -143,6 +143,56 @@ pub async fn marks(bucket: &Bucket) -> Result<Vec<(String, u64)>, StoreError> {
     Ok(out)
 }
 
+/// The longest line of a set worth keeping while its end is awaited: a
+/// digest line is 65 bytes, the header under [`MAX_HEADER`].
+const MAX_LINE: usize = MAX_HEADER as usize;
+
+/// Splits a streamed set into lines, holding at most [`MAX_LINE`] bytes of
+/// an unfinished one: a longer line is not a digest and is skipped, so an
+/// object without newlines (planted, or not a set) never fills memory.
+#[derive(Default)]
+struct Lines {
+    rest: Vec<u8>,
+    overlong: bool,
+}
+
+impl Lines {
+    /// Hands `each` every line `chunk` completes.
+    fn push(&mut self, chunk: &[u8], each: &mut impl FnMut(&[u8])) {
+        let mut start = 0;
+        while let Some(end) = chunk[start..].iter().position(|b| *b == b'\n') {
+            let piece = &chunk[start..start + end];
+            if !self.overlong {
+                if self.rest.is_empty() {
+                    each(piece);
+                } else {
+                    self.rest.extend_from_slice(piece);
+                    each(&self.rest);
+                }
+            }
+            self.rest.clear();
+            self.overlong = false;
+            start += end + 1;
+        }
+        let tail = &chunk[start..];
+        if !self.overlong {
+            if self.rest.len() + tail.len() > MAX_LINE {
+                self.rest.clear();
+                self.overlong = true;
+            } else {
+                self.rest.extend_from_slice(tail);
+            }
+        }
+    }
+
+    /// Hands `each` the last line, if it had no newline.
+    fn finish(self, each: &mut impl FnMut(&[u8])) {
+        if !self.overlong && !self.rest.is_empty() {
+            each(&self.rest);
+        }
+    }
+}
+
 /// Adds every digest of `node`'s set to `into`, streaming the object.
 /// Returns how many lines it held; 0 when the set is gone.
 pub async fn read_into(
@@ -156,9 +206,9 @@ pub async fn read_into(
         Err(e) => return Err(failed("read live set", e)),
     };
     let mut stream = got.into_stream();
-    let mut rest: Vec<u8> = Vec::new();
     let mut lines = 0u64;
-    let mut take = |line: &[u8], into: &mut HashSet<Raw>| {
+    let mut split = Lines::default();
+    let mut take = |line: &[u8]| {
         if let Some(raw) = std::str::from_utf8(line).ok().and_then(raw_of) {
             into.insert(raw);
             lines += 1;
@@ -166,21 +216,32 @@ pub async fn read_into(
     };
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| failed("read live set", e))?;
-        rest.extend_from_slice(&chunk);
-        let mut start = 0;
-        while let Some(end) = rest[start..].iter().position(|b| *b == b'\n') {
-            take(&rest[start..start + end], into);
-            start += end + 1;
-        }
-        rest.drain(..start);
+        split.push(&chunk, &mut take);
     }
-    take(&rest, into);
+    split.finish(&mut take);
     Ok(lines)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_set_without_newlines_is_never_held_whole() {
+        let mut split = Lines::default();
+        let mut got: Vec<Vec<u8>> = Vec::new();
+        let mut each = |l: &[u8]| got.push(l.to_vec());
+        let junk = vec![b'a'; 1 << 20];
+        for _ in 0..8 {
+            split.push(&junk, &mut each);
+            assert!(split.rest.len() <= MAX_LINE, "{}", split.rest.len());
+        }
+        let hex = "01".repeat(32);
+        split.push(format!("tail\n{}", &hex[..10]).as_bytes(), &mut each);
+        split.push(format!("{}\n{hex}", &hex[10..]).as_bytes(), &mut each);
+        split.finish(&mut each);
+        assert_eq!(got, vec![hex.as_bytes().to_vec(), hex.as_bytes().to_vec()]);
+    }
 
     #[test]
     fn raw_of_takes_hex_with_or_without_the_algorithm() {

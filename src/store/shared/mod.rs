@@ -3,7 +3,7 @@
 //!
 //! Blobs live under `blobs/sha256/` (`content/s3.rs`). This module holds
 //! what the nodes tell each other through small objects next to them:
-//! hosted records (`records.rs`: `hosted/<name>`, `repos/<name>/tags/<tag>`,
+//! hosted records (`records.rs`: `hosted/<name>/_`, `repos/<name>/tags/<tag>`,
 //! `repos/<name>/manifests/<digest>`, `repos/<name>/layers/<digest>`), the
 //! `gc-lease` naming the one node that may delete shared objects
 //! (`lease.rs`), each node's live set (`live.rs`, `nodes/<id>/live`), and
@@ -43,6 +43,24 @@ impl std::fmt::Debug for Bucket {
             .field("node_id", &self.node_id)
             .finish_non_exhaustive()
     }
+}
+
+/// How far a node's clock may run ahead of the bucket's before the leases it
+/// writes are cut short (see [`lease_deadline`]).
+pub const MAX_CLOCK_SKEW: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// When a lease object really lapses: its stated expiry (`expires_unix`,
+/// the writer's clock), but never later than `ttl` plus [`MAX_CLOCK_SKEW`]
+/// after the bucket last saw it written (`modified`). A holder writes an
+/// expiry at most `ttl` ahead and renews well before it, so a later one
+/// comes from a clock far ahead or was planted; trusting it would block
+/// every sweep (or fill) until then, years if need be.
+pub fn lease_deadline(expires_unix: u64, modified: i64, ttl: std::time::Duration) -> u64 {
+    let cap = u64::try_from(modified)
+        .unwrap_or(0)
+        .saturating_add(ttl.as_secs())
+        .saturating_add(MAX_CLOCK_SKEW.as_secs());
+    expires_unix.min(cap)
 }
 
 /// An object store failure as a store error (rendered as storage I/O by
@@ -282,4 +300,27 @@ fn etag_of(rel: &str, etag: Option<String>) -> Result<String, StoreError> {
             "s3: the bucket answered a write of {rel} without an ETag; conditional writes need one"
         ))))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_lease_lapses_by_its_expiry_or_soon_after_its_last_write() {
+        let ttl = Duration::from_secs(120);
+        let written = 1_000_000i64;
+        // An honest lease: its own expiry.
+        assert_eq!(lease_deadline(1_000_120, written, ttl), 1_000_120);
+        // A far-future one (a clock years ahead, or planted): cut back.
+        let cap = 1_000_000 + 120 + MAX_CLOCK_SKEW.as_secs();
+        assert_eq!(lease_deadline(u64::MAX, written, ttl), cap);
+        assert_eq!(lease_deadline(4_000_000_000, written, ttl), cap);
+        // A bucket clock before the epoch does not wrap.
+        assert_eq!(
+            lease_deadline(u64::MAX, -5, ttl),
+            120 + MAX_CLOCK_SKEW.as_secs()
+        );
+    }
 }

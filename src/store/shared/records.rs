@@ -1,5 +1,5 @@
 //! Hosted records as small objects, so a push on one node is visible to
-//! every node: `hosted/<name>` (the name holds pushed content),
+//! every node: `hosted/<name>/_` (the name holds pushed content),
 //! `repos/<name>/tags/<tag>` (the digest it names),
 //! `repos/<name>/manifests/<digest>` (the manifest bytes, served type as the
 //! object's Content-Type), `repos/<name>/layers/<digest>` (a blob pushed
@@ -44,6 +44,17 @@ pub struct RecordedManifest {
     pub media_type: String,
 }
 
+/// The last component of a `hosted/` record: never a name's component (those
+/// start with a letter or digit), so `hosted/team/_` and
+/// `hosted/team/app/_` coexist. A record at `hosted/team` itself would be
+/// both an object and the prefix of `hosted/team/app`, which MinIO refuses
+/// (`XMinioParentIsObject`): pushing `team/app` after `team` would fail.
+const HOSTED_LEAF: &str = "/_";
+
+fn hosted_key(repo: &str) -> String {
+    format!("hosted/{repo}{HOSTED_LEAF}")
+}
+
 fn tag_key(repo: &str, tag: &str) -> String {
     format!("repos/{repo}/tags/{tag}")
 }
@@ -73,7 +84,7 @@ impl Records {
 
     /// Records that `repo` holds pushed content.
     pub async fn publish_hosted(&self, repo: &RepoName) -> Result<(), StoreError> {
-        let rel = format!("hosted/{repo}");
+        let rel = hosted_key(repo.as_str());
         self.bucket
             .create(&rel, Bytes::from(self.bucket.node_id().to_owned()))
             .await
@@ -82,7 +93,11 @@ impl Records {
 
     /// Whether some node recorded `repo` as holding pushed content.
     pub async fn is_hosted(&self, repo: &RepoName) -> Result<bool, StoreError> {
-        Ok(self.bucket.head(&format!("hosted/{repo}")).await?.is_some())
+        Ok(self
+            .bucket
+            .head(&hosted_key(repo.as_str()))
+            .await?
+            .is_some())
     }
 
     /// Records a manifest (before any tag names it).
@@ -257,7 +272,10 @@ impl Records {
             .list_all("hosted/")
             .await?
             .into_iter()
-            .filter_map(|rel| rel.strip_prefix("hosted/").map(str::to_owned))
+            .filter_map(|rel| {
+                let name = rel.strip_prefix("hosted/")?;
+                Some(name.strip_suffix(HOSTED_LEAF)?.to_owned())
+            })
             .filter(|n| n.parse::<RepoName>().is_ok())
             .collect();
         names.sort();

@@ -58,6 +58,10 @@ pub const PUBLISHES_AT_ONCE: usize = 16;
 /// small one (MinIO on one host) refuses. Streams already open are not
 /// limited, so a slow client never holds others up.
 pub const OPENS_AT_ONCE: usize = 64;
+/// How often a commit that found its object already in the bucket checks
+/// whether a shared gc sweep still runs, and how long it waits at most.
+const SWEEP_POLL: Duration = Duration::from_millis(500);
+const SWEEP_WAIT_LIMIT: Duration = Duration::from_secs(300);
 /// Retries of one bucket request, and how long they may take in all: a
 /// bucket outage fails requests in seconds instead of holding clients for
 /// object_store's default three minutes.
@@ -159,6 +163,48 @@ impl S3Backend {
         self.s3.clone()
     }
 
+    /// A commit that found its object in the bucket already (an old upload,
+    /// maybe of content every node has since deleted) while a shared sweep
+    /// runs: that sweep may have read this node's live set before the
+    /// commit began and may delete the object, old enough and named by no
+    /// set it read. So the commit waits for the sweep to end (it is in this
+    /// node's live sets from now on: in commit, then in the index), then
+    /// makes sure the object is there, uploading it again from the staged
+    /// file if the sweep took it. A sweep that starts later sees the digest
+    /// in this node's set.
+    async fn outlast_sweep(
+        &self,
+        path: &Path,
+        size: u64,
+        digest: &Digest,
+    ) -> Result<(), StoreError> {
+        let bucket = crate::store::shared::Bucket::new(
+            self.s3.clone(),
+            &self.settings.prefix,
+            &self.settings.node_id,
+        );
+        let deadline = tokio::time::Instant::now() + SWEEP_WAIT_LIMIT;
+        let mut waited = false;
+        while crate::store::shared::lease::sweep_running(&bucket).await? {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(StoreError::Io(Arc::new(std::io::Error::other(format!(
+                    "{digest} is in the bucket, but a gc sweep has been running for {}s; try again later",
+                    SWEEP_WAIT_LIMIT.as_secs()
+                )))));
+            }
+            waited = true;
+            tokio::time::sleep(SWEEP_POLL).await;
+        }
+        if waited && self.head(digest).await? != Some(size) {
+            tracing::info!(digest = %digest, "a gc sweep took an object this commit found; uploading it again");
+            if self.upload(path, size, digest).await? {
+                // Someone else uploaded it meanwhile: same digest, same bytes.
+                tracing::debug!(digest = %digest, "uploaded again by another node meanwhile");
+            }
+        }
+        Ok(())
+    }
+
     /// The object of `digest`.
     fn key(&self, digest: &Digest) -> Key {
         Key::from(format!(
@@ -207,8 +253,9 @@ impl S3Backend {
         }
     }
 
-    /// Uploads the staged file at `path` (`size` bytes) as `digest`'s object.
-    async fn upload(&self, path: &Path, size: u64, digest: &Digest) -> Result<(), StoreError> {
+    /// Uploads the staged file at `path` (`size` bytes) as `digest`'s object;
+    /// whether the object was there already (then nothing was written).
+    async fn upload(&self, path: &Path, size: u64, digest: &Digest) -> Result<bool, StoreError> {
         let key = self.key(digest);
         if size <= PART_SIZE as u64 {
             let p = path.to_owned();
@@ -218,13 +265,14 @@ impl S3Backend {
                 ..Default::default()
             };
             return match self.s3.put_opts(&key, PutPayload::from(bytes), opts).await {
-                Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
+                Ok(_) => Ok(false),
+                Err(object_store::Error::AlreadyExists { .. }) => Ok(true),
                 Err(e) => Err(failed("put", e)),
             };
         }
         // Another node may have uploaded it already: same digest, same bytes.
         if self.head(digest).await? == Some(size) {
-            return Ok(());
+            return Ok(true);
         }
         let part = (PART_SIZE as u64).max(size.div_ceil(MAX_PARTS)) as usize;
         let mut upload = self
@@ -269,7 +317,7 @@ impl S3Backend {
                     .complete()
                     .await
                     .map_err(|e| failed("multipart complete", e))?;
-                Ok(())
+                Ok(false)
             }
             Err(e) => {
                 if let Err(abort) = upload.abort().await {
@@ -404,7 +452,10 @@ impl BlobBackend for S3Backend {
             let size = tokio::task::spawn_blocking(move || std::fs::metadata(p))
                 .await??
                 .len();
-            self.upload(&path, size, digest).await
+            if self.upload(&path, size, digest).await? {
+                self.outlast_sweep(&path, size, digest).await?;
+            }
+            Ok(())
         })
     }
 

@@ -91,6 +91,13 @@ async fn read(bucket: &Bucket) -> Result<Option<(LeaseBody, Option<String>)>, St
     Ok(Some((body, small.etag)))
 }
 
+/// Whether a node holds the lease now (a sweep may be deleting).
+pub async fn sweep_running(bucket: &Bucket) -> Result<bool, StoreError> {
+    Ok(read(bucket)
+        .await?
+        .is_some_and(|(b, _)| b.expires_unix > unix_now()))
+}
+
 /// The mark of the current lease, if any: what a node polls to learn that a
 /// sweep wants its live set now.
 pub async fn current_mark(bucket: &Bucket) -> Result<Option<u64>, StoreError> {

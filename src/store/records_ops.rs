@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use redb::ReadableTable as _;
 
 use super::meta::{Origin, TagRecord, decode, encode};
 use super::{Store, StoreError, manifest_cache, tables, unix_now};
@@ -190,14 +191,33 @@ impl Store {
         }
     }
 
+    /// This node's row is read before the record and replaced only if it is
+    /// still what was read: a push on this node landing in between (its
+    /// record, then its row) is never undone by an older record.
     async fn follow_tag(&self, repo: &RepoName, tag: &Tag) -> Result<(), StoreError> {
         let Some(records) = &self.records else {
             return Ok(());
         };
+        let local = self.tag_row(repo, tag).await?;
         let recorded = records.tag(repo, tag.as_str()).await?;
+        match (recorded, &local) {
+            (None, None) => Ok(()),
+            (Some(d), Some(l)) if d.to_string() == *l => Ok(()),
+            (None, Some(_)) => self.swap_tag_row(repo, tag, local, None).await,
+            (Some(d), _) => {
+                if !self.adopt_manifest(repo, &d, 0).await? {
+                    tracing::warn!(repo = %repo, tag = %tag, digest = %d, "a tag record names a manifest with no record; ignored");
+                    return Ok(());
+                }
+                self.swap_tag_row(repo, tag, local, Some(&d)).await
+            }
+        }
+    }
+
+    /// The digest this node's row of `tag` names.
+    async fn tag_row(&self, repo: &RepoName, tag: &Tag) -> Result<Option<String>, StoreError> {
         let (r, t) = (repo.to_string(), tag.to_string());
-        let local = self
-            .meta
+        self.meta
             .read(move |txn| {
                 Ok(txn
                     .open_table(tables::TAGS)?
@@ -206,50 +226,47 @@ impl Store {
                     .transpose()?
                     .map(|rec| rec.digest))
             })
-            .await?;
-        match (recorded, local) {
-            (None, None) => Ok(()),
-            (Some(d), Some(l)) if d.to_string() == l => Ok(()),
-            (None, Some(_)) => self.drop_tag_row(repo, tag).await,
-            (Some(d), _) => {
-                if !self.adopt_manifest(repo, &d, 0).await? {
-                    tracing::warn!(repo = %repo, tag = %tag, digest = %d, "a tag record names a manifest with no record; ignored");
-                    return Ok(());
-                }
-                self.set_tag_row(repo, tag, &d).await
-            }
-        }
-    }
-
-    /// Removes this node's row of a tag another node deleted.
-    async fn drop_tag_row(&self, repo: &RepoName, tag: &Tag) -> Result<(), StoreError> {
-        let (r, t) = (repo.to_string(), tag.to_string());
-        self.meta
-            .write(move |txn| {
-                txn.open_table(tables::TAGS)?
-                    .remove((r.as_str(), t.as_str()))?;
-                Ok(())
-            })
             .await
     }
 
-    /// Points this node's row of `tag` at `digest` (a manifest it holds).
-    async fn set_tag_row(
+    /// Points this node's row of `tag` at `digest` (a manifest it holds), or
+    /// removes it (`None`), only if the row still names `expected`.
+    async fn swap_tag_row(
         &self,
         repo: &RepoName,
         tag: &Tag,
-        digest: &Digest,
+        expected: Option<String>,
+        digest: Option<&Digest>,
     ) -> Result<(), StoreError> {
         let (r, t) = (repo.to_string(), tag.to_string());
-        let rec = encode(&TagRecord {
-            digest: digest.to_string(),
-            updated: unix_now(),
-            checked: None,
-        })?;
+        let rec = digest
+            .map(|d| {
+                encode(&TagRecord {
+                    digest: d.to_string(),
+                    updated: unix_now(),
+                    checked: None,
+                })
+            })
+            .transpose()?;
         self.meta
             .write(move |txn| {
-                txn.open_table(tables::TAGS)?
-                    .insert((r.as_str(), t.as_str()), rec.as_slice())?;
+                let mut tags = txn.open_table(tables::TAGS)?;
+                let now = tags
+                    .get((r.as_str(), t.as_str()))?
+                    .map(|v| decode::<TagRecord>(v.value()))
+                    .transpose()?
+                    .map(|rec| rec.digest);
+                if now != expected {
+                    return Ok(());
+                }
+                match &rec {
+                    Some(rec) => {
+                        tags.insert((r.as_str(), t.as_str()), rec.as_slice())?;
+                    }
+                    None => {
+                        tags.remove((r.as_str(), t.as_str()))?;
+                    }
+                }
                 Ok(())
             })
             .await

@@ -478,3 +478,48 @@ async fn a_bucket_that_dies_fails_requests_quickly_and_keeps_nothing_half_pushed
     assert!(started.elapsed() < std::time::Duration::from_secs(120));
     w.stop().await;
 }
+
+/// No key in the configuration: the credentials come from the usual `AWS_*`
+/// environment, as the README says (moto accepts any key; the test shows
+/// the bucket is reached and written that way, with nothing in the config).
+#[test]
+fn credentials_from_the_aws_environment_reach_the_bucket() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(s3) = server(dir.path()) else { return };
+    let lines: String = s3
+        .storage_lines(BUCKET)
+        .lines()
+        .filter(|l| !l.starts_with("access_key_id") && !l.starts_with("secret_access_key_file"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(!lines.contains("access_key"), "{lines}");
+    let w = common::WharfProcess::spawn_env(
+        dir.path(),
+        &dir.path().join("data"),
+        "",
+        &lines,
+        "",
+        &[
+            ("AWS_ACCESS_KEY_ID", "from-the-environment"),
+            ("AWS_SECRET_ACCESS_KEY", "environment-secret"),
+        ],
+    );
+    let blob = bytes(7_000, 81);
+    let d = digest(&blob);
+    let client = reqwest::blocking::Client::new();
+    let r = client
+        .post(w.url(&format!("/v2/team/env/blobs/uploads/?digest={d}")))
+        .body(blob.clone())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201, "{:?}", r.text());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    assert_eq!(rt.block_on(object_size(&s3, &d)), Some(blob.len() as u64));
+    let back = client
+        .get(w.url(&format!("/v2/team/env/blobs/{d}")))
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    assert_eq!(back.as_ref(), blob.as_slice());
+}

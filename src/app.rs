@@ -199,6 +199,12 @@ async fn build(config: &Config) -> Result<Parts, AppError> {
         _ => None,
     };
     let (backend, bucket) = content_backend(config)?.unzip();
+    // The nodes on one bucket sign Bearer tokens with the bucket's key, so a
+    // token one node issued is good on every other.
+    let token_key = match &bucket {
+        Some(b) => Some(crate::store::shared::token_key::shared_token_key(b).await?),
+        None => None,
+    };
     let store = Arc::new(Store::open_on(&config.storage.root, backend, bucket).await?);
     // On a shared bucket, the node's live set is out before it serves: a
     // sweep by another node never deletes what this index names.
@@ -211,7 +217,11 @@ async fn build(config: &Config) -> Result<Parts, AppError> {
         }
     }
     let metrics = Arc::new(Metrics::new());
-    let auth = Arc::new(Authorizer::new(config, metrics.password_checks.clone())?);
+    let mut auth = Authorizer::new(config, metrics.password_checks.clone())?;
+    if let Some(key) = token_key {
+        auth = auth.with_token_key(key);
+    }
+    let auth = Arc::new(auth);
     let upstreams = Arc::new(build_upstreams(config)?);
     let peer_urls: Vec<String> = config.peer.iter().map(|p| p.url.clone()).collect();
     let peers = Arc::new(crate::upstream::peers::Peers::new(&peer_urls).map_err(|e| {

@@ -4,7 +4,9 @@
 //! a push whose requests a load balancer spreads over nodes works; tags
 //! moved or deleted on one node follow on the others; a node started on an
 //! empty data directory serves what the bucket holds, routed as hosted
-//! although a default upstream is configured.
+//! although a default upstream is configured; a Bearer token from one node
+//! is accepted by the others (the key in the bucket), and a key object that
+//! is not a key stops start-up.
 
 mod common;
 
@@ -14,6 +16,7 @@ use std::time::Duration;
 use common::image::{Image, OCI_INDEX, OCI_MANIFEST, index};
 use common::s3::{S3Server, have_s3_server};
 use common::{Wharf, bytes, digest, http};
+use object_store::ObjectStoreExt as _;
 use wharf::config::Config;
 
 const BUCKET: &str = "wharf-nodes";
@@ -345,4 +348,102 @@ async fn a_name_pushed_on_one_node_routes_as_hosted_on_another_at_once_despite_a
         w.stop().await;
     }
     hub.stop().await;
+}
+
+/// A node with users and the token scheme (no anonymous pulls) on `bucket`
+/// under `prefix`.
+fn login_node_config(s3: &S3Server, root: &Path, users: &Path, prefix: &str) -> Config {
+    let text = format!(
+        "[hosted]\nonly = true\n[auth]\nhtpasswd = {:?}\nscheme = \"token\"\nanonymous_pull = false\n[[auth.rule]]\nusers = [\"dev\"]\nrepos = [\"team/*\"]\nactions = [\"pull\", \"push\"]\n[gc]\ninterval = \"0\"\n[storage]\nroot = {:?}\n{}prefix = {prefix:?}\n",
+        users.display().to_string(),
+        root.display().to_string(),
+        s3.storage_lines(BUCKET),
+    );
+    Config::parse(&text, Path::new("node.toml")).expect("a node configuration parses")
+}
+
+/// A load balancer without sticky sessions sends a client's `/token` request
+/// to one node and its pushes and pulls to others: the nodes on one bucket
+/// sign with the bucket's key, so every node accepts the token, also after
+/// a restart; a node on another prefix (another registry) refuses it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_one_node_issued_is_accepted_by_the_others_and_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(s3) = server(dir.path()) else { return };
+    let users = dir.path().join("htpasswd");
+    common::htpasswd(&users, &[("dev", "secret")]);
+    let cfg =
+        |name: &str, prefix: &str| login_node_config(&s3, &dir.path().join(name), &users, prefix);
+    let a = Wharf::start_config_unchecked(cfg("a", "")).await;
+    let b = Wharf::start_config_unchecked(cfg("b", "")).await;
+    let elsewhere = Wharf::start_config_unchecked(cfg("elsewhere", "other/")).await;
+
+    let scope = "repository:team/app:pull,push";
+    let t = common::token(&a, Some(("dev", "secret")), &[scope]).await;
+    // Pushed through b with a's token, pulled through a.
+    assert_eq!(
+        common::As::bearer(&b, t.clone())
+            .push_image("team/app", "v1", b"shared key")
+            .await,
+        201
+    );
+    let pulled = common::As::bearer(&a, t.clone())
+        .req(reqwest::Method::GET, "/v2/team/app/manifests/v1")
+        .header("accept", OCI_MANIFEST)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pulled.status(), 200);
+    // Another registry (prefix) has a key of its own.
+    let refused = common::As::bearer(&elsewhere, t.clone())
+        .status(reqwest::Method::GET, "/v2/team/app/tags/list")
+        .await;
+    assert_eq!(refused, 401);
+    // A forged token (right claims, another key) is refused by every node.
+    let (claims, _) = t.split_once('.').unwrap();
+    let forged = format!("{claims}.{}", "A".repeat(43));
+    for w in [&a, &b] {
+        let s = common::As::bearer(w, forged.clone())
+            .status(reqwest::Method::GET, "/v2/team/app/tags/list")
+            .await;
+        assert_eq!(s, 401);
+    }
+
+    // The key outlives the nodes: b restarted still takes a's token.
+    let b_addr = b.addr;
+    b.stop().await;
+    let b = Wharf::restart_at(cfg("b", ""), b_addr).await;
+    let s = common::As::bearer(&b, t)
+        .status(reqwest::Method::GET, "/v2/team/app/tags/list")
+        .await;
+    assert_eq!(s, 200);
+    for w in [a, b, elsewhere] {
+        w.stop().await;
+    }
+}
+
+/// A token key object that is not a key (planted, or cut short) stops the
+/// node's start naming the object, instead of signing with a key the other
+/// nodes do not share.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_key_object_that_is_not_a_key_stops_start_up_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(s3) = server(dir.path()) else { return };
+    let users = dir.path().join("htpasswd");
+    common::htpasswd(&users, &[("dev", "secret")]);
+    s3.store(BUCKET)
+        .put(
+            &object_store::path::Path::from("bad/auth/token-key"),
+            object_store::PutPayload::from(b"0123\n".to_vec()),
+        )
+        .await
+        .unwrap();
+    let cfg = login_node_config(&s3, &dir.path().join("n"), &users, "bad/");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    let err = wharf::app::run(cfg, listener, rx)
+        .await
+        .expect_err("a node does not start on a bucket whose token key is junk")
+        .to_string();
+    assert!(err.contains("bad/auth/token-key"), "{err}");
 }

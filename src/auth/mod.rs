@@ -100,7 +100,13 @@ pub enum Denial {
 pub struct Authorizer {
     policy: RwLock<Arc<Policy>>,
     users: RwLock<Option<Arc<Users>>>,
+    /// Signs registry Bearer tokens: a per-process key, or the key the nodes
+    /// on one bucket share ([`Authorizer::with_token_key`]).
     tokens: TokenSigner,
+    /// Signs web page sessions and their CSRF fields: always this process's
+    /// own key, since logouts are remembered per process (a session another
+    /// node issued is not one this node could end).
+    sessions: TokenSigner,
     guard: LoginGuard,
     /// bcrypt runs, shared with `/metrics`.
     password_checks: prometheus_client::metrics::counter::Counter,
@@ -140,11 +146,20 @@ impl Authorizer {
             policy: RwLock::new(Arc::new(Policy::from_config(&config.auth, &upstreams))),
             users: RwLock::new(load_users(&config.auth)?),
             tokens: TokenSigner::new(),
+            sessions: TokenSigner::new(),
             guard: LoginGuard::new(),
             password_checks,
             upstreams,
             ended_sessions: Default::default(),
         })
+    }
+
+    /// Signs and verifies registry tokens with `key` instead of a key of this
+    /// process: the nodes on one shared bucket all use the bucket's key, so a
+    /// token from one node is accepted by the others.
+    pub fn with_token_key(mut self, key: [u8; 32]) -> Authorizer {
+        self.tokens = TokenSigner::with_key(key);
+        self
     }
 
     /// Applies a new `[auth]` (SIGHUP): rules, anonymous access, admins and the
@@ -270,7 +285,8 @@ impl Authorizer {
                 .tokens
                 .verify(t.trim(), crate::store::unix_now())
                 .map_err(|e| bad(&e.to_string()))?;
-            // The same key signs web sessions: one is never a registry token.
+            // A web session is never a registry token (its audience differs,
+            // and so does its key unless the two ever share one).
             if claims.aud != token::SERVICE {
                 return Err(bad("not a registry token"));
             }

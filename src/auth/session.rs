@@ -1,7 +1,9 @@
 //! Web page sessions: a signed, expiring cookie value and the CSRF field
-//! derived from it. Both use the token key ([`super::token::TokenSigner`]), so
-//! nothing is stored per login (no server-side map that grows with logins)
-//! and sessions end with the process, like tokens. A session has an audience
+//! derived from it. Both are signed with a key of this process (a
+//! [`super::token::TokenSigner`] of their own), so nothing is stored per
+//! login (no server-side map that grows with logins) and sessions end with
+//! the process. Unlike registry tokens, sessions are never shared by the
+//! nodes on one bucket: a logout is remembered by the node that took it. A session has an audience
 //! of its own ([`SESSION_AUDIENCE`]): the registry refuses it as a Bearer
 //! token, and a registry token is not a session.
 
@@ -98,7 +100,7 @@ impl Authorizer {
         let mut nonce = [0u8; 12];
         let _ = getrandom::fill(&mut nonce);
         let nonce: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
-        self.tokens.issue(&Claims {
+        self.sessions.issue(&Claims {
             sub: user.unwrap_or_default().to_owned(),
             aud: SESSION_AUDIENCE.into(),
             iat: now,
@@ -119,7 +121,7 @@ impl Authorizer {
     /// expired, a session (not a registry token), and its user still in the
     /// htpasswd file with the same password.
     pub fn session(&self, cookie: &str, now: u64) -> Option<Session> {
-        let claims = self.tokens.verify(cookie, now).ok()?;
+        let claims = self.sessions.verify(cookie, now).ok()?;
         if claims.aud != SESSION_AUDIENCE {
             return None;
         }
@@ -152,7 +154,7 @@ impl Authorizer {
     /// when that many are live the user holding the most gives up their
     /// oldest, so nobody's logouts push another user's out.
     pub fn end_session(&self, cookie: &str, now: u64) {
-        let Ok(claims) = self.tokens.verify(cookie, now) else {
+        let Ok(claims) = self.sessions.verify(cookie, now) else {
             return;
         };
         let Some(user) = claims.user() else {
@@ -179,12 +181,13 @@ impl Authorizer {
 
     /// The CSRF field every form of a session carries.
     pub fn csrf_token(&self, cookie: &str) -> String {
-        self.tokens.tag(&[CSRF_CONTEXT, cookie.as_bytes()].concat())
+        self.sessions
+            .tag(&[CSRF_CONTEXT, cookie.as_bytes()].concat())
     }
 
     /// Whether `token` is the CSRF field of the session `cookie` (constant time).
     pub fn check_csrf(&self, cookie: &str, token: &str) -> bool {
-        self.tokens
+        self.sessions
             .check_tag(&[CSRF_CONTEXT, cookie.as_bytes()].concat(), token)
     }
 
@@ -193,7 +196,9 @@ impl Authorizer {
     pub fn seal(&self, text: &str) -> String {
         use base64::Engine as _;
         let body = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text);
-        let tag = self.tokens.tag(&[FLASH_CONTEXT, body.as_bytes()].concat());
+        let tag = self
+            .sessions
+            .tag(&[FLASH_CONTEXT, body.as_bytes()].concat());
         format!("{body}.{tag}")
     }
 
@@ -203,7 +208,7 @@ impl Authorizer {
         use base64::Engine as _;
         let (body, tag) = sealed.split_once('.')?;
         if !self
-            .tokens
+            .sessions
             .check_tag(&[FLASH_CONTEXT, body.as_bytes()].concat(), tag)
         {
             return None;
@@ -276,6 +281,27 @@ mod tests {
         assert_eq!(a.unseal(&sealed).as_deref(), Some("deleted team/app:1"));
         assert_eq!(a.unseal(&sealed.replace('.', "x.")), None);
         assert_eq!(a.unseal("ZGF0YQ.AAAA"), None);
+    }
+
+    /// Nodes on one bucket share the registry token key, not the session
+    /// key: a logout is remembered only by the node that took it, so a
+    /// session from one node must not be good on another (its logout there
+    /// would not end it).
+    #[test]
+    fn a_shared_token_key_shares_tokens_not_sessions() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = [7u8; 32];
+        let a = authorizer(dir.path()).with_token_key(key);
+        let b = authorizer(dir.path()).with_token_key(key);
+        let now = crate::store::unix_now();
+        let s = a.issue_session(Some("alice"), now);
+        assert!(a.session(&s, now + 1).is_some());
+        assert!(b.session(&s, now + 1).is_none());
+        assert!(!b.check_csrf(&s, &a.csrf_token(&s)));
+        let (token, _) = a.issue_token(Some("alice"), false, &[], |_| Vec::new());
+        assert_eq!(b.tokens.verify(&token, now).unwrap().sub, "alice");
+        let lone = authorizer(dir.path());
+        assert!(lone.tokens.verify(&token, now).is_err());
     }
 
     /// A logout must stay remembered whatever others do: anonymous visitors

@@ -1,7 +1,8 @@
 //! Bearer tokens in the Docker Hub flow: `/token` grants a signed, short-lived
 //! token listing exactly the scopes the user's rules allow; registry requests
 //! present it. Format: `base64url(claims JSON) "." base64url(HMAC-SHA256)`, with a
-//! key made at start (tokens do not outlive the process; clients fetch new ones).
+//! key made at start (tokens do not outlive the process; clients fetch new ones),
+//! or the key the nodes on one bucket share (`store/shared/token_key.rs`).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -108,7 +109,7 @@ pub enum TokenError {
     Expired,
 }
 
-/// Signs and verifies tokens with a per-process key.
+/// Signs and verifies tokens with one key: a per-process one by default.
 pub struct TokenSigner {
     key: [u8; 32],
 }
@@ -124,6 +125,11 @@ impl TokenSigner {
     pub fn new() -> TokenSigner {
         let mut key = [0u8; 32];
         let _ = getrandom::fill(&mut key);
+        TokenSigner { key }
+    }
+
+    /// A signer with a given key (the one the nodes on a bucket share).
+    pub fn with_key(key: [u8; 32]) -> TokenSigner {
         TokenSigner { key }
     }
 

@@ -8,13 +8,15 @@
 //! `gc-lease` naming the one node that may delete shared objects
 //! (`lease.rs`), each node's live set (`live.rs`, `nodes/<id>/live`), and
 //! fill leases (`fill_lease.rs`: `fills/<hex>`, which node downloads a blob
-//! they all miss).
+//! they all miss), and the Bearer-token key every node signs with
+//! (`token_key.rs`, `auth/token-key`).
 //! Every key is under the configured prefix; [`Bucket`] adds it.
 
 pub mod fill_lease;
 pub mod lease;
 pub mod live;
 pub mod records;
+pub mod token_key;
 
 use std::sync::Arc;
 

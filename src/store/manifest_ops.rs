@@ -314,7 +314,7 @@ impl Store {
 
     /// [`Store::manifest_info`] for a repository routed as hosted: on a
     /// shared bucket, a tag follows its record once this node's copy is
-    /// [`TAG_TTL`](super::records_ops::TAG_TTL) old, and a digest this node
+    /// [`TAG_TTL`](super::records_follow::TAG_TTL) old, and a digest this node
     /// lacks is read from its record (another node's push).
     pub async fn hosted_manifest_info(
         &self,

@@ -43,6 +43,7 @@ mod closure;
 mod commits;
 mod evict_ops;
 mod gc_ops;
+mod hosted_names;
 mod import_ops;
 mod labels;
 mod manifest_cache;
@@ -51,7 +52,8 @@ mod manifest_rows;
 mod pacer;
 mod pin_ops;
 mod reconcile;
-mod records_ops;
+mod records_follow;
+mod records_publish;
 mod replication_ops;
 mod sweep;
 mod sync_ops;
@@ -259,7 +261,7 @@ pub struct Store {
     /// node is alone on its files).
     records: Option<shared::Records>,
     /// When each shared hosted tag was last compared with its record.
-    tag_checks: records_ops::TagChecks,
+    tag_checks: records_follow::TagChecks,
 }
 
 impl crate::oci::routing::NameFacts for Store {

@@ -1,6 +1,6 @@
-//! Hosted records shared with the other nodes on a bucket
-//! (`shared/records.rs`): this node writes them after its own index
-//! committed, and reads them where its index misses or a tag is older than
+//! Following the hosted records other nodes on a bucket write
+//! (`shared/records.rs`; this node's own go out in `records_publish.rs`):
+//! they are read where this node's index misses or a tag is older than
 //! [`TAG_TTL`], so a push on one node is pulled from any other at once by
 //! digest and within the TTL by tag. On files (`records` is `None`) every
 //! method here is a no-op.
@@ -9,7 +9,6 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use redb::ReadableTable as _;
 
 use super::meta::{Origin, TagRecord, decode, encode};
@@ -35,7 +34,7 @@ pub(super) struct TagChecks {
 impl TagChecks {
     /// Whether the tag behind `key` is due a check, and if so, counts it as
     /// checked now (so concurrent requests check it once).
-    fn claim(&self, key: &str) -> bool {
+    pub(super) fn claim(&self, key: &str) -> bool {
         let Ok(mut at) = self.at.lock() else {
             return true;
         };
@@ -54,7 +53,7 @@ impl TagChecks {
     }
 
     /// Counts the tag behind `key` as checked now (this node just wrote it).
-    fn mark(&self, key: &str) {
+    pub(super) fn mark(&self, key: &str) {
         if let Ok(mut at) = self.at.lock() {
             if at.len() >= MAX_CHECKED {
                 at.clear();
@@ -69,83 +68,8 @@ impl Store {
     /// shared bucket but one this node mirrors (a name another node just
     /// pushed to may not be known here as hosted yet; the request was routed
     /// as hosted all the same).
-    fn shares(&self, repo: &RepoName) -> bool {
+    pub(super) fn shares(&self, repo: &RepoName) -> bool {
         self.records.is_some() && !crate::oci::routing::NameFacts::is_mirrored(self, repo.as_str())
-    }
-
-    /// Writes the records of a manifest this node just stored: the name, the
-    /// manifest, then the tag (a tag never names a manifest other nodes
-    /// cannot read).
-    pub(super) async fn publish_manifest(
-        &self,
-        repo: &RepoName,
-        digest: &Digest,
-        body: Bytes,
-        view: &ManifestView,
-        tag: Option<&Tag>,
-    ) -> Result<(), StoreError> {
-        let Some(records) = &self.records else {
-            return Ok(());
-        };
-        records.publish_hosted(repo).await?;
-        records
-            .publish_manifest(repo, digest, body, &view.media_type)
-            .await?;
-        if let Some(subject) = &view.subject {
-            records
-                .publish_referrer(repo, &subject.digest, digest)
-                .await?;
-        }
-        if let Some(t) = tag {
-            self.tag_checks.mark(&manifest_cache::reference_key(
-                repo.as_str(),
-                &Reference::Tag(t.clone()),
-            ));
-            records.publish_tag(repo, t.as_str(), digest).await?;
-        }
-        Ok(())
-    }
-
-    /// Writes the record of a blob pushed or mounted into `repo`, so another
-    /// node answers its HEAD (a client checks each blob before it pushes a
-    /// manifest, maybe through another node).
-    pub(super) async fn publish_layer(
-        &self,
-        repo: &RepoName,
-        digest: &Digest,
-    ) -> Result<(), StoreError> {
-        let Some(records) = &self.records else {
-            return Ok(());
-        };
-        records.publish_hosted(repo).await?;
-        records.publish_layer(repo, digest).await
-    }
-
-    /// Removes the records of what this node just deleted.
-    pub(super) async fn unpublish(
-        &self,
-        repo: &RepoName,
-        reference: &Reference,
-    ) -> Result<(), StoreError> {
-        let Some(records) = self.records.as_ref().filter(|_| self.shares(repo)) else {
-            return Ok(());
-        };
-        match reference {
-            Reference::Tag(t) => records.remove_tag(repo, t.as_str()).await,
-            Reference::Digest(d) => records.remove_manifest(repo, d).await,
-        }
-    }
-
-    /// Removes the record of a blob unlinked from `repo`.
-    pub(super) async fn unpublish_layer(
-        &self,
-        repo: &RepoName,
-        digest: &Digest,
-    ) -> Result<(), StoreError> {
-        match self.records.as_ref().filter(|_| self.shares(repo)) {
-            Some(records) => records.remove_layer(repo, digest).await,
-            None => Ok(()),
-        }
     }
 
     /// Before a lookup of `reference` in a shared hosted repository: a tag
@@ -417,87 +341,5 @@ impl Store {
             Some(records) => records.tags(repo).await.map(Some),
             None => Ok(None),
         }
-    }
-
-    /// Before a request for `repo` is routed: a name this node does not know
-    /// as hosted is looked up in the records (at most once per [`TAG_TTL`]
-    /// per name), so a name another node just pushed to for the first time
-    /// is routed as hosted here at once, never to the default upstream
-    /// (which may hold another image under that name). A bucket that does
-    /// not answer leaves routing as it is, with a warning.
-    pub async fn learn_hosted_name(&self, repo: &RepoName) {
-        let Some(records) = &self.records else {
-            return;
-        };
-        if self.is_pushed_repo(repo.as_str())
-            || crate::oci::routing::NameFacts::is_mirrored(self, repo.as_str())
-            || !self.tag_checks.claim(&format!("hosted/{repo}"))
-        {
-            return;
-        }
-        match records.is_hosted(repo).await {
-            Ok(false) => {}
-            Ok(true) => {
-                let name = repo.to_string();
-                let written = self
-                    .meta
-                    .write(move |txn| {
-                        super::blob_ops::ensure_repo(txn, &name, Origin::Pushed)?;
-                        Ok(())
-                    })
-                    .await;
-                match written {
-                    Ok(()) => self.mark_pushed(repo),
-                    Err(e) => {
-                        tracing::warn!(repo = %repo, error = %e, "could not record a name another node hosts")
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::warn!(repo = %repo, error = %e, "could not ask the bucket whether another node hosts this name")
-            }
-        }
-    }
-
-    /// Learns the names other nodes hold pushed content under (the
-    /// `hosted/` records), so routing, the catalog and the web page treat
-    /// them as hosted here too; how many were new. A name this node mirrors
-    /// stays mirrored (and is logged). Start-up calls it before serving (a
-    /// node on an empty data directory knows every hosted name), then it
-    /// runs every few seconds.
-    pub async fn learn_hosted_names(&self) -> Result<usize, StoreError> {
-        let Some(records) = &self.records else {
-            return Ok(0);
-        };
-        let mut fresh = Vec::new();
-        for name in records.hosted().await? {
-            if self.is_pushed_repo(&name) {
-                continue;
-            }
-            let Ok(repo) = name.parse::<RepoName>() else {
-                continue;
-            };
-            if crate::oci::routing::NameFacts::is_mirrored(self, &name) {
-                tracing::warn!(repo = %name, "another node holds pushed content under a name this node mirrors; it stays mirrored here");
-                continue;
-            }
-            fresh.push(repo);
-        }
-        if fresh.is_empty() {
-            return Ok(0);
-        }
-        let names: Vec<String> = fresh.iter().map(ToString::to_string).collect();
-        self.meta
-            .write(move |txn| {
-                for n in &names {
-                    super::blob_ops::ensure_repo(txn, n, Origin::Pushed)?;
-                }
-                Ok(())
-            })
-            .await?;
-        for repo in &fresh {
-            self.mark_pushed(repo);
-        }
-        Ok(fresh.len())
     }
 }

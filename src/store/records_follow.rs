@@ -99,7 +99,7 @@ impl Store {
         let Some(records) = &self.records else {
             return Ok(());
         };
-        if !self.holds_manifest(repo, digest).await? || records.has_manifest(repo, digest).await? {
+        if !self.has_manifest(repo, digest).await? || records.has_manifest(repo, digest).await? {
             return Ok(());
         }
         match self
@@ -223,7 +223,7 @@ impl Store {
             let Some(records) = &self.records else {
                 return Ok(false);
             };
-            if self.holds_manifest(repo, digest).await? {
+            if self.has_manifest(repo, digest).await? {
                 return Ok(true);
             }
             let Some(rec) = records.manifest(repo, digest).await? else {
@@ -250,19 +250,6 @@ impl Store {
                 .await?;
             Ok(true)
         })
-    }
-
-    /// Whether this node's index has manifest `digest` in `repo`.
-    async fn holds_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool, StoreError> {
-        let (r, d) = (repo.to_string(), digest.to_string());
-        self.meta
-            .read(move |txn| {
-                Ok(txn
-                    .open_table(tables::MANIFESTS)?
-                    .get((r.as_str(), d.as_str()))?
-                    .is_some())
-            })
-            .await
     }
 
     /// After a local miss of a blob in a shared hosted repository: adopts it

@@ -422,3 +422,66 @@ async fn a_node_killed_mid_upload_leaves_nothing_half_visible_to_either_node() {
     assert_eq!(digest(&got.bytes().await.unwrap()), dg);
     b.stop().await;
 }
+
+/// Runs one collection on `w`, dry or not; its report.
+async fn gc_dry(w: &Wharf, dry_run: bool) -> Value {
+    let r = http()
+        .post(w.url("/_wharf/v1/gc"))
+        .json(&serde_json::json!({ "dry_run": dry_run }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+/// A node killed mid-download leaves its fill lease (`fills/<hex>`): the
+/// sweep removes a lease that lapsed longer than the grace ago (and one
+/// that is not a lease at all, once older than the grace), never one a
+/// live download holds; a dry run only counts them.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sweep_removes_fill_leases_dead_nodes_left_and_keeps_live_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(s3) = server(dir.path()) else { return };
+    let w = Wharf::start_config(node_config(&s3, &dir.path().join("a"))).await;
+    let hex = |seed: &[u8]| digest(seed).trim_start_matches("sha256:").to_owned();
+    let (dead, junk, live) = (hex(b"dead"), hex(b"junk"), hex(b"live"));
+    put_object(
+        &s3,
+        &format!("fills/{dead}"),
+        br#"{"node":"killed","expires_unix":1000}"#.to_vec(),
+    )
+    .await;
+    put_object(&s3, &format!("fills/{junk}"), b"not a lease".to_vec()).await;
+    past_grace().await;
+    // Written after the grace passed, as a live holder renews it: a minute
+    // ahead.
+    let ahead = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 60;
+    put_object(
+        &s3,
+        &format!("fills/{live}"),
+        format!(r#"{{"node":"busy","expires_unix":{ahead}}}"#).into_bytes(),
+    )
+    .await;
+
+    let report = gc_dry(&w, true).await;
+    assert_eq!(report["bucket"]["fill_leases_removed"], 2, "{report}");
+    assert!(
+        exists(&s3, &format!("fills/{dead}")).await,
+        "a dry run removes nothing"
+    );
+
+    let report = gc_dry(&w, false).await;
+    assert_eq!(report["bucket"]["fill_leases_removed"], 2, "{report}");
+    assert!(!exists(&s3, &format!("fills/{dead}")).await);
+    assert!(!exists(&s3, &format!("fills/{junk}")).await);
+    assert!(
+        exists(&s3, &format!("fills/{live}")).await,
+        "a live fill keeps its lease"
+    );
+    w.stop().await;
+}

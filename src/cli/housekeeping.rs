@@ -82,6 +82,11 @@ fn print_bucket(b: &Value, dry_run: bool) {
             )
         },
     );
+    let leases = b["fill_leases_removed"].as_u64().unwrap_or(0);
+    if leases > 0 {
+        let verb = if dry_run { "would remove" } else { "removed" };
+        println!("bucket sweep {verb} {leases} fill leases left by nodes that died mid-download");
+    }
 }
 
 /// Re-hashes every blob; prints each corrupt one with what it breaks. A

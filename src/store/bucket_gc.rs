@@ -20,7 +20,9 @@
 //!    manifest and the blobs, children and subject its bytes reference);
 //! 4. it lists `blobs/sha256/` (only gc lists the bucket; start-up never
 //!    does) and deletes, in bulk, objects in no set, named by no record,
-//!    and last modified before `M - grace`.
+//!    and last modified before `M - grace`;
+//! 5. it removes the fill leases (`fills/<hex>`) that lapsed before
+//!    `M - grace`: left by nodes that died mid-download.
 //!
 //! Why that is safe: an object modified before `M` existed before any node
 //! saw the mark, so a node answering the mark either has its row (in its
@@ -72,6 +74,9 @@ pub struct BucketSweep {
     pub deleted_bytes: u64,
     /// The first deleted digests, with sizes.
     pub deleted: Vec<(String, u64)>,
+    /// Fill leases (`fills/<hex>`) removed (would be, dry): left by nodes
+    /// that died mid-download, lapsed longer than the grace ago.
+    pub fill_leases_removed: u64,
 }
 
 impl Store {
@@ -219,6 +224,11 @@ impl Store {
                 }
             }
         }
+        // Leases of fills whose node died lapsed at least `grace` before the
+        // mark (bucket clock): nothing waits on them any more.
+        lease.keep().await?;
+        let before = u64::try_from(cutoff.div_euclid(1000)).unwrap_or(0);
+        out.fill_leases_removed = bucket.remove_lapsed_fill_leases(before, dry_run).await?;
         if out.deleted_objects > 0 {
             tracing::info!(
                 objects = out.deleted_objects,

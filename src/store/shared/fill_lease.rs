@@ -7,12 +7,16 @@
 //! taken over with an `If-Match` replace of the expired version, so exactly
 //! one node wins each race. Its holder renews it (`If-Match` its own
 //! version) while the download runs and deletes it when done, stored or
-//! failed; a holder that dies stops renewing, and the lease expires.
+//! failed; a holder that dies stops renewing, and the lease expires. The
+//! shared gc sweep removes leases that lapsed longer than the grace ago
+//! ([`Bucket::remove_lapsed_fill_leases`]), so a node killed mid-download
+//! leaves nothing behind for good.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 
 use super::Bucket;
@@ -25,6 +29,11 @@ pub const FILL_LEASE_TTL: Duration = Duration::from_secs(60);
 
 /// A lease object is a node id and a time: never more than this.
 const MAX_LEASE_BYTES: u64 = 4096;
+
+/// At most this many fill leases are read by one sweep, so a bucket
+/// holding a flood of them (planted) cannot make a sweep endless; the rest
+/// wait for the next sweep.
+pub const MAX_LEASES_PER_SWEEP: u64 = 10_000;
 
 /// The lease object's body.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -146,6 +155,49 @@ impl Bucket {
             node: "(contended)".into(),
             expires_unix: crate::store::unix_now().saturating_add(1),
         }))
+    }
+
+    /// Removes the fill leases that lapsed before `before_unix`: their
+    /// holder died mid-download, and nothing waits on them any more (a
+    /// waiting node takes a lapsed lease over, which rewrites it). A lease
+    /// that is not one counts as lapsed when it was written. At most
+    /// [`MAX_LEASES_PER_SWEEP`] are read; how many went (would go, dry).
+    pub async fn remove_lapsed_fill_leases(
+        &self,
+        before_unix: u64,
+        dry_run: bool,
+    ) -> Result<u64, StoreError> {
+        let mut listing = self.objects().list(Some(&self.key("fills")));
+        let (mut read, mut lapsed) = (0u64, Vec::new());
+        while let Some(item) = listing.next().await {
+            let meta = item.map_err(|e| super::failed("list", e))?;
+            let Some(rel) = self.rel(&meta.location).map(str::to_owned) else {
+                continue;
+            };
+            read += 1;
+            if read > MAX_LEASES_PER_SWEEP {
+                break;
+            }
+            let Some(small) = self.get_small(&rel, MAX_LEASE_BYTES).await.ok().flatten() else {
+                continue; // released meanwhile, or too large to be a lease
+            };
+            let lapses = match serde_json::from_slice::<LeaseBody>(&small.bytes) {
+                Ok(b) => super::lease_deadline(b.expires_unix, small.modified, FILL_LEASE_TTL),
+                Err(_) => u64::try_from(small.modified).unwrap_or(0),
+            };
+            if lapses < before_unix {
+                lapsed.push(rel);
+            }
+        }
+        if dry_run || lapsed.is_empty() {
+            return Ok(lapsed.len() as u64);
+        }
+        let removed = self.delete_many(lapsed).await?;
+        tracing::info!(
+            removed,
+            "gc: removed fill leases left by nodes that died mid-download"
+        );
+        Ok(removed)
     }
 
     fn held(self: &Arc<Self>, rel: String, ttl: Duration, etag: Option<String>) -> FillLease {

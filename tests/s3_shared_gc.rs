@@ -485,3 +485,83 @@ async fn the_sweep_removes_fill_leases_dead_nodes_left_and_keeps_live_ones() {
     );
     w.stop().await;
 }
+
+/// A node waiting on a lapsed fill lease takes it over (an `If-Match`
+/// rewrite) and downloads under it. A sweep that read the lease as lapsed
+/// just before must not delete it then: the new holder's download would run
+/// with no lease, and every other node that misses the blob would fetch it
+/// from the upstream again. The node reaches the bucket through a proxy
+/// that, at the sweep's first delete, lets a waiting node (wharf's own
+/// lease code, on the bucket directly) try the takeover first.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sweep_never_removes_a_fill_lease_a_waiting_node_took_over_meanwhile() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use wharf::store::shared::Bucket;
+    use wharf::store::shared::fill_lease::{Acquired, FILL_LEASE_TTL};
+
+    let dir = tempfile::tempdir().unwrap();
+    let Some(s3) = server(dir.path()) else { return };
+    let dg: wharf::oci::Digest = digest(b"taken over").parse().unwrap();
+    let key = format!("fills/{}", dg.hex());
+    put_object(
+        &s3,
+        &key,
+        br#"{"node":"killed","expires_unix":1000}"#.to_vec(),
+    )
+    .await;
+    past_grace().await;
+
+    let objects: Arc<dyn object_store::ObjectStore> = Arc::new(s3.store(BUCKET));
+    let waiting = Arc::new(Bucket::new(objects, "", "waiting"));
+    let (armed, took) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let (a, t, hook_node, hook_dg) = (armed.clone(), took.clone(), waiting.clone(), dg.clone());
+    let proxy = common::hostile::hostile(&s3.endpoint, move |req| {
+        let (method, line) = common::hostile::line(req);
+        let deleting = (method == http::Method::DELETE && line.contains("/fills/"))
+            || (method == http::Method::POST && line.contains("?delete"));
+        if deleting && a.swap(false, Ordering::SeqCst) {
+            let (waiting, dg) = (hook_node.clone(), hook_dg.clone());
+            let held = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async {
+                    matches!(
+                        waiting.acquire_fill_lease(&dg, FILL_LEASE_TTL).await,
+                        Ok(Acquired::Held(_))
+                    )
+                })
+            })
+            .join()
+            .unwrap();
+            t.store(held, Ordering::SeqCst);
+        }
+        None
+    })
+    .await;
+    let mut cfg = node_config(&s3, &dir.path().join("a"));
+    if let Some(s) = cfg.storage.s3.as_mut() {
+        s.endpoint = Some(proxy.url.clone());
+    }
+    let w = Wharf::start_config(cfg).await;
+
+    armed.store(true, Ordering::SeqCst);
+    let report = gc(&w).await;
+    assert!(!armed.load(Ordering::SeqCst), "the sweep deleted: {report}");
+    if took.load(Ordering::SeqCst) {
+        let (holder, _) = waiting
+            .fill_lease_holder(&dg)
+            .await
+            .unwrap()
+            .expect("the lease a waiting node took over after the sweep read it stays");
+        assert_eq!(holder.node, "waiting");
+    } else {
+        assert!(!exists(&s3, &key).await, "{report}");
+    }
+    w.stop().await;
+}

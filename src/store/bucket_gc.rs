@@ -228,7 +228,9 @@ impl Store {
         // mark (bucket clock): nothing waits on them any more.
         lease.keep().await?;
         let before = u64::try_from(cutoff.div_euclid(1000)).unwrap_or(0);
-        out.fill_leases_removed = bucket.remove_lapsed_fill_leases(before, dry_run).await?;
+        out.fill_leases_removed = bucket
+            .remove_lapsed_fill_leases(before, dry_run, lease)
+            .await?;
         if out.deleted_objects > 0 {
             tracing::info!(
                 objects = out.deleted_objects,

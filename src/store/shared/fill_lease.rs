@@ -158,17 +158,23 @@ impl Bucket {
     }
 
     /// Removes the fill leases that lapsed before `before_unix`: their
-    /// holder died mid-download, and nothing waits on them any more (a
-    /// waiting node takes a lapsed lease over, which rewrites it). A lease
-    /// that is not one counts as lapsed when it was written. At most
-    /// [`MAX_LEASES_PER_SWEEP`] are read; how many went (would go, dry).
+    /// holder died mid-download. A lease that is not one counts as lapsed
+    /// when it was written. A waiting node may take a lapsed lease over
+    /// (an `If-Match` rewrite) at any moment, so each lease is first taken
+    /// by this node with an `If-Match` of the version read, which leaves it
+    /// live for [`FILL_LEASE_TTL`] (no other node takes it over meanwhile),
+    /// and deleted right after; a lease rewritten since it was read stays.
+    /// `gc` (the gc lease this sweep holds) is kept up while the leases
+    /// are read. At most [`MAX_LEASES_PER_SWEEP`] are read; how many went
+    /// (would go, dry).
     pub async fn remove_lapsed_fill_leases(
         &self,
         before_unix: u64,
         dry_run: bool,
+        gc: &mut super::lease::Lease,
     ) -> Result<u64, StoreError> {
         let mut listing = self.objects().list(Some(&self.key("fills")));
-        let (mut read, mut lapsed) = (0u64, Vec::new());
+        let (mut read, mut removed) = (0u64, 0u64);
         while let Some(item) = listing.next().await {
             let meta = item.map_err(|e| super::failed("list", e))?;
             let Some(rel) = self.rel(&meta.location).map(str::to_owned) else {
@@ -178,6 +184,7 @@ impl Bucket {
             if read > MAX_LEASES_PER_SWEEP {
                 break;
             }
+            gc.keep().await?;
             let Some(small) = self.get_small(&rel, MAX_LEASE_BYTES).await.ok().flatten() else {
                 continue; // released meanwhile, or too large to be a lease
             };
@@ -185,18 +192,28 @@ impl Bucket {
                 Ok(b) => super::lease_deadline(b.expires_unix, small.modified, FILL_LEASE_TTL),
                 Err(_) => u64::try_from(small.modified).unwrap_or(0),
             };
-            if lapses < before_unix {
-                lapsed.push(rel);
+            if lapses >= before_unix {
+                continue;
+            }
+            if dry_run {
+                removed += 1;
+                continue;
+            }
+            let Some(etag) = small.etag else {
+                continue; // no version to name: it cannot be taken safely
+            };
+            let claim = body(self.node_id(), FILL_LEASE_TTL);
+            if self.replace_versioned(&rel, &etag, claim).await?.is_some() {
+                self.delete(&rel).await?;
+                removed += 1;
             }
         }
-        if dry_run || lapsed.is_empty() {
-            return Ok(lapsed.len() as u64);
+        if removed > 0 && !dry_run {
+            tracing::info!(
+                removed,
+                "gc: removed fill leases left by nodes that died mid-download"
+            );
         }
-        let removed = self.delete_many(lapsed).await?;
-        tracing::info!(
-            removed,
-            "gc: removed fill leases left by nodes that died mid-download"
-        );
         Ok(removed)
     }
 

@@ -199,13 +199,14 @@ async fn build(config: &Config) -> Result<Parts, AppError> {
         _ => None,
     };
     let (backend, bucket) = content_backend(config)?.unzip();
+    let store = Arc::new(Store::open_on(&config.storage.root, backend, bucket.clone()).await?);
     // The nodes on one bucket sign Bearer tokens with the bucket's key, so a
-    // token one node issued is good on every other.
+    // token one node issued is good on every other (read once the store has
+    // checked that the bucket answers).
     let token_key = match &bucket {
         Some(b) => Some(crate::store::shared::token_key::shared_token_key(b).await?),
         None => None,
     };
-    let store = Arc::new(Store::open_on(&config.storage.root, backend, bucket).await?);
     // On a shared bucket, the node's live set is out before it serves: a
     // sweep by another node never deletes what this index names.
     store.publish_live_set(None).await?;

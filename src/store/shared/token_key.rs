@@ -34,10 +34,12 @@ pub async fn shared_token_key(bucket: &Bucket) -> Result<[u8; 32], StoreError> {
             return Ok(key);
         }
     }
-    Err(StoreError::Corrupt(format!(
-        "bucket object {} was created and then could not be read",
-        bucket.key(TOKEN_KEY)
-    )))
+    Err(StoreError::Io(std::sync::Arc::new(std::io::Error::other(
+        format!(
+            "bucket object {} could neither be read nor created (does the bucket exist, and may these credentials write to it?)",
+            bucket.key(TOKEN_KEY)
+        ),
+    ))))
 }
 
 fn not_a_key(bucket: &Bucket) -> StoreError {

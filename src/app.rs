@@ -99,8 +99,9 @@ fn content_backend(config: &Config) -> Result<ContentBackend, AppError> {
     else {
         return Ok(None);
     };
-    let secret_access_key = match &s3.secret_access_key_file {
-        Some(path) => Some(
+    let secret_access_key = match (&s3.secret_access_key, &s3.secret_access_key_file) {
+        (Some(inline), _) => Some(inline.expose().trim().to_owned()),
+        (None, Some(path)) => Some(
             std::fs::read_to_string(path)
                 .map_err(|e| {
                     AppError::S3(format!(
@@ -111,7 +112,7 @@ fn content_backend(config: &Config) -> Result<ContentBackend, AppError> {
                 .trim()
                 .to_owned(),
         ),
-        None => None,
+        (None, None) => None,
     };
     let node_id = node_id(&config.storage.root)?;
     let prefix = s3.key_prefix();

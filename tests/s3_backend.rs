@@ -523,3 +523,34 @@ fn credentials_from_the_aws_environment_reach_the_bucket() {
         .unwrap();
     assert_eq!(back.as_ref(), blob.as_slice());
 }
+
+/// The secret written in the configuration itself (`secret_access_key`, as
+/// registry:2's `secretkey`), with no file and no `AWS_*` environment: the
+/// bucket is reached and written.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_inline_secret_in_the_config_reaches_the_bucket() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(s3) = server(dir.path()) else { return };
+    let text = format!(
+        "[hosted]\nonly = true\n[storage]\nroot = {:?}\nbackend = \"s3\"\n[storage.s3]\nbucket = {BUCKET:?}\nendpoint = {:?}\nregion = {:?}\naccess_key_id = {:?}\nsecret_access_key = {:?}\n",
+        dir.path().join("data").display().to_string(),
+        s3.endpoint,
+        s3.region,
+        s3.access_key,
+        s3.secret_key,
+    );
+    let cfg = Config::parse(&text, Path::new("s3.toml")).unwrap();
+    assert!(
+        !format!("{cfg:?}").contains(&s3.secret_key),
+        "the secret is never shown"
+    );
+    let w = Wharf::start_config(cfg).await;
+    let img = Image::new(vec![bytes(6_000, 91)]);
+    push(&w, "team/inline", "1", &img).await;
+    let d = digest(&img.layers[0]);
+    assert_eq!(object_size(&s3, &d).await, Some(img.layers[0].len() as u64));
+    let (status, back) = get_blob(&w, "team/inline", &d, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(back, img.layers[0]);
+    w.stop().await;
+}

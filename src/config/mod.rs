@@ -583,7 +583,7 @@ impl Config {
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let mut cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
-            message: e.to_string(),
+            message: parse_error_message(text, &e),
         })?;
         cfg.validate(text).map_err(|message| ConfigError::Invalid {
             path: path.to_owned(),
@@ -755,6 +755,35 @@ impl Config {
 /// First 1-based line mentioning `needle`, to point validation errors at the file.
 fn line_of(text: &str, needle: &str) -> Option<usize> {
     text.lines().position(|l| l.contains(needle)).map(|i| i + 1)
+}
+
+/// A TOML error as shown to the operator: toml's own rendering (which quotes
+/// the offending line), except when that line writes an inline secret
+/// (`secret_access_key = ...`): then only where and what, so a mistyped
+/// secret never lands in a terminal or the journal.
+fn parse_error_message(text: &str, e: &toml::de::Error) -> String {
+    let Some(span) = e.span() else {
+        return e.to_string();
+    };
+    let start = span.start.min(text.len());
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+    let line = &text[line_start..line_end];
+    let key = line
+        .split('=')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .trim_matches('"');
+    if key.contains("secret") && !key.ends_with("_file") {
+        let number = text[..start].matches('\n').count() + 1;
+        format!(
+            "line {number}, {key}: {} (the line is not shown: it holds a secret)",
+            e.message().trim()
+        )
+    } else {
+        e.to_string()
+    }
 }
 
 /// Whether `url` carries credentials (`user:password@host`). Refused in

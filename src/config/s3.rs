@@ -1,7 +1,10 @@
 //! `[storage.s3]`: the bucket blobs live in when `[storage] backend = "s3"`.
-//! Credentials come from `access_key_id` + `secret_access_key_file` or the
-//! usual `AWS_*` environment; a secret is never written in the file itself
-//! (it would show in `check-config` output, backups of /etc, and diffs).
+//! Credentials come from `access_key_id` with the secret in the config
+//! (`secret_access_key`, as registry:2's `secretkey`) or in a file
+//! (`secret_access_key_file`, better: the config file then holds no secret
+//! for backups of /etc and diffs to show), or from the usual `AWS_*`
+//! environment. An inline secret is never shown: not in errors, not in
+//! `Debug` output.
 
 use std::path::PathBuf;
 
@@ -24,12 +27,34 @@ pub struct S3Config {
     pub prefix: String,
     /// The access key id; unset: `AWS_ACCESS_KEY_ID` (or the instance role).
     pub access_key_id: Option<String>,
+    /// The secret access key itself (or `secret_access_key_file`); unset:
+    /// `AWS_SECRET_ACCESS_KEY`.
+    pub secret_access_key: Option<Secret>,
     /// A file holding the secret access key (one line); unset:
     /// `AWS_SECRET_ACCESS_KEY`.
     pub secret_access_key_file: Option<PathBuf>,
     /// Blob GETs answer 307 to a presigned URL of the object.
     #[serde(default)]
     pub redirect: bool,
+}
+
+/// A secret written in the configuration: readable by the code that needs
+/// it ([`Secret::expose`]), never printed (`Debug` shows a placeholder).
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for the one place that hands it to a client.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
 }
 
 impl S3Config {
@@ -115,11 +140,33 @@ fn check(s3: &S3Config, at: &dyn Fn(&str) -> String) -> Result<(), String> {
             s3.prefix
         ));
     }
-    if s3.access_key_id.is_some() != s3.secret_access_key_file.is_some() {
+    if s3.secret_access_key.is_some() && s3.secret_access_key_file.is_some() {
         return Err(format!(
-            "{}storage.s3.access_key_id and secret_access_key_file go together (or leave both \
-             out and set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)",
-            at("access_key_id")
+            "{}storage.s3.secret_access_key and secret_access_key_file are both set: keep one \
+             (the file is better: the config then holds no secret)",
+            at("secret_access_key")
+        ));
+    }
+    let has_secret = s3.secret_access_key.is_some() || s3.secret_access_key_file.is_some();
+    if s3.access_key_id.is_some() != has_secret {
+        return Err(format!(
+            "{}storage.s3.access_key_id and secret_access_key_file (or secret_access_key) go \
+             together (or leave both out and set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)",
+            at(if s3.access_key_id.is_some() {
+                "access_key_id"
+            } else {
+                "secret_access_key"
+            })
+        ));
+    }
+    if s3
+        .secret_access_key
+        .as_ref()
+        .is_some_and(|k| k.expose().trim().is_empty())
+    {
+        return Err(format!(
+            "{}storage.s3.secret_access_key is empty",
+            at("secret_access_key")
         ));
     }
     Ok(())
@@ -131,6 +178,19 @@ mod tests {
 
     fn parse(text: &str) -> Result<crate::config::Config, String> {
         crate::config::Config::parse(text, Path::new("t.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn an_inline_secret_is_read_and_never_shown() {
+        let c = parse(
+            "[storage]\nbackend = \"s3\"\n[storage.s3]\nbucket = \"wharf\"\n\
+             access_key_id = \"AK\"\nsecret_access_key = \"s3cret\"\n",
+        )
+        .unwrap();
+        let s3 = c.storage.s3.clone().unwrap();
+        assert_eq!(s3.secret_access_key.as_ref().unwrap().expose(), "s3cret");
+        assert!(!format!("{c:?}").contains("s3cret"));
+        assert!(format!("{s3:?}").contains("redacted"));
     }
 
     #[test]
@@ -164,8 +224,28 @@ mod tests {
                 "go together",
             ),
             (
-                "[storage]\nbackend = \"s3\"\n[storage.s3]\nbucket = \"wharf\"\nsecret_access_key = \"x\"\n",
-                "unknown field",
+                "[storage]\nbackend = \"s3\"\n[storage.s3]\nbucket = \"wharf\"\nsecret_access_key = \"s3cret\"\n",
+                "go together",
+            ),
+            (
+                "[storage]\nbackend = \"s3\"\n[storage.s3]\nbucket = \"wharf\"\naccess_key_id = \"AK\"\nsecret_access_key = \"s3cret\"\nsecret_access_key_file = \"/k\"\n",
+                "both set",
+            ),
+            (
+                "[storage]\nbackend = \"s3\"\n[storage.s3]\nbucket = \"wharf\"\naccess_key_id = \"AK\"\nsecret_access_key = \" \"\n",
+                "is empty",
+            ),
+            (
+                "[storage]\nbackend = \"s3\"\n[storage.s3]\nbucket = \"wharf\"\nsecret_access_key = [\"s3cret\"]\n",
+                "secret_access_key",
+            ),
+            (
+                "[storage]\nbackend = \"s3\"\n[storage.s3]\nbucket = \"wharf\"\nsecret_access_key = \"s3cret\n",
+                "secret_access_key",
+            ),
+            (
+                "[storage]\nbackend = \"s3\"\n[storage.s3]\nbucket = \"wharf\"\nsecret_access_key = s3cret\n",
+                "secret_access_key",
             ),
         ] {
             let e = parse(text).unwrap_err();

@@ -554,3 +554,38 @@ async fn an_inline_secret_in_the_config_reaches_the_bucket() {
     assert_eq!(back, img.layers[0]);
     w.stop().await;
 }
+
+/// Only the bucket in the configuration: the endpoint (a plain-HTTP one, as
+/// MinIO on a LAN), region and credentials all come from the environment
+/// (`AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY`), as the AWS CLI takes them.
+#[test]
+fn the_endpoint_and_region_can_come_from_the_aws_environment_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(s3) = server(dir.path()) else { return };
+    let lines = format!("backend = \"s3\"\n[storage.s3]\nbucket = {BUCKET:?}\n");
+    let w = common::WharfProcess::spawn_env(
+        dir.path(),
+        &dir.path().join("data"),
+        "",
+        &lines,
+        "",
+        &[
+            ("AWS_ENDPOINT_URL", s3.endpoint.as_str()),
+            ("AWS_REGION", s3.region.as_str()),
+            ("AWS_ACCESS_KEY_ID", "from-the-environment"),
+            ("AWS_SECRET_ACCESS_KEY", "environment-secret"),
+        ],
+    );
+    let blob = bytes(5_000, 83);
+    let d = digest(&blob);
+    let client = reqwest::blocking::Client::new();
+    let r = client
+        .post(w.url(&format!("/v2/team/envurl/blobs/uploads/?digest={d}")))
+        .body(blob.clone())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201, "{:?}", r.text());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    assert_eq!(rt.block_on(object_size(&s3, &d)), Some(blob.len() as u64));
+}

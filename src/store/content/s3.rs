@@ -139,6 +139,13 @@ impl S3Backend {
                 .with_endpoint(endpoint)
                 .with_allow_http(endpoint.starts_with("http://"))
                 .with_virtual_hosted_style_request(false);
+        } else if b
+            .get_config_value(&object_store::aws::AmazonS3ConfigKey::Endpoint)
+            .is_some_and(|e| e.starts_with("http://"))
+        {
+            // AWS_ENDPOINT_URL=http://minio.lan:9000, as the AWS CLI takes
+            // it: plain HTTP because the URL says so.
+            b = b.with_allow_http(true);
         }
         if let Some(region) = &settings.region {
             b = b.with_region(region);

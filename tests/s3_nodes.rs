@@ -6,7 +6,8 @@
 //! empty data directory serves what the bucket holds, routed as hosted
 //! although a default upstream is configured; a Bearer token from one node
 //! is accepted by the others (the key in the bucket), and a key object that
-//! is not a key stops start-up.
+//! is not a key stops start-up; an upload asked of a node that does not
+//! hold it is refused and logged, and completes on its own node.
 
 mod common;
 
@@ -446,4 +447,67 @@ async fn a_token_key_object_that_is_not_a_key_stops_start_up_naming_it() {
         .expect_err("a node does not start on a bucket whose token key is junk")
         .to_string();
     assert!(err.contains("bad/auth/token-key"), "{err}");
+}
+
+/// A load balancer that sends one push's requests to two nodes (no
+/// `hash $remote_addr`): the node that does not hold the upload answers 404
+/// BLOB_UPLOAD_UNKNOWN and tells the operator why in its log; the upload on
+/// the node that opened it is untouched and completes there, and the blob
+/// then pulls from the other node.
+#[test]
+fn an_upload_asked_of_a_node_that_does_not_hold_it_is_refused_and_logged_and_survives() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(s3) = server(dir.path()) else { return };
+    let spawn = |name: &str| {
+        let d = dir.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        common::WharfProcess::spawn_storage(&d, &d.join("root"), "", &s3.storage_lines(BUCKET), "")
+    };
+    let (a, b) = (spawn("a"), spawn("b"));
+    let client = reqwest::blocking::Client::new();
+    let opened = client
+        .post(a.url("/v2/team/lb/blobs/uploads/"))
+        .send()
+        .unwrap();
+    assert_eq!(opened.status(), 202);
+    let location = opened.headers()["location"].to_str().unwrap().to_owned();
+    let path = location
+        .strip_prefix(&a.base)
+        .unwrap_or(&location)
+        .to_owned();
+    let blob = bytes(20_000, 97);
+    let d = digest(&blob);
+
+    let stray = client
+        .patch(b.url(&path))
+        .body(blob[..5_000].to_vec())
+        .send()
+        .unwrap();
+    assert_eq!(stray.status(), 404);
+    assert!(stray.text().unwrap().contains("BLOB_UPLOAD_UNKNOWN"));
+    let line = b.wait_log("load balancer must keep each client on one node");
+    assert!(line.contains("team/lb"), "{line}");
+
+    let whole = client
+        .patch(a.url(&path))
+        .body(blob.clone())
+        .send()
+        .unwrap();
+    assert_eq!(
+        whole.status(),
+        202,
+        "the upload on its own node is untouched"
+    );
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let done = client
+        .put(a.url(&format!("{path}{sep}digest={d}")))
+        .send()
+        .unwrap();
+    assert_eq!(done.status(), 201);
+    let back = client
+        .get(b.url(&format!("/v2/team/lb/blobs/{d}")))
+        .send()
+        .unwrap();
+    assert_eq!(back.status(), 200);
+    assert_eq!(digest(&back.bytes().unwrap()), d);
 }

@@ -241,7 +241,11 @@ impl Store {
 
     /// The session `id`, only if it belongs to `repo` (an id is no key to another repo).
     pub fn upload(&self, repo: &RepoName, id: &str) -> Result<SessionHandle, StoreError> {
-        self.uploads.get(repo, id)?.ok_or(StoreError::UploadUnknown)
+        let found = self.uploads.get(repo, id)?;
+        if found.is_none() {
+            self.warn_of_stray_upload(repo, id);
+        }
+        found.ok_or(StoreError::UploadUnknown)
     }
 
     /// Completes a session: verifies `digest`, stores the file, links it into the

@@ -262,6 +262,9 @@ pub struct Store {
     records: Option<shared::Records>,
     /// When each shared hosted tag was last compared with its record.
     tag_checks: records_follow::TagChecks,
+    /// When this node last warned of an upload it does not hold while it
+    /// shares a bucket (unix seconds): at most one warning a minute.
+    stray_upload_warned: std::sync::atomic::AtomicU64,
 }
 
 impl crate::oci::routing::NameFacts for Store {
@@ -350,6 +353,7 @@ impl Store {
             replica: Default::default(),
             records: bucket.map(shared::Records::new),
             tag_checks: Default::default(),
+            stray_upload_warned: Default::default(),
         };
         let (pushed, mirrored, cached) = store
             .meta

@@ -762,28 +762,28 @@ fn line_of(text: &str, needle: &str) -> Option<usize> {
 /// (`secret_access_key = ...`): then only where and what, so a mistyped
 /// secret never lands in a terminal or the journal.
 fn parse_error_message(text: &str, e: &toml::de::Error) -> String {
-    let Some(span) = e.span() else {
+    let Some(before) = e.span().and_then(|span| text.get(..span.start)) else {
         return e.to_string();
     };
-    let start = span.start.min(text.len());
-    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
-    let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
-    let line = &text[line_start..line_end];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let rest = &text[line_start..];
+    let line = rest.split('\n').next().unwrap_or(rest);
+    // Any line that mentions a secret (also inside an inline table) is
+    // kept back; a `*_file` line loses nothing by it but its path.
+    if !line.to_ascii_lowercase().contains("secret") {
+        return e.to_string();
+    }
     let key = line
         .split('=')
         .next()
         .unwrap_or("")
         .trim()
         .trim_matches('"');
-    if key.contains("secret") && !key.ends_with("_file") {
-        let number = text[..start].matches('\n').count() + 1;
-        format!(
-            "line {number}, {key}: {} (the line is not shown: it holds a secret)",
-            e.message().trim()
-        )
-    } else {
-        e.to_string()
-    }
+    let number = before.matches('\n').count() + 1;
+    format!(
+        "line {number}, {key}: {} (the line is not shown: it holds a secret)",
+        e.message().trim()
+    )
 }
 
 /// Whether `url` carries credentials (`user:password@host`). Refused in

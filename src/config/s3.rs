@@ -247,6 +247,10 @@ mod tests {
                 "[storage]\nbackend = \"s3\"\n[storage.s3]\nbucket = \"wharf\"\nsecret_access_key = s3cret\n",
                 "secret_access_key",
             ),
+            (
+                "[storage]\nbackend = \"s3\"\ns3 = { bucket = \"wharf\", secret_access_key = [\"s3cret\"] }\n",
+                "line 3",
+            ),
         ] {
             let e = parse(text).unwrap_err();
             assert!(e.contains(needle), "{text}: {e}");

@@ -589,3 +589,126 @@ fn the_endpoint_and_region_can_come_from_the_aws_environment_too() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     assert_eq!(rt.block_on(object_size(&s3, &d)), Some(blob.len() as u64));
 }
+
+/// `AWS_ENDPOINT_URL` with credentials in it (`http://user:pass@host`) is
+/// refused as `endpoint` is, without showing them: object_store builds every
+/// presigned URL (`redirect = true`) from it, so it would hand them to every
+/// client that pulls.
+#[test]
+fn an_endpoint_with_credentials_in_the_environment_is_refused_unshown() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(s3) = server(dir.path()) else { return };
+    let with_credentials = s3.endpoint.replacen("://", "://bob:url-password@", 1);
+    let lines = format!("backend = \"s3\"\n[storage.s3]\nbucket = {BUCKET:?}\nredirect = true\n");
+    let started = common::WharfProcess::try_spawn_env(
+        dir.path(),
+        &dir.path().join("data"),
+        "",
+        &lines,
+        "",
+        &[
+            ("AWS_ENDPOINT_URL", with_credentials.as_str()),
+            ("AWS_REGION", s3.region.as_str()),
+            ("AWS_ACCESS_KEY_ID", s3.access_key.as_str()),
+            ("AWS_SECRET_ACCESS_KEY", s3.secret_key.as_str()),
+        ],
+    );
+    let w = match started {
+        Err(log) => {
+            assert!(
+                log.contains("AWS_ENDPOINT_URL") && log.contains("credentials"),
+                "{log}"
+            );
+            assert!(!log.contains("url-password"), "{log}");
+            return;
+        }
+        Ok(w) => w,
+    };
+    // It served: show where a blob GET sends the client.
+    let blob = bytes(2_000, 84);
+    let d = digest(&blob);
+    let client = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = client
+        .post(w.url(&format!("/v2/team/creds/blobs/uploads/?digest={d}")))
+        .body(blob)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = client
+        .get(w.url(&format!("/v2/team/creds/blobs/{d}")))
+        .send()
+        .unwrap();
+    panic!(
+        "started on an endpoint with credentials; a blob GET answers {} to {:?}",
+        r.status(),
+        r.headers().get("location")
+    );
+}
+
+/// `[storage]` lines of a wharf with only the bucket configured.
+fn bucket_only() -> String {
+    format!("backend = \"s3\"\n[storage.s3]\nbucket = {BUCKET:?}\n")
+}
+
+/// The `AWS_*` environment of a wharf whose endpoint variables say
+/// `endpoint_url` and `endpoint_url_s3`.
+fn aws_env<'a>(endpoint_url: &'a str, endpoint_url_s3: &'a str) -> [(&'static str, &'a str); 5] {
+    [
+        ("AWS_ENDPOINT_URL", endpoint_url),
+        ("AWS_ENDPOINT_URL_S3", endpoint_url_s3),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "from-the-environment"),
+        ("AWS_SECRET_ACCESS_KEY", "environment-secret"),
+    ]
+}
+
+/// Pushes a blob to `w` and checks it reached the bucket.
+fn push_to_bucket(s3: &S3Server, w: &common::WharfProcess, repo: &str, seed: u64) {
+    let blob = bytes(3_000, seed);
+    let d = digest(&blob);
+    let r = reqwest::blocking::Client::new()
+        .post(w.url(&format!("/v2/{repo}/blobs/uploads/?digest={d}")))
+        .body(blob.clone())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201, "{:?}", r.text());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    assert_eq!(rt.block_on(object_size(s3, &d)), Some(blob.len() as u64));
+}
+
+/// `AWS_ENDPOINT_URL_S3` (the AWS CLI's S3-only form) ranks above
+/// `AWS_ENDPOINT_URL` and is plain HTTP when it says http://.
+#[test]
+fn the_s3_only_endpoint_variable_is_honoured_over_the_general_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(s3) = server(dir.path()) else { return };
+    let w = common::WharfProcess::spawn_env(
+        dir.path(),
+        &dir.path().join("data"),
+        "",
+        &bucket_only(),
+        "",
+        &aws_env("https://127.0.0.1:9", &s3.endpoint),
+    );
+    push_to_bucket(&s3, &w, "team/s3only", 85);
+}
+
+/// `endpoint` in the configuration wins over the environment's, also over
+/// `AWS_ENDPOINT_URL_S3` (which object_store alone ranks above it).
+#[test]
+fn the_configured_endpoint_wins_over_the_s3_only_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(s3) = server(dir.path()) else { return };
+    let w = common::WharfProcess::spawn_env(
+        dir.path(),
+        &dir.path().join("data"),
+        "",
+        &s3.storage_lines(BUCKET),
+        "",
+        &aws_env("http://127.0.0.1:9", "http://127.0.0.1:9"),
+    );
+    push_to_bucket(&s3, &w, "team/configured", 86);
+}

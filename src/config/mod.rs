@@ -758,32 +758,47 @@ fn line_of(text: &str, needle: &str) -> Option<usize> {
 }
 
 /// A TOML error as shown to the operator: toml's own rendering (which quotes
-/// the offending line), except when that line writes an inline secret
-/// (`secret_access_key = ...`): then only where and what, so a mistyped
-/// secret never lands in a terminal or the journal.
+/// the offending line), except in a file that writes an inline secret
+/// (`secret_access_key = ...`): then only where and what, whatever line the
+/// error is on, so a mistyped secret never lands in a terminal or the
+/// journal. The error need not start on the secret's line: inside a
+/// multi-line string or array its line is one of the secret's own.
 fn parse_error_message(text: &str, e: &toml::de::Error) -> String {
-    let Some(before) = e.span().and_then(|span| text.get(..span.start)) else {
+    if !holds_inline_secret(text) {
         return e.to_string();
+    }
+    let message = e.message().trim();
+    let Some(before) = e.span().and_then(|span| text.get(..span.start)) else {
+        return format!("{message} (no line is shown: the file holds a secret)");
     };
     let line_start = before.rfind('\n').map_or(0, |i| i + 1);
     let rest = &text[line_start..];
     let line = rest.split('\n').next().unwrap_or(rest);
-    // Any line that mentions a secret (also inside an inline table) is
-    // kept back; a `*_file` line loses nothing by it but its path.
-    if !line.to_ascii_lowercase().contains("secret") {
-        return e.to_string();
-    }
-    let key = line
-        .split('=')
+    // The key is named only when it is a known one: the first word of a
+    // line inside a multi-line value is the secret's own text.
+    let first = line
+        .trim_start()
+        .split(|c: char| c.is_whitespace() || c == '=')
         .next()
-        .unwrap_or("")
-        .trim()
-        .trim_matches('"');
+        .unwrap_or("");
+    let key = ["secret_access_key_file", "secret_access_key"]
+        .into_iter()
+        .find(|k| first.contains(k))
+        .map_or(String::new(), |k| format!(", {k}"));
     let number = before.matches('\n').count() + 1;
+    let column = before[line_start..].chars().count() + 1;
     format!(
-        "line {number}, {key}: {} (the line is not shown: it holds a secret)",
-        e.message().trim()
+        "line {number}, column {column}{key}: {message} (no line is shown: the file holds a secret)"
     )
+}
+
+/// Whether `text` writes a secret inline: a line (not a comment) that
+/// mentions a secret other than by a `*_file` key.
+fn holds_inline_secret(text: &str) -> bool {
+    text.lines().any(|l| {
+        let l = l.trim_start().to_ascii_lowercase();
+        !l.starts_with('#') && l.replace("secret_access_key_file", "").contains("secret")
+    })
 }
 
 /// Whether `url` carries credentials (`user:password@host`). Refused in

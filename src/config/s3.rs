@@ -193,6 +193,36 @@ mod tests {
         assert!(format!("{s3:?}").contains("redacted"));
     }
 
+    /// A TOML error need not start on the secret's line: inside a
+    /// multi-line string or array, the line toml would quote is the
+    /// secret's own text (which need not mention "secret" at all).
+    #[test]
+    fn a_toml_error_inside_a_multi_line_secret_never_shows_it() {
+        let head = "[storage]\nbackend = \"s3\"\n[storage.s3]\nbucket = \"wharf\"\n\
+                    access_key_id = \"AK\"\n";
+        for (tail, line) in [
+            ("secret_access_key = \"\"\"\ns3cret\\q\"\"\"\n", "line 7"),
+            // Unterminated: the error is at the end of the file.
+            ("secret_access_key = \"\"\"\ns3cret\n", "line 8"),
+            ("secret_access_key = '''\ns3cret\n", "line 8"),
+            ("secret_access_key = \"\"\"\r\ns3cret\"\"\" x\r\n", "line 7"),
+            ("secret_access_key = [\n\"s3cret\" x\n]\n", "line 7"),
+            (
+                "secret_access_key = \"\"\"\nmys3cret=secret\\q\"\"\"\n",
+                "line 7",
+            ),
+            ("secret_access_key \"s3cret\"\n", "line 6"),
+        ] {
+            let text = format!("{head}{tail}");
+            let e = parse(&text).unwrap_err();
+            assert!(e.contains(line), "{text}: {e}");
+            assert!(!e.contains("s3cret"), "a secret is echoed: {e}");
+        }
+        // Without a secret in the file, toml's own rendering stays.
+        let e = parse("[storage]\nbackend = \"s3\"\nbogus = 1\n").unwrap_err();
+        assert!(e.contains("bogus = 1"), "{e}");
+    }
+
     #[test]
     fn a_bucket_section_is_read_and_checked() {
         let c = parse(

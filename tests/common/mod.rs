@@ -394,6 +394,20 @@ impl WharfProcess {
         extra: &str,
         env: &[(&str, &str)],
     ) -> WharfProcess {
+        WharfProcess::try_spawn_env(dir, root, server_lines, storage_lines, extra, env)
+            .unwrap_or_else(|log| panic!("wharf did not announce its address:\n{log}"))
+    }
+
+    /// [`WharfProcess::spawn_env`] for a start-up that may be refused: the
+    /// lines the process wrote before it exited, if it never served.
+    pub fn try_spawn_env(
+        dir: &Path,
+        root: &Path,
+        server_lines: &str,
+        storage_lines: &str,
+        extra: &str,
+        env: &[(&str, &str)],
+    ) -> Result<WharfProcess, String> {
         let cfg = dir.join("wharf.toml");
         std::fs::write(
             &cfg,
@@ -423,9 +437,16 @@ impl WharfProcess {
             }
         });
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut before = String::new();
         let addr = loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let line = rx.recv_timeout(left).expect("wharf announced its address");
+            let Ok(line) = rx.recv_timeout(left) else {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(before);
+            };
+            before.push_str(&line);
+            before.push('\n');
             if line.contains("wharf serving") {
                 let a = line
                     .split("addr=")
@@ -442,11 +463,11 @@ impl WharfProcess {
                 break format!("{scheme}://{a}");
             }
         };
-        WharfProcess {
+        Ok(WharfProcess {
             child,
             base: addr,
             log: rx,
-        }
+        })
     }
 
     /// Absolute URL of a path.

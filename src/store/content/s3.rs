@@ -26,7 +26,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 use futures_util::stream::BoxStream;
-use object_store::aws::{AmazonS3, AmazonS3Builder, S3ConditionalPut};
+use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey, S3ConditionalPut};
 use object_store::path::Path as Key;
 use object_store::signer::Signer as _;
 use object_store::{
@@ -119,6 +119,35 @@ fn failed(what: &str, e: object_store::Error) -> StoreError {
     StoreError::Io(Arc::new(std::io::Error::other(format!("s3 {what}: {e}"))))
 }
 
+/// The endpoint the environment names when `[storage.s3]` has none:
+/// `AWS_ENDPOINT_URL_S3`, else `AWS_ENDPOINT_URL` (or `AWS_ENDPOINT`), as the
+/// AWS CLI ranks them. Checked as `endpoint` is and never quoted: credentials
+/// in it would reach logs, and every presigned URL (`redirect = true`) would
+/// hand them to clients.
+fn env_endpoint(b: &AmazonS3Builder) -> Result<Option<String>, StoreError> {
+    let (var, endpoint) = match (
+        b.get_config_value(&AmazonS3ConfigKey::S3Endpoint),
+        b.get_config_value(&AmazonS3ConfigKey::Endpoint),
+    ) {
+        (Some(e), _) => ("AWS_ENDPOINT_URL_S3", e),
+        (None, Some(e)) => ("AWS_ENDPOINT_URL", e),
+        (None, None) => return Ok(None),
+    };
+    let wrong = if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+        "must start with http:// or https://"
+    } else if crate::config::has_userinfo(&endpoint) {
+        "must not carry credentials (they would show in logs and presigned URLs); use \
+         AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+    } else if endpoint.contains('?') || endpoint.contains('#') {
+        "is the service's URL, without a query"
+    } else {
+        return Ok(Some(endpoint));
+    };
+    Err(StoreError::Io(Arc::new(std::io::Error::other(format!(
+        "[storage.s3] has no endpoint, and the one {var} names {wrong}"
+    )))))
+}
+
 impl S3Backend {
     /// A client for `settings`; `AWS_*` variables fill what the settings
     /// leave out. Nothing is sent until [`BlobBackend::prepare`].
@@ -139,13 +168,17 @@ impl S3Backend {
                 .with_endpoint(endpoint)
                 .with_allow_http(endpoint.starts_with("http://"))
                 .with_virtual_hosted_style_request(false);
-        } else if b
-            .get_config_value(&object_store::aws::AmazonS3ConfigKey::Endpoint)
-            .is_some_and(|e| e.starts_with("http://"))
-        {
+        } else if let Some(endpoint) = env_endpoint(&b)? {
             // AWS_ENDPOINT_URL=http://minio.lan:9000, as the AWS CLI takes
             // it: plain HTTP because the URL says so.
-            b = b.with_allow_http(true);
+            b = b
+                .with_endpoint(&endpoint)
+                .with_allow_http(endpoint.starts_with("http://"));
+        }
+        // object_store ranks AWS_ENDPOINT_URL_S3 above any endpoint it is
+        // given, even the configuration's: it is the one chosen above.
+        if let Some(e) = b.get_config_value(&AmazonS3ConfigKey::Endpoint) {
+            b = b.with_config(AmazonS3ConfigKey::S3Endpoint, e);
         }
         if let Some(region) = &settings.region {
             b = b.with_region(region);

@@ -126,8 +126,8 @@ fn content_backend(config: &Config) -> Result<ContentBackend, AppError> {
         node_id: node_id.clone(),
     };
     let backend = crate::store::content::S3Backend::new(settings)?;
-    let bucket = crate::store::shared::Bucket::new(backend.objects(), &prefix, &node_id);
-    Ok(Some((Arc::new(backend), Arc::new(bucket))))
+    let bucket = backend.bucket();
+    Ok(Some((Arc::new(backend), bucket)))
 }
 
 /// How often a node on a shared bucket lists the names other nodes host.

@@ -86,8 +86,16 @@ impl Store {
         repo: &RepoName,
         digest: &Digest,
     ) -> Result<(super::BlobReader, u64), StoreError> {
-        self.hosted_blob_size(repo, digest).await?;
-        self.open_blob(repo, digest).await
+        // One index read on a hit (every pull); the records only on a miss.
+        match self.open_blob(repo, digest).await {
+            Err(StoreError::BlobUnknown(d)) => {
+                if self.layer_from_records(repo, digest).await?.is_none() {
+                    return Err(StoreError::BlobUnknown(d));
+                }
+                self.open_blob(repo, digest).await
+            }
+            other => other,
+        }
     }
 
     /// Size of `digest` if this node's index makes it readable through `repo`.
@@ -147,7 +155,9 @@ impl Store {
     pub async fn unlink_blob(&self, repo: &RepoName, digest: &Digest) -> Result<(), StoreError> {
         // A blob another node took in is linked here first, so its record
         // goes with the link.
-        self.hosted_blob_size(repo, digest).await?;
+        if self.is_shared() {
+            self.hosted_blob_size(repo, digest).await?;
+        }
         let (r, d) = (repo.to_string(), digest.to_string());
         let dg = digest.clone();
         self.meta

@@ -111,6 +111,9 @@ pub struct S3Backend {
     publishing: Arc<tokio::sync::Semaphore>,
     /// Reads being opened (a HEAD, or a GET until its answer starts).
     opening: Arc<tokio::sync::Semaphore>,
+    /// The same bucket and prefix as the records and leases other nodes
+    /// share see it.
+    bucket: Arc<crate::store::shared::Bucket>,
 }
 
 /// An object store failure as a store error (the HTTP layers render storage
@@ -189,18 +192,25 @@ impl S3Backend {
         if let Some(secret) = &settings.secret_access_key {
             b = b.with_secret_access_key(secret);
         }
-        let s3 = b.build().map_err(|e| failed("configuration", e))?;
+        let s3 = Arc::new(b.build().map_err(|e| failed("configuration", e))?);
+        let bucket = Arc::new(crate::store::shared::Bucket::new(
+            s3.clone(),
+            &settings.prefix,
+            &settings.node_id,
+        ));
         Ok(S3Backend {
-            s3: Arc::new(s3),
+            s3,
+            bucket,
             settings: Arc::new(settings),
             publishing: Arc::new(tokio::sync::Semaphore::new(PUBLISHES_AT_ONCE)),
             opening: Arc::new(tokio::sync::Semaphore::new(OPENS_AT_ONCE)),
         })
     }
 
-    /// The bucket's client, for the records nodes share beside the blobs.
-    pub fn objects(&self) -> Arc<dyn ObjectStore> {
-        self.s3.clone()
+    /// The bucket as the nodes sharing it see it, for the records, leases
+    /// and live sets kept beside the blobs.
+    pub fn bucket(&self) -> Arc<crate::store::shared::Bucket> {
+        self.bucket.clone()
     }
 
     /// A commit that found its object in the bucket already (an old upload,
@@ -218,14 +228,9 @@ impl S3Backend {
         size: u64,
         digest: &Digest,
     ) -> Result<(), StoreError> {
-        let bucket = crate::store::shared::Bucket::new(
-            self.s3.clone(),
-            &self.settings.prefix,
-            &self.settings.node_id,
-        );
         let deadline = tokio::time::Instant::now() + SWEEP_WAIT_LIMIT;
         let mut waited = false;
-        while crate::store::shared::lease::sweep_running(&bucket).await? {
+        while crate::store::shared::lease::sweep_running(&self.bucket).await? {
             if tokio::time::Instant::now() >= deadline {
                 return Err(StoreError::Io(Arc::new(std::io::Error::other(format!(
                     "{digest} is in the bucket, but a gc sweep has been running for {}s; try again later",
@@ -524,8 +529,7 @@ impl BlobBackend for S3Backend {
     }
 
     /// Never deletes: see [`S3Backend::remove_many`].
-    fn remove<'a>(&'a self, digest: &'a Digest) -> BoxFuture<'a, Result<(), StoreError>> {
-        let _ = digest;
+    fn remove<'a>(&'a self, _digest: &'a Digest) -> BoxFuture<'a, Result<(), StoreError>> {
         Box::pin(async { Ok(()) })
     }
 
@@ -536,8 +540,7 @@ impl BlobBackend for S3Backend {
     /// rows only; the objects go in the shared sweep
     /// (`store/bucket_gc.rs`), run by the node holding the `gc-lease`
     /// against every node's published live set, the one deleter of blobs.
-    fn remove_many(&self, digests: Vec<Digest>) -> BoxFuture<'_, Result<(), StoreError>> {
-        let _ = digests;
+    fn remove_many(&self, _digests: Vec<Digest>) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async { Ok(()) })
     }
 

@@ -35,16 +35,7 @@ pub fn key_of(node: &str) -> String {
 
 /// 64 hex characters as raw bytes; `None` for anything else.
 pub fn raw_of(hex: &str) -> Option<Raw> {
-    let hex = hex.strip_prefix("sha256:").unwrap_or(hex).as_bytes();
-    if hex.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, pair) in hex.chunks(2).enumerate() {
-        let s = std::str::from_utf8(pair).ok()?;
-        out[i] = u8::from_str_radix(s, 16).ok()?;
-    }
-    Some(out)
+    super::hex32(hex.strip_prefix("sha256:").unwrap_or(hex))
 }
 
 /// A set being written: digests appended as lines, in chunks.

@@ -65,6 +65,22 @@ pub fn lease_deadline(expires_unix: u64, modified: i64, ttl: std::time::Duration
     expires_unix.min(cap)
 }
 
+/// 64 hex digits as 32 bytes; `None` for anything else (what a live set's
+/// digests and the token key are written as).
+pub fn hex32(hex: &str) -> Option<[u8; 32]> {
+    let hex = hex.as_bytes();
+    // Hex digits only: `from_str_radix` would take a sign too.
+    if hex.len() != 64 || !hex.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in hex.chunks(2).enumerate() {
+        let s = std::str::from_utf8(pair).ok()?;
+        out[i] = u8::from_str_radix(s, 16).ok()?;
+    }
+    Some(out)
+}
+
 /// An object store failure as a store error (rendered as storage I/O by
 /// every API surface).
 pub fn failed(what: &str, e: object_store::Error) -> StoreError {

@@ -67,6 +67,10 @@ fn referrer_dir(repo: &str, subject: &Digest) -> String {
     format!("repos/{repo}/referrers/{subject}/")
 }
 
+fn referrer_key(repo: &str, subject: &Digest, digest: &Digest) -> String {
+    format!("{}{digest}", referrer_dir(repo, subject))
+}
+
 fn layer_key(repo: &str, digest: &Digest) -> String {
     format!("repos/{repo}/layers/{digest}")
 }
@@ -149,8 +153,9 @@ impl Records {
         subject: &Digest,
         digest: &Digest,
     ) -> Result<(), StoreError> {
-        let rel = format!("{}{digest}", referrer_dir(repo.as_str(), subject));
-        self.bucket.put(&rel, Bytes::new()).await
+        self.bucket
+            .put(&referrer_key(repo.as_str(), subject, digest), Bytes::new())
+            .await
     }
 
     /// The manifests recorded as referring to `subject` in `repo` (some may
@@ -176,8 +181,9 @@ impl Records {
         subject: &Digest,
         digest: &Digest,
     ) -> Result<(), StoreError> {
-        let rel = format!("{}{digest}", referrer_dir(repo.as_str(), subject));
-        self.bucket.delete(&rel).await
+        self.bucket
+            .delete(&referrer_key(repo.as_str(), subject, digest))
+            .await
     }
 
     /// Records that `digest` was pushed or mounted into `repo`.
@@ -228,17 +234,22 @@ impl Records {
             .get(&Attribute::ContentType)
             .map(|v| v.to_string());
         let bytes = got.bytes().await.map_err(|e| failed("read", e))?;
-        let actual = Digest::of_bytes(&bytes);
+        // Up to 4 MiB to hash (and maybe parse): off the runtime.
+        let checked = bytes.clone();
+        let (actual, media_type) = tokio::task::spawn_blocking(move || {
+            let media_type = match media_type {
+                Some(t) if !t.is_empty() => t,
+                _ => media_type_of(&checked),
+            };
+            (Digest::of_bytes(&checked), media_type)
+        })
+        .await?;
         if actual != *digest {
             return Err(StoreError::DigestMismatch {
                 expected: digest.clone(),
                 actual,
             });
         }
-        let media_type = match media_type {
-            Some(t) if !t.is_empty() => t,
-            _ => media_type_of(&bytes),
-        };
         Ok(Some(RecordedManifest { bytes, media_type }))
     }
 
@@ -300,9 +311,12 @@ impl Records {
             }
         }
         if let Some(rec) = self.manifest(repo, digest).await? {
-            let subject = crate::oci::ManifestView::parse(&rec.bytes, &rec.media_type)
-                .ok()
-                .and_then(|v| v.subject);
+            let subject = tokio::task::spawn_blocking(move || {
+                crate::oci::ManifestView::parse(&rec.bytes, &rec.media_type)
+                    .ok()
+                    .and_then(|v| v.subject)
+            })
+            .await?;
             if let Some(s) = subject {
                 self.remove_referrer(repo, &s.digest, digest).await?;
             }
@@ -319,7 +333,8 @@ impl Records {
 }
 
 /// The media type a manifest declares (for a record written without a
-/// Content-Type); Docker's schema 2 when it declares none.
+/// Content-Type); the OCI image manifest's when it declares none (only an
+/// OCI manifest may leave `mediaType` out).
 fn media_type_of(bytes: &[u8]) -> String {
     serde_json::from_slice::<serde_json::Value>(bytes)
         .ok()

@@ -67,13 +67,7 @@ fn render(key: &[u8; 32]) -> String {
 
 fn parse(bytes: &[u8]) -> Option<[u8; 32]> {
     let text = std::str::from_utf8(bytes).ok()?.trim_end_matches('\n');
-    if text.len() != 64 || !text.bytes().all(|c| c.is_ascii_hexdigit()) {
-        return None;
-    }
-    let mut key = [0u8; 32];
-    for (i, out) in key.iter_mut().enumerate() {
-        *out = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
-    }
+    let key = super::hex32(text)?;
     // An all-zero key is what a failed random source would leave: refuse it.
     (key != [0u8; 32]).then_some(key)
 }

@@ -77,40 +77,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::file_image::{Blob, Image, push_image};
 use common::table::{case_header, case_row};
 use common::*;
 use futures_util::StreamExt as _;
 use moto::{S3Server, have_s3_server};
 use object_store::{ObjectStore as _, ObjectStoreExt as _};
-
-/// Whether a command is on the PATH (what `moto::have_s3_server` asks of `python3`).
-fn have_tool(name: &str) -> bool {
-    std::process::Command::new("sh")
-        .args(["-c", &format!("command -v {name}")])
-        .stdout(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// The image: its blobs as files (layers, then the config) and its manifest.
-struct Image {
-    blobs: Vec<Blob>,
-    manifest: String,
-}
-
-/// One blob of the image.
-#[derive(Clone)]
-struct Blob {
-    path: PathBuf,
-    hex: String,
-    size: u64,
-}
-
-impl Image {
-    fn bytes(&self) -> u64 {
-        self.blobs.iter().map(|b| b.size).sum()
-    }
-}
 
 /// Writes the image's files under `dir`: a big layer of `big_mib` MiB and
 /// `small` layers of `small_kib` KiB, and a config naming them.
@@ -133,78 +105,7 @@ fn make_image(dir: &Path, big_mib: usize, small: usize, small_kib: usize) -> Ima
             size: bytes.len() as u64,
         });
     }
-    let diff_ids: Vec<String> = blobs.iter().map(|b| format!("sha256:{}", b.hex)).collect();
-    let config = format!(
-        r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":{diff_ids:?}}}}}"#
-    );
-    let layers: Vec<String> = blobs
-        .iter()
-        .map(|b| {
-            format!(
-                r#"{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"sha256:{}","size":{}}}"#,
-                b.hex, b.size
-            )
-        })
-        .collect();
-    let cfg_path = dir.join("config.json");
-    std::fs::write(&cfg_path, &config).unwrap();
-    let cfg_hex = sha256_hex(config.as_bytes());
-    let manifest = format!(
-        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:{cfg_hex}","size":{}}},"layers":[{}]}}"#,
-        config.len(),
-        layers.join(",")
-    );
-    blobs.push(Blob {
-        path: cfg_path,
-        hex: cfg_hex,
-        size: config.len() as u64,
-    });
-    Image { blobs, manifest }
-}
-
-/// Pushes one blob monolithically (POST, then one PUT with the whole file),
-/// following wharf's relative and Distribution's absolute `Location`.
-fn push_blob(s: &Server, repo: &str, b: &Blob) {
-    let mut c = s.curl();
-    c.args(["-sf", "-D", "-", "-o", "/dev/null", "-X", "POST"])
-        .arg(format!("{}/v2/{repo}/blobs/uploads/", s.base));
-    let head = output(c, "upload start");
-    let loc = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("location")
-                .then(|| v.trim().to_owned())
-        })
-        .expect("Location");
-    let loc = if loc.starts_with('/') {
-        format!("{}{loc}", s.base)
-    } else {
-        loc
-    };
-    let sep = if loc.contains('?') { '&' } else { '?' };
-    let mut c = s.curl();
-    c.args(["-sf", "-o", "/dev/null", "-X", "PUT", "-H", "Expect:"])
-        .args(["-H", "Content-Type: application/octet-stream", "-T"])
-        .arg(&b.path)
-        .arg(format!("{loc}{sep}digest=sha256:{}", b.hex));
-    output(c, "blob PUT");
-}
-
-/// Pushes the image as `repo:latest` (blobs one after the other, then the
-/// manifest) and returns the wall time.
-fn push_image(s: &Server, repo: &str, img: &Image) -> Duration {
-    let t = Instant::now();
-    for b in &img.blobs {
-        push_blob(s, repo, b);
-    }
-    let mut c = s.curl();
-    c.args(["-sf", "-o", "/dev/null", "-X", "PUT", "--data-binary"])
-        .arg(&img.manifest)
-        .args(["-H", &format!("Content-Type: {OCI_MANIFEST}")])
-        .arg(format!("{}/v2/{repo}/manifests/latest", s.base));
-    output(c, "manifest PUT");
-    t.elapsed()
+    Image::with_layers(dir, blobs)
 }
 
 /// Pulls the manifest, then every blob (3 at a time, like dockerd), following
@@ -240,15 +141,6 @@ async fn pull(base: &str, repo: &str, img: &Image) -> Duration {
         t.await.unwrap();
     }
     t.elapsed()
-}
-
-/// Requests moto logged for `bucket` so far (one access line each).
-fn bucket_requests(s3: &S3Server, bucket: &str) -> usize {
-    let log = std::fs::read_to_string(&s3.log).unwrap_or_default();
-    let (slash, query) = (format!(" /{bucket}/"), format!(" /{bucket}?"));
-    log.lines()
-        .filter(|l| l.contains(&slash) || l.contains(&query))
-        .count()
 }
 
 /// Objects and bytes in `bucket` under `prefix`.
@@ -370,7 +262,7 @@ fn warm_pulls(rt: &tokio::runtime::Runtime, base: &str, img: &Image, n: usize) -
 
 /// The same pull's requests to `bucket`, when it is a bucket case.
 fn reqs(s3: &S3Server, bucket: Option<&str>) -> Option<usize> {
-    bucket.map(|b| bucket_requests(s3, b))
+    bucket.map(|b| s3.requests(b))
 }
 
 /// Cold then warm pulls through a fresh node; `bucket` is where it stores.
@@ -417,7 +309,7 @@ fn push_case(
 ) -> Case {
     let bucket = store.bucket();
     let r0 = reqs(s3, bucket);
-    let push = push_image(s, "bench/app", img);
+    let push = push_image(s, "bench/app", "latest", img);
     let rt = tokio::runtime::Runtime::new().unwrap();
     assert!(
         img.blobs.iter().all(|b| store.holds(&rt, s3, b)),
@@ -511,7 +403,7 @@ fn main() {
     );
     let mut hub = start_wharf_with(&subdir(dir.path(), "hub"), None, &hub_extra);
     hub.creds = Some(creds);
-    push_image(&hub, "library/bench", &img);
+    push_image(&hub, "library/bench", "latest", &img);
     hub.creds = None;
     println!(
         "image: {:.1} MiB in {} blobs ({big_mib} MiB layer, {small} x {small_kib} KiB, config); S3 server: moto {} on 127.0.0.1",
@@ -552,13 +444,13 @@ fn main() {
     drop(ws3);
     // The same node (data directory, index, bucket) again with redirects on.
     let wred = start_wharf_storage(&ws3_dir, None, &mirror, &wharf_s3(&s3, "wharf-pull", true));
-    let r0 = bucket_requests(&s3, "wharf-pull");
+    let r0 = s3.requests("wharf-pull");
     let red_warm = warm_pulls(&rt, &wred.base, &img, warm);
     let pull_red = Case {
         name: WHARF_S3_REDIRECT,
         warm: Some(red_warm),
         rss_mib: wred.peak_rss_kib() as f64 / 1024.0,
-        warm_reqs: Some(bucket_requests(&s3, "wharf-pull") - r0),
+        warm_reqs: Some(s3.requests("wharf-pull") - r0),
         ..Case::default()
     };
     drop(wred);

@@ -71,18 +71,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::file_image::{Blob, Image, push_image};
 use common::scrape::Scrape;
 use common::*;
 use moto::{S3Server, have_s3_server};
-
-/// Whether a command is on the PATH (what `moto::have_s3_server` asks of `python3`).
-fn have_tool(name: &str) -> bool {
-    std::process::Command::new("sh")
-        .args(["-c", &format!("command -v {name}")])
-        .stdout(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
 
 /// The repository and tag every client pulls.
 const REPO: &str = "library/storm";
@@ -90,26 +82,6 @@ const TAG: &str = "latest";
 
 /// Nodes on the bucket.
 const NODES: usize = 3;
-
-/// One blob of the image, as a file.
-struct Blob {
-    path: PathBuf,
-    hex: String,
-    size: u64,
-}
-
-/// The image: its blobs (layers, then the config) and its manifest.
-struct Image {
-    blobs: Vec<Blob>,
-    manifest: String,
-}
-
-impl Image {
-    /// Blob bytes (what a pull downloads besides the manifest).
-    fn bytes(&self) -> u64 {
-        self.blobs.iter().map(|b| b.size).sum()
-    }
-}
 
 /// Writes `layers` layers of `mib` MiB each and a config naming them under `dir`.
 fn make_image(dir: &Path, layers: usize, mib: usize) -> Image {
@@ -124,65 +96,7 @@ fn make_image(dir: &Path, layers: usize, mib: usize) -> Image {
             size: (mib as u64) << 20,
         });
     }
-    let diff_ids: Vec<String> = blobs.iter().map(|b| format!("sha256:{}", b.hex)).collect();
-    let config = format!(
-        r#"{{"architecture":"amd64","os":"linux","rootfs":{{"type":"layers","diff_ids":{diff_ids:?}}}}}"#
-    );
-    let layers: Vec<String> = blobs
-        .iter()
-        .map(|b| {
-            format!(
-                r#"{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"sha256:{}","size":{}}}"#,
-                b.hex, b.size
-            )
-        })
-        .collect();
-    let cfg_path = dir.join("config.json");
-    std::fs::write(&cfg_path, &config).unwrap();
-    let cfg_hex = sha256_hex(config.as_bytes());
-    let manifest = format!(
-        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:{cfg_hex}","size":{}}},"layers":[{}]}}"#,
-        config.len(),
-        layers.join(",")
-    );
-    blobs.push(Blob {
-        path: cfg_path,
-        hex: cfg_hex,
-        size: config.len() as u64,
-    });
-    Image { blobs, manifest }
-}
-
-/// Pushes the image into the hub as `REPO:TAG` (monolithic blob PUTs, then
-/// the manifest).
-fn push_image(hub: &Server, img: &Image) {
-    for b in &img.blobs {
-        let mut c = hub.curl();
-        c.args(["-sf", "-D", "-", "-o", "/dev/null", "-X", "POST"])
-            .arg(format!("{}/v2/{REPO}/blobs/uploads/", hub.base));
-        let head = output(c, "upload start");
-        let loc = head
-            .lines()
-            .find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("location")
-                    .then(|| v.trim().to_owned())
-            })
-            .expect("Location");
-        let sep = if loc.contains('?') { '&' } else { '?' };
-        let mut c = hub.curl();
-        c.args(["-sf", "-o", "/dev/null", "-X", "PUT", "-H", "Expect:"])
-            .args(["-H", "Content-Type: application/octet-stream", "-T"])
-            .arg(&b.path)
-            .arg(format!("{}{loc}{sep}digest=sha256:{}", hub.base, b.hex));
-        output(c, "blob PUT");
-    }
-    let mut c = hub.curl();
-    c.args(["-sf", "-o", "/dev/null", "-X", "PUT", "--data-binary"])
-        .arg(&img.manifest)
-        .args(["-H", &format!("Content-Type: {OCI_MANIFEST}")])
-        .arg(format!("{}/v2/{REPO}/manifests/{TAG}", hub.base));
-    output(c, "manifest PUT");
+    Image::with_layers(dir, blobs)
 }
 
 /// What a client needs of the image: the manifest's length and each blob's
@@ -314,15 +228,6 @@ fn quantile(sorted: &[Duration], p: f64) -> f64 {
     sorted.get(i).map_or(f64::NAN, Duration::as_secs_f64)
 }
 
-/// Requests moto logged for `bucket` so far (one access line each).
-fn bucket_requests(s3: &S3Server, bucket: &str) -> usize {
-    let log = std::fs::read_to_string(&s3.log).unwrap_or_default();
-    let (slash, query) = (format!(" /{bucket}/"), format!(" /{bucket}?"));
-    log.lines()
-        .filter(|l| l.contains(&slash) || l.contains(&query))
-        .count()
-}
-
 /// The hub's blob body bytes served so far.
 fn hub_blob_bytes(hub: &Server) -> f64 {
     Scrape::of(&hub.base).sum("wharf_http_response_bytes_total{route=\"blob\"}")
@@ -359,15 +264,7 @@ fn open_files_limit() -> Option<u64> {
 /// A node: a wharf like `start_wharf_storage`'s, with its log (access lines
 /// included) kept in `dir/wharf.log` for the round's report.
 fn start_node(dir: &Path, extra: &str, storage: &str) -> Server {
-    let cfg = dir.join("wharf.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "{extra}[server]\nlisten = \"127.0.0.1:0\"\n[log]\nlevel = \"warn,wharf=info\"\n[storage]\nroot = {:?}\n{storage}",
-            dir.join("data").display().to_string()
-        ),
-    )
-    .unwrap();
+    let cfg = write_wharf_config(dir, extra, storage);
     let log = dir.join("wharf.log");
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
         .args(["serve", "--config"])
@@ -516,7 +413,7 @@ fn round(
         .collect();
     let bases: Vec<String> = nodes.iter().map(|s| s.base.clone()).collect();
     let hub0 = hub_blob_bytes(&hub);
-    let r0 = bucket_requests(s3, &bucket);
+    let r0 = s3.requests(&bucket);
     let want = Want {
         manifest_len: img.manifest.len(),
         blobs: img.blobs.iter().map(|b| (b.hex.clone(), b.size)).collect(),
@@ -548,7 +445,7 @@ fn round(
             .map(|s| s.peak_rss_kib() as f64 / 1024.0)
             .collect(),
         served_mib,
-        bucket_reqs: bucket_requests(s3, &bucket) - r0,
+        bucket_reqs: s3.requests(&bucket) - r0,
         troubles: node_troubles(&node_dirs),
     }
 }
@@ -638,6 +535,8 @@ fn main() {
     let hub_dir = subdir(dir.path(), "hub");
     push_image(
         &start_wharf_with(&hub_dir, None, "[hosted]\nonly = true\n"),
+        REPO,
+        TAG,
         &img,
     );
     println!(

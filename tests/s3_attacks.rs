@@ -7,69 +7,14 @@
 
 mod common;
 
-use std::path::Path;
-
-use common::image::{Image, OCI_INDEX, OCI_MANIFEST};
-use common::s3::{S3Server, have_s3_server};
+use common::client::{gc_at, get_manifest, push};
+use common::image::{Image, OCI_MANIFEST};
+use common::s3::{blob_key, config, node_config, server};
 use common::{Wharf, bytes, digest, http};
 use object_store::path::Path as Key;
-use object_store::{ObjectStore as _, ObjectStoreExt as _, PutPayload};
-use wharf::config::Config;
+use object_store::{ObjectStore as _, ObjectStoreExt as _};
 
 const BUCKET: &str = "wharf-attacks";
-
-/// A node on `root` sharing the bucket, with a default upstream `hub` (so
-/// routing has a choice to make) or hosted only.
-fn node_config(s3: &S3Server, root: &Path, hub: Option<&str>) -> Config {
-    let routing = match hub {
-        Some(url) => {
-            format!("[[upstream]]\nname = \"docker.io\"\nurl = \"{url}\"\ndefault = true\n")
-        }
-        None => "[hosted]\nonly = true\n".to_owned(),
-    };
-    let text = format!(
-        "{routing}\n[gc]\ninterval = \"0\"\n[storage]\nroot = {:?}\n{}\n",
-        root.display().to_string(),
-        s3.storage_lines(BUCKET),
-    );
-    Config::parse(&text, Path::new("node.toml")).expect("a node configuration parses")
-}
-
-fn server(dir: &Path) -> Option<S3Server> {
-    if !have_s3_server() {
-        return None;
-    }
-    std::fs::create_dir_all(dir.join("s3")).unwrap();
-    let s3 = S3Server::start(&dir.join("s3"));
-    s3.bucket(BUCKET);
-    Some(s3)
-}
-
-async fn put_object(s3: &S3Server, key: &str, body: Vec<u8>) {
-    s3.store(BUCKET)
-        .put(&Key::from(key), PutPayload::from(body))
-        .await
-        .unwrap();
-}
-
-async fn get_manifest(w: &Wharf, repo: &str, reference: &str) -> (u16, Vec<u8>) {
-    let r = http()
-        .get(w.url(&format!("/v2/{repo}/manifests/{reference}")))
-        .header("accept", format!("{OCI_MANIFEST}, {OCI_INDEX}"))
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.bytes().await.unwrap().to_vec())
-}
-
-async fn push(w: &Wharf, repo: &str, tag: &str, img: &Image) {
-    for (_, b) in img.blobs() {
-        common::push_blob(w, repo, b).await;
-    }
-    let r = common::put_manifest(w, repo, tag, OCI_MANIFEST, &img.manifest).await;
-    assert_eq!(r.status(), 201, "{:?}", r.text().await);
-}
 
 /// Bogus records planted in the bucket (a tag record that is no digest, a
 /// huge one, a manifest record whose bytes do not hash to its name, a huge
@@ -78,16 +23,20 @@ async fn push(w: &Wharf, repo: &str, tag: &str, img: &Image) {
 #[tokio::test(flavor = "multi_thread")]
 async fn planted_bogus_and_huge_records_are_never_served() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(s3) = server(dir.path()) else { return };
-    let a = Wharf::start_config(node_config(&s3, &dir.path().join("a"), None)).await;
-    let b = Wharf::start_config(node_config(&s3, &dir.path().join("b"), None)).await;
+    let Some(s3) = server(dir.path(), BUCKET) else {
+        return;
+    };
+    let a = Wharf::start_config(node_config(&s3, BUCKET, &dir.path().join("a"), None)).await;
+    let b = Wharf::start_config(node_config(&s3, BUCKET, &dir.path().join("b"), None)).await;
     let img = Image::new(vec![bytes(30_000, 41)]);
     push(&a, "team/app", "1", &img).await;
     let d = digest(&img.manifest);
 
     // A tag record that names no digest, and one far too big to be one.
-    put_object(&s3, "repos/team/app/tags/junk", b"not a digest".to_vec()).await;
-    put_object(&s3, "repos/team/app/tags/huge", vec![b'a'; 4 << 20]).await;
+    s3.put_object(BUCKET, "repos/team/app/tags/junk", b"not a digest".to_vec())
+        .await;
+    s3.put_object(BUCKET, "repos/team/app/tags/huge", vec![b'a'; 4 << 20])
+        .await;
     for tag in ["junk", "huge"] {
         let (s, _) = get_manifest(&b, "team/app", tag).await;
         assert!(s == 404 || s >= 500, "{tag}: {s}");
@@ -95,8 +44,8 @@ async fn planted_bogus_and_huge_records_are_never_served() {
     // A manifest record whose bytes are not its digest's: never served.
     let other = Image::new(vec![bytes(1_000, 42)]);
     let forged = digest(&other.manifest);
-    put_object(
-        &s3,
+    s3.put_object(
+        BUCKET,
         &format!("repos/team/app/manifests/{forged}"),
         img.manifest.clone(),
     )
@@ -105,8 +54,8 @@ async fn planted_bogus_and_huge_records_are_never_served() {
     assert_ne!(s, 200, "a forged record was served: {}", body.len());
     // A huge manifest record: refused, not read whole.
     let huge = format!("sha256:{}", "ab".repeat(32));
-    put_object(
-        &s3,
+    s3.put_object(
+        BUCKET,
         &format!("repos/team/app/manifests/{huge}"),
         vec![b' '; 16 << 20],
     )
@@ -132,13 +81,27 @@ async fn planted_bogus_and_huge_records_are_never_served() {
 
 async fn a_name_new_on_one_node_is_not_served_from_the_default_upstream_by_another() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(s3) = server(dir.path()) else { return };
+    let Some(s3) = server(dir.path(), BUCKET) else {
+        return;
+    };
     std::fs::create_dir_all(dir.path().join("hub")).unwrap();
     let hub = common::upstreams::hub(&dir.path().join("hub")).await;
     let theirs = Image::new(vec![bytes(20_000, 51)]);
     common::upstreams::publish(&hub, "team/app", "1", &theirs).await;
-    let a = Wharf::start_config(node_config(&s3, &dir.path().join("a"), Some(&hub.base))).await;
-    let b = Wharf::start_config(node_config(&s3, &dir.path().join("b"), Some(&hub.base))).await;
+    let a = Wharf::start_config(node_config(
+        &s3,
+        BUCKET,
+        &dir.path().join("a"),
+        Some(&hub.base),
+    ))
+    .await;
+    let b = Wharf::start_config(node_config(
+        &s3,
+        BUCKET,
+        &dir.path().join("b"),
+        Some(&hub.base),
+    ))
+    .await;
     // Both nodes are up and have learned the (empty) set of hosted names.
     let ours = Image::new(vec![bytes(20_000, 52)]);
     push(&a, "team/app", "1", &ours).await;
@@ -161,8 +124,10 @@ async fn a_name_new_on_one_node_is_not_served_from_the_default_upstream_by_anoth
 #[tokio::test(flavor = "multi_thread")]
 async fn no_record_key_is_the_prefix_of_another_for_nested_names() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(s3) = server(dir.path()) else { return };
-    let a = Wharf::start_config(node_config(&s3, &dir.path().join("a"), None)).await;
+    let Some(s3) = server(dir.path(), BUCKET) else {
+        return;
+    };
+    let a = Wharf::start_config(node_config(&s3, BUCKET, &dir.path().join("a"), None)).await;
     let img = Image::new(vec![bytes(10_000, 61)]);
     push(&a, "team", "1", &img).await;
     push(&a, "team/app", "1", &img).await;
@@ -180,7 +145,7 @@ async fn no_record_key_is_the_prefix_of_another_for_nested_names() {
         );
     }
     // Both names are still known as hosted to a node that learns them.
-    let b = Wharf::start_config(node_config(&s3, &dir.path().join("b"), None)).await;
+    let b = Wharf::start_config(node_config(&s3, BUCKET, &dir.path().join("b"), None)).await;
     for repo in ["team", "team/app"] {
         let (s, m) = get_manifest(&b, repo, "1").await;
         assert_eq!((s, m), (200, img.manifest.clone()), "{repo}");
@@ -206,31 +171,20 @@ async fn no_record_key_is_the_prefix_of_another_for_nested_names() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_layer_pushed_again_during_a_sweep_is_not_deleted() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(s3) = server(dir.path()) else { return };
-    let text = format!(
-        "[hosted]\nonly = true\n[gc]\ninterval = \"0\"\ngrace = \"2s\"\n[storage]\nroot = {:?}\n{}\n",
-        dir.path().join("a").display().to_string(),
-        s3.storage_lines(BUCKET),
-    );
-    let a = Wharf::start_config(Config::parse(&text, Path::new("a.toml")).unwrap()).await;
-    let text_b = text.replace(
-        &dir.path().join("a").display().to_string(),
-        &dir.path().join("b").display().to_string(),
-    );
-    let b = Wharf::start_config(Config::parse(&text_b, Path::new("b.toml")).unwrap()).await;
+    let Some(s3) = server(dir.path(), BUCKET) else {
+        return;
+    };
+    let sections = "[hosted]\nonly = true\n[gc]\ninterval = \"0\"\ngrace = \"2s\"\n";
+    let a = Wharf::start_config(config(&s3, BUCKET, &dir.path().join("a"), sections, "")).await;
+    let b = Wharf::start_config(config(&s3, BUCKET, &dir.path().join("b"), sections, "")).await;
     let layer = bytes(40_000, 71);
     let img = Image::new(vec![layer.clone()]);
     // The layer's object is still in the bucket from an image deleted
     // earlier; a node that went silent left an empty set.
     let d = digest(&layer);
-    put_object(
-        &s3,
-        &format!("blobs/sha256/{}", d.trim_start_matches("sha256:")),
-        layer.clone(),
-    )
-    .await;
-    put_object(
-        &s3,
+    s3.put_object(BUCKET, &blob_key(&d), layer.clone()).await;
+    s3.put_object(
+        BUCKET,
         "nodes/ghost/live",
         b"wharf-live-set 1 node=ghost mark=0\n".to_vec(),
     )
@@ -240,19 +194,7 @@ async fn a_layer_pushed_again_during_a_sweep_is_not_deleted() {
         since.elapsed() > std::time::Duration::from_millis(3_200)
     })
     .await;
-    let sweep = tokio::spawn({
-        let url = a.url("/_wharf/v1/gc");
-        async move {
-            let r = http()
-                .post(url)
-                .json(&serde_json::json!({}))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 200);
-            r.json::<serde_json::Value>().await.unwrap()
-        }
-    });
+    let sweep = tokio::spawn(gc_at(a.url("/_wharf/v1/gc"), serde_json::json!({})));
     // B answered the sweep's mark; the sweep waits for the ghost.
     let id = std::fs::read_to_string(dir.path().join("b/node-id")).unwrap();
     let key = format!("nodes/{}/live", id.trim());

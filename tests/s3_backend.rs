@@ -10,8 +10,10 @@ mod common;
 
 use std::path::Path;
 
+use common::client::{gc, get_blob, get_blob_range, push};
+use common::disk::largest_staged;
 use common::image::{Image, OCI_MANIFEST, tar_with_file};
-use common::s3::{S3Server, have_s3_server};
+use common::s3::{S3Server, blob_key, config, server};
 use common::upstreams::{hub, mirror_config, publish};
 use common::{Wharf, bytes, digest, have_tool, http};
 use object_store::ObjectStoreExt as _;
@@ -28,26 +30,13 @@ fn s3_config(s3: &S3Server, root: &Path, extra: &str, s3_extra: &str) -> Config 
     } else {
         "[hosted]\nonly = true\n"
     };
-    let text = format!(
-        "{upstreams}{extra}\n[gc]\ninterval = \"0\"\ngrace = \"0s\"\n[storage]\nroot = {:?}\n{}{s3_extra}\n",
-        root.display().to_string(),
-        s3.storage_lines(BUCKET),
-    );
-    Config::parse(&text, Path::new("s3.toml")).expect("an S3 configuration parses")
+    let sections = format!("{upstreams}{extra}\n[gc]\ninterval = \"0\"\ngrace = \"0s\"\n");
+    config(s3, BUCKET, root, &sections, s3_extra)
 }
 
 /// The bucket's object for `digest`, if there is one (its size).
 async fn object_size(s3: &S3Server, digest: &str) -> Option<u64> {
-    let hex = digest.trim_start_matches("sha256:");
-    match s3
-        .store(BUCKET)
-        .head(&Key::from(format!("blobs/sha256/{hex}")))
-        .await
-    {
-        Ok(m) => Some(m.size),
-        Err(object_store::Error::NotFound { .. }) => None,
-        Err(e) => panic!("head {digest}: {e}"),
-    }
+    s3.object_size(BUCKET, &blob_key(digest)).await
 }
 
 /// Regular files under the data directory's `blobs/` (none with S3).
@@ -67,40 +56,12 @@ fn local_blob_files(root: &Path) -> usize {
     walk(&root.join("blobs"))
 }
 
-/// Pushes `img` as `repo:tag` (blobs in one POST+PUT each, then the manifest).
-async fn push(w: &Wharf, repo: &str, tag: &str, img: &Image) {
-    for (_, b) in img.blobs() {
-        common::push_blob(w, repo, b).await;
-    }
-    let r = common::put_manifest(w, repo, tag, OCI_MANIFEST, &img.manifest).await;
-    assert_eq!(r.status(), 201, "{:?}", r.text().await);
-}
-
-/// GETs a blob (following no redirect) and returns (status, body).
-async fn get_blob(w: &Wharf, repo: &str, d: &str, range: Option<&str>) -> (u16, Vec<u8>) {
-    let mut req = http().get(w.url(&format!("/v2/{repo}/blobs/{d}")));
-    if let Some(r) = range {
-        req = req.header("range", r);
-    }
-    let r = req.send().await.unwrap();
-    let status = r.status().as_u16();
-    (status, r.bytes().await.unwrap().to_vec())
-}
-
-fn server(dir: &Path) -> Option<S3Server> {
-    if !have_s3_server() {
-        return None;
-    }
-    std::fs::create_dir_all(dir.join("s3")).unwrap();
-    let s3 = S3Server::start(&dir.join("s3"));
-    s3.bucket(BUCKET);
-    Some(s3)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn pushed_blobs_live_in_the_bucket_and_pull_back_whole_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(s3) = server(dir.path()) else { return };
+    let Some(s3) = server(dir.path(), BUCKET) else {
+        return;
+    };
     let root = dir.path().join("data");
     let w = Wharf::start_config(s3_config(&s3, &root, "", "")).await;
     // One small layer (one conditional PUT) and one of 20 MiB (multipart).
@@ -116,14 +77,14 @@ async fn pushed_blobs_live_in_the_bucket_and_pull_back_whole_after_a_restart() {
         0,
         "no blob is kept under the data directory"
     );
-    let (status, body) = get_blob(&w, "team/app", &digest(&big), None).await;
+    let (status, body) = get_blob(&w, "team/app", &digest(&big)).await;
     assert_eq!(status, 200);
     assert_eq!(
         digest(&body),
         digest(&big),
         "the multipart blob reads back whole"
     );
-    let (status, body) = get_blob(
+    let (status, body) = get_blob_range(
         &w,
         "team/app",
         &digest(&big),
@@ -144,7 +105,7 @@ async fn pushed_blobs_live_in_the_bucket_and_pull_back_whole_after_a_restart() {
 
     // A restart on the same data directory serves the same bytes from the bucket.
     let w = Wharf::start_config(s3_config(&s3, &root, "", "")).await;
-    let (status, body) = get_blob(&w, "team/app", &digest(&small), None).await;
+    let (status, body) = get_blob(&w, "team/app", &digest(&small)).await;
     assert_eq!((status, body), (200, small));
     let r = http()
         .get(w.url("/v2/team/app/manifests/1"))
@@ -159,7 +120,9 @@ async fn pushed_blobs_live_in_the_bucket_and_pull_back_whole_after_a_restart() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_mirror_fills_the_bucket_and_serves_hits_from_it() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(s3) = server(dir.path()) else { return };
+    let Some(s3) = server(dir.path(), BUCKET) else {
+        return;
+    };
     std::fs::create_dir_all(dir.path().join("hub")).unwrap();
     let hub = hub(&dir.path().join("hub")).await;
     let img = Image::new(vec![tar_with_file("busybox", &bytes(200_000, 7))]);
@@ -189,7 +152,9 @@ async fn a_mirror_fills_the_bucket_and_serves_hits_from_it() {
 #[tokio::test(flavor = "multi_thread")]
 async fn gc_removes_deleted_content_from_the_bucket() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(s3) = server(dir.path()) else { return };
+    let Some(s3) = server(dir.path(), BUCKET) else {
+        return;
+    };
     let w = Wharf::start_config(s3_config(&s3, &dir.path().join("data"), "", "")).await;
     let keep = Image::new(vec![bytes(5_000, 11)]);
     let gone = Image::new(vec![bytes(6_000, 12)]);
@@ -207,14 +172,7 @@ async fn gc_removes_deleted_content_from_the_bucket() {
     // the sweep is past that second.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
-        let r = http()
-            .post(w.url("/_wharf/v1/gc"))
-            .json(&serde_json::json!({}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        let report = r.text().await.unwrap();
+        let report = gc(&w).await;
         if object_size(&s3, &digest(&gone.layers[0])).await.is_none() {
             break;
         }
@@ -228,7 +186,7 @@ async fn gc_removes_deleted_content_from_the_bucket() {
         object_size(&s3, &digest(&keep.layers[0])).await.is_some(),
         "kept"
     );
-    let (status, _) = get_blob(&w, "team/keep", &digest(&keep.layers[0]), None).await;
+    let (status, _) = get_blob(&w, "team/keep", &digest(&keep.layers[0])).await;
     assert_eq!(status, 200);
     w.stop().await;
 }
@@ -236,7 +194,9 @@ async fn gc_removes_deleted_content_from_the_bucket() {
 #[tokio::test(flavor = "multi_thread")]
 async fn redirect_sends_blob_gets_to_presigned_urls_that_serve_the_bytes() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(s3) = server(dir.path()) else { return };
+    let Some(s3) = server(dir.path(), BUCKET) else {
+        return;
+    };
     let w = Wharf::start_config(s3_config(
         &s3,
         &dir.path().join("data"),
@@ -297,7 +257,9 @@ async fn redirect_sends_blob_gets_to_presigned_urls_that_serve_the_bytes() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_bucket_that_does_not_answer_stops_start_up_naming_it() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(s3) = server(dir.path()) else { return };
+    let Some(s3) = server(dir.path(), BUCKET) else {
+        return;
+    };
     let text = format!(
         "[hosted]\nonly = true\n[storage]\nroot = {:?}\n{}",
         dir.path().join("data").display().to_string(),
@@ -320,7 +282,9 @@ async fn a_bucket_that_does_not_answer_stops_start_up_naming_it() {
 #[tokio::test(flavor = "multi_thread")]
 async fn two_nodes_on_the_same_bucket_and_prefix_both_start_and_serve() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(s3) = server(dir.path()) else { return };
+    let Some(s3) = server(dir.path(), BUCKET) else {
+        return;
+    };
     let first = Wharf::start_config(s3_config(&s3, &dir.path().join("a"), "", "")).await;
     let img = Image::new(vec![bytes(4_000, 31)]);
     push(&first, "team/app", "1", &img).await;
@@ -329,9 +293,9 @@ async fn two_nodes_on_the_same_bucket_and_prefix_both_start_and_serve() {
     let other = Image::new(vec![bytes(4_000, 32)]);
     push(&second, "team/other", "1", &other).await;
     // Each serves what it pushed, and no claim object is written.
-    let (status, _) = get_blob(&first, "team/app", &digest(&img.layers[0]), None).await;
+    let (status, _) = get_blob(&first, "team/app", &digest(&img.layers[0])).await;
     assert_eq!(status, 200);
-    let (status, _) = get_blob(&second, "team/other", &digest(&other.layers[0]), None).await;
+    let (status, _) = get_blob(&second, "team/other", &digest(&other.layers[0])).await;
     assert_eq!(status, 200);
     let claim = s3.store(BUCKET).head(&Key::from("wharf-node")).await;
     assert!(
@@ -342,23 +306,12 @@ async fn two_nodes_on_the_same_bucket_and_prefix_both_start_and_serve() {
     first.stop().await;
 }
 
-/// Bytes of the largest file under `dir` (the staged upload).
-fn largest_staged(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(Result::ok)
-                .filter_map(|e| e.metadata().ok())
-                .map(|m| m.len())
-                .max()
-                .unwrap_or(0)
-        })
-        .unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_node_killed_while_it_uploads_to_the_bucket_leaves_nothing_half_visible() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(s3) = server(dir.path()) else { return };
+    let Some(s3) = server(dir.path(), BUCKET) else {
+        return;
+    };
     let root = dir.path().join("data");
     let storage = s3.storage_lines(BUCKET);
     let extra = "";
@@ -442,7 +395,9 @@ async fn a_node_killed_while_it_uploads_to_the_bucket_leaves_nothing_half_visibl
 #[tokio::test(flavor = "multi_thread")]
 async fn a_bucket_that_dies_fails_requests_quickly_and_keeps_nothing_half_pushed() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(s3) = server(dir.path()) else { return };
+    let Some(s3) = server(dir.path(), BUCKET) else {
+        return;
+    };
     let w = Wharf::start_config(s3_config(&s3, &dir.path().join("data"), "", "")).await;
     let img = Image::new(vec![bytes(10_000, 51)]);
     push(&w, "team/app", "1", &img).await;
@@ -485,7 +440,9 @@ async fn a_bucket_that_dies_fails_requests_quickly_and_keeps_nothing_half_pushed
 #[test]
 fn credentials_from_the_aws_environment_reach_the_bucket() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(s3) = server(dir.path()) else { return };
+    let Some(s3) = server(dir.path(), BUCKET) else {
+        return;
+    };
     let lines: String = s3
         .storage_lines(BUCKET)
         .lines()
@@ -504,18 +461,8 @@ fn credentials_from_the_aws_environment_reach_the_bucket() {
             ("AWS_SECRET_ACCESS_KEY", "environment-secret"),
         ],
     );
-    let blob = bytes(7_000, 81);
-    let d = digest(&blob);
-    let client = reqwest::blocking::Client::new();
-    let r = client
-        .post(w.url(&format!("/v2/team/env/blobs/uploads/?digest={d}")))
-        .body(blob.clone())
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 201, "{:?}", r.text());
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    assert_eq!(rt.block_on(object_size(&s3, &d)), Some(blob.len() as u64));
-    let back = client
+    let (blob, d) = push_to_bucket(&s3, &w, "team/env", 7_000, 81);
+    let back = reqwest::blocking::Client::new()
         .get(w.url(&format!("/v2/team/env/blobs/{d}")))
         .send()
         .unwrap()
@@ -530,7 +477,9 @@ fn credentials_from_the_aws_environment_reach_the_bucket() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_inline_secret_in_the_config_reaches_the_bucket() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(s3) = server(dir.path()) else { return };
+    let Some(s3) = server(dir.path(), BUCKET) else {
+        return;
+    };
     let text = format!(
         "[hosted]\nonly = true\n[storage]\nroot = {:?}\nbackend = \"s3\"\n[storage.s3]\nbucket = {BUCKET:?}\nendpoint = {:?}\nregion = {:?}\naccess_key_id = {:?}\nsecret_access_key = {:?}\n",
         dir.path().join("data").display().to_string(),
@@ -549,7 +498,7 @@ async fn an_inline_secret_in_the_config_reaches_the_bucket() {
     push(&w, "team/inline", "1", &img).await;
     let d = digest(&img.layers[0]);
     assert_eq!(object_size(&s3, &d).await, Some(img.layers[0].len() as u64));
-    let (status, back) = get_blob(&w, "team/inline", &d, None).await;
+    let (status, back) = get_blob(&w, "team/inline", &d).await;
     assert_eq!(status, 200);
     assert_eq!(back, img.layers[0]);
     w.stop().await;
@@ -562,7 +511,9 @@ async fn an_inline_secret_in_the_config_reaches_the_bucket() {
 #[test]
 fn the_endpoint_and_region_can_come_from_the_aws_environment_too() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(s3) = server(dir.path()) else { return };
+    let Some(s3) = server(dir.path(), BUCKET) else {
+        return;
+    };
     let lines = format!("backend = \"s3\"\n[storage.s3]\nbucket = {BUCKET:?}\n");
     let w = common::WharfProcess::spawn_env(
         dir.path(),
@@ -577,17 +528,7 @@ fn the_endpoint_and_region_can_come_from_the_aws_environment_too() {
             ("AWS_SECRET_ACCESS_KEY", "environment-secret"),
         ],
     );
-    let blob = bytes(5_000, 83);
-    let d = digest(&blob);
-    let client = reqwest::blocking::Client::new();
-    let r = client
-        .post(w.url(&format!("/v2/team/envurl/blobs/uploads/?digest={d}")))
-        .body(blob.clone())
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 201, "{:?}", r.text());
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    assert_eq!(rt.block_on(object_size(&s3, &d)), Some(blob.len() as u64));
+    push_to_bucket(&s3, &w, "team/envurl", 5_000, 83);
 }
 
 /// `AWS_ENDPOINT_URL` with credentials in it (`http://user:pass@host`) is
@@ -597,7 +538,9 @@ fn the_endpoint_and_region_can_come_from_the_aws_environment_too() {
 #[test]
 fn an_endpoint_with_credentials_in_the_environment_is_refused_unshown() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(s3) = server(dir.path()) else { return };
+    let Some(s3) = server(dir.path(), BUCKET) else {
+        return;
+    };
     let with_credentials = s3.endpoint.replacen("://", "://bob:url-password@", 1);
     let lines = format!("backend = \"s3\"\n[storage.s3]\nbucket = {BUCKET:?}\nredirect = true\n");
     let started = common::WharfProcess::try_spawn_env(
@@ -665,9 +608,16 @@ fn aws_env<'a>(endpoint_url: &'a str, endpoint_url_s3: &'a str) -> [(&'static st
     ]
 }
 
-/// Pushes a blob to `w` and checks it reached the bucket.
-fn push_to_bucket(s3: &S3Server, w: &common::WharfProcess, repo: &str, seed: u64) {
-    let blob = bytes(3_000, seed);
+/// Pushes a blob of `size` bytes to `w` and checks it reached the bucket;
+/// the blob and its digest.
+fn push_to_bucket(
+    s3: &S3Server,
+    w: &common::WharfProcess,
+    repo: &str,
+    size: usize,
+    seed: u64,
+) -> (Vec<u8>, String) {
+    let blob = bytes(size, seed);
     let d = digest(&blob);
     let r = reqwest::blocking::Client::new()
         .post(w.url(&format!("/v2/{repo}/blobs/uploads/?digest={d}")))
@@ -677,6 +627,7 @@ fn push_to_bucket(s3: &S3Server, w: &common::WharfProcess, repo: &str, seed: u64
     assert_eq!(r.status(), 201, "{:?}", r.text());
     let rt = tokio::runtime::Runtime::new().unwrap();
     assert_eq!(rt.block_on(object_size(s3, &d)), Some(blob.len() as u64));
+    (blob, d)
 }
 
 /// `AWS_ENDPOINT_URL_S3` (the AWS CLI's S3-only form) ranks above
@@ -684,7 +635,9 @@ fn push_to_bucket(s3: &S3Server, w: &common::WharfProcess, repo: &str, seed: u64
 #[test]
 fn the_s3_only_endpoint_variable_is_honoured_over_the_general_one() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(s3) = server(dir.path()) else { return };
+    let Some(s3) = server(dir.path(), BUCKET) else {
+        return;
+    };
     let w = common::WharfProcess::spawn_env(
         dir.path(),
         &dir.path().join("data"),
@@ -693,7 +646,7 @@ fn the_s3_only_endpoint_variable_is_honoured_over_the_general_one() {
         "",
         &aws_env("https://127.0.0.1:9", &s3.endpoint),
     );
-    push_to_bucket(&s3, &w, "team/s3only", 85);
+    push_to_bucket(&s3, &w, "team/s3only", 3_000, 85);
 }
 
 /// `endpoint` in the configuration wins over the environment's, also over
@@ -701,7 +654,9 @@ fn the_s3_only_endpoint_variable_is_honoured_over_the_general_one() {
 #[test]
 fn the_configured_endpoint_wins_over_the_s3_only_variable() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(s3) = server(dir.path()) else { return };
+    let Some(s3) = server(dir.path(), BUCKET) else {
+        return;
+    };
     let w = common::WharfProcess::spawn_env(
         dir.path(),
         &dir.path().join("data"),
@@ -710,5 +665,5 @@ fn the_configured_endpoint_wins_over_the_s3_only_variable() {
         "",
         &aws_env("http://127.0.0.1:9", "http://127.0.0.1:9"),
     );
-    push_to_bucket(&s3, &w, "team/configured", 86);
+    push_to_bucket(&s3, &w, "team/configured", 3_000, 86);
 }

@@ -14,77 +14,21 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
+use common::client::{get_blob, get_manifest, push};
 use common::image::{Image, OCI_INDEX, OCI_MANIFEST, index};
-use common::s3::{S3Server, have_s3_server};
+use common::s3::{S3Server, config, node_config, server};
 use common::{Wharf, bytes, digest, http};
-use object_store::ObjectStoreExt as _;
 use wharf::config::Config;
 
 const BUCKET: &str = "wharf-nodes";
-
-/// A node on `root` sharing the bucket; with a default upstream (`hub`) so
-/// routing has a choice to make, or hosted only.
-fn node_config(s3: &S3Server, root: &Path, hub: Option<&str>) -> Config {
-    let routing = match hub {
-        Some(url) => {
-            format!("[[upstream]]\nname = \"docker.io\"\nurl = \"{url}\"\ndefault = true\n")
-        }
-        None => "[hosted]\nonly = true\n".to_owned(),
-    };
-    let text = format!(
-        "{routing}\n[gc]\ninterval = \"0\"\n[storage]\nroot = {:?}\n{}\n",
-        root.display().to_string(),
-        s3.storage_lines(BUCKET),
-    );
-    Config::parse(&text, Path::new("node.toml")).expect("a node configuration parses")
-}
-
-fn server(dir: &Path) -> Option<S3Server> {
-    if !have_s3_server() {
-        return None;
-    }
-    std::fs::create_dir_all(dir.join("s3")).unwrap();
-    let s3 = S3Server::start(&dir.join("s3"));
-    s3.bucket(BUCKET);
-    Some(s3)
-}
 
 async fn nodes(s3: &S3Server, dir: &Path, n: usize, hub: Option<&str>) -> Vec<Wharf> {
     let mut out = Vec::new();
     for i in 0..n {
         let root = dir.join(format!("node{i}"));
-        out.push(Wharf::start_config(node_config(s3, &root, hub)).await);
+        out.push(Wharf::start_config(node_config(s3, BUCKET, &root, hub)).await);
     }
     out
-}
-
-async fn get_manifest(w: &Wharf, repo: &str, reference: &str) -> (u16, Vec<u8>) {
-    let r = http()
-        .get(w.url(&format!("/v2/{repo}/manifests/{reference}")))
-        .header("accept", format!("{OCI_MANIFEST}, {OCI_INDEX}"))
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.bytes().await.unwrap().to_vec())
-}
-
-async fn get_blob(w: &Wharf, repo: &str, d: &str) -> (u16, Vec<u8>) {
-    let r = http()
-        .get(w.url(&format!("/v2/{repo}/blobs/{d}")))
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    (status, r.bytes().await.unwrap().to_vec())
-}
-
-async fn push(w: &Wharf, repo: &str, tag: &str, img: &Image) {
-    for (_, b) in img.blobs() {
-        common::push_blob(w, repo, b).await;
-    }
-    let r = common::put_manifest(w, repo, tag, OCI_MANIFEST, &img.manifest).await;
-    assert_eq!(r.status(), 201, "{:?}", r.text().await);
 }
 
 /// Every blob and the manifest of `img` pull from `w` with the right bytes.
@@ -119,7 +63,9 @@ async fn tag_becomes(w: &Wharf, repo: &str, tag: &str, want: (u16, Option<&[u8]>
 #[tokio::test(flavor = "multi_thread")]
 async fn a_push_on_node_one_pulls_from_node_three_by_digest_at_once_and_by_tag_within_the_ttl() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(s3) = server(dir.path()) else { return };
+    let Some(s3) = server(dir.path(), BUCKET) else {
+        return;
+    };
     let n = nodes(&s3, dir.path(), 3, None).await;
     let img = Image::new(vec![bytes(40_000, 1), bytes(9 * 1024 * 1024, 2)]);
     push(&n[0], "team/app", "v1", &img).await;
@@ -196,7 +142,9 @@ async fn a_push_on_node_one_pulls_from_node_three_by_digest_at_once_and_by_tag_w
 #[tokio::test(flavor = "multi_thread")]
 async fn a_push_spread_over_nodes_by_a_load_balancer_works_and_an_index_pulls_elsewhere() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(s3) = server(dir.path()) else { return };
+    let Some(s3) = server(dir.path(), BUCKET) else {
+        return;
+    };
     let n = nodes(&s3, dir.path(), 3, None).await;
     let amd = Image::for_platform(vec![bytes(20_000, 11)], "amd64");
     let arm = Image::for_platform(vec![bytes(21_000, 12)], "arm64");
@@ -241,20 +189,27 @@ async fn a_push_spread_over_nodes_by_a_load_balancer_works_and_an_index_pulls_el
 #[tokio::test(flavor = "multi_thread")]
 async fn a_node_on_an_empty_data_directory_serves_what_the_bucket_holds_as_hosted() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(s3) = server(dir.path()) else { return };
+    let Some(s3) = server(dir.path(), BUCKET) else {
+        return;
+    };
     // A default upstream that does not have the name: routing it there
     // would answer 404 (or worse, another image).
     std::fs::create_dir_all(dir.path().join("hub")).unwrap();
     let hub = common::upstreams::hub(&dir.path().join("hub")).await;
-    let first =
-        Wharf::start_config(node_config(&s3, &dir.path().join("first"), Some(&hub.base))).await;
+    let first = Wharf::start_config(node_config(
+        &s3,
+        BUCKET,
+        &dir.path().join("first"),
+        Some(&hub.base),
+    ))
+    .await;
     let img = Image::new(vec![bytes(50_000, 21)]);
     push(&first, "bun", "latest", &img).await;
     first.stop().await;
 
     let fresh_root = dir.path().join("fresh");
     assert!(!fresh_root.exists());
-    let fresh = Wharf::start_config(node_config(&s3, &fresh_root, Some(&hub.base))).await;
+    let fresh = Wharf::start_config(node_config(&s3, BUCKET, &fresh_root, Some(&hub.base))).await;
     // From its first request: the name is hosted here, by tag and digest.
     let (s, m) = get_manifest(&fresh, "bun", "latest").await;
     assert_eq!(s, 200, "{}", String::from_utf8_lossy(&m));
@@ -267,7 +222,9 @@ async fn a_node_on_an_empty_data_directory_serves_what_the_bucket_holds_as_hoste
 #[tokio::test(flavor = "multi_thread")]
 async fn a_signature_pushed_on_one_node_is_listed_by_the_referrers_api_of_another() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(s3) = server(dir.path()) else { return };
+    let Some(s3) = server(dir.path(), BUCKET) else {
+        return;
+    };
     let n = nodes(&s3, dir.path(), 2, None).await;
     let img = Image::new(vec![bytes(10_000, 31)]);
     push(&n[0], "team/signed", "v1", &img).await;
@@ -333,7 +290,9 @@ async fn a_signature_pushed_on_one_node_is_listed_by_the_referrers_api_of_anothe
 async fn a_name_pushed_on_one_node_routes_as_hosted_on_another_at_once_despite_a_default_upstream()
 {
     let dir = tempfile::tempdir().unwrap();
-    let Some(s3) = server(dir.path()) else { return };
+    let Some(s3) = server(dir.path(), BUCKET) else {
+        return;
+    };
     std::fs::create_dir_all(dir.path().join("hub")).unwrap();
     let hub = common::upstreams::hub(&dir.path().join("hub")).await;
     // Both nodes run before the push: node 2 learns the name from the
@@ -354,13 +313,11 @@ async fn a_name_pushed_on_one_node_routes_as_hosted_on_another_at_once_despite_a
 /// A node with users and the token scheme (no anonymous pulls) on `bucket`
 /// under `prefix`.
 fn login_node_config(s3: &S3Server, root: &Path, users: &Path, prefix: &str) -> Config {
-    let text = format!(
-        "[hosted]\nonly = true\n[auth]\nhtpasswd = {:?}\nscheme = \"token\"\nanonymous_pull = false\n[[auth.rule]]\nusers = [\"dev\"]\nrepos = [\"team/*\"]\nactions = [\"pull\", \"push\"]\n[gc]\ninterval = \"0\"\n[storage]\nroot = {:?}\n{}prefix = {prefix:?}\n",
+    let sections = format!(
+        "[hosted]\nonly = true\n[auth]\nhtpasswd = {:?}\nscheme = \"token\"\nanonymous_pull = false\n[[auth.rule]]\nusers = [\"dev\"]\nrepos = [\"team/*\"]\nactions = [\"pull\", \"push\"]\n[gc]\ninterval = \"0\"\n",
         users.display().to_string(),
-        root.display().to_string(),
-        s3.storage_lines(BUCKET),
     );
-    Config::parse(&text, Path::new("node.toml")).expect("a node configuration parses")
+    config(s3, BUCKET, root, &sections, &format!("prefix = {prefix:?}"))
 }
 
 /// A load balancer without sticky sessions sends a client's `/token` request
@@ -370,7 +327,9 @@ fn login_node_config(s3: &S3Server, root: &Path, users: &Path, prefix: &str) -> 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_token_one_node_issued_is_accepted_by_the_others_and_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(s3) = server(dir.path()) else { return };
+    let Some(s3) = server(dir.path(), BUCKET) else {
+        return;
+    };
     let users = dir.path().join("htpasswd");
     common::htpasswd(&users, &[("dev", "secret")]);
     let cfg =
@@ -429,16 +388,13 @@ async fn a_token_one_node_issued_is_accepted_by_the_others_and_after_a_restart()
 #[tokio::test(flavor = "multi_thread")]
 async fn a_token_key_object_that_is_not_a_key_stops_start_up_naming_it() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(s3) = server(dir.path()) else { return };
+    let Some(s3) = server(dir.path(), BUCKET) else {
+        return;
+    };
     let users = dir.path().join("htpasswd");
     common::htpasswd(&users, &[("dev", "secret")]);
-    s3.store(BUCKET)
-        .put(
-            &object_store::path::Path::from("bad/auth/token-key"),
-            object_store::PutPayload::from(b"0123\n".to_vec()),
-        )
-        .await
-        .unwrap();
+    s3.put_object(BUCKET, "bad/auth/token-key", b"0123\n".to_vec())
+        .await;
     let cfg = login_node_config(&s3, &dir.path().join("n"), &users, "bad/");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (_tx, rx) = tokio::sync::watch::channel(false);
@@ -457,7 +413,9 @@ async fn a_token_key_object_that_is_not_a_key_stops_start_up_naming_it() {
 #[test]
 fn an_upload_asked_of_a_node_that_does_not_hold_it_is_refused_and_logged_and_survives() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(s3) = server(dir.path()) else { return };
+    let Some(s3) = server(dir.path(), BUCKET) else {
+        return;
+    };
     let spawn = |name: &str| {
         let d = dir.path().join(name);
         std::fs::create_dir_all(&d).unwrap();

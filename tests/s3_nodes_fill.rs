@@ -14,36 +14,17 @@ use std::time::{Duration, Instant};
 
 use common::hostile::{drip, hostile, line};
 use common::image::{Image, tar_with_file};
-use common::s3::{S3Server, have_s3_server};
+use common::s3::{S3Server, blob_key, config, server};
 use common::upstreams::{hub, hub_blob_bytes, mirror_config, publish};
 use common::{Wharf, bytes, digest, get_oci as get, metrics_text};
-use object_store::path::Path as Key;
-use object_store::{ObjectStoreExt as _, PutPayload};
-use wharf::config::Config;
 
 const BUCKET: &str = "wharf-nodes";
-
-fn server(dir: &Path) -> Option<S3Server> {
-    if !have_s3_server() {
-        return None;
-    }
-    std::fs::create_dir_all(dir.join("s3")).unwrap();
-    let s3 = S3Server::start(&dir.join("s3"));
-    s3.bucket(BUCKET);
-    Some(s3)
-}
 
 /// A mirror node named `name` under `dir` whose default upstream is
 /// `upstream`, its blobs in the shared bucket (same prefix as every node).
 async fn node(dir: &Path, name: &str, s3: &S3Server, upstream: &str) -> Wharf {
-    let text = format!(
-        "{}\n[storage]\nroot = {:?}\n{}",
-        mirror_config(upstream, "manifest_ttl = \"1h\"\n", ""),
-        dir.join(name).display().to_string(),
-        s3.storage_lines(BUCKET),
-    );
-    let cfg = Config::parse(&text, Path::new("node.toml")).expect("a node's configuration parses");
-    Wharf::start_config(cfg).await
+    let sections = mirror_config(upstream, "manifest_ttl = \"1h\"\n", "");
+    Wharf::start_config(config(s3, BUCKET, &dir.join(name), &sections, "")).await
 }
 
 /// Requests the hub answered for blobs (GET and HEAD, any status).
@@ -54,15 +35,6 @@ async fn hub_blob_requests(hub: &Wharf) -> f64 {
         .filter(|l| l.starts_with("wharf_http_requests_total{") && l.contains("route=\"blob\""))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
-}
-
-/// Whether the bucket holds an object at `rel`.
-async fn in_bucket(s3: &S3Server, rel: &str) -> bool {
-    match s3.store(BUCKET).head(&Key::from(rel)).await {
-        Ok(_) => true,
-        Err(object_store::Error::NotFound { .. }) => false,
-        Err(e) => panic!("head {rel}: {e}"),
-    }
 }
 
 fn lease_key(d: &str) -> String {
@@ -79,7 +51,9 @@ fn unix_now() -> u64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn eight_cold_pulls_over_three_nodes_fetch_each_blob_from_the_upstream_about_once() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(s3) = server(dir.path()) else { return };
+    let Some(s3) = server(dir.path(), BUCKET) else {
+        return;
+    };
     let hub = hub(dir.path()).await;
     // Layers of a few MiB each (single PUTs into the bucket) and a tiny one.
     let img = Image::new(vec![
@@ -127,15 +101,14 @@ async fn eight_cold_pulls_over_three_nodes_fetch_each_blob_from_the_upstream_abo
         served / total as f64
     );
     for (d, _) in &blobs {
-        let hex = d.trim_start_matches("sha256:");
         assert!(
-            in_bucket(&s3, &format!("blobs/sha256/{hex}")).await,
+            s3.exists(BUCKET, &blob_key(d)).await,
             "{d} is in the bucket"
         );
         // Released once stored (the client may have its last byte first).
         let key = lease_key(d);
         common::wait_for(10, "the fill lease's release", || async {
-            !in_bucket(&s3, &key).await
+            !s3.exists(BUCKET, &key).await
         })
         .await;
     }
@@ -148,7 +121,9 @@ async fn eight_cold_pulls_over_three_nodes_fetch_each_blob_from_the_upstream_abo
 #[tokio::test(flavor = "multi_thread")]
 async fn a_blob_one_node_cached_is_served_by_another_without_the_upstream() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(s3) = server(dir.path()) else { return };
+    let Some(s3) = server(dir.path(), BUCKET) else {
+        return;
+    };
     let hub = hub(dir.path()).await;
     let layer = tar_with_file("a", &bytes(3 << 20, 21));
     let other = tar_with_file("b", &bytes(1 << 20, 22));
@@ -196,7 +171,9 @@ async fn a_blob_one_node_cached_is_served_by_another_without_the_upstream() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_fill_lease_left_by_a_dead_node_is_taken_over_once_it_lapses() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(s3) = server(dir.path()) else { return };
+    let Some(s3) = server(dir.path(), BUCKET) else {
+        return;
+    };
     let hub = hub(dir.path()).await;
     let layer = tar_with_file("a", &bytes(2 << 20, 31));
     let img = Image::new(vec![layer.clone()]);
@@ -207,10 +184,7 @@ async fn a_fill_lease_left_by_a_dead_node_is_taken_over_once_it_lapses() {
     // seconds from lapsing.
     let lapses = unix_now() + 3;
     let body = format!("{{\"node\":\"dead-node\",\"expires_unix\":{lapses}}}");
-    s3.store(BUCKET)
-        .put(&Key::from(lease_key(&d)), PutPayload::from(body))
-        .await
-        .unwrap();
+    s3.put_object(BUCKET, &lease_key(&d), body).await;
     let started = Instant::now();
     let r = get(&a, &format!("/v2/library/app/blobs/{d}")).await;
     assert_eq!(r.status(), 200);
@@ -227,7 +201,7 @@ async fn a_fill_lease_left_by_a_dead_node_is_taken_over_once_it_lapses() {
     assert_eq!(hub_blob_bytes(&hub).await as usize, layer.len());
     let key = lease_key(&d);
     common::wait_for(10, "the taker's release of the lease", || async {
-        !in_bucket(&s3, &key).await
+        !s3.exists(BUCKET, &key).await
     })
     .await;
     a.stop().await;
@@ -237,7 +211,9 @@ async fn a_fill_lease_left_by_a_dead_node_is_taken_over_once_it_lapses() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_node_whose_fill_fails_lets_a_waiting_node_fetch_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(s3) = server(dir.path()) else { return };
+    let Some(s3) = server(dir.path(), BUCKET) else {
+        return;
+    };
     let hub = hub(dir.path()).await;
     let layer = tar_with_file("a", &bytes(2 << 20, 41));
     let img = Image::new(vec![layer.clone()]);
@@ -266,7 +242,7 @@ async fn a_node_whose_fill_fails_lets_a_waiting_node_fetch_at_once() {
     });
     let lease = lease_key(&d);
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !in_bucket(&s3, &lease).await {
+    while !s3.exists(BUCKET, &lease).await {
         assert!(Instant::now() < deadline, "node a took the fill lease");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

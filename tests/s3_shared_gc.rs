@@ -11,12 +11,13 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::client::{gc, gc_at, gc_dry, push_acked};
+use common::disk::largest_staged;
 use common::image::{Image, OCI_MANIFEST};
-use common::s3::{S3Server, have_s3_server};
+use common::s3::{S3Server, blob_key, config, server};
 use common::{Wharf, bytes, digest, http};
+use object_store::ObjectStoreExt as _;
 use object_store::path::Path as Key;
-use object_store::{ObjectStoreExt as _, PutPayload};
-use serde_json::Value;
 use wharf::config::Config;
 
 const BUCKET: &str = "wharf-shared";
@@ -25,22 +26,9 @@ const GRACE_SECS: u64 = 2;
 
 /// A hosted-only node on `root`, sharing the bucket, gc only on demand.
 fn node_config(s3: &S3Server, root: &Path) -> Config {
-    let text = format!(
-        "[hosted]\nonly = true\n[gc]\ninterval = \"0\"\ngrace = \"{GRACE_SECS}s\"\n[storage]\nroot = {:?}\n{}\n",
-        root.display().to_string(),
-        s3.storage_lines(BUCKET),
-    );
-    Config::parse(&text, Path::new("s3.toml")).expect("an S3 configuration parses")
-}
-
-fn server(dir: &Path) -> Option<S3Server> {
-    if !have_s3_server() {
-        return None;
-    }
-    std::fs::create_dir_all(dir.join("s3")).unwrap();
-    let s3 = S3Server::start(&dir.join("s3"));
-    s3.bucket(BUCKET);
-    Some(s3)
+    let sections =
+        format!("[hosted]\nonly = true\n[gc]\ninterval = \"0\"\ngrace = \"{GRACE_SECS}s\"\n");
+    config(s3, BUCKET, root, &sections, "")
 }
 
 fn node_id(root: &Path) -> String {
@@ -50,29 +38,10 @@ fn node_id(root: &Path) -> String {
         .to_owned()
 }
 
-async fn put_object(s3: &S3Server, key: &str, body: Vec<u8>) {
-    s3.store(BUCKET)
-        .put(&Key::from(key), PutPayload::from(body))
-        .await
-        .unwrap();
-}
-
-async fn exists(s3: &S3Server, key: &str) -> bool {
-    match s3.store(BUCKET).head(&Key::from(key)).await {
-        Ok(_) => true,
-        Err(object_store::Error::NotFound { .. }) => false,
-        Err(e) => panic!("head {key}: {e}"),
-    }
-}
-
-fn blob_key(d: &str) -> String {
-    format!("blobs/sha256/{}", d.trim_start_matches("sha256:"))
-}
-
 /// Puts `data` straight into the bucket as a blob object nobody references.
 async fn plant_blob(s3: &S3Server, data: &[u8]) -> String {
     let d = digest(data);
-    put_object(s3, &blob_key(&d), data.to_vec()).await;
+    s3.put_object(BUCKET, &blob_key(&d), data.to_vec()).await;
     d
 }
 
@@ -83,29 +52,6 @@ async fn past_grace() {
         since.elapsed() > Duration::from_millis(GRACE_SECS * 1000 + 1100)
     })
     .await;
-}
-
-/// Runs one collection on `w` through the admin API; its report.
-async fn gc(w: &Wharf) -> Value {
-    let r = http()
-        .post(w.url("/_wharf/v1/gc"))
-        .json(&serde_json::json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    r.json().await.unwrap()
-}
-
-/// Pushes `img` as `repo:tag`; whether the registry acknowledged it all.
-async fn push(w: &Wharf, repo: &str, tag: &str, img: &Image) -> bool {
-    for (_, b) in img.blobs() {
-        common::push_blob(w, repo, b).await;
-    }
-    common::put_manifest(w, repo, tag, OCI_MANIFEST, &img.manifest)
-        .await
-        .status()
-        == 201
 }
 
 /// `img` pulls whole from `w` as `repo:tag`.
@@ -132,7 +78,9 @@ async fn pulls_whole(w: &Wharf, repo: &str, tag: &str, img: &Image) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_gc_on_one_node_while_another_pushes_loses_nothing_and_deletes_garbage() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(s3) = server(dir.path()) else { return };
+    let Some(s3) = server(dir.path(), BUCKET) else {
+        return;
+    };
     let a = Wharf::start_config(node_config(&s3, &dir.path().join("a"))).await;
     let b = Wharf::start_config(node_config(&s3, &dir.path().join("b"))).await;
     // Garbage: an object nobody names. Named only by a hosted manifest
@@ -143,8 +91,8 @@ async fn a_gc_on_one_node_while_another_pushes_loses_nothing_and_deletes_garbage
         plant_blob(&s3, blob).await;
     }
     let md = digest(&recorded.manifest);
-    put_object(
-        &s3,
+    s3.put_object(
+        BUCKET,
         &format!("repos/team/recorded/manifests/{md}"),
         recorded.manifest.clone(),
     )
@@ -163,7 +111,7 @@ async fn a_gc_on_one_node_while_another_pushes_loses_nothing_and_deletes_garbage
         .collect();
     let pushes = images.iter().enumerate().map(|(i, img)| {
         let b = &b;
-        async move { push(b, &format!("team/app{i}"), "1", img).await }
+        async move { push_acked(b, &format!("team/app{i}"), "1", img).await }
     });
     let collect = async {
         let first = gc(&a).await;
@@ -184,15 +132,18 @@ async fn a_gc_on_one_node_while_another_pushes_loses_nothing_and_deletes_garbage
         deleted >= 1,
         "the sweep deleted something: {first} {second}"
     );
-    assert!(!exists(&s3, &blob_key(&garbage)).await, "garbage swept");
+    assert!(
+        !s3.exists(BUCKET, &blob_key(&garbage)).await,
+        "garbage swept"
+    );
     for (d, _) in recorded.blobs() {
         assert!(
-            exists(&s3, &blob_key(&d)).await,
+            s3.exists(BUCKET, &blob_key(&d)).await,
             "named by a manifest record: {d}"
         );
     }
     assert!(
-        exists(&s3, &blob_key(&md)).await,
+        s3.exists(BUCKET, &blob_key(&md)).await,
         "the recorded manifest itself"
     );
 
@@ -211,11 +162,11 @@ async fn a_gc_on_one_node_while_another_pushes_loses_nothing_and_deletes_garbage
         pulls_whole(&a, &format!("team/app{i}"), "1", img).await;
         for (d, _) in img.blobs() {
             assert!(
-                exists(&s3, &blob_key(&d)).await,
+                s3.exists(BUCKET, &blob_key(&d)).await,
                 "B's {d} is in the bucket for A too"
             );
         }
-        assert!(exists(&s3, &blob_key(&digest(&img.manifest))).await);
+        assert!(s3.exists(BUCKET, &blob_key(&digest(&img.manifest))).await);
     }
     assert_eq!(checked, images.len(), "every push was acknowledged");
     a.stop().await;
@@ -225,14 +176,16 @@ async fn a_gc_on_one_node_while_another_pushes_loses_nothing_and_deletes_garbage
 #[tokio::test(flavor = "multi_thread")]
 async fn two_gcs_at_once_sweep_once_and_a_silent_nodes_set_keeps_its_content() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(s3) = server(dir.path()) else { return };
+    let Some(s3) = server(dir.path(), BUCKET) else {
+        return;
+    };
     let a_root = dir.path().join("a");
     let a = Wharf::start_config(node_config(&s3, &a_root)).await;
     let b = Wharf::start_config(node_config(&s3, &dir.path().join("b"))).await;
     // A node that published once and went silent: its set still counts.
     let ghosts = plant_blob(&s3, &bytes(1_500, 3)).await;
-    put_object(
-        &s3,
+    s3.put_object(
+        BUCKET,
         "nodes/ghost/live",
         format!(
             "wharf-live-set 1 node=ghost mark=0\n{}\n",
@@ -246,22 +199,10 @@ async fn two_gcs_at_once_sweep_once_and_a_silent_nodes_set_keeps_its_content() {
 
     // A sweeps; it waits for the ghost's answer that never comes, so B's
     // gc meanwhile finds the lease held.
-    let a_gc = tokio::spawn({
-        let url = a.url("/_wharf/v1/gc");
-        async move {
-            let r = http()
-                .post(url)
-                .json(&serde_json::json!({}))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 200);
-            r.json::<Value>().await.unwrap()
-        }
-    });
+    let a_gc = tokio::spawn(gc_at(a.url("/_wharf/v1/gc"), serde_json::json!({})));
     let s3_ref = &s3;
     common::wait_for(20, "A to take the gc lease", || async move {
-        exists(s3_ref, "gc-lease").await
+        s3_ref.exists(BUCKET, "gc-lease").await
     })
     .await;
     let on_b = gc(&b).await;
@@ -280,14 +221,17 @@ async fn two_gcs_at_once_sweep_once_and_a_silent_nodes_set_keeps_its_content() {
     );
     assert_eq!(on_a["bucket"]["nodes_answered"].as_u64(), Some(2), "{on_a}");
     assert!(
-        !exists(&s3, &blob_key(&garbage)).await,
+        !s3.exists(BUCKET, &blob_key(&garbage)).await,
         "garbage swept once"
     );
     assert!(
-        exists(&s3, &blob_key(&ghosts)).await,
+        s3.exists(BUCKET, &blob_key(&ghosts)).await,
         "a silent node's content stays"
     );
-    assert!(!exists(&s3, "gc-lease").await, "the lease is released");
+    assert!(
+        !s3.exists(BUCKET, "gc-lease").await,
+        "the lease is released"
+    );
     a.stop().await;
     b.stop().await;
 }
@@ -295,7 +239,9 @@ async fn two_gcs_at_once_sweep_once_and_a_silent_nodes_set_keeps_its_content() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stale_lease_is_taken_over_and_a_live_one_is_respected() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(s3) = server(dir.path()) else { return };
+    let Some(s3) = server(dir.path(), BUCKET) else {
+        return;
+    };
     let a = Wharf::start_config(node_config(&s3, &dir.path().join("a"))).await;
     let garbage = plant_blob(&s3, &bytes(1_700, 5)).await;
     let now = std::time::SystemTime::now()
@@ -306,7 +252,8 @@ async fn a_stale_lease_is_taken_over_and_a_live_one_is_respected() {
     let lease = |node: &str, expires: u64| {
         serde_json::to_vec(&serde_json::json!({"node": node, "expires_unix": expires})).unwrap()
     };
-    put_object(&s3, "gc-lease", lease("busy", now + 600)).await;
+    s3.put_object(BUCKET, "gc-lease", lease("busy", now + 600))
+        .await;
     past_grace().await;
     let report = gc(&a).await;
     assert_eq!(
@@ -314,36 +261,32 @@ async fn a_stale_lease_is_taken_over_and_a_live_one_is_respected() {
         Some("busy"),
         "{report}"
     );
-    assert!(exists(&s3, &blob_key(&garbage)).await, "nothing swept");
+    assert!(
+        s3.exists(BUCKET, &blob_key(&garbage)).await,
+        "nothing swept"
+    );
     // The holder was killed: its lease expired. A takes it over and sweeps.
-    put_object(&s3, "gc-lease", lease("killed", now.saturating_sub(10))).await;
+    s3.put_object(BUCKET, "gc-lease", lease("killed", now.saturating_sub(10)))
+        .await;
     let report = gc(&a).await;
     assert!(report["bucket"]["held_by"].is_null(), "{report}");
     assert!(
-        !exists(&s3, &blob_key(&garbage)).await,
+        !s3.exists(BUCKET, &blob_key(&garbage)).await,
         "swept by the new holder"
     );
-    assert!(!exists(&s3, "gc-lease").await, "released after the sweep");
+    assert!(
+        !s3.exists(BUCKET, "gc-lease").await,
+        "released after the sweep"
+    );
     a.stop().await;
-}
-
-/// Bytes of the largest file under `dir` (the staged upload).
-fn largest_staged(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(Result::ok)
-                .filter_map(|e| e.metadata().ok())
-                .map(|m| m.len())
-                .max()
-                .unwrap_or(0)
-        })
-        .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_node_killed_mid_upload_leaves_nothing_half_visible_to_either_node() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(s3) = server(dir.path()) else { return };
+    let Some(s3) = server(dir.path(), BUCKET) else {
+        return;
+    };
     let storage = s3.storage_lines(BUCKET);
     let gc_lines = format!("[gc]\ninterval = \"0\"\ngrace = \"{GRACE_SECS}s\"\n");
     let a_dir = dir.path().join("a-proc");
@@ -423,18 +366,6 @@ async fn a_node_killed_mid_upload_leaves_nothing_half_visible_to_either_node() {
     b.stop().await;
 }
 
-/// Runs one collection on `w`, dry or not; its report.
-async fn gc_dry(w: &Wharf, dry_run: bool) -> Value {
-    let r = http()
-        .post(w.url("/_wharf/v1/gc"))
-        .json(&serde_json::json!({ "dry_run": dry_run }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    r.json().await.unwrap()
-}
-
 /// A node killed mid-download leaves its fill lease (`fills/<hex>`): the
 /// sweep removes a lease that lapsed longer than the grace ago (and one
 /// that is not a lease at all, once older than the grace), never one a
@@ -442,17 +373,20 @@ async fn gc_dry(w: &Wharf, dry_run: bool) -> Value {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_sweep_removes_fill_leases_dead_nodes_left_and_keeps_live_ones() {
     let dir = tempfile::tempdir().unwrap();
-    let Some(s3) = server(dir.path()) else { return };
+    let Some(s3) = server(dir.path(), BUCKET) else {
+        return;
+    };
     let w = Wharf::start_config(node_config(&s3, &dir.path().join("a"))).await;
     let hex = |seed: &[u8]| digest(seed).trim_start_matches("sha256:").to_owned();
     let (dead, junk, live) = (hex(b"dead"), hex(b"junk"), hex(b"live"));
-    put_object(
-        &s3,
+    s3.put_object(
+        BUCKET,
         &format!("fills/{dead}"),
         br#"{"node":"killed","expires_unix":1000}"#.to_vec(),
     )
     .await;
-    put_object(&s3, &format!("fills/{junk}"), b"not a lease".to_vec()).await;
+    s3.put_object(BUCKET, &format!("fills/{junk}"), b"not a lease".to_vec())
+        .await;
     past_grace().await;
     // Written after the grace passed, as a live holder renews it: a minute
     // ahead.
@@ -461,8 +395,8 @@ async fn the_sweep_removes_fill_leases_dead_nodes_left_and_keeps_live_ones() {
         .unwrap()
         .as_secs()
         + 60;
-    put_object(
-        &s3,
+    s3.put_object(
+        BUCKET,
         &format!("fills/{live}"),
         format!(r#"{{"node":"busy","expires_unix":{ahead}}}"#).into_bytes(),
     )
@@ -471,16 +405,16 @@ async fn the_sweep_removes_fill_leases_dead_nodes_left_and_keeps_live_ones() {
     let report = gc_dry(&w, true).await;
     assert_eq!(report["bucket"]["fill_leases_removed"], 2, "{report}");
     assert!(
-        exists(&s3, &format!("fills/{dead}")).await,
+        s3.exists(BUCKET, &format!("fills/{dead}")).await,
         "a dry run removes nothing"
     );
 
     let report = gc_dry(&w, false).await;
     assert_eq!(report["bucket"]["fill_leases_removed"], 2, "{report}");
-    assert!(!exists(&s3, &format!("fills/{dead}")).await);
-    assert!(!exists(&s3, &format!("fills/{junk}")).await);
+    assert!(!s3.exists(BUCKET, &format!("fills/{dead}")).await);
+    assert!(!s3.exists(BUCKET, &format!("fills/{junk}")).await);
     assert!(
-        exists(&s3, &format!("fills/{live}")).await,
+        s3.exists(BUCKET, &format!("fills/{live}")).await,
         "a live fill keeps its lease"
     );
     w.stop().await;
@@ -501,11 +435,13 @@ async fn the_sweep_never_removes_a_fill_lease_a_waiting_node_took_over_meanwhile
     use wharf::store::shared::fill_lease::{Acquired, FILL_LEASE_TTL};
 
     let dir = tempfile::tempdir().unwrap();
-    let Some(s3) = server(dir.path()) else { return };
+    let Some(s3) = server(dir.path(), BUCKET) else {
+        return;
+    };
     let dg: wharf::oci::Digest = digest(b"taken over").parse().unwrap();
     let key = format!("fills/{}", dg.hex());
-    put_object(
-        &s3,
+    s3.put_object(
+        BUCKET,
         &key,
         br#"{"node":"killed","expires_unix":1000}"#.to_vec(),
     )
@@ -561,7 +497,7 @@ async fn the_sweep_never_removes_a_fill_lease_a_waiting_node_took_over_meanwhile
             .expect("the lease a waiting node took over after the sweep read it stays");
         assert_eq!(holder.node, "waiting");
     } else {
-        assert!(!exists(&s3, &key).await, "{report}");
+        assert!(!s3.exists(BUCKET, &key).await, "{report}");
     }
     w.stop().await;
 }

@@ -4,6 +4,7 @@
 
 pub mod cpu;
 pub mod distribution_debug;
+pub mod file_image;
 pub mod floor;
 pub mod image_set;
 pub mod link;
@@ -137,6 +138,33 @@ pub fn start_wharf_with(dir: &Path, htpasswd: Option<&Path>, extra: &str) -> Ser
     start_wharf_storage(dir, htpasswd, extra, "")
 }
 
+/// Writes `dir/wharf.toml` for a wharf on a free loopback port with its data
+/// under `dir/data`: `extra` sections first, `storage` lines appended to its
+/// `[storage]` table. Every wharf a benchmark starts has this file, whoever
+/// then spawns and watches the process; returns its path.
+pub fn write_wharf_config(dir: &Path, extra: &str, storage: &str) -> PathBuf {
+    let cfg = dir.join("wharf.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "{extra}[server]\nlisten = \"127.0.0.1:0\"\n[log]\nlevel = \"warn,wharf=info\"\n[storage]\nroot = {:?}\n{storage}",
+            dir.join("data").display().to_string()
+        ),
+    )
+    .unwrap();
+    cfg
+}
+
+/// Whether a command is on the PATH (what the S3 benchmarks' `moto` module,
+/// `tests/common/s3.rs`, asks of `python3` through `super::have_tool`).
+pub fn have_tool(name: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// [`start_wharf_with`] with `storage` lines appended to its `[storage]`
 /// table (`backend = "s3"` and a `[storage.s3]` table, say).
 pub fn start_wharf_storage(
@@ -145,7 +173,6 @@ pub fn start_wharf_storage(
     extra: &str,
     storage: &str,
 ) -> Server {
-    let cfg = dir.join("wharf.toml");
     let auth = htpasswd
         .map(|p| {
             format!(
@@ -154,14 +181,7 @@ pub fn start_wharf_storage(
             )
         })
         .unwrap_or_default();
-    std::fs::write(
-        &cfg,
-        format!(
-            "{auth}{extra}[server]\nlisten = \"127.0.0.1:0\"\n[log]\nlevel = \"warn,wharf=info\"\n[storage]\nroot = {:?}\n{storage}",
-            dir.join("data").display().to_string()
-        ),
-    )
-    .unwrap();
+    let cfg = write_wharf_config(dir, &format!("{auth}{extra}"), storage);
     let mut child = Command::new(env!("CARGO_BIN_EXE_wharf"))
         .args(["serve", "--config"])
         .arg(&cfg)

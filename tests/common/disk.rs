@@ -34,3 +34,18 @@ pub fn content_on_disk(root: &Path) -> (u64, u64) {
         .sum();
     (files.len() as u64, bytes)
 }
+
+/// Bytes of the largest file directly under `dir` (0 when it is empty or
+/// missing): how tests see an upload fully staged in `tmp/` before they kill
+/// the node that is committing it.
+pub fn largest_staged(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .max()
+                .unwrap_or(0)
+        })
+        .unwrap_or(0)
+}

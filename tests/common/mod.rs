@@ -4,6 +4,7 @@
 
 pub mod browser;
 pub mod certs;
+pub mod client;
 pub mod containerd;
 pub mod containers;
 pub mod disk;

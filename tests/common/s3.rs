@@ -23,7 +23,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use object_store::aws::{AmazonS3, AmazonS3Builder, S3ConditionalPut, S3CopyIfNotExists};
+use object_store::path::Path as Key;
 use object_store::signer::{Method, Signer as _};
+use object_store::{ObjectStoreExt as _, PutPayload};
+use wharf::config::Config;
 
 /// The moto release CI installs (`.ci/run`); the notes above are about it.
 pub const MOTO_VERSION: &str = "5.2.1";
@@ -56,6 +59,58 @@ pub fn have_s3_server() -> bool {
         );
     }
     found
+}
+
+/// A server started under `dir/s3` with `bucket` made, or None when moto is
+/// not installed (see [`have_s3_server`]): how every multi-node and backend
+/// test begins, so that each does not start and fill its server its own way.
+pub fn server(dir: &Path, bucket: &str) -> Option<S3Server> {
+    if !have_s3_server() {
+        return None;
+    }
+    std::fs::create_dir_all(dir.join("s3")).unwrap();
+    let s3 = S3Server::start(&dir.join("s3"));
+    s3.bucket(bucket);
+    Some(s3)
+}
+
+/// A wharf configuration on `root` whose storage is `bucket` on `s3`: the
+/// `sections` (routing, `[gc]`, `[auth]`…) first, then `[storage]` with the
+/// server's [`S3Server::storage_lines`] and `s3_extra` lines in its
+/// `[storage.s3]` table. The tests differ only in those lines, so the
+/// `[storage]` plumbing is written once.
+pub fn config(s3: &S3Server, bucket: &str, root: &Path, sections: &str, s3_extra: &str) -> Config {
+    let text = format!(
+        "{sections}\n[storage]\nroot = {:?}\n{}{s3_extra}\n",
+        root.display().to_string(),
+        s3.storage_lines(bucket),
+    );
+    Config::parse(&text, Path::new("node.toml")).expect("a node configuration parses")
+}
+
+/// A node on `root` sharing `bucket`, gc only on demand, with a default
+/// upstream `hub` (so routing has a choice to make) or hosted only: the node
+/// the multi-node tests and their attacks both start.
+pub fn node_config(s3: &S3Server, bucket: &str, root: &Path, hub: Option<&str>) -> Config {
+    let routing = match hub {
+        Some(url) => {
+            format!("[[upstream]]\nname = \"docker.io\"\nurl = \"{url}\"\ndefault = true\n")
+        }
+        None => "[hosted]\nonly = true\n".to_owned(),
+    };
+    config(
+        s3,
+        bucket,
+        root,
+        &format!("{routing}\n[gc]\ninterval = \"0\"\n"),
+        "",
+    )
+}
+
+/// The key wharf keeps blob `d` (`sha256:<hex>`) under in its bucket, for
+/// tests that plant or look for a blob's object.
+pub fn blob_key(d: &str) -> String {
+    format!("blobs/sha256/{}", d.trim_start_matches("sha256:"))
 }
 
 /// Installs ring as the process's rustls provider, which object_store's reqwest
@@ -223,6 +278,40 @@ impl S3Server {
     /// An `object_store` client for `bucket` (see [`S3Server::builder`]).
     pub fn store(&self, bucket: &str) -> AmazonS3 {
         self.builder(bucket).build().expect("build the S3 client")
+    }
+
+    /// Writes `body` at `key` in `bucket` (unconditionally): how tests plant
+    /// records, leases and objects behind wharf's back.
+    pub async fn put_object(&self, bucket: &str, key: &str, body: impl Into<PutPayload>) {
+        self.store(bucket)
+            .put(&Key::from(key), body.into())
+            .await
+            .unwrap();
+    }
+
+    /// The size of the object at `key` in `bucket`, None when there is none
+    /// (any other error fails the test): what tests check the bucket with.
+    pub async fn object_size(&self, bucket: &str, key: &str) -> Option<u64> {
+        match self.store(bucket).head(&Key::from(key)).await {
+            Ok(m) => Some(m.size),
+            Err(object_store::Error::NotFound { .. }) => None,
+            Err(e) => panic!("head {key}: {e}"),
+        }
+    }
+
+    /// Whether `bucket` holds an object at `key` (see [`S3Server::object_size`]).
+    pub async fn exists(&self, bucket: &str, key: &str) -> bool {
+        self.object_size(bucket, key).await.is_some()
+    }
+
+    /// Requests the server logged for `bucket` so far (one access line each):
+    /// what the benchmarks report as a case's S3 requests.
+    pub fn requests(&self, bucket: &str) -> usize {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let (slash, query) = (format!(" /{bucket}/"), format!(" /{bucket}?"));
+        log.lines()
+            .filter(|l| l.contains(&slash) || l.contains(&query))
+            .count()
     }
 
     /// `[storage]` lines for a wharf on `bucket` (what `WharfProcess::spawn_storage`

@@ -243,21 +243,8 @@ async fn a_signature_pushed_on_one_node_is_listed_by_the_referrers_api_of_anothe
     let d = digest(&m);
     let r = common::put_manifest(&n[0], "team/signed", &d, OCI_MANIFEST, &m).await;
     assert_eq!(r.status(), 201);
-    let listed: serde_json::Value = http()
-        .get(n[1].url(&format!("/v2/team/signed/referrers/{subject}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let found: Vec<&str> = listed["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|m| m["digest"].as_str())
-        .collect();
-    assert_eq!(found, vec![d.as_str()], "{listed}");
+    let found = referrer_digests(&n[1], "team/signed", &subject).await;
+    assert_eq!(found, vec![d.clone()]);
     // Deleted on node 1: gone from node 2's listing too.
     let r = http()
         .delete(n[0].url(&format!("/v2/team/signed/manifests/{d}")))
@@ -267,18 +254,11 @@ async fn a_signature_pushed_on_one_node_is_listed_by_the_referrers_api_of_anothe
     assert_eq!(r.status(), 202);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
-        let listed: serde_json::Value = http()
-            .get(n[1].url(&format!("/v2/team/signed/referrers/{subject}")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if listed["manifests"].as_array().is_some_and(|a| a.is_empty()) {
+        let listed = referrer_digests(&n[1], "team/signed", &subject).await;
+        if listed.is_empty() {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "{listed}");
+        assert!(tokio::time::Instant::now() < deadline, "{listed:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     for w in n {
@@ -468,4 +448,23 @@ fn an_upload_asked_of_a_node_that_does_not_hold_it_is_refused_and_logged_and_sur
         .unwrap();
     assert_eq!(back.status(), 200);
     assert_eq!(digest(&back.bytes().unwrap()), d);
+}
+
+/// The digests `w`'s referrers API lists for `subject` in `repo`.
+async fn referrer_digests(w: &Wharf, repo: &str, subject: &str) -> Vec<String> {
+    let listed: serde_json::Value = http()
+        .get(w.url(&format!("/v2/{repo}/referrers/{subject}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let manifests = listed["manifests"].as_array();
+    assert!(manifests.is_some(), "not a referrers list: {listed}");
+    manifests
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["digest"].as_str().map(str::to_owned))
+        .collect()
 }
